@@ -1,0 +1,10 @@
+/** The public API. This file only re-exports; see README.md for the contract. */
+export * from './errors.js';
+export * from './onnx/index.js';
+export { upgradeOpset } from './onnx/opset.js';
+export * from './kernels/index.js';
+export * from './quant/index.js';
+export { env } from './runtime/env.js';
+export { Tensor, useOrt, getOrt, createSession } from './runtime/ort.js';
+export type { InferenceSession, CreateSessionOptions, Ort } from './runtime/ort.js';
+export { VERSION } from './version.js';

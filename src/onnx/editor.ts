@@ -1,0 +1,92 @@
+/**
+ * Batched edits of one graph: new nodes are inserted before a given node (so topological order
+ * holds when they only read values available there), initializers are added, unused ones dropped.
+ * Names are made unique against everything already in the graph.
+ */
+import { onnx, type GraphProto, type NodeProto, type TensorProto } from './types.js';
+import { implicitInputs } from './graph.js';
+
+export class GraphEditor {
+  private readonly taken = new Set<string>();
+  private readonly before = new Map<NodeProto, NodeProto[]>();
+
+  private readonly usedAtStart: Set<string>;
+
+  constructor(readonly graph: GraphProto) {
+    this.usedAtStart = usedNames(graph);
+    for (const v of [...(graph.input ?? []), ...(graph.output ?? []), ...(graph.valueInfo ?? [])]) if (v.name) this.taken.add(v.name);
+    for (const t of graph.initializer ?? []) if (t.name) this.taken.add(t.name);
+    for (const n of graph.node ?? []) {
+      if (n.name) this.taken.add(n.name);
+      for (const o of n.output ?? []) if (o) this.taken.add(o);
+      for (const i of n.input ?? []) if (i) this.taken.add(i);
+    }
+  }
+
+  /** `base`, or `base_1`, `base_2`, ... whichever is free; the name is reserved. */
+  name(base: string): string {
+    let name = base;
+    for (let k = 1; this.taken.has(name); k++) name = `${base}_${k}`;
+    this.taken.add(name);
+    return name;
+  }
+
+  addInitializer(t: TensorProto): string {
+    const name = this.name(t.name ?? 'const');
+    t.name = name;
+    this.graph.initializer = [...(this.graph.initializer ?? []), t];
+    return name;
+  }
+
+  /** Queues `node` to run just before `anchor` (a node of this graph). Returns the node's outputs. */
+  insertBefore(anchor: NodeProto, node: { opType: string; inputs: string[]; outputs?: string[]; name?: string; attributes?: onnx.IAttributeProto[] }): string[] {
+    const outputs = node.outputs ?? [this.name(`${node.name ?? node.opType}_out`)];
+    const created = onnx.NodeProto.create({
+      name: this.name(node.name ?? node.opType),
+      opType: node.opType,
+      input: node.inputs,
+      output: outputs,
+      attribute: (node.attributes ?? []).map((a) => onnx.AttributeProto.create(a)),
+    });
+    const list = this.before.get(anchor);
+    if (list) list.push(created);
+    else this.before.set(anchor, [created]);
+    return outputs;
+  }
+
+  /**
+   * Applies the queued insertions and removes the initializers that the edits left unread (and
+   * their graph-input entries, which older models list); initializers unread before stay.
+   */
+  commit(): void {
+    const nodes: NodeProto[] = [];
+    for (const n of this.graph.node ?? []) {
+      nodes.push(...(this.before.get(n) ?? []), n);
+    }
+    this.graph.node = nodes;
+    this.before.clear();
+    const used = usedNames(this.graph);
+    const dropped = new Set(
+      (this.graph.initializer ?? []).map((t) => t.name ?? '').filter((n) => this.usedAtStart.has(n) && !used.has(n)),
+    );
+    if (dropped.size === 0) return;
+    this.graph.initializer = (this.graph.initializer ?? []).filter((t) => !dropped.has(t.name ?? ''));
+    this.graph.input = (this.graph.input ?? []).filter((v) => !dropped.has(v.name ?? ''));
+  }
+}
+
+/** Values read by a node (directly or inside a subgraph) or exported as graph outputs. */
+function usedNames(graph: GraphProto): Set<string> {
+  const used = new Set<string>();
+  for (const n of graph.node ?? []) {
+    for (const i of n.input ?? []) used.add(i);
+    for (const i of implicitInputs(n)) used.add(i);
+  }
+  for (const o of graph.output ?? []) if (o.name) used.add(o.name);
+  return used;
+}
+
+/** A float attribute. */
+export const attrFloat = (name: string, f: number): onnx.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.FLOAT, f });
+/** An int attribute. */
+export const attrInt = (name: string, i: number): onnx.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INT, i });

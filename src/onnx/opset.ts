@@ -1,0 +1,175 @@
+/**
+ * Raises a model's default-domain opset, rewriting the nodes whose operator changed meaning or
+ * moved attributes to inputs on the way. Operators with a breaking change this module cannot
+ * express, and operators it does not know, make the upgrade fail with the list of such nodes:
+ * a wrong graph is worse than none.
+ */
+import { OnnxFormatError } from '../errors.js';
+import { attrInt, GraphEditor } from './editor.js';
+import { findAttribute, nodeNames, opsetVersion, walkGraphs } from './graph.js';
+import { int64ToNumber } from './int64.js';
+import { DataType, makeTensor } from './tensor.js';
+import { onnx, type AttributeProto, type GraphProto, type ModelProto, type NodeProto } from './types.js';
+
+/** Operators whose changes between opset 9 and 21 are all backward compatible for existing graphs. */
+const COMPATIBLE = new Set(
+  `Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Bernoulli BitShift
+  Cast CastLike Ceil Celu Compress Concat ConcatFromSequence Constant ConstantOfShape Conv ConvInteger ConvTranspose
+  Cos Cosh CumSum DepthToSpace DequantizeLinear Det Div Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor GRU
+  Gather GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual
+  GroupNormalization HardSigmoid HardSwish Identity If InstanceNormalization IsInf IsNaN LRN LSTM LayerNormalization
+  LeakyRelu Less LessOrEqual Log Loop LpNormalization LpPool MatMul MatMulInteger Max MaxPool MaxRoiPool MaxUnpool
+  Mean MeanVarianceNormalization Min Mish Mod Mul Multinomial Neg NonMaxSuppression NonZero Not OneHot Or PRelu Pow
+  QLinearConv QLinearMatMul QuantizeLinear RNN RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range
+  Reciprocal Relu Reshape ReverseSequence RoiAlign Round Scan ScatterElements ScatterND Selu SequenceAt
+  SequenceConstruct SequenceEmpty SequenceErase SequenceInsert SequenceLength Shape Shrink Sigmoid Sign Sin Sinh Size
+  Softplus Softsign SpaceToDepth Sqrt Sub Sum Tan Tanh ThresholdedRelu Tile Transpose Trilu Unique Where Xor`.split(/\s+/),
+);
+
+interface ConvertContext {
+  editor: GraphEditor;
+  name: string;
+  /** Queues a node to run right after `node` (GraphEditor only inserts before). */
+  after(node: NodeProto, next: NodeProto): void;
+}
+type Converter = (node: NodeProto, ctx: ConvertContext) => void;
+
+function takeAttr(node: NodeProto, name: string): AttributeProto | undefined {
+  const a = findAttribute(node, name);
+  if (a) node.attribute = (node.attribute ?? []).filter((x) => x !== a);
+  return a;
+}
+
+function intsInput(ctx: ConvertContext, what: string, values: readonly (number | object)[]): string {
+  const nums = values.map((v) => int64ToNumber(v as never));
+  return ctx.editor.addInitializer(makeTensor(`${ctx.name}.${what}`, DataType.INT64, [nums.length], nums));
+}
+
+/** Sets input `index`, padding skipped optional inputs with ''. */
+function setInput(node: NodeProto, index: number, name: string): void {
+  const inputs = [...(node.input ?? [])];
+  while (inputs.length < index) inputs.push('');
+  inputs[index] = name;
+  node.input = inputs;
+}
+
+const attrsToIntInputs = (list: [attr: string, index: number][]): Converter => (node, ctx) => {
+  for (const [attr, index] of list) {
+    const a = takeAttr(node, attr);
+    if (a) setInput(node, index, intsInput(ctx, attr, a.ints ?? []));
+  }
+};
+
+/** Versions at which an operator changed incompatibly, with the rewrite to the new form (or null: not convertible). */
+const BREAKING: Record<string, [version: number, convert: Converter | null][]> = {
+  Slice: [[10, attrsToIntInputs([['starts', 1], ['ends', 2], ['axes', 3]])]],
+  TopK: [[10, (node, ctx) => {
+    const k = takeAttr(node, 'k');
+    setInput(node, 1, intsInput(ctx, 'k', [k?.i ?? 0]));
+  }]],
+  Upsample: [[10, null]],
+  Resize: [[11, null]],
+  Scatter: [[11, (node) => {
+    node.opType = 'ScatterElements';
+  }]],
+  Clip: [[11, (node, ctx) => {
+    const min = takeAttr(node, 'min');
+    const max = takeAttr(node, 'max');
+    if (min) setInput(node, 1, ctx.editor.addInitializer(makeTensor(`${ctx.name}.min`, DataType.FLOAT, [], [min.f ?? 0])));
+    if (max) setInput(node, 2, ctx.editor.addInitializer(makeTensor(`${ctx.name}.max`, DataType.FLOAT, [], [max.f ?? 0])));
+  }]],
+  Pad: [[11, (node, ctx) => {
+    const pads = takeAttr(node, 'pads');
+    const value = takeAttr(node, 'value');
+    setInput(node, 1, intsInput(ctx, 'pads', pads?.ints ?? []));
+    if (value) setInput(node, 2, ctx.editor.addInitializer(makeTensor(`${ctx.name}.value`, DataType.FLOAT, [], [value.f ?? 0])));
+  }]],
+  Dropout: [[12, (node, ctx) => {
+    const ratio = takeAttr(node, 'ratio');
+    if (ratio) setInput(node, 1, ctx.editor.addInitializer(makeTensor(`${ctx.name}.ratio`, DataType.FLOAT, [], [ratio.f ?? 0.5])));
+  }]],
+  Squeeze: [[13, attrsToIntInputs([['axes', 1]])]],
+  Unsqueeze: [[13, attrsToIntInputs([['axes', 1]])]],
+  Split: [[13, attrsToIntInputs([['split', 1]])]],
+  ReduceSum: [[13, attrsToIntInputs([['axes', 1]])]],
+  Softmax: [[13, coerced2d]],
+  LogSoftmax: [[13, coerced2d]],
+  Hardmax: [[13, coerced2d]],
+  DFT: [[20, null]],
+};
+for (const op of ['ReduceMean', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceL1', 'ReduceL2', 'ReduceLogSum', 'ReduceLogSumExp', 'ReduceSumSquare']) {
+  BREAKING[op] = [[18, attrsToIntInputs([['axes', 1]])]];
+}
+
+/**
+ * Before opset 13 Softmax-like ops flatten the input to 2-D at `axis` (default 1); from 13 they act
+ * on one axis. Flatten → op(axis=-1) → Reshape back reproduces the old meaning for any rank; a node
+ * that already works on the last axis (axis=-1) needs no change.
+ */
+function coerced2d(node: NodeProto, ctx: ConvertContext): void {
+  const axisAttr = takeAttr(node, 'axis');
+  const axis = axisAttr?.i !== undefined && axisAttr.i !== null ? int64ToNumber(axisAttr.i) : 1;
+  node.attribute = [...(node.attribute ?? []), onnx.AttributeProto.create(attrInt('axis', -1))];
+  if (axis === -1) return;
+  const x = node.input![0]!;
+  const [flat] = ctx.editor.insertBefore(node, { opType: 'Flatten', name: `${ctx.name}/Flatten`, inputs: [x], attributes: [attrInt('axis', axis)] });
+  const [shape] = ctx.editor.insertBefore(node, { opType: 'Shape', name: `${ctx.name}/Shape`, inputs: [x] });
+  const out = node.output![0]!;
+  const flatOut = ctx.editor.name(`${out}_2d`);
+  node.input = [flat!];
+  node.output = [flatOut];
+  ctx.after(node, onnx.NodeProto.create({ name: ctx.editor.name(`${ctx.name}/Reshape`), opType: 'Reshape', input: [flatOut, shape!], output: [out] }));
+}
+
+function upgradeGraph(graph: GraphProto, from: number, to: number, problems: string[]): void {
+  const names = nodeNames(graph);
+  const editor = new GraphEditor(graph);
+  const following = new Map<NodeProto, NodeProto>();
+  const after = (node: NodeProto, next: NodeProto) => following.set(node, next);
+  (graph.node ?? []).forEach((node, i) => {
+    if (node.domain && node.domain !== 'ai.onnx') return;
+    const op = node.opType ?? '';
+    const changes = (BREAKING[op] ?? []).filter(([v]) => v > from && v <= to);
+    if (!BREAKING[op] && !COMPATIBLE.has(op)) {
+      problems.push(`${names[i]} (${op}): operator not known to this upgrader`);
+      return;
+    }
+    for (const [v, convert] of changes) {
+      if (!convert) {
+        problems.push(`${names[i]} (${op}): changed incompatibly at opset ${v} and cannot be converted`);
+        return;
+      }
+      convert(node, { editor, name: names[i]!, after });
+    }
+  });
+  editor.commit();
+  if (following.size) graph.node = (graph.node ?? []).flatMap((n) => (following.has(n) ? [n, following.get(n)!] : [n]));
+}
+
+/**
+ * Raises the default-domain opset of `model` (in place) to `target`, converting nodes of the main
+ * graph and of every subgraph. Does nothing when the model already imports `target` or later.
+ * @throws OnnxFormatError listing every node that cannot be expressed at `target`; the model is
+ * left unchanged in that case.
+ */
+export function upgradeOpset(model: ModelProto, target: number): void {
+  const from = opsetVersion(model) ?? 1;
+  if (from >= target) return;
+  if (from < 7) throw new OnnxFormatError(`opset ${from} is older than this upgrader supports (7 or later)`);
+  const graph = model.graph;
+  if (!graph) throw new OnnxFormatError('the model has no graph');
+  // Check first on a copy so a failure leaves the model untouched.
+  const problems: string[] = [];
+  const trial = onnx.ModelProto.decode(onnx.ModelProto.encode(model as onnx.ModelProto).finish());
+  walkGraphs(trial.graph as GraphProto, (g) => upgradeGraph(g, from, target, problems));
+  if (problems.length) {
+    throw new OnnxFormatError(`cannot raise the model from opset ${from} to ${target}:\n  - ${problems.join('\n  - ')}`);
+  }
+  model.graph = trial.graph;
+  // Each opset needs a minimum IR version (10 → 5, 13 → 7, 21 → 10); never lower it.
+  const ir = target >= 21 ? 10 : target >= 13 ? 7 : target >= 10 ? 5 : 3;
+  if (int64ToNumber(model.irVersion ?? 0) < ir) model.irVersion = ir;
+  model.opsetImport = (model.opsetImport ?? []).map((o) =>
+    !o.domain || o.domain === 'ai.onnx' ? onnx.OperatorSetIdProto.create({ domain: o.domain ?? '', version: target }) : o,
+  );
+}

@@ -1,0 +1,180 @@
+/**
+ * Runs the user's calibration batches through a copy of the model that also outputs the input
+ * activation of every layer being calibrated, and hands each activation to its observers.
+ *
+ * Memory: observers that keep raw values (IFMR, percentile) hold 4 bytes × batch_num × elements
+ * of their activation. Layers are admitted to a pass while their estimated total stays within
+ * `memoryBudgetBytes`; the others are calibrated in later passes that replay the batches, so the
+ * peak is max(budget, the largest single layer) rather than the sum over all layers.
+ */
+import { CalibrationError } from '../errors.js';
+import { decodeModel, encodeModel } from '../onnx/model.js';
+import type { ModelProto } from '../onnx/types.js';
+import { onnx } from '../onnx/types.js';
+import { createSession, type CreateSessionOptions, type InferenceSession, type OrtTensor } from '../runtime/ort.js';
+import type { ActivationObserver, ActivationResult } from './observers/index.js';
+
+export type Feeds = Record<string, OrtTensor>;
+
+/** What a calibration callback receives: the parts of an onnxruntime-web InferenceSession it needs. */
+export interface CalibrationSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Feeds): Promise<Record<string, OrtTensor>>;
+}
+
+export type CalibrationCallback = (session: CalibrationSession) => Promise<void> | void;
+export type CalibrationSource = CalibrationCallback | Iterable<Feeds> | AsyncIterable<Feeds>;
+
+export interface CalibrationOptions extends CreateSessionOptions {
+  batchNum: number;
+  memoryBudgetBytes?: number;
+  onBatch?: (info: { pass: number; batch: number; batchNum: number }) => void;
+}
+
+/** Per activation, the observers of the layers reading it, keyed by layer name. */
+export type ObserverMap = Map<string, Map<string, ActivationObserver>>;
+
+export interface CalibrationStats {
+  batches: number;
+  passes: number;
+  /** Largest number of bytes the observers held at once. */
+  peakObserverBytes: number;
+}
+
+export const DEFAULT_CALIBRATION_MEMORY = 512 * 2 ** 20;
+
+/** Takes the first `n` feeds of an (async) iterable, so every pass sees the same batches. */
+async function firstFeeds(source: Iterable<Feeds> | AsyncIterable<Feeds>, n: number): Promise<Feeds[]> {
+  const out: Feeds[] = [];
+  for await (const feeds of source as AsyncIterable<Feeds>) {
+    out.push(feeds);
+    if (out.length >= n) break;
+  }
+  return out;
+}
+
+function withOutputs(model: ModelProto, names: readonly string[]): Uint8Array {
+  const copy = decodeModel(encodeModel(model));
+  const graph = copy.graph!;
+  const existing = new Set((graph.output ?? []).map((o) => o.name));
+  graph.output = [...(graph.output ?? []), ...names.filter((n) => !existing.has(n)).map((name) => onnx.ValueInfoProto.create({ name }))];
+  return encodeModel(copy);
+}
+
+function checkFeeds(feeds: unknown, inputNames: readonly string[]): asserts feeds is Feeds {
+  if (typeof feeds !== 'object' || feeds === null) throw new CalibrationError('session.run(feeds): feeds must be an object mapping input names to Tensors');
+  const given = Object.keys(feeds);
+  const unknown = given.filter((n) => !inputNames.includes(n));
+  const missing = inputNames.filter((n) => !given.includes(n));
+  if (unknown.length || missing.length) {
+    const parts = [];
+    if (unknown.length) parts.push(`unknown input(s) ${unknown.map((n) => `'${n}'`).join(', ')}`);
+    if (missing.length) parts.push(`missing input(s) ${missing.map((n) => `'${n}'`).join(', ')}`);
+    throw new CalibrationError(`calibration feeds do not match the model: ${parts.join('; ')} (model inputs: ${inputNames.join(', ')})`);
+  }
+}
+
+/**
+ * Feeds every observer with the first `batchNum` batches and returns each layer's result. The
+ * observers are computed and dropped from `observers` as soon as their pass ends, so raw values
+ * never outlive their pass (the caller should keep no other reference to them).
+ * @throws CalibrationError when no batch ran, feeds are wrong, or the runtime rejects them.
+ */
+export async function calibrateActivations(
+  model: ModelProto,
+  observers: ObserverMap,
+  source: CalibrationSource,
+  options: CalibrationOptions,
+): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats }> {
+  const results = new Map<string, ActivationResult>();
+  const budget = options.memoryBudgetBytes ?? DEFAULT_CALIBRATION_MEMORY;
+  const replay = typeof source === 'function' ? undefined : await firstFeeds(source, options.batchNum);
+  if (replay && replay.length === 0) throw new CalibrationError('the calibration data is empty: at least one batch of feeds is needed');
+  const userOutputs = (model.graph?.output ?? []).map((o) => o.name ?? '');
+  let pending = [...observers.keys()];
+  const perBatchBytes = new Map<string, number>();
+  const stats: CalibrationStats = { batches: 0, passes: 0, peakObserverBytes: 0 };
+
+  while (pending.length > 0) {
+    stats.passes++;
+    // First pass: sizes are unknown until a batch ran, so every activation is fetched and admission
+    // happens on the first batch. Later passes know the sizes up front.
+    const fetched = pending;
+    let active: Set<string> | undefined;
+    const admit = () => {
+      const chosen = new Set<string>();
+      let bytes = 0;
+      for (const name of fetched) {
+        const rawObservers = [...observers.get(name)!.values()].filter((o) => o.keepsRawValues).length;
+        const need = (perBatchBytes.get(name) ?? 0) * options.batchNum * rawObservers;
+        if (chosen.size > 0 && need > 0 && bytes + need > budget) continue;
+        chosen.add(name);
+        bytes += need;
+      }
+      return chosen;
+    };
+    if (stats.passes > 1) active = admit();
+
+    const session: InferenceSession = await createSession(withOutputs(model, fetched), options);
+    let batch = 0;
+    const wrapper: CalibrationSession = {
+      inputNames: session.inputNames,
+      outputNames: userOutputs,
+      run: async (feeds: Feeds) => {
+        checkFeeds(feeds, session.inputNames);
+        let out: Record<string, OrtTensor>;
+        try {
+          out = (await session.run(feeds)) as Record<string, OrtTensor>;
+        } catch (cause) {
+          throw new CalibrationError(`onnxruntime-web rejected the calibration feeds: ${(cause as Error)?.message ?? cause}`, { cause });
+        }
+        if (batch < options.batchNum) {
+          if (!active) {
+            for (const name of fetched) perBatchBytes.set(name, (out[name]?.data as Float32Array | undefined)?.byteLength ?? 0);
+            active = admit();
+          }
+          for (const name of active) {
+            const t = out[name];
+            if (!t || t.type !== 'float32') {
+              throw new CalibrationError(`activation '${name}' is ${t ? t.type : 'missing from the outputs'}; only float32 activations can be calibrated`);
+            }
+            for (const o of observers.get(name)!.values()) o.observe(t.data as Float32Array);
+          }
+          batch++;
+          let held = 0;
+          for (const list of observers.values()) for (const o of list.values()) held += o.bytesHeld;
+          stats.peakObserverBytes = Math.max(stats.peakObserverBytes, held);
+          options.onBatch?.({ pass: stats.passes, batch, batchNum: options.batchNum });
+        }
+        const result: Record<string, OrtTensor> = {};
+        for (const n of userOutputs) if (out[n]) result[n] = out[n];
+        return result;
+      },
+    };
+    try {
+      if (replay) {
+        for (const feeds of replay) await wrapper.run(feeds);
+      } else {
+        try {
+          await (source as CalibrationCallback)(wrapper);
+        } catch (cause) {
+          if (cause instanceof CalibrationError) throw cause;
+          throw new CalibrationError(`the calibration callback failed: ${(cause as Error)?.message ?? cause}`, { cause });
+        }
+      }
+    } finally {
+      await session.release();
+    }
+    if (batch === 0) {
+      throw new CalibrationError(`the calibration callback ran no batch: it must call session.run(feeds) batch_num (${options.batchNum}) times`);
+    }
+    stats.batches = Math.max(stats.batches, batch);
+    for (const name of active!) {
+      for (const [layer, o] of observers.get(name)!) results.set(layer, o.compute());
+      observers.delete(name);
+    }
+    pending = pending.filter((n) => !active!.has(n));
+  }
+  return { results, stats };
+}

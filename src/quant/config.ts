@@ -1,0 +1,248 @@
+/**
+ * The quantization config in AMCT's JSON form: global settings plus one entry per quantizable
+ * layer keyed by node name. Overrides apply by precedence name > type > common > defaults.
+ */
+import { QuantConfigError } from '../errors.js';
+import type { LayerInfo, QuantizableType } from './registry.js';
+import { QUANTIZABLE_TYPES } from './registry.js';
+
+export const ACTIVATION_ALGOS = Object.freeze(['ifmr', 'hfmg', 'minmax', 'percentile'] as const);
+export type ActivationAlgo = (typeof ACTIVATION_ALGOS)[number];
+
+export interface ActivationQuantParams {
+  num_bits: 8 | 16;
+  act_algo: ActivationAlgo;
+  /** Asymmetric (with offset) or symmetric; defaults to the global `activation_offset`. */
+  asymmetric?: boolean;
+  /** IFMR and percentile: quantiles that seed the range. */
+  max_percentile?: number;
+  min_percentile?: number;
+  /** IFMR: the clip-ratio interval [lo, hi) searched with `search_step`. */
+  search_range?: [number, number];
+  search_step?: number;
+  /** HFMG: histogram bins. */
+  num_of_bins?: number;
+}
+
+export interface WeightQuantParams {
+  num_bits: 8;
+  wts_algo: 'arq_quantize';
+  channel_wise: boolean;
+}
+
+export interface LayerQuantConfig {
+  quant_enable: boolean;
+  activation_quant_params: ActivationQuantParams;
+  /** Absent for layers without weights (AveragePool). */
+  weight_quant_params?: WeightQuantParams;
+}
+
+export interface QuantConfigGlobals {
+  version: 1;
+  batch_num: number;
+  activation_offset: boolean;
+  do_fusion: boolean;
+  skip_fusion_layers: string[];
+}
+
+/** Globals plus one `LayerQuantConfig` per layer name. */
+export type QuantConfig = QuantConfigGlobals & { [layer: string]: LayerQuantConfig | QuantConfigGlobals[keyof QuantConfigGlobals] };
+
+export interface LayerOverride {
+  quant_enable?: boolean;
+  activation_quant_params?: Partial<ActivationQuantParams>;
+  weight_quant_params?: Partial<WeightQuantParams>;
+}
+
+export interface CreateQuantConfigOptions {
+  /** Node names to leave in float (`quant_enable: false`). */
+  skipLayers?: string[];
+  batchNum?: number;
+  activationOffset?: boolean;
+  doFusion?: boolean;
+  activationAlgo?: ActivationAlgo;
+  /** Activation bits: 8, or 16 for sensitive layers. */
+  activationBits?: 8 | 16;
+  weightBits?: 8;
+  /** Per-output-channel weights for Conv/ConvTranspose (the default); other types are per tensor. */
+  channelWise?: boolean;
+  /** Applies to every layer. */
+  common?: LayerOverride;
+  byType?: Partial<Record<QuantizableType, LayerOverride>>;
+  byName?: Record<string, LayerOverride>;
+  /** Node/Deno: also write the JSON to this path. */
+  configFile?: string;
+}
+
+const GLOBAL_KEYS = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers']);
+
+export const IFMR_DEFAULTS = Object.freeze({
+  max_percentile: 0.999999,
+  min_percentile: 0.999999,
+  search_range: [0.7, 1.3] as [number, number],
+  search_step: 0.01,
+});
+export const HFMG_DEFAULTS = Object.freeze({ num_of_bins: 4096 });
+export const PERCENTILE_DEFAULTS = Object.freeze({ max_percentile: 0.99999, min_percentile: 0.99999 });
+
+function defaultActivation(algo: ActivationAlgo, bits: 8 | 16): ActivationQuantParams {
+  switch (algo) {
+    case 'ifmr':
+      return { num_bits: bits, act_algo: algo, ...IFMR_DEFAULTS, search_range: [...IFMR_DEFAULTS.search_range] };
+    case 'hfmg':
+      return { num_bits: bits, act_algo: algo, ...HFMG_DEFAULTS };
+    case 'percentile':
+      return { num_bits: bits, act_algo: algo, ...PERCENTILE_DEFAULTS };
+    case 'minmax':
+      return { num_bits: bits, act_algo: algo };
+  }
+}
+
+function applyOverride(layer: LayerQuantConfig, o: LayerOverride | undefined): LayerQuantConfig {
+  if (!o) return layer;
+  let act = layer.activation_quant_params;
+  if (o.activation_quant_params) {
+    // A new algorithm brings its own defaults; explicit fields still win.
+    const algo = o.activation_quant_params.act_algo;
+    const base = algo && algo !== act.act_algo ? defaultActivation(algo, act.num_bits) : act;
+    act = { ...base, ...o.activation_quant_params } as ActivationQuantParams;
+  }
+  const wts = layer.weight_quant_params && o.weight_quant_params
+    ? ({ ...layer.weight_quant_params, ...o.weight_quant_params } as WeightQuantParams)
+    : layer.weight_quant_params;
+  const out: LayerQuantConfig = { quant_enable: o.quant_enable ?? layer.quant_enable, activation_quant_params: act };
+  if (wts) out.weight_quant_params = wts;
+  return out;
+}
+
+/** Builds the config for the given layers; unknown names in options are reported as errors. */
+export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQuantConfigOptions = {}): QuantConfig {
+  const problems: string[] = [];
+  const known = new Set(layers.map((l) => l.name));
+  for (const n of options.skipLayers ?? []) if (!known.has(n)) problems.push(`skipLayers: no quantizable layer named '${n}'`);
+  for (const n of Object.keys(options.byName ?? {})) if (!known.has(n)) problems.push(`byName: no quantizable layer named '${n}'`);
+  for (const t of Object.keys(options.byType ?? {})) {
+    if (!(QUANTIZABLE_TYPES as readonly string[]).includes(t)) problems.push(`byType: '${t}' is not a quantizable type (${QUANTIZABLE_TYPES.join(', ')})`);
+  }
+  if (problems.length) throw new QuantConfigError(problems, 'createQuantConfig options');
+
+  const config: Record<string, unknown> = {
+    version: 1,
+    batch_num: options.batchNum ?? 1,
+    activation_offset: options.activationOffset ?? true,
+    do_fusion: options.doFusion ?? true,
+    skip_fusion_layers: [],
+  };
+  const skip = new Set(options.skipLayers ?? []);
+  for (const layer of layers) {
+    const channelWise = (layer.opType === 'Conv' || layer.opType === 'ConvTranspose') && layer.weight!.channelAxis >= 0
+      ? options.channelWise ?? true
+      : false;
+    let entry: LayerQuantConfig = {
+      quant_enable: !skip.has(layer.name),
+      activation_quant_params: defaultActivation(options.activationAlgo ?? 'ifmr', options.activationBits ?? 8),
+    };
+    if (layer.weight) entry.weight_quant_params = { num_bits: options.weightBits ?? 8, wts_algo: 'arq_quantize', channel_wise: channelWise };
+    entry = applyOverride(entry, options.common);
+    entry = applyOverride(entry, options.byType?.[layer.opType]);
+    entry = applyOverride(entry, options.byName?.[layer.name]);
+    if (skip.has(layer.name)) entry.quant_enable = false;
+    config[layer.name] = entry;
+  }
+  const result = config as QuantConfig;
+  validateQuantConfig(result, layers, 'createQuantConfig options');
+  return result;
+}
+
+export function layerEntries(config: QuantConfig): [string, LayerQuantConfig][] {
+  return Object.entries(config).filter(([k]) => !GLOBAL_KEYS.has(k)) as [string, LayerQuantConfig][];
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function checkActivation(where: string, p: unknown, problems: string[]): void {
+  if (!isObj(p)) {
+    problems.push(`${where}.activation_quant_params must be an object`);
+    return;
+  }
+  const allowed = new Set(['num_bits', 'act_algo', 'asymmetric', 'max_percentile', 'min_percentile', 'search_range', 'search_step', 'num_of_bins']);
+  for (const k of Object.keys(p)) if (!allowed.has(k)) problems.push(`${where}.activation_quant_params.${k} is not a known field`);
+  if (p.num_bits !== 8 && p.num_bits !== 16) problems.push(`${where}.activation_quant_params.num_bits must be 8 or 16, got ${JSON.stringify(p.num_bits)}`);
+  if (!(ACTIVATION_ALGOS as readonly unknown[]).includes(p.act_algo)) {
+    problems.push(`${where}.activation_quant_params.act_algo must be one of ${ACTIVATION_ALGOS.join(', ')}, got ${JSON.stringify(p.act_algo)}`);
+  }
+  if (p.asymmetric !== undefined && typeof p.asymmetric !== 'boolean') problems.push(`${where}.activation_quant_params.asymmetric must be a boolean`);
+  for (const k of ['max_percentile', 'min_percentile'] as const) {
+    const v = p[k];
+    if (v !== undefined && !(typeof v === 'number' && v > 0.5 && v <= 1)) problems.push(`${where}.activation_quant_params.${k} must be a number in (0.5, 1], got ${JSON.stringify(v)}`);
+  }
+  if (p.search_range !== undefined) {
+    const r = p.search_range;
+    if (!Array.isArray(r) || r.length !== 2 || !r.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0) || !(r[0] < r[1])) {
+      problems.push(`${where}.activation_quant_params.search_range must be [lo, hi] with 0 < lo < hi, got ${JSON.stringify(r)}`);
+    }
+  }
+  if (p.search_step !== undefined && !(typeof p.search_step === 'number' && p.search_step > 0 && p.search_step <= 1)) {
+    problems.push(`${where}.activation_quant_params.search_step must be a number in (0, 1], got ${JSON.stringify(p.search_step)}`);
+  }
+  if (p.num_of_bins !== undefined && !(Number.isInteger(p.num_of_bins) && (p.num_of_bins as number) >= 256 && (p.num_of_bins as number) <= 65536)) {
+    problems.push(`${where}.activation_quant_params.num_of_bins must be an integer in [256, 65536], got ${JSON.stringify(p.num_of_bins)}`);
+  }
+}
+
+function checkWeight(where: string, p: unknown, layer: LayerInfo | undefined, problems: string[]): void {
+  if (!isObj(p)) {
+    problems.push(`${where}.weight_quant_params must be an object`);
+    return;
+  }
+  for (const k of Object.keys(p)) if (!['num_bits', 'wts_algo', 'channel_wise'].includes(k)) problems.push(`${where}.weight_quant_params.${k} is not a known field`);
+  if (p.num_bits !== 8) problems.push(`${where}.weight_quant_params.num_bits must be 8, got ${JSON.stringify(p.num_bits)}`);
+  if (p.wts_algo !== 'arq_quantize') problems.push(`${where}.weight_quant_params.wts_algo must be "arq_quantize", got ${JSON.stringify(p.wts_algo)}`);
+  if (typeof p.channel_wise !== 'boolean') problems.push(`${where}.weight_quant_params.channel_wise must be a boolean`);
+  else if (p.channel_wise && layer?.weight && layer.weight.channelAxis < 0) {
+    problems.push(`${where}.weight_quant_params.channel_wise is true but a ${layer.opType} with groups has no per-channel weight axis`);
+  }
+}
+
+/**
+ * Checks a config against the model's layers and collects every problem before throwing one
+ * QuantConfigError, so a user fixes an edited file in one go.
+ */
+export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[], source?: string): asserts config is QuantConfig {
+  const problems: string[] = [];
+  if (!isObj(config)) throw new QuantConfigError(['the config must be a JSON object'], source);
+  if (config.version !== 1) problems.push(`version must be 1, got ${JSON.stringify(config.version)}`);
+  if (!(Number.isInteger(config.batch_num) && (config.batch_num as number) >= 1)) problems.push(`batch_num must be an integer >= 1, got ${JSON.stringify(config.batch_num)}`);
+  if (typeof config.activation_offset !== 'boolean') problems.push(`activation_offset must be a boolean, got ${JSON.stringify(config.activation_offset)}`);
+  if (config.do_fusion !== undefined && typeof config.do_fusion !== 'boolean') problems.push(`do_fusion must be a boolean, got ${JSON.stringify(config.do_fusion)}`);
+  if (config.skip_fusion_layers !== undefined && !(Array.isArray(config.skip_fusion_layers) && config.skip_fusion_layers.every((s) => typeof s === 'string'))) {
+    problems.push('skip_fusion_layers must be an array of layer names');
+  }
+  const byName = new Map(layers.map((l) => [l.name, l]));
+  for (const [name, entry] of Object.entries(config)) {
+    if (GLOBAL_KEYS.has(name)) continue;
+    const where = `layer '${name}'`;
+    const layer = byName.get(name);
+    if (!layer) {
+      problems.push(`${where} is not a quantizable layer of the model`);
+      continue;
+    }
+    if (!isObj(entry)) {
+      problems.push(`${where} must be an object`);
+      continue;
+    }
+    for (const k of Object.keys(entry)) {
+      if (!['quant_enable', 'activation_quant_params', 'weight_quant_params'].includes(k)) problems.push(`${where}.${k} is not a known field`);
+    }
+    if (typeof entry.quant_enable !== 'boolean') problems.push(`${where}.quant_enable must be a boolean, got ${JSON.stringify(entry.quant_enable)}`);
+    checkActivation(where, entry.activation_quant_params, problems);
+    if (layer.weight) checkWeight(where, entry.weight_quant_params, layer, problems);
+    else if (entry.weight_quant_params !== undefined) problems.push(`${where} is a ${layer.opType} and has no weight: remove weight_quant_params`);
+  }
+  if (problems.length) throw new QuantConfigError(problems, source);
+}
+
+/** A deep copy, so callers can change `quant_enable` without touching the user's object. */
+export function cloneQuantConfig(config: QuantConfig): QuantConfig {
+  return structuredClone(config);
+}

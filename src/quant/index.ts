@@ -1,0 +1,18 @@
+/** Public API of post-training quantization. */
+export { createQuantConfig, loadQuantConfig, quantizeModel, saveModel } from './quantize.js';
+export type { ModelSource, QuantizeModelOptions, QuantizeResult, LayerReport } from './quantize.js';
+export { ACTIVATION_ALGOS, IFMR_DEFAULTS, HFMG_DEFAULTS, PERCENTILE_DEFAULTS } from './config.js';
+export type {
+  ActivationAlgo,
+  ActivationQuantParams,
+  WeightQuantParams,
+  LayerQuantConfig,
+  QuantConfig,
+  QuantConfigGlobals,
+  LayerOverride,
+  CreateQuantConfigOptions,
+} from './config.js';
+export type { CalibrationSession, CalibrationCallback, CalibrationSource, CalibrationStats, Feeds } from './calibrate.js';
+export type { QuantRecord, LayerRecord } from './record.js';
+export { QUANTIZABLE_TYPES } from './registry.js';
+export type { QuantizableType } from './registry.js';

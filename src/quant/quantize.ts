@@ -1,0 +1,230 @@
+/**
+ * Post-training quantization: createQuantConfig, quantizeModel and saveModel (AMCT's
+ * create_quant_config / quantize_model / save_model), orchestrating the pieces of src/quant.
+ */
+import { CalibrationError, QuantConfigError } from '../errors.js';
+import { getKernels } from '../kernels/wasm.js';
+import type { Kernels } from '../kernels/types.js';
+import { assignStableNames, opsetVersion } from '../onnx/graph.js';
+import { decodeModel, encodeModel, loadModel } from '../onnx/model.js';
+import { upgradeOpset } from '../onnx/opset.js';
+import { readTensorAsFloat32 } from '../onnx/tensor.js';
+import { getConstant } from '../onnx/graph.js';
+import type { ModelProto } from '../onnx/types.js';
+import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
+import type { CreateSessionOptions } from '../runtime/ort.js';
+import { calibrateActivations, type CalibrationSource, type CalibrationStats, type ObserverMap } from './calibrate.js';
+import { buildQuantConfig, validateQuantConfig, type CreateQuantConfigOptions, type QuantConfig } from './config.js';
+import { foldBatchNorms, type FoldedPair } from './fusion.js';
+import { createObserver } from './observers/index.js';
+import { emptyRecord, validateRecord, type QuantRecord } from './record.js';
+import { requiredDeployOpset, writeDeploy, writeFakeQuant, type LayerQuantization } from './rewrite.js';
+import { scanLayers, type LayerInfo, type SkippedNode } from './registry.js';
+import { quantizeBias, quantizeWeight } from './weights.js';
+
+export type ModelSource = ModelProto | Uint8Array | ArrayBuffer | string | URL;
+
+function isModelProto(m: ModelSource): m is ModelProto {
+  return typeof m === 'object' && m !== null && !(m instanceof Uint8Array) && !(m instanceof ArrayBuffer) && !(m instanceof URL);
+}
+
+/** A private deep copy: the caller's model is never modified. */
+async function privateCopy(model: ModelSource): Promise<ModelProto> {
+  if (isModelProto(model)) return decodeModel(encodeModel(model));
+  if (typeof model === 'string' || model instanceof URL) return loadModel(model);
+  // Bytes are decoded into views of the caller's buffer; copy so later edits cannot reach it.
+  const bytes = model instanceof Uint8Array ? model : new Uint8Array(model);
+  return loadModel(bytes.slice());
+}
+
+const clone = (m: ModelProto) => decodeModel(encodeModel(m));
+
+/** The model as the quantizer sees it: stable node names, optionally with BN folded. */
+interface Prepared {
+  model: ModelProto;
+  /** Layers before fusion (what a config must list). */
+  layers: LayerInfo[];
+  skipped: SkippedNode[];
+}
+
+function prepare(model: ModelProto): Prepared {
+  if (!model.graph) throw new QuantConfigError(['the model has no graph']);
+  assignStableNames(model.graph);
+  const { layers, skipped } = scanLayers(model.graph);
+  return { model, layers, skipped };
+}
+
+/** Lists every quantizable layer in AMCT's config form; with `configFile` also writes it (Node/Deno). */
+export async function createQuantConfig(model: ModelSource, options: CreateQuantConfigOptions = {}): Promise<QuantConfig> {
+  const { layers } = prepare(await privateCopy(model));
+  const config = buildQuantConfig(layers, options);
+  if (options.configFile) await writeFileAtomic(options.configFile, JSON.stringify(config, null, 2) + '\n');
+  return config;
+}
+
+/** Reads and validates a config a user may have edited; all problems are reported at once. */
+export async function loadQuantConfig(source: string | URL | QuantConfig, model: ModelSource): Promise<QuantConfig> {
+  let config: unknown = source;
+  let where = 'config object';
+  if (typeof source === 'string' || source instanceof URL) {
+    where = String(source);
+    const text = new TextDecoder().decode(await readFileBytes(source));
+    try {
+      config = JSON.parse(text);
+    } catch (e) {
+      throw new QuantConfigError([`not valid JSON: ${(e as Error).message}`], where);
+    }
+  }
+  const { layers } = prepare(await privateCopy(model));
+  validateQuantConfig(config, layers, where);
+  return config;
+}
+
+export interface QuantizeModelOptions extends CreateSessionOptions {
+  /** Factors from an earlier run; layers found there are not calibrated again. */
+  record?: QuantRecord | string | URL;
+  /** Bound on the raw activation values held during calibration (default 512 MiB). */
+  calibrationMemoryBytes?: number;
+  onProgress?: (event: { phase: 'calibration'; pass: number; batch: number; batchNum: number }) => void;
+  /** Kernels to use (defaults to the SIMD Wasm kernels). */
+  kernels?: Kernels;
+}
+
+export interface LayerReport {
+  name: string;
+  opType: string;
+  quantized: boolean;
+  /** Why a layer or node was left in float. */
+  reason?: string;
+}
+
+export interface QuantizeResult {
+  record: QuantRecord;
+  config: QuantConfig;
+  fakeQuantModel: Uint8Array;
+  deployModel: Uint8Array;
+  layers: LayerReport[];
+  fusedBatchNorms: FoldedPair[];
+  calibration: CalibrationStats | undefined;
+}
+
+async function readRecord(r: QuantizeModelOptions['record']): Promise<QuantRecord | undefined> {
+  if (r === undefined) return undefined;
+  if (typeof r === 'string' || r instanceof URL) {
+    const text = new TextDecoder().decode(await readFileBytes(r));
+    try {
+      return validateRecord(JSON.parse(text), String(r));
+    } catch (e) {
+      if (e instanceof SyntaxError) throw new QuantConfigError([`not valid JSON: ${e.message}`], String(r));
+      throw e;
+    }
+  }
+  return validateRecord(structuredClone(r));
+}
+
+/**
+ * Calibrates (unless a record covers every enabled layer) and quantizes each enabled layer,
+ * returning the fake-quant model, the deployable int8 model and the record.
+ */
+export async function quantizeModel(
+  model: ModelSource,
+  config: QuantConfig,
+  calibration: CalibrationSource,
+  options: QuantizeModelOptions = {},
+): Promise<QuantizeResult> {
+  const { model: work, layers: declared, skipped } = prepare(await privateCopy(model));
+  validateQuantConfig(config, declared, 'quantizeModel config');
+  const cfg = structuredClone(config);
+  const fused = cfg.do_fusion !== false ? foldBatchNorms(work.graph!, new Set(cfg.skip_fusion_layers ?? [])) : [];
+  const { layers } = scanLayers(work.graph!);
+  const enabled = layers.filter((l) => {
+    const entry = cfg[l.name];
+    return typeof entry === 'object' && entry !== null && !Array.isArray(entry) && entry.quant_enable;
+  });
+  const k = options.kernels ?? (await getKernels());
+  const record = (await readRecord(options.record)) ?? emptyRecord();
+
+  // Calibrate only what the record does not already hold at the requested bit width.
+  const observers: ObserverMap = new Map();
+  for (const l of enabled) {
+    const p = (cfg[l.name] as Exclude<QuantConfig[string], number | boolean | string[]>).activation_quant_params;
+    const known = record.layers[l.name];
+    if (known && known.num_bits_d === p.num_bits) continue;
+    const list = observers.get(l.activation) ?? new Map();
+    list.set(l.name, createObserver(k, p, cfg.activation_offset));
+    observers.set(l.activation, list);
+  }
+  let stats: CalibrationStats | undefined;
+  if (observers.size > 0) {
+    const { results, stats: s } = await calibrateActivations(work, observers, calibration, {
+      batchNum: cfg.batch_num,
+      memoryBudgetBytes: options.calibrationMemoryBytes,
+      executionProviders: options.executionProviders,
+      graphOptimizationLevel: options.graphOptimizationLevel,
+      onBatch: (b) => options.onProgress?.({ phase: 'calibration', ...b }),
+    });
+    stats = s;
+    for (const [name, r] of results) {
+      const bits = (cfg[name] as { activation_quant_params: { num_bits: 8 | 16 } }).activation_quant_params.num_bits;
+      record.layers[name] = { scale_d: r.scale, offset_d: r.zeroPoint, num_bits_d: bits, clip_min_d: r.clipMin, clip_max_d: r.clipMax };
+    }
+  }
+
+  const plan: LayerQuantization[] = [];
+  for (const l of enabled) {
+    const rec = record.layers[l.name];
+    if (!rec) throw new CalibrationError(`layer '${l.name}' has no calibration result`);
+    const entry = cfg[l.name] as { weight_quant_params?: { channel_wise: boolean } };
+    const lq: LayerQuantization = { layer: l, activation: { scale: rec.scale_d, zeroPoint: rec.offset_d, bits: rec.num_bits_d } };
+    if (l.weight) {
+      const w = readTensorAsFloat32(getConstant(work.graph!, l.weight.name)!);
+      const axis = entry.weight_quant_params?.channel_wise ? l.weight.channelAxis : -1;
+      lq.weight = quantizeWeight(k, w, l.weight.dims, axis);
+      rec.scale_w = Array.from(lq.weight.scale);
+      rec.offset_w = rec.scale_w.map(() => 0);
+      if (l.bias) lq.bias = quantizeBias(readTensorAsFloat32(getConstant(work.graph!, l.bias)!), rec.scale_d, lq.weight.scale);
+    }
+    plan.push(lq);
+  }
+
+  const fake = clone(work);
+  writeFakeQuant(fake, plan);
+  const deploy = clone(work);
+  const need = requiredDeployOpset(plan);
+  if (plan.length > 0 && (opsetVersion(deploy) ?? 1) < need) upgradeOpset(deploy, need);
+  writeDeploy(deploy, plan);
+
+  const enabledNames = new Set(enabled.map((l) => l.name));
+  const report: LayerReport[] = [
+    ...declared.map((l) => ({
+      name: l.name,
+      opType: l.opType,
+      quantized: enabledNames.has(l.name),
+      ...(enabledNames.has(l.name) ? {} : { reason: 'quant_enable is false in the config' }),
+    })),
+    ...skipped.map((s) => ({ name: s.name, opType: s.opType, quantized: false, reason: s.reason })),
+  ];
+  // Only the factors of layers that exist now are kept, so the record matches the config.
+  for (const name of Object.keys(record.layers)) if (!layers.some((l) => l.name === name)) delete record.layers[name];
+  return {
+    record,
+    config: cfg,
+    fakeQuantModel: encodeModel(fake),
+    deployModel: encodeModel(deploy),
+    layers: report,
+    fusedBatchNorms: fused,
+    calibration: stats,
+  };
+}
+
+/**
+ * Writes `{prefix}_fake_quant_model.onnx`, `{prefix}_deploy_model.onnx` and `{prefix}_record.json`
+ * (Node/Deno), each to a temporary name first and then renamed.
+ */
+export async function saveModel(result: Pick<QuantizeResult, 'fakeQuantModel' | 'deployModel' | 'record'>, prefix: string): Promise<string[]> {
+  const files = [`${prefix}_fake_quant_model.onnx`, `${prefix}_deploy_model.onnx`, `${prefix}_record.json`];
+  await writeFileAtomic(files[0]!, result.fakeQuantModel);
+  await writeFileAtomic(files[1]!, result.deployModel);
+  await writeFileAtomic(files[2]!, JSON.stringify(result.record, null, 2) + '\n');
+  return files;
+}

@@ -1,0 +1,47 @@
+/**
+ * The record file: the quantization factors of every quantized layer, in AMCT's field names
+ * (scale_d/offset_d for the activation, scale_w/offset_w per output channel for the weight).
+ * Re-using a record skips calibration when only `quant_enable` changed.
+ */
+import { QuantConfigError } from '../errors.js';
+
+export interface LayerRecord {
+  scale_d: number;
+  offset_d: number;
+  /** Activation bits the factors were computed for. */
+  num_bits_d: 8 | 16;
+  /** The clip range the activation factors represent. */
+  clip_min_d: number;
+  clip_max_d: number;
+  scale_w?: number[];
+  offset_w?: number[];
+}
+
+export interface QuantRecord {
+  version: 1;
+  layers: Record<string, LayerRecord>;
+}
+
+export function emptyRecord(): QuantRecord {
+  return { version: 1, layers: {} };
+}
+
+/** Checks the shape of a record read from JSON; every problem is listed. */
+export function validateRecord(value: unknown, source = 'record'): QuantRecord {
+  const problems: string[] = [];
+  const r = value as QuantRecord;
+  if (typeof value !== 'object' || value === null || r.version !== 1 || typeof r.layers !== 'object' || r.layers === null) {
+    throw new QuantConfigError(['a record must be an object { "version": 1, "layers": { ... } }'], source);
+  }
+  for (const [name, l] of Object.entries(r.layers)) {
+    const where = `layer '${name}'`;
+    if (!(typeof l.scale_d === 'number' && l.scale_d > 0 && Number.isFinite(l.scale_d))) problems.push(`${where}.scale_d must be a finite number > 0`);
+    if (!Number.isInteger(l.offset_d)) problems.push(`${where}.offset_d must be an integer`);
+    if (l.num_bits_d !== 8 && l.num_bits_d !== 16) problems.push(`${where}.num_bits_d must be 8 or 16`);
+    if (l.scale_w !== undefined && !(Array.isArray(l.scale_w) && l.scale_w.every((s) => typeof s === 'number' && s > 0))) {
+      problems.push(`${where}.scale_w must be an array of numbers > 0`);
+    }
+  }
+  if (problems.length) throw new QuantConfigError(problems, source);
+  return r;
+}

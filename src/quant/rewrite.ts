@@ -1,0 +1,164 @@
+/**
+ * Writes a quantization plan into a graph, in one pass, in one of two forms:
+ * - fake-quant: float weights replaced by their dequantized values and activations passed through
+ *   Div → Clip → Round → Mul, which is QuantizeLinear∘DequantizeLinear written with ops that every
+ *   backend runs (onnxruntime-web 1.30 has no WebGPU QuantizeLinear, so Q/DQ pairs would bounce
+ *   through the CPU);
+ * - deploy: int8 weights and int32 biases behind DequantizeLinear, Q/DQ around activations, the
+ *   QDQ form runtimes fuse into integer kernels.
+ * Both compute the same values: the chain rounds x / s half to even and saturates, as Q does.
+ */
+import { attrFloat, attrInt, GraphEditor } from '../onnx/editor.js';
+import { opsetVersion } from '../onnx/graph.js';
+import { DataType, makeTensor } from '../onnx/tensor.js';
+import type { GraphProto, ModelProto, NodeProto } from '../onnx/types.js';
+import { activationRange } from './params.js';
+import type { LayerInfo } from './registry.js';
+import type { QuantizedBias, QuantizedWeight } from './weights.js';
+
+export interface LayerQuantization {
+  layer: LayerInfo;
+  activation: { scale: number; zeroPoint: number; bits: 8 | 16 };
+  weight?: QuantizedWeight;
+  bias?: QuantizedBias;
+}
+
+/** 1.5 × 2^23: adding and subtracting it rounds a float32 of magnitude < 2^22 half to even. */
+const ROUNDING_MAGIC = 12582912;
+
+function nodesByName(graph: GraphProto): Map<string, NodeProto> {
+  return new Map((graph.node ?? []).map((n) => [n.name ?? '', n]));
+}
+
+function scalar(name: string, value: number, dataType: number = DataType.FLOAT) {
+  return makeTensor(name, dataType, [], [value]);
+}
+
+/** The lowest default-domain opset the deploy form of `plan` needs. */
+export function requiredDeployOpset(plan: readonly LayerQuantization[]): number {
+  let need = 10; // QuantizeLinear / DequantizeLinear
+  for (const p of plan) {
+    if (p.activation.bits === 16) need = Math.max(need, 21);
+    if ((p.weight && p.weight.axis >= 0) || (p.bias && p.bias.scale.length > 1)) need = Math.max(need, 13);
+  }
+  return need;
+}
+
+export function writeFakeQuant(model: ModelProto, plan: readonly LayerQuantization[]): void {
+  const graph = model.graph!;
+  const opset = opsetVersion(model) ?? 1;
+  const editor = new GraphEditor(graph);
+  const nodes = nodesByName(graph);
+  const chains = new Map<string, string>();
+  const weights = new Map<string, string>();
+
+  for (const p of plan) {
+    const node = nodes.get(p.layer.name)!;
+    const { scale, zeroPoint, bits } = p.activation;
+    const { qmin, qmax } = activationRange(bits);
+    const key = `${p.layer.activation}|${scale}|${zeroPoint}|${bits}`;
+    let fq = chains.get(key);
+    if (!fq) {
+      const base = `${p.layer.name}.input`;
+      const s = editor.addInitializer(scalar(`${base}.scale`, scale));
+      const [div] = editor.insertBefore(node, { opType: 'Div', name: `${base}/Div`, inputs: [p.layer.activation, s] });
+      // Clipping before rounding equals Q's saturation after it, because the bounds are integers.
+      let clipped: string;
+      if (opset >= 11) {
+        const lo = editor.addInitializer(scalar(`${base}.qmin`, qmin - zeroPoint));
+        const hi = editor.addInitializer(scalar(`${base}.qmax`, qmax - zeroPoint));
+        [clipped] = editor.insertBefore(node, { opType: 'Clip', name: `${base}/Clip`, inputs: [div!, lo, hi] });
+      } else {
+        [clipped] = editor.insertBefore(node, {
+          opType: 'Clip', name: `${base}/Clip`, inputs: [div!],
+          attributes: [attrFloat('min', qmin - zeroPoint), attrFloat('max', qmax - zeroPoint)],
+        });
+      }
+      let rounded: string;
+      if (opset >= 11) {
+        [rounded] = editor.insertBefore(node, { opType: 'Round', name: `${base}/Round`, inputs: [clipped!] });
+      } else {
+        const m = editor.addInitializer(scalar(`${base}.round_magic`, ROUNDING_MAGIC));
+        const [up] = editor.insertBefore(node, { opType: 'Add', name: `${base}/RoundAdd`, inputs: [clipped!, m] });
+        [rounded] = editor.insertBefore(node, { opType: 'Sub', name: `${base}/RoundSub`, inputs: [up!, m] });
+      }
+      [fq] = editor.insertBefore(node, { opType: 'Mul', name: `${base}/Mul`, inputs: [rounded!, s], outputs: [editor.name(`${base}_fake_quant`)] });
+      chains.set(key, fq!);
+    }
+    const inputs = [...node.input!];
+    inputs[0] = fq!;
+    if (p.weight && p.layer.weight) {
+      let w = weights.get(p.layer.weight.name);
+      if (!w) {
+        w = editor.addInitializer(makeTensor(`${p.layer.weight.name}_fake_quant`, DataType.FLOAT, p.layer.weight.dims, p.weight.fq));
+        weights.set(p.layer.weight.name, w);
+      }
+      inputs[1] = w;
+    }
+    if (p.bias && p.layer.bias) {
+      inputs[2] = editor.addInitializer(makeTensor(`${p.layer.name}.bias_fake_quant`, DataType.FLOAT, [p.bias.fq.length], p.bias.fq));
+    }
+    node.input = inputs;
+  }
+  editor.commit();
+}
+
+export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[]): void {
+  const graph = model.graph!;
+  const editor = new GraphEditor(graph);
+  const nodes = nodesByName(graph);
+  const activations = new Map<string, string>();
+  const weights = new Map<string, string>();
+
+  for (const p of plan) {
+    const node = nodes.get(p.layer.name)!;
+    const { scale, zeroPoint, bits } = p.activation;
+    const zpType = bits === 8 ? DataType.INT8 : DataType.INT16;
+    const key = `${p.layer.activation}|${scale}|${zeroPoint}|${bits}`;
+    let dq = activations.get(key);
+    if (!dq) {
+      const base = `${p.layer.name}.input`;
+      const s = editor.addInitializer(scalar(`${base}.scale`, scale));
+      const zp = editor.addInitializer(scalar(`${base}.zero_point`, zeroPoint, zpType));
+      const [q] = editor.insertBefore(node, { opType: 'QuantizeLinear', name: `${base}/QuantizeLinear`, inputs: [p.layer.activation, s, zp], outputs: [editor.name(`${base}_quantized`)] });
+      [dq] = editor.insertBefore(node, { opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [q!, s, zp], outputs: [editor.name(`${base}_dequantized`)] });
+      activations.set(key, dq!);
+    }
+    const inputs = [...node.input!];
+    inputs[0] = dq!;
+    if (p.weight && p.layer.weight) {
+      const wq = p.weight;
+      let w = weights.get(p.layer.weight.name);
+      if (!w) {
+        const wn = p.layer.weight.name;
+        const perAxis = wq.axis >= 0;
+        const dims = perAxis ? [wq.scale.length] : [];
+        const qName = editor.addInitializer(makeTensor(`${wn}_quantized`, DataType.INT8, p.layer.weight.dims, wq.q));
+        const sName = editor.addInitializer(makeTensor(`${wn}_scale`, DataType.FLOAT, dims, wq.scale));
+        const zName = editor.addInitializer(makeTensor(`${wn}_zero_point`, DataType.INT8, dims, new Int8Array(wq.scale.length)));
+        [w] = editor.insertBefore(node, {
+          opType: 'DequantizeLinear', name: `${wn}/DequantizeLinear`, inputs: [qName, sName, zName],
+          outputs: [editor.name(`${wn}_dequantized`)], attributes: perAxis ? [attrInt('axis', wq.axis)] : [],
+        });
+        // Plans follow node order, so a shared weight's DQ lands before its first reader.
+        weights.set(wn, w!);
+      }
+      inputs[1] = w!;
+    }
+    if (p.bias && p.layer.bias) {
+      const b = p.bias;
+      const perAxis = b.scale.length > 1;
+      const dims = perAxis ? [b.scale.length] : [];
+      const base = `${p.layer.name}.bias`;
+      const qName = editor.addInitializer(makeTensor(`${base}_quantized`, DataType.INT32, [b.q.length], b.q));
+      const sName = editor.addInitializer(makeTensor(`${base}_scale`, DataType.FLOAT, dims, b.scale));
+      const zName = editor.addInitializer(makeTensor(`${base}_zero_point`, DataType.INT32, dims, new Int32Array(b.scale.length)));
+      [inputs[2]] = editor.insertBefore(node, {
+        opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [qName, sName, zName],
+        outputs: [editor.name(`${base}_dequantized`)], attributes: perAxis ? [attrInt('axis', 0)] : [],
+      });
+    }
+    node.input = inputs;
+  }
+  editor.commit();
+}

@@ -1,0 +1,61 @@
+/**
+ * Weight and bias quantization. ARQ as AMCT ships it: symmetric int8 with scale = max|w| / 127,
+ * per output channel where the layer allows it, per tensor otherwise. Biases become int32 with
+ * scale = activation scale × weight scale, the form integer kernels expect.
+ */
+import { guardScale } from '../kernels/guard.js';
+import type { Kernels } from '../kernels/types.js';
+import { WEIGHT_RANGE } from './params.js';
+
+export interface QuantizedWeight {
+  /** One scale per channel along `axis`, or a single scale when `axis` is -1. */
+  scale: Float32Array;
+  axis: number;
+  q: Int8Array;
+  /** dequantize(q): the values the deployed model computes with. */
+  fq: Float32Array;
+}
+
+export function quantizeWeight(k: Kernels, w: Float32Array, dims: readonly number[], axis: number): QuantizedWeight {
+  let absmax: Float32Array;
+  if (axis < 0) {
+    const { min, max } = k.minMax(w);
+    absmax = Float32Array.of(Math.max(Math.abs(min), Math.abs(max)) || 0);
+  } else {
+    absmax = k.absMaxPerChannel(w, dims, axis);
+  }
+  const scale = absmax.map((a) => guardScale(Math.fround(a / WEIGHT_RANGE.qmax)));
+  const layout = axis < 0 ? {} : { axis, shape: dims };
+  const q = k.quantize(w, axis < 0 ? scale[0]! : scale, 0, { type: 'int8', ...layout });
+  const fq = k.dequantize(q, axis < 0 ? scale[0]! : scale, 0, layout);
+  return { scale, axis, q, fq };
+}
+
+export interface QuantizedBias {
+  /** Per output channel (length = bias length) or a single value. */
+  scale: Float32Array;
+  q: Int32Array;
+  fq: Float32Array;
+}
+
+const INT32_MAX = 2 ** 31 - 1;
+
+function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** b_q = round(b / (s_x · s_w[c])) in int32; the bias scale is computed in float32 as runtimes do. */
+export function quantizeBias(b: Float32Array, activationScale: number, weightScale: Float32Array): QuantizedBias {
+  const scale = new Float32Array(weightScale.length);
+  for (let c = 0; c < scale.length; c++) scale[c] = Math.fround(activationScale * weightScale[c]!);
+  const q = new Int32Array(b.length);
+  const fq = new Float32Array(b.length);
+  for (let i = 0; i < b.length; i++) {
+    const s = scale[scale.length === 1 ? 0 : i]!;
+    const v = Math.min(INT32_MAX, Math.max(-INT32_MAX, roundHalfEven(Math.fround(b[i]! / s))));
+    q[i] = v;
+    fq[i] = Math.fround(v * s);
+  }
+  return { scale, q, fq };
+}

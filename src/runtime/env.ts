@@ -1,0 +1,42 @@
+/**
+ * The only module that inspects the host. Everything else asks `env` instead of probing
+ * `process`, `Deno` or `navigator` itself, so runtime differences live in one place.
+ */
+type Runtime = 'node' | 'deno' | 'browser' | 'worker' | 'unknown';
+
+const g = globalThis as Record<string, any>;
+
+function detectRuntime(): Runtime {
+  if (typeof g.Deno?.version?.deno === 'string') return 'deno';
+  if (typeof g.process?.versions?.node === 'string' && typeof g.window === 'undefined') return 'node';
+  if (typeof g.window !== 'undefined' && typeof g.document !== 'undefined') return 'browser';
+  if (typeof g.WorkerGlobalScope !== 'undefined' && g.self instanceof g.WorkerGlobalScope) return 'worker';
+  return 'unknown';
+}
+
+const runtime = detectRuntime();
+
+export const env = Object.freeze({
+  runtime,
+  /** Node and Deno can read and write files via `node:fs`; browsers and workers cannot. */
+  hasFileSystem: runtime === 'node' || runtime === 'deno',
+  /** WebGPU adapter may exist (Deno and Chromium); whether one is granted is only known when asked. */
+  hasWebGpuApi: typeof g.navigator?.gpu !== 'undefined',
+  /** Hardware threads, used to size onnxruntime-web's thread pool. */
+  hardwareConcurrency: (g.navigator?.hardwareConcurrency as number | undefined) ?? 1,
+});
+
+export type Env = typeof env;
+
+/** Read an environment variable where the host has them; undefined in browsers. */
+export function getEnvVar(name: string): string | undefined {
+  if (runtime === 'deno') {
+    try {
+      return g.Deno.env.get(name) ?? undefined;
+    } catch {
+      return undefined; // --allow-env not granted
+    }
+  }
+  if (runtime === 'node') return g.process.env[name];
+  return undefined;
+}

