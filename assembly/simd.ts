@@ -552,6 +552,15 @@ export function fakeQuantSquaredError(
   }
 }
 
+// Two f32 lanes at a time are loaded with load64_zero and promoted (cheaper in V8 than a full load
+// plus a shuffle for the high half); 8 elements per iteration, two accumulators per sum.
+
+// @ts-ignore: decorator
+@inline
+function ld64(p: usize, off: u32): v128 {
+  return f64x2.promote_low_f32x4(v128.load64_zero(p + off));
+}
+
 /** out[0] += Σ a·b, out[1] += Σ a², out[2] += Σ b² (for the cosine). */
 export function dot3(a: usize, b: usize, n: i32, out: usize): void {
   let ab0 = f64x2.splat(0);
@@ -564,24 +573,22 @@ export function dot3(a: usize, b: usize, n: i32, out: usize): void {
   let i = 0;
   for (; i < n8; i += 8) {
     const off = <usize>i << 2;
-    const va = v128.load(a + off);
-    const vb = v128.load(b + off);
-    const wa = v128.load(a + off, 16);
-    const wb = v128.load(b + off, 16);
-    const al = lo64(va);
-    const ah = hi64(va);
-    const bl = lo64(vb);
-    const bh = hi64(vb);
-    const cl = lo64(wa);
-    const ch = hi64(wa);
-    const dl = lo64(wb);
-    const dh = hi64(wb);
-    ab0 = f64x2.add(ab0, f64x2.add(f64x2.mul(al, bl), f64x2.mul(ah, bh)));
-    ab1 = f64x2.add(ab1, f64x2.add(f64x2.mul(cl, dl), f64x2.mul(ch, dh)));
-    aa0 = f64x2.add(aa0, f64x2.add(f64x2.mul(al, al), f64x2.mul(ah, ah)));
-    aa1 = f64x2.add(aa1, f64x2.add(f64x2.mul(cl, cl), f64x2.mul(ch, ch)));
-    bb0 = f64x2.add(bb0, f64x2.add(f64x2.mul(bl, bl), f64x2.mul(bh, bh)));
-    bb1 = f64x2.add(bb1, f64x2.add(f64x2.mul(dl, dl), f64x2.mul(dh, dh)));
+    const p = a + off;
+    const q = b + off;
+    const a0 = ld64(p, 0);
+    const a1 = ld64(p, 8);
+    const a2 = ld64(p, 16);
+    const a3 = ld64(p, 24);
+    const b0 = ld64(q, 0);
+    const b1 = ld64(q, 8);
+    const b2 = ld64(q, 16);
+    const b3 = ld64(q, 24);
+    ab0 = f64x2.add(ab0, f64x2.add(f64x2.mul(a0, b0), f64x2.mul(a1, b1)));
+    ab1 = f64x2.add(ab1, f64x2.add(f64x2.mul(a2, b2), f64x2.mul(a3, b3)));
+    aa0 = f64x2.add(aa0, f64x2.add(f64x2.mul(a0, a0), f64x2.mul(a1, a1)));
+    aa1 = f64x2.add(aa1, f64x2.add(f64x2.mul(a2, a2), f64x2.mul(a3, a3)));
+    bb0 = f64x2.add(bb0, f64x2.add(f64x2.mul(b0, b0), f64x2.mul(b1, b1)));
+    bb1 = f64x2.add(bb1, f64x2.add(f64x2.mul(b2, b2), f64x2.mul(b3, b3)));
   }
   let sab = hsum(f64x2.add(ab0, ab1));
   let saa = hsum(f64x2.add(aa0, aa1));
@@ -609,20 +616,18 @@ export function energyAndError(a: usize, b: usize, n: i32, out: usize): void {
   let i = 0;
   for (; i < n8; i += 8) {
     const off = <usize>i << 2;
-    const va = v128.load(a + off);
-    const vb = v128.load(b + off);
-    const wa = v128.load(a + off, 16);
-    const wb = v128.load(b + off, 16);
-    const al = lo64(va);
-    const ah = hi64(va);
-    const cl = lo64(wa);
-    const ch = hi64(wa);
-    const d0 = f64x2.sub(al, lo64(vb));
-    const d1 = f64x2.sub(ah, hi64(vb));
-    const d2 = f64x2.sub(cl, lo64(wb));
-    const d3 = f64x2.sub(ch, hi64(wb));
-    aa0 = f64x2.add(aa0, f64x2.add(f64x2.mul(al, al), f64x2.mul(ah, ah)));
-    aa1 = f64x2.add(aa1, f64x2.add(f64x2.mul(cl, cl), f64x2.mul(ch, ch)));
+    const p = a + off;
+    const q = b + off;
+    const a0 = ld64(p, 0);
+    const a1 = ld64(p, 8);
+    const a2 = ld64(p, 16);
+    const a3 = ld64(p, 24);
+    const d0 = f64x2.sub(a0, ld64(q, 0));
+    const d1 = f64x2.sub(a1, ld64(q, 8));
+    const d2 = f64x2.sub(a2, ld64(q, 16));
+    const d3 = f64x2.sub(a3, ld64(q, 24));
+    aa0 = f64x2.add(aa0, f64x2.add(f64x2.mul(a0, a0), f64x2.mul(a1, a1)));
+    aa1 = f64x2.add(aa1, f64x2.add(f64x2.mul(a2, a2), f64x2.mul(a3, a3)));
     dd0 = f64x2.add(dd0, f64x2.add(f64x2.mul(d0, d0), f64x2.mul(d1, d1)));
     dd1 = f64x2.add(dd1, f64x2.add(f64x2.mul(d2, d2), f64x2.mul(d3, d3)));
   }

@@ -52,7 +52,7 @@ export interface DequantizeOptions extends ChannelLayout {
 export interface FakeQuantizeOptions extends ChannelLayout {
   /** The integer type whose range [qmin, qmax] the values are saturated to. */
   type: QuantType;
-  /** Narrower range inside the type's (e.g. -127 for symmetric int8, or 4-bit ranges). */
+  /** Narrower range inside the type's (e.g. -127 for symmetric int8, or 4-bit ranges); zero points must lie in it. */
   qmin?: number;
   qmax?: number;
   /** Written in place and returned instead of allocating; same length as x (may be x itself). */

@@ -55,24 +55,26 @@ export class GraphEditor {
   }
 
   /**
-   * Applies the queued insertions and removes the initializers that the edits left unread (and
-   * their graph-input entries, which older models list); initializers unread before stay.
+   * Applies the queued insertions and removes the constants that the edits left unread:
+   * initializers (with their graph-input entries, which older models list) and Constant nodes.
+   * Constants that were already unread before the edits stay.
    */
   commit(): void {
     const nodes: NodeProto[] = [];
     for (const n of this.graph.node ?? []) {
       nodes.push(...(this.before.get(n) ?? []), n);
     }
-    this.graph.node = nodes;
     this.before.clear();
+    this.graph.node = nodes;
     const used = usedNames(this.graph);
-    const dropped = new Set(
-      (this.graph.initializer ?? []).map((t) => t.name ?? '').filter((n) => this.usedAtStart.has(n) && !used.has(n)),
-    );
+    const orphaned = (name: string) => this.usedAtStart.has(name) && !used.has(name);
+    this.graph.node = nodes.filter((n) => !(n.opType === 'Constant' && (!n.domain || n.domain === 'ai.onnx') && (n.output ?? []).every(orphaned)));
+    const dropped = new Set((this.graph.initializer ?? []).map((t) => t.name ?? '').filter(orphaned));
     if (dropped.size === 0) return;
     this.graph.initializer = (this.graph.initializer ?? []).filter((t) => !dropped.has(t.name ?? ''));
     this.graph.input = (this.graph.input ?? []).filter((v) => !dropped.has(v.name ?? ''));
   }
+
 }
 
 /** Values read by a node (directly or inside a subgraph) or exported as graph outputs. */

@@ -135,9 +135,9 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
         const dims = perAxis ? [wq.scale.length] : [];
         const qName = editor.addInitializer(makeTensor(`${wn}_quantized`, DataType.INT8, p.layer.weight.dims, wq.q));
         const sName = editor.addInitializer(makeTensor(`${wn}_scale`, DataType.FLOAT, dims, wq.scale));
-        const zName = editor.addInitializer(makeTensor(`${wn}_zero_point`, DataType.INT8, dims, new Int8Array(wq.scale.length)));
+        // Symmetric: the zero point is 0, the default when the input is absent (saves C bytes).
         [w] = editor.insertBefore(node, {
-          opType: 'DequantizeLinear', name: `${wn}/DequantizeLinear`, inputs: [qName, sName, zName],
+          opType: 'DequantizeLinear', name: `${wn}/DequantizeLinear`, inputs: [qName, sName],
           outputs: [editor.name(`${wn}_dequantized`)], attributes: perAxis ? [attrInt('axis', wq.axis)] : [],
         });
         // Plans follow node order, so a shared weight's DQ lands before its first reader.
@@ -152,9 +152,8 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
       const base = `${p.layer.name}.bias`;
       const qName = editor.addInitializer(makeTensor(`${base}_quantized`, DataType.INT32, [b.q.length], b.q));
       const sName = editor.addInitializer(makeTensor(`${base}_scale`, DataType.FLOAT, dims, b.scale));
-      const zName = editor.addInitializer(makeTensor(`${base}_zero_point`, DataType.INT32, dims, new Int32Array(b.scale.length)));
       [inputs[2]] = editor.insertBefore(node, {
-        opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [qName, sName, zName],
+        opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [qName, sName],
         outputs: [editor.name(`${base}_dequantized`)], attributes: perAxis ? [attrInt('axis', 0)] : [],
       });
     }

