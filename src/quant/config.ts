@@ -219,6 +219,11 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
     problems.push('skip_fusion_layers must be an array of layer names');
   }
   const byName = new Map(layers.map((l) => [l.name, l]));
+  if (Array.isArray(config.skip_fusion_layers)) {
+    for (const n of config.skip_fusion_layers) {
+      if (typeof n === 'string' && byName.get(n)?.opType !== 'Conv') problems.push(`skip_fusion_layers: '${n}' is not a Conv layer of the model`);
+    }
+  }
   for (const [name, entry] of Object.entries(config)) {
     if (GLOBAL_KEYS.has(name)) continue;
     const where = `layer '${name}'`;

@@ -26,6 +26,12 @@ export const WEIGHT_RANGE: IntRange = Object.freeze({ type: 'int8', qmin: -127, 
 
 const f32 = Math.fround;
 
+/** Round half to even, as numpy and ONNX round. */
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
 /**
  * Asymmetric: the range is widened to include 0 (so 0 is exact), scale = (max - min) / (2^b - 1),
  * offset = round(qmin - min / scale) clamped into the type.
@@ -35,7 +41,7 @@ export function asymmetricParams(min: number, max: number, bits: 8 | 16): QuantP
   const hi = Math.max(max, 0);
   const { qmin, qmax } = activationRange(bits);
   const scale = guardScale(f32((hi - lo) / (qmax - qmin)));
-  const zp = Math.round(qmin - lo / scale);
+  const zp = roundHalfEven(qmin - lo / scale);
   return { scale, zeroPoint: Math.min(qmax, Math.max(qmin, zp)) };
 }
 

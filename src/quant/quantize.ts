@@ -8,7 +8,7 @@ import type { Kernels } from '../kernels/types.js';
 import { assignStableNames, opsetVersion } from '../onnx/graph.js';
 import { decodeModel, encodeModel, loadModel } from '../onnx/model.js';
 import { upgradeOpset } from '../onnx/opset.js';
-import { readTensorAsFloat32 } from '../onnx/tensor.js';
+import { readTensorAsFloat32, tensorDims } from '../onnx/tensor.js';
 import { getConstant } from '../onnx/graph.js';
 import type { ModelProto } from '../onnx/types.js';
 import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
@@ -31,10 +31,8 @@ function isModelProto(m: ModelSource): m is ModelProto {
 /** A private deep copy: the caller's model is never modified. */
 async function privateCopy(model: ModelSource): Promise<ModelProto> {
   if (isModelProto(model)) return decodeModel(encodeModel(model));
-  if (typeof model === 'string' || model instanceof URL) return loadModel(model);
-  // Bytes are decoded into views of the caller's buffer; copy so later edits cannot reach it.
-  const bytes = model instanceof Uint8Array ? model : new Uint8Array(model);
-  return loadModel(bytes.slice());
+  // loadModel copies bytes before decoding, so the caller's buffer is never aliased.
+  return loadModel(model);
 }
 
 const clone = (m: ModelProto) => decodeModel(encodeModel(m));
@@ -182,7 +180,12 @@ export async function quantizeModel(
       lq.weight = quantizeWeight(k, w, l.weight.dims, axis);
       rec.scale_w = Array.from(lq.weight.scale);
       rec.offset_w = rec.scale_w.map(() => 0);
-      if (l.bias) lq.bias = quantizeBias(readTensorAsFloat32(getConstant(work.graph!, l.bias)!), rec.scale_d, lq.weight.scale);
+      const bias = l.bias ? getConstant(work.graph!, l.bias)! : undefined;
+      const biasDims = bias ? tensorDims(bias) : [];
+      // A per-channel bias scale needs the channels on the bias's last axis; otherwise the bias stays float.
+      if (bias && (lq.weight.scale.length === 1 || biasDims[biasDims.length - 1] === lq.weight.scale.length)) {
+        lq.bias = quantizeBias(readTensorAsFloat32(bias), biasDims, rec.scale_d, lq.weight.scale);
+      }
     }
     plan.push(lq);
   }

@@ -88,15 +88,17 @@ export function writeFakeQuant(model: ModelProto, plan: readonly LayerQuantizati
     const inputs = [...node.input!];
     inputs[0] = fq!;
     if (p.weight && p.layer.weight) {
-      let w = weights.get(p.layer.weight.name);
+      // Layers sharing a weight share its quantized copy only when they quantize it the same way.
+      const key = `${p.layer.weight.name}|${p.weight.axis}`;
+      let w = weights.get(key);
       if (!w) {
         w = editor.addInitializer(makeTensor(`${p.layer.weight.name}_fake_quant`, DataType.FLOAT, p.layer.weight.dims, p.weight.fq));
-        weights.set(p.layer.weight.name, w);
+        weights.set(key, w);
       }
       inputs[1] = w;
     }
     if (p.bias && p.layer.bias) {
-      inputs[2] = editor.addInitializer(makeTensor(`${p.layer.name}.bias_fake_quant`, DataType.FLOAT, [p.bias.fq.length], p.bias.fq));
+      inputs[2] = editor.addInitializer(makeTensor(`${p.layer.name}.bias_fake_quant`, DataType.FLOAT, p.bias.dims, p.bias.fq));
     }
     node.input = inputs;
   }
@@ -128,7 +130,8 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
     inputs[0] = dq!;
     if (p.weight && p.layer.weight) {
       const wq = p.weight;
-      let w = weights.get(p.layer.weight.name);
+      const key = `${p.layer.weight.name}|${wq.axis}`;
+      let w = weights.get(key);
       if (!w) {
         const wn = p.layer.weight.name;
         const perAxis = wq.axis >= 0;
@@ -141,7 +144,7 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
           outputs: [editor.name(`${wn}_dequantized`)], attributes: perAxis ? [attrInt('axis', wq.axis)] : [],
         });
         // Plans follow node order, so a shared weight's DQ lands before its first reader.
-        weights.set(wn, w!);
+        weights.set(key, w!);
       }
       inputs[1] = w!;
     }
@@ -150,11 +153,11 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
       const perAxis = b.scale.length > 1;
       const dims = perAxis ? [b.scale.length] : [];
       const base = `${p.layer.name}.bias`;
-      const qName = editor.addInitializer(makeTensor(`${base}_quantized`, DataType.INT32, [b.q.length], b.q));
+      const qName = editor.addInitializer(makeTensor(`${base}_quantized`, DataType.INT32, b.dims, b.q));
       const sName = editor.addInitializer(makeTensor(`${base}_scale`, DataType.FLOAT, dims, b.scale));
       [inputs[2]] = editor.insertBefore(node, {
         opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [qName, sName],
-        outputs: [editor.name(`${base}_dequantized`)], attributes: perAxis ? [attrInt('axis', 0)] : [],
+        outputs: [editor.name(`${base}_dequantized`)], attributes: perAxis ? [attrInt('axis', b.dims.length - 1)] : [],
       });
     }
     node.input = inputs;

@@ -5,7 +5,7 @@
  */
 import { guardScale } from '../kernels/guard.js';
 import type { Kernels } from '../kernels/types.js';
-import { WEIGHT_RANGE } from './params.js';
+import { roundHalfEven, WEIGHT_RANGE } from './params.js';
 
 export interface QuantizedWeight {
   /** One scale per channel along `axis`, or a single scale when `axis` is -1. */
@@ -32,7 +32,8 @@ export function quantizeWeight(k: Kernels, w: Float32Array, dims: readonly numbe
 }
 
 export interface QuantizedBias {
-  /** Per output channel (length = bias length) or a single value. */
+  dims: number[];
+  /** Per output channel (the bias's last axis) or a single value. */
   scale: Float32Array;
   q: Int32Array;
   fq: Float32Array;
@@ -40,22 +41,20 @@ export interface QuantizedBias {
 
 const INT32_MAX = 2 ** 31 - 1;
 
-function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/** b_q = round(b / (s_x · s_w[c])) in int32; the bias scale is computed in float32 as runtimes do. */
-export function quantizeBias(b: Float32Array, activationScale: number, weightScale: Float32Array): QuantizedBias {
+/**
+ * b_q = round(b / (s_x · s_w[c])) in int32, c being the index along the bias's last axis (Gemm's C
+ * may be [M, N]); the bias scale is computed in float32 as runtimes do.
+ */
+export function quantizeBias(b: Float32Array, dims: number[], activationScale: number, weightScale: Float32Array): QuantizedBias {
   const scale = new Float32Array(weightScale.length);
   for (let c = 0; c < scale.length; c++) scale[c] = Math.fround(activationScale * weightScale[c]!);
   const q = new Int32Array(b.length);
   const fq = new Float32Array(b.length);
   for (let i = 0; i < b.length; i++) {
-    const s = scale[scale.length === 1 ? 0 : i]!;
+    const s = scale[i % scale.length]!;
     const v = Math.min(INT32_MAX, Math.max(-INT32_MAX, roundHalfEven(Math.fround(b[i]! / s))));
     q[i] = v;
     fq[i] = Math.fround(v * s);
   }
-  return { scale, q, fq };
+  return { dims, scale, q, fq };
 }

@@ -136,6 +136,46 @@ test('the real classifier runs on the onnxruntime-web wasm backend', async () =>
   }
 });
 
+const CNN = '/test/fixtures/mnist_cnn.onnx';
+
+async function quantizedFixture() {
+  const bytes = await fetchBytes(CNN);
+  const config = await aq.createQuantConfig(bytes, { batchNum: 2 });
+  const feeds = [1, 2].map((seed) => ({ input: new aq.Tensor('float32', randomFloats(4 * 784, seed, 0.5).map((v) => Math.abs(v)), [4, 1, 28, 28]) }));
+  return { bytes, result: await aq.quantizeModel(bytes, config, feeds) };
+}
+
+async function logits(bytes, ep, x) {
+  const session = await aq.createSession(bytes, { executionProviders: [ep] });
+  try {
+    const out = await session.run({ input: new aq.Tensor('float32', x, [2, 1, 28, 28]) });
+    return out.logits.data;
+  } finally {
+    await session.release();
+  }
+}
+
+test('PTQ runs in the browser and the fake-quant model runs on the wasm backend', async () => {
+  const { bytes, result } = await quantizedFixture();
+  assert(result.layers.filter((l) => l.quantized).length === 6, 'all six layers quantized');
+  const x = randomFloats(2 * 784, 77, 0.5).map((v) => Math.abs(v));
+  const k = await aq.getKernels();
+  const f = await logits(bytes, 'wasm', x);
+  const q = await logits(result.fakeQuantModel, 'wasm', x);
+  assert(k.cosine(f, q) > 0.99, `float vs fake-quant cosine ${k.cosine(f, q)}`);
+});
+
+test('the fake-quant model runs on the WebGPU backend where an adapter exists', async () => {
+  const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
+  if (!adapter) throw new Error('no WebGPU adapter in this Chromium (started with --enable-unsafe-webgpu)');
+  const { result } = await quantizedFixture();
+  const x = randomFloats(2 * 784, 78, 0.5).map((v) => Math.abs(v));
+  const k = await aq.getKernels();
+  const onWasm = await logits(result.fakeQuantModel, 'wasm', x);
+  const onGpu = await logits(result.fakeQuantModel, 'webgpu', x);
+  assert(k.cosine(onWasm, onGpu) > 0.999, `wasm vs webgpu cosine ${k.cosine(onWasm, onGpu)}`);
+});
+
 (async () => {
   const results = [];
   for (const t of tests) {

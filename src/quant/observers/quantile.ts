@@ -43,7 +43,8 @@ function valuesAtRanks(k: Kernels, x: Float32Array, rankOf: ((n: number) => numb
  */
 export function percentileRange(k: Kernels, x: Float32Array, minPercentile: number, maxPercentile: number): { min: number; max: number } {
   const [lo, hi] = valuesAtRanks(k, x, [
-    (n) => Math.floor((1 - minPercentile) * n),
+    // Mirror of the upper rank: as many values lie below the lower one as above the upper one.
+    (n) => n - Math.ceil(minPercentile * n),
     (n) => Math.ceil(maxPercentile * n) - 1,
   ]);
   return { min: lo ?? 0, max: hi ?? 0 };
