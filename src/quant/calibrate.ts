@@ -40,6 +40,8 @@ export interface CalibrationStats {
   passes: number;
   /** Largest number of bytes the observers held at once. */
   peakObserverBytes: number;
+  /** Bytes of one batch of each calibrated activation (used to plan later passes over the data). */
+  activationBytes: Map<string, number>;
 }
 
 export const DEFAULT_CALIBRATION_MEMORY = 512 * 2 ** 20;
@@ -75,11 +77,103 @@ function checkFeeds(feeds: unknown, inputNames: readonly string[]): asserts feed
   }
 }
 
+export interface BatchSource {
+  /** The user's callback, or the first `batchNum` feeds of an iterable (taken once, replayed per pass). */
+  callback?: CalibrationCallback;
+  feeds?: Feeds[];
+}
+
+/** Normalizes a calibration source so that it can be replayed pass after pass. */
+export async function toBatchSource(source: CalibrationSource, batchNum: number): Promise<BatchSource> {
+  if (typeof source === 'function') return { callback: source };
+  const feeds = await firstFeeds(source, batchNum);
+  if (feeds.length === 0) throw new CalibrationError('the calibration data is empty: at least one batch of feeds is needed');
+  return { feeds };
+}
+
+/**
+ * One pass over the calibration batches through `model` extended with the outputs `fetch`: for each
+ * of the first `batchNum` batches, `onBatch` receives all outputs (awaited before the next batch, so
+ * only one batch's activations are alive). The caller's callback sees only the model's own outputs.
+ * Returns how many batches were handed to `onBatch`.
+ * @throws CalibrationError when no batch ran, feeds are wrong, or the runtime rejects them.
+ */
+export async function replayBatches(
+  model: ModelProto,
+  fetch: readonly string[],
+  source: BatchSource,
+  options: CreateSessionOptions & { batchNum: number },
+  onBatch: (outputs: Record<string, OrtTensor>, batch: number) => Promise<void> | void,
+): Promise<number> {
+  const userOutputs = (model.graph?.output ?? []).map((o) => o.name ?? '');
+  const session: InferenceSession = await createSession(withOutputs(model, fetch), options);
+  let batch = 0;
+  const wrapper: CalibrationSession = {
+    inputNames: session.inputNames,
+    outputNames: userOutputs,
+    run: async (feeds: Feeds) => {
+      checkFeeds(feeds, session.inputNames);
+      let out: Record<string, OrtTensor>;
+      try {
+        out = (await session.run(feeds)) as Record<string, OrtTensor>;
+      } catch (cause) {
+        throw new CalibrationError(`onnxruntime-web rejected the calibration feeds: ${(cause as Error)?.message ?? cause}`, { cause });
+      }
+      if (batch < options.batchNum) await onBatch(out, batch++);
+      const result: Record<string, OrtTensor> = {};
+      for (const n of userOutputs) if (out[n]) result[n] = out[n];
+      return result;
+    },
+  };
+  try {
+    if (source.feeds) {
+      for (const feeds of source.feeds) await wrapper.run(feeds);
+    } else {
+      try {
+        await source.callback!(wrapper);
+      } catch (cause) {
+        if (cause instanceof CalibrationError) throw cause;
+        throw new CalibrationError(`the calibration callback failed: ${(cause as Error)?.message ?? cause}`, { cause });
+      }
+    }
+  } finally {
+    await session.release();
+  }
+  if (batch === 0) {
+    throw new CalibrationError(`the calibration callback ran no batch: it must call session.run(feeds) batch_num (${options.batchNum}) times`);
+  }
+  return batch;
+}
+
+/** The float32 data of an activation output, or a CalibrationError naming it. */
+export function activationData(outputs: Record<string, OrtTensor>, name: string): Float32Array {
+  const t = outputs[name];
+  if (!t || t.type !== 'float32') {
+    throw new CalibrationError(`activation '${name}' is ${t ? t.type : 'missing from the outputs'}; only float32 activations can be calibrated`);
+  }
+  return t.data as Float32Array;
+}
+
+/**
+ * Greedy admission of activations into one pass: in order, while the bytes they need stay within
+ * `budget` (the first is always admitted, so every pass makes progress).
+ */
+export function admitWithinBudget(names: readonly string[], bytesOf: (name: string) => number, budget: number): Set<string> {
+  const chosen = new Set<string>();
+  let bytes = 0;
+  for (const name of names) {
+    const need = bytesOf(name);
+    if (chosen.size > 0 && need > 0 && bytes + need > budget) continue;
+    chosen.add(name);
+    bytes += need;
+  }
+  return chosen;
+}
+
 /**
  * Feeds every observer with the first `batchNum` batches and returns each layer's result. The
  * observers are computed and dropped from `observers` as soon as their pass ends, so raw values
  * never outlive their pass (the caller should keep no other reference to them).
- * @throws CalibrationError when no batch ran, feeds are wrong, or the runtime rejects them.
  */
 export async function calibrateActivations(
   model: ModelProto,
@@ -89,87 +183,33 @@ export async function calibrateActivations(
 ): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats }> {
   const results = new Map<string, ActivationResult>();
   const budget = options.memoryBudgetBytes ?? DEFAULT_CALIBRATION_MEMORY;
-  const replay = typeof source === 'function' ? undefined : await firstFeeds(source, options.batchNum);
-  if (replay && replay.length === 0) throw new CalibrationError('the calibration data is empty: at least one batch of feeds is needed');
-  const userOutputs = (model.graph?.output ?? []).map((o) => o.name ?? '');
+  const batches = await toBatchSource(source, options.batchNum);
+  const stats: CalibrationStats = { batches: 0, passes: 0, peakObserverBytes: 0, activationBytes: new Map() };
+  const rawBytes = (name: string) =>
+    (stats.activationBytes.get(name) ?? 0) * options.batchNum * [...observers.get(name)!.values()].filter((o) => o.keepsRawValues).length;
   let pending = [...observers.keys()];
-  const perBatchBytes = new Map<string, number>();
-  const stats: CalibrationStats = { batches: 0, passes: 0, peakObserverBytes: 0 };
 
   while (pending.length > 0) {
     stats.passes++;
-    // First pass: sizes are unknown until a batch ran, so every activation is fetched and admission
-    // happens on the first batch. Later passes know the sizes up front.
+    // First pass: sizes are unknown until a batch ran, so every pending activation is fetched and
+    // admission happens on the first batch. Later passes know the sizes up front.
     const fetched = pending;
-    let active: Set<string> | undefined;
-    const admit = () => {
-      const chosen = new Set<string>();
-      let bytes = 0;
-      for (const name of fetched) {
-        const rawObservers = [...observers.get(name)!.values()].filter((o) => o.keepsRawValues).length;
-        const need = (perBatchBytes.get(name) ?? 0) * options.batchNum * rawObservers;
-        if (chosen.size > 0 && need > 0 && bytes + need > budget) continue;
-        chosen.add(name);
-        bytes += need;
+    let active = stats.passes > 1 ? admitWithinBudget(fetched, rawBytes, budget) : undefined;
+    const ran = await replayBatches(model, fetched, batches, { ...options, batchNum: options.batchNum }, (out, batch) => {
+      if (!active) {
+        for (const name of fetched) stats.activationBytes.set(name, (out[name]?.data as Float32Array | undefined)?.byteLength ?? 0);
+        active = admitWithinBudget(fetched, rawBytes, budget);
       }
-      return chosen;
-    };
-    if (stats.passes > 1) active = admit();
-
-    const session: InferenceSession = await createSession(withOutputs(model, fetched), options);
-    let batch = 0;
-    const wrapper: CalibrationSession = {
-      inputNames: session.inputNames,
-      outputNames: userOutputs,
-      run: async (feeds: Feeds) => {
-        checkFeeds(feeds, session.inputNames);
-        let out: Record<string, OrtTensor>;
-        try {
-          out = (await session.run(feeds)) as Record<string, OrtTensor>;
-        } catch (cause) {
-          throw new CalibrationError(`onnxruntime-web rejected the calibration feeds: ${(cause as Error)?.message ?? cause}`, { cause });
-        }
-        if (batch < options.batchNum) {
-          if (!active) {
-            for (const name of fetched) perBatchBytes.set(name, (out[name]?.data as Float32Array | undefined)?.byteLength ?? 0);
-            active = admit();
-          }
-          for (const name of active) {
-            const t = out[name];
-            if (!t || t.type !== 'float32') {
-              throw new CalibrationError(`activation '${name}' is ${t ? t.type : 'missing from the outputs'}; only float32 activations can be calibrated`);
-            }
-            for (const o of observers.get(name)!.values()) o.observe(t.data as Float32Array);
-          }
-          batch++;
-          let held = 0;
-          for (const list of observers.values()) for (const o of list.values()) held += o.bytesHeld;
-          stats.peakObserverBytes = Math.max(stats.peakObserverBytes, held);
-          options.onBatch?.({ pass: stats.passes, batch, batchNum: options.batchNum });
-        }
-        const result: Record<string, OrtTensor> = {};
-        for (const n of userOutputs) if (out[n]) result[n] = out[n];
-        return result;
-      },
-    };
-    try {
-      if (replay) {
-        for (const feeds of replay) await wrapper.run(feeds);
-      } else {
-        try {
-          await (source as CalibrationCallback)(wrapper);
-        } catch (cause) {
-          if (cause instanceof CalibrationError) throw cause;
-          throw new CalibrationError(`the calibration callback failed: ${(cause as Error)?.message ?? cause}`, { cause });
-        }
+      for (const name of active) {
+        const x = activationData(out, name);
+        for (const o of observers.get(name)!.values()) o.observe(x);
       }
-    } finally {
-      await session.release();
-    }
-    if (batch === 0) {
-      throw new CalibrationError(`the calibration callback ran no batch: it must call session.run(feeds) batch_num (${options.batchNum}) times`);
-    }
-    stats.batches = Math.max(stats.batches, batch);
+      let held = 0;
+      for (const list of observers.values()) for (const o of list.values()) held += o.bytesHeld;
+      stats.peakObserverBytes = Math.max(stats.peakObserverBytes, held);
+      options.onBatch?.({ pass: stats.passes, batch: batch + 1, batchNum: options.batchNum });
+    });
+    stats.batches = Math.max(stats.batches, ran);
     for (const name of active!) {
       for (const [layer, o] of observers.get(name)!) results.set(layer, o.compute());
       observers.delete(name);

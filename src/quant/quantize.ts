@@ -14,7 +14,7 @@ import type { ModelProto } from '../onnx/types.js';
 import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
 import type { CreateSessionOptions } from '../runtime/ort.js';
 import { calibrateActivations, type CalibrationSource, type CalibrationStats, type ObserverMap } from './calibrate.js';
-import { buildQuantConfig, validateQuantConfig, type CreateQuantConfigOptions, type QuantConfig } from './config.js';
+import { buildQuantConfig, validateQuantConfig, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
 import { foldBatchNorms, type FoldedPair } from './fusion.js';
 import { createObserver } from './observers/index.js';
 import { emptyRecord, validateRecord, type QuantRecord } from './record.js';
@@ -106,7 +106,133 @@ export interface QuantizeResult {
   calibration: CalibrationStats | undefined;
 }
 
-async function readRecord(r: QuantizeModelOptions['record']): Promise<QuantRecord | undefined> {
+/** A model ready to be quantized: private copy, stable names, BN folded per the config. */
+export interface QuantizationSession {
+  /** The working model (fused); never the caller's. */
+  work: ModelProto;
+  config: QuantConfig;
+  /** Layers as the config lists them (before fusion) and after fusion (weights renamed). */
+  declared: LayerInfo[];
+  layers: LayerInfo[];
+  skipped: SkippedNode[];
+  fused: FoldedPair[];
+  kernels: Kernels;
+}
+
+function layerConfig(config: QuantConfig, name: string): LayerQuantConfig | undefined {
+  const entry = config[name];
+  return typeof entry === 'object' && entry !== null && !Array.isArray(entry) ? (entry as LayerQuantConfig) : undefined;
+}
+
+/** Validates the config against the model and prepares the working copy. */
+export async function prepareQuantization(model: ModelSource, config: QuantConfig, kernels?: Kernels): Promise<QuantizationSession> {
+  const { model: work, layers: declared, skipped } = prepare(await privateCopy(model));
+  validateQuantConfig(config, declared, 'quantizeModel config');
+  const cfg = structuredClone(config);
+  const fused = cfg.do_fusion !== false ? foldBatchNorms(work.graph!, new Set(cfg.skip_fusion_layers ?? [])) : [];
+  const { layers } = scanLayers(work.graph!);
+  return { work, config: cfg, declared, layers, skipped, fused, kernels: kernels ?? (await getKernels()) };
+}
+
+/** Layers whose config says quant_enable. */
+export function enabledLayers(q: QuantizationSession): LayerInfo[] {
+  return q.layers.filter((l) => layerConfig(q.config, l.name)?.quant_enable === true);
+}
+
+/**
+ * Calibrates the activations of `layers` that `record` lacks (at the configured bit width) and
+ * adds their factors to `record`.
+ */
+export async function calibrateLayers(
+  q: QuantizationSession,
+  layers: readonly LayerInfo[],
+  record: QuantRecord,
+  calibration: CalibrationSource,
+  options: QuantizeModelOptions = {},
+): Promise<CalibrationStats | undefined> {
+  const observers: ObserverMap = new Map();
+  for (const l of layers) {
+    const p = layerConfig(q.config, l.name)!.activation_quant_params;
+    const known = record.layers[l.name];
+    if (known && known.num_bits_d === p.num_bits) continue;
+    const list = observers.get(l.activation) ?? new Map();
+    list.set(l.name, createObserver(q.kernels, p, q.config.activation_offset));
+    observers.set(l.activation, list);
+  }
+  if (observers.size === 0) return undefined;
+  const { results, stats } = await calibrateActivations(q.work, observers, calibration, {
+    batchNum: q.config.batch_num,
+    memoryBudgetBytes: options.calibrationMemoryBytes,
+    executionProviders: options.executionProviders,
+    graphOptimizationLevel: options.graphOptimizationLevel,
+    onBatch: (b) => options.onProgress?.({ phase: 'calibration', ...b }),
+  });
+  for (const [name, r] of results) {
+    const bits = layerConfig(q.config, name)!.activation_quant_params.num_bits;
+    record.layers[name] = { scale_d: r.scale, offset_d: r.zeroPoint, num_bits_d: bits, clip_min_d: r.clipMin, clip_max_d: r.clipMax };
+  }
+  return stats;
+}
+
+/** The quantization of each layer from the record's activation factors and the layer's weights. */
+export function planLayers(q: QuantizationSession, layers: readonly LayerInfo[], record: QuantRecord): LayerQuantization[] {
+  return layers.map((l) => {
+    const rec = record.layers[l.name];
+    if (!rec) throw new CalibrationError(`layer '${l.name}' has no calibration result`);
+    const lq: LayerQuantization = { layer: l, activation: { scale: rec.scale_d, zeroPoint: rec.offset_d, bits: rec.num_bits_d } };
+    if (l.weight) {
+      const w = readTensorAsFloat32(getConstant(q.work.graph!, l.weight.name)!);
+      const axis = layerConfig(q.config, l.name)?.weight_quant_params?.channel_wise ? l.weight.channelAxis : -1;
+      lq.weight = quantizeWeight(q.kernels, w, l.weight.dims, axis);
+      rec.scale_w = Array.from(lq.weight.scale);
+      rec.offset_w = rec.scale_w.map(() => 0);
+      const bias = l.bias ? getConstant(q.work.graph!, l.bias)! : undefined;
+      const biasDims = bias ? tensorDims(bias) : [];
+      // A per-channel bias scale needs the channels on the bias's last axis; otherwise the bias stays float.
+      if (bias && (lq.weight.scale.length === 1 || biasDims[biasDims.length - 1] === lq.weight.scale.length)) {
+        lq.bias = quantizeBias(readTensorAsFloat32(bias), biasDims, rec.scale_d, lq.weight.scale);
+      }
+    }
+    return lq;
+  });
+}
+
+/** The fake-quant model (standard ops) for a plan. */
+export function buildFakeQuantModel(q: QuantizationSession, plan: readonly LayerQuantization[]): Uint8Array {
+  const fake = clone(q.work);
+  writeFakeQuant(fake, plan);
+  return encodeModel(fake);
+}
+
+/** The deployable QDQ model for a plan, with the opset raised as far as the plan needs. */
+export function buildDeployModel(q: QuantizationSession, plan: readonly LayerQuantization[]): Uint8Array {
+  const deploy = clone(q.work);
+  const need = requiredDeployOpset(plan);
+  if (plan.length > 0 && (opsetVersion(deploy) ?? 1) < need) upgradeOpset(deploy, need);
+  writeDeploy(deploy, plan);
+  return encodeModel(deploy);
+}
+
+/** Per layer, whether it is quantized and, if not, why. */
+export function layerReport(q: QuantizationSession, quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined): LayerReport[] {
+  return [
+    ...q.declared.map((l) => {
+      const on = quantized.has(l.name);
+      const reason = on ? undefined : reasonFor?.(l.name) ?? 'quant_enable is false in the config';
+      return { name: l.name, opType: l.opType, quantized: on, ...(reason ? { reason } : {}) };
+    }),
+    ...q.skipped.map((s) => ({ name: s.name, opType: s.opType, quantized: false, reason: s.reason })),
+  ];
+}
+
+/** Keeps only the factors of layers that exist, so a record matches its config. */
+export function pruneRecord(q: QuantizationSession, record: QuantRecord): QuantRecord {
+  const known = new Set(q.layers.map((l) => l.name));
+  for (const name of Object.keys(record.layers)) if (!known.has(name)) delete record.layers[name];
+  return record;
+}
+
+export async function readRecord(r: QuantizeModelOptions['record']): Promise<QuantRecord | undefined> {
   if (r === undefined) return undefined;
   if (typeof r === 'string' || r instanceof URL) {
     const text = new TextDecoder().decode(await readFileBytes(r));
@@ -130,92 +256,18 @@ export async function quantizeModel(
   calibration: CalibrationSource,
   options: QuantizeModelOptions = {},
 ): Promise<QuantizeResult> {
-  const { model: work, layers: declared, skipped } = prepare(await privateCopy(model));
-  validateQuantConfig(config, declared, 'quantizeModel config');
-  const cfg = structuredClone(config);
-  const fused = cfg.do_fusion !== false ? foldBatchNorms(work.graph!, new Set(cfg.skip_fusion_layers ?? [])) : [];
-  const { layers } = scanLayers(work.graph!);
-  const enabled = layers.filter((l) => {
-    const entry = cfg[l.name];
-    return typeof entry === 'object' && entry !== null && !Array.isArray(entry) && entry.quant_enable;
-  });
-  const k = options.kernels ?? (await getKernels());
+  const q = await prepareQuantization(model, config, options.kernels);
+  const enabled = enabledLayers(q);
   const record = (await readRecord(options.record)) ?? emptyRecord();
-
-  // Calibrate only what the record does not already hold at the requested bit width.
-  const observers: ObserverMap = new Map();
-  for (const l of enabled) {
-    const p = (cfg[l.name] as Exclude<QuantConfig[string], number | boolean | string[]>).activation_quant_params;
-    const known = record.layers[l.name];
-    if (known && known.num_bits_d === p.num_bits) continue;
-    const list = observers.get(l.activation) ?? new Map();
-    list.set(l.name, createObserver(k, p, cfg.activation_offset));
-    observers.set(l.activation, list);
-  }
-  let stats: CalibrationStats | undefined;
-  if (observers.size > 0) {
-    const { results, stats: s } = await calibrateActivations(work, observers, calibration, {
-      batchNum: cfg.batch_num,
-      memoryBudgetBytes: options.calibrationMemoryBytes,
-      executionProviders: options.executionProviders,
-      graphOptimizationLevel: options.graphOptimizationLevel,
-      onBatch: (b) => options.onProgress?.({ phase: 'calibration', ...b }),
-    });
-    stats = s;
-    for (const [name, r] of results) {
-      const bits = (cfg[name] as { activation_quant_params: { num_bits: 8 | 16 } }).activation_quant_params.num_bits;
-      record.layers[name] = { scale_d: r.scale, offset_d: r.zeroPoint, num_bits_d: bits, clip_min_d: r.clipMin, clip_max_d: r.clipMax };
-    }
-  }
-
-  const plan: LayerQuantization[] = [];
-  for (const l of enabled) {
-    const rec = record.layers[l.name];
-    if (!rec) throw new CalibrationError(`layer '${l.name}' has no calibration result`);
-    const entry = cfg[l.name] as { weight_quant_params?: { channel_wise: boolean } };
-    const lq: LayerQuantization = { layer: l, activation: { scale: rec.scale_d, zeroPoint: rec.offset_d, bits: rec.num_bits_d } };
-    if (l.weight) {
-      const w = readTensorAsFloat32(getConstant(work.graph!, l.weight.name)!);
-      const axis = entry.weight_quant_params?.channel_wise ? l.weight.channelAxis : -1;
-      lq.weight = quantizeWeight(k, w, l.weight.dims, axis);
-      rec.scale_w = Array.from(lq.weight.scale);
-      rec.offset_w = rec.scale_w.map(() => 0);
-      const bias = l.bias ? getConstant(work.graph!, l.bias)! : undefined;
-      const biasDims = bias ? tensorDims(bias) : [];
-      // A per-channel bias scale needs the channels on the bias's last axis; otherwise the bias stays float.
-      if (bias && (lq.weight.scale.length === 1 || biasDims[biasDims.length - 1] === lq.weight.scale.length)) {
-        lq.bias = quantizeBias(readTensorAsFloat32(bias), biasDims, rec.scale_d, lq.weight.scale);
-      }
-    }
-    plan.push(lq);
-  }
-
-  const fake = clone(work);
-  writeFakeQuant(fake, plan);
-  const deploy = clone(work);
-  const need = requiredDeployOpset(plan);
-  if (plan.length > 0 && (opsetVersion(deploy) ?? 1) < need) upgradeOpset(deploy, need);
-  writeDeploy(deploy, plan);
-
-  const enabledNames = new Set(enabled.map((l) => l.name));
-  const report: LayerReport[] = [
-    ...declared.map((l) => ({
-      name: l.name,
-      opType: l.opType,
-      quantized: enabledNames.has(l.name),
-      ...(enabledNames.has(l.name) ? {} : { reason: 'quant_enable is false in the config' }),
-    })),
-    ...skipped.map((s) => ({ name: s.name, opType: s.opType, quantized: false, reason: s.reason })),
-  ];
-  // Only the factors of layers that exist now are kept, so the record matches the config.
-  for (const name of Object.keys(record.layers)) if (!layers.some((l) => l.name === name)) delete record.layers[name];
+  const stats = await calibrateLayers(q, enabled, record, calibration, options);
+  const plan = planLayers(q, enabled, record);
   return {
-    record,
-    config: cfg,
-    fakeQuantModel: encodeModel(fake),
-    deployModel: encodeModel(deploy),
-    layers: report,
-    fusedBatchNorms: fused,
+    record: pruneRecord(q, record),
+    config: q.config,
+    fakeQuantModel: buildFakeQuantModel(q, plan),
+    deployModel: buildDeployModel(q, plan),
+    layers: layerReport(q, new Set(enabled.map((l) => l.name))),
+    fusedBatchNorms: q.fused,
     calibration: stats,
   };
 }
