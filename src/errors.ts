@@ -55,3 +55,10 @@ export class CalibrationError extends AutoquantError {
     super('CALIBRATION', message, options);
   }
 }
+
+/** The user's evaluator failed or reported something unusable; the message says which step. */
+export class EvaluationError extends AutoquantError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EVALUATION', message, options);
+  }
+}

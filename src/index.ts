@@ -4,6 +4,7 @@ export * from './onnx/index.js';
 export { upgradeOpset } from './onnx/opset.js';
 export * from './kernels/index.js';
 export * from './quant/index.js';
+export * from './auto/index.js';
 export { env } from './runtime/env.js';
 export { Tensor, useOrt, getOrt, createSession } from './runtime/ort.js';
 export type { InferenceSession, CreateSessionOptions, Ort } from './runtime/ort.js';

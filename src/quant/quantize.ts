@@ -125,9 +125,14 @@ function layerConfig(config: QuantConfig, name: string): LayerQuantConfig | unde
 }
 
 /** Validates the config against the model and prepares the working copy. */
-export async function prepareQuantization(model: ModelSource, config: QuantConfig, kernels?: Kernels): Promise<QuantizationSession> {
+export async function prepareQuantization(
+  model: ModelSource,
+  config: QuantConfig,
+  kernels?: Kernels,
+  configSource = 'quantizeModel config',
+): Promise<QuantizationSession> {
   const { model: work, layers: declared, skipped } = prepare(await privateCopy(model));
-  validateQuantConfig(config, declared, 'quantizeModel config');
+  validateQuantConfig(config, declared, configSource);
   const cfg = structuredClone(config);
   const fused = cfg.do_fusion !== false ? foldBatchNorms(work.graph!, new Set(cfg.skip_fusion_layers ?? [])) : [];
   const { layers } = scanLayers(work.graph!);

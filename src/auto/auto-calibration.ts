@@ -1,0 +1,286 @@
+/**
+ * Accuracy-based automatic calibration (AMCT's accuracy_based_auto_calibration): quantize every
+ * layer; if the metric drops too far, rank layers by sensitivity and fall the most sensitive back to
+ * float until the drop is acceptable. Calibration runs once; every search step re-uses its factors
+ * and costs exactly one evaluation.
+ */
+import { EvaluationError, QuantConfigError } from '../errors.js';
+import { encodeModel } from '../onnx/model.js';
+import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
+import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
+import { DEFAULT_CALIBRATION_MEMORY, toBatchSource } from '../quant/calibrate.js';
+import type { LayerQuantConfig, QuantConfig } from '../quant/config.js';
+import {
+  buildDeployModel,
+  buildFakeQuantModel,
+  calibrateLayers,
+  createQuantConfig,
+  enabledLayers,
+  layerReport,
+  planLayers,
+  prepareQuantization,
+  pruneRecord,
+  readRecord,
+  type LayerReport,
+  type ModelSource,
+} from '../quant/quantize.js';
+import { emptyRecord, type QuantRecord } from '../quant/record.js';
+import type { AutoCalibrationEvaluator } from './evaluator.js';
+import { rankLayers, sensitivityFunction, type LayerScore, type SensitivityFunction, type SensitivityName } from './sensitivity.js';
+import { searchFallbackCount, type StrategyName } from './strategies.js';
+
+export type AutoPhase = 'float-evaluation' | 'calibration' | 'quantized-evaluation' | 'ranking' | 'search' | 'saving';
+
+export interface AutoProgressEvent {
+  phase: AutoPhase;
+  message: string;
+  /** For evaluations: the entry just added to the history. */
+  evaluation?: HistoryEntry;
+}
+
+export interface AutoCalibrationOptions extends CreateSessionOptions {
+  /** The quantization config (default: createQuantConfig's defaults for every layer). */
+  config?: QuantConfig;
+  /** A config file to read (Node/Deno); never written to. */
+  configFile?: string;
+  /** An earlier record whose factors are re-used (path or object), instead of calibrating those layers. */
+  record?: QuantRecord | string;
+  /** Where to write the final record (Node/Deno). */
+  recordFile?: string;
+  /** Write `{prefix}_fake_quant_model.onnx`, `_deploy_model.onnx` (on success), `_quant_config.json`, `_record.json`, `_auto_calibration.json`. */
+  savePrefix?: string;
+  strategy?: StrategyName;
+  sensitivity?: SensitivityName | SensitivityFunction;
+  /** Upper bound on evaluate() calls, the float and first quantized evaluations included. */
+  maxEvaluations?: number;
+  /** Bound on activation bytes held during calibration and ranking (default 512 MiB). */
+  memoryBudgetBytes?: number;
+  onProgress?: (event: AutoProgressEvent) => void;
+}
+
+export interface HistoryEntry {
+  /** Layers in float for this evaluation (empty: the fully quantized model; undefined: the float model). */
+  fallbackLayers: string[] | null;
+  metric: number;
+  loss: number;
+  ok: boolean;
+  seconds: number;
+}
+
+export interface AutoCalibrationResult {
+  passed: boolean;
+  /** Why the result is what it is, in words a user can act on. */
+  message: string;
+  originalMetric: number;
+  /** Metric of the returned configuration (or of the fully quantized model when nothing passed). */
+  quantizedMetric: number;
+  quantizedLayers: string[];
+  fallbackLayers: string[];
+  /** Layers with their similarity score, ascending (most sensitive first); empty when not needed. */
+  ranking: LayerScore[];
+  history: HistoryEntry[];
+  evaluations: number;
+  config: QuantConfig;
+  record: QuantRecord;
+  layers: LayerReport[];
+  /** Seconds per phase. */
+  timings: { floatEvaluation: number; calibration: number; ranking: number; search: number; total: number };
+  fakeQuantModel?: Uint8Array;
+  deployModel?: Uint8Array;
+  /** Files written (with savePrefix / recordFile). */
+  files: string[];
+}
+
+const now = () => performance.now() / 1000;
+
+async function readConfig(options: AutoCalibrationOptions, model: ModelSource): Promise<QuantConfig> {
+  if (options.config) return structuredClone(options.config);
+  if (options.configFile) {
+    const text = new TextDecoder().decode(await readFileBytes(options.configFile));
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      throw new QuantConfigError([`not valid JSON: ${(e as Error).message}`], options.configFile);
+    }
+    return parsed as QuantConfig; // validated against the model by prepareQuantization
+  }
+  return createQuantConfig(model);
+}
+
+export async function accuracyBasedAutoCalibration(
+  model: ModelSource,
+  evaluator: AutoCalibrationEvaluator,
+  options: AutoCalibrationOptions = {},
+): Promise<AutoCalibrationResult> {
+  const t0 = now();
+  const progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry) => options.onProgress?.({ phase, message, evaluation });
+  const sessionOptions: CreateSessionOptions = { executionProviders: options.executionProviders, graphOptimizationLevel: options.graphOptimizationLevel };
+  const config = await readConfig(options, model);
+  const q = await prepareQuantization(model, config, undefined, options.configFile ?? 'config');
+  const maxEvaluations = options.maxEvaluations ?? Infinity;
+  const history: HistoryEntry[] = [];
+
+  const evaluate = async (bytes: Uint8Array, fallbackLayers: string[] | null, what: string, original?: number): Promise<HistoryEntry> => {
+    const start = now();
+    const session = await createSession(bytes, sessionOptions);
+    let metric: number;
+    try {
+      metric = await evaluator.evaluate(session);
+    } catch (cause) {
+      throw new EvaluationError(`evaluator.evaluate failed on ${what}: ${(cause as Error)?.message ?? cause}`, { cause });
+    } finally {
+      await session.release();
+    }
+    if (typeof metric !== 'number' || Number.isNaN(metric)) {
+      throw new EvaluationError(`evaluator.evaluate returned ${JSON.stringify(metric)} for ${what}; it must return a number (higher is better)`);
+    }
+    const [ok, loss] = evaluator.metricEval(original ?? metric, metric);
+    const entry = { fallbackLayers, metric, loss, ok, seconds: now() - start };
+    history.push(entry);
+    return entry;
+  };
+
+  // 1. The float model sets the reference and must pass against itself.
+  let phaseStart = now();
+  const floatEntry = await evaluate(encodeModel(q.work), null, 'the float model');
+  const originalMetric = floatEntry.metric;
+  if (!floatEntry.ok) {
+    throw new EvaluationError(`metricEval(original, original) is not ok for original = ${originalMetric}: the evaluator's limit can never be met`);
+  }
+  progress('float-evaluation', `float model: metric ${originalMetric}`, floatEntry);
+  const floatSeconds = now() - phaseStart;
+
+  // 2. Calibrate once and evaluate the fully quantized model.
+  phaseStart = now();
+  const enabled = enabledLayers(q);
+  const record = (await readRecord(options.record)) ?? emptyRecord();
+  const batches = await toBatchSource((session) => evaluator.calibration(session), q.config.batch_num);
+  const stats = await calibrateLayers(q, enabled, record, batches.callback!, {
+    ...sessionOptions,
+    calibrationMemoryBytes: options.memoryBudgetBytes,
+    onProgress: (e) => progress('calibration', `calibration pass ${e.pass}: batch ${e.batch}/${e.batchNum}`),
+  });
+  const plan = planLayers(q, enabled, record);
+  const calibrationSeconds = now() - phaseStart;
+  const byCount = new Map<number, HistoryEntry>();
+  const tryFallback = async (fallback: readonly string[]) => {
+    const off = new Set(fallback);
+    const subPlan = plan.filter((p) => !off.has(p.layer.name));
+    const entry = await evaluate(buildFakeQuantModel(q, subPlan), [...fallback], `the model with ${fallback.length} layer(s) in float`, originalMetric);
+    byCount.set(fallback.length, entry);
+    progress(fallback.length ? 'search' : 'quantized-evaluation', `${fallback.length} layer(s) in float: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok' : 'not ok'}`, entry);
+    return entry;
+  };
+
+  let ranking: LayerScore[] = [];
+  let rankingSeconds = 0;
+  let searchSeconds = 0;
+  let fallback: string[] | undefined;
+  let message: string;
+  let exhausted = false;
+  phaseStart = now();
+  const full = plan.length > 0 ? await tryFallback([]) : undefined;
+  if (full?.ok) {
+    fallback = [];
+    message = `all ${plan.length} layers quantized; the metric drop is within the limit`;
+  } else if (plan.length === 0) {
+    message = 'no layer is enabled for quantization, so no quantized model can be produced';
+  } else if (history.length >= maxEvaluations) {
+    exhausted = true;
+    message = `the fully quantized model fails the limit and maxEvaluations (${maxEvaluations}) leaves no evaluation for the search`;
+  } else {
+    // 3. Rank by sensitivity, 4. fall back in ranking order.
+    const rankStart = now();
+    ranking = await rankLayers(q.work, plan, batches, sensitivityFunction(q.kernels, options.sensitivity ?? 'cosine'), {
+      ...sessionOptions,
+      batchNum: q.config.batch_num,
+      activationBytes: stats?.activationBytes,
+      memoryBudgetBytes: options.memoryBudgetBytes ?? DEFAULT_CALIBRATION_MEMORY,
+      onBatch: (b) => progress('ranking', `ranking group ${b.group}/${b.groups}: batch ${b.batch}`),
+    });
+    rankingSeconds = now() - rankStart;
+    const searchStart = now();
+    const order = ranking.map((r) => r.layer);
+    const outcome = await searchFallbackCount(
+      options.strategy ?? 'binary',
+      order.length,
+      async (count) => (await tryFallback(order.slice(0, count))).ok,
+      maxEvaluations - history.length,
+    );
+    searchSeconds = now() - searchStart;
+    exhausted = outcome.exhausted;
+    if (outcome.count !== undefined) {
+      fallback = order.slice(0, outcome.count);
+      message = `${plan.length - fallback.length} of ${plan.length} layers quantized; ${fallback.length} fell back to float: ${fallback.join(', ')}`;
+    } else if (exhausted) {
+      message = `no passing configuration was found within maxEvaluations (${maxEvaluations}); no model is produced`;
+    } else {
+      message = `no configuration that keeps at least one of the ${plan.length} layers quantized meets the limit: every layer would have to fall back to float, so no quantized model is produced`;
+    }
+  }
+  const passed = fallback !== undefined;
+
+  // Outputs: the final config has quant_enable false for the fallen-back layers.
+  const finalConfig = structuredClone(q.config);
+  for (const name of fallback ?? []) (finalConfig[name] as LayerQuantConfig).quant_enable = false;
+  const off = new Set(fallback ?? []);
+  const finalPlan = plan.filter((p) => !off.has(p.layer.name));
+  const result: AutoCalibrationResult = {
+    passed,
+    message,
+    originalMetric,
+    quantizedMetric: passed ? byCount.get(fallback!.length)!.metric : full?.metric ?? originalMetric,
+    quantizedLayers: passed ? finalPlan.map((p) => p.layer.name) : [],
+    fallbackLayers: passed ? fallback! : plan.map((p) => p.layer.name),
+    ranking,
+    history,
+    evaluations: history.length,
+    config: finalConfig,
+    record: pruneRecord(q, record),
+    layers: layerReport(q, new Set(passed ? finalPlan.map((p) => p.layer.name) : []), (name) =>
+      off.has(name) ? 'fell back to float: the metric drop exceeded the limit' : passed ? undefined : message,
+    ),
+    timings: { floatEvaluation: floatSeconds, calibration: calibrationSeconds, ranking: rankingSeconds, search: searchSeconds, total: 0 },
+    files: [],
+  };
+  if (passed) {
+    result.fakeQuantModel = buildFakeQuantModel(q, finalPlan);
+    result.deployModel = buildDeployModel(q, finalPlan);
+  }
+  result.files = await saveOutputs(result, options);
+  if (result.files.length) progress('saving', `wrote ${result.files.join(', ')}`);
+  result.timings.total = now() - t0;
+  return result;
+}
+
+/** The report file: metrics, ranking ascending, and every evaluation. */
+export function autoCalibrationReport(r: AutoCalibrationResult): object {
+  return {
+    passed: r.passed,
+    message: r.message,
+    original_metric: r.originalMetric,
+    quantized_metric: r.quantizedMetric,
+    evaluations: r.evaluations,
+    quantized_layers: r.quantizedLayers,
+    fallback_layers: r.fallbackLayers,
+    ranking: r.ranking.map((x) => [x.layer, x.score]),
+    history: r.history.map((h) => ({ roll_back_layers: h.fallbackLayers, metric: h.metric, loss: h.loss, ok: h.ok, seconds: h.seconds })),
+    timings: r.timings,
+  };
+}
+
+async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOptions): Promise<string[]> {
+  const writes: [string, Uint8Array | string][] = [];
+  const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+  if (options.savePrefix) {
+    const p = options.savePrefix;
+    if (r.passed) {
+      writes.push([`${p}_fake_quant_model.onnx`, r.fakeQuantModel!], [`${p}_deploy_model.onnx`, r.deployModel!]);
+    }
+    writes.push([`${p}_quant_config.json`, json(r.config)], [`${p}_record.json`, json(r.record)], [`${p}_auto_calibration.json`, json(autoCalibrationReport(r))]);
+  }
+  if (options.recordFile) writes.push([options.recordFile, json(r.record)]);
+  for (const [file, data] of writes) await writeFileAtomic(file, data);
+  return writes.map(([f]) => f);
+}

@@ -1,0 +1,52 @@
+/**
+ * Search strategies over "how many of the most sensitive layers fall back". Both assume what AMCT
+ * assumes: falling back more layers (in ranking order) never makes the metric worse. Each probe is
+ * one full evaluation, so strategies are judged by how few they spend.
+ */
+
+/** Evaluates the configuration with the `count` most sensitive layers in float; true when acceptable. */
+export type Probe = (count: number) => Promise<boolean>;
+
+export type StrategyName = 'binary' | 'sequential';
+
+export interface SearchOutcome {
+  /** Smallest passing fallback count found, or undefined when none passed within the budget. */
+  count: number | undefined;
+  /** Whether the search ended because the evaluation budget ran out. */
+  exhausted: boolean;
+}
+
+/**
+ * `count = 0` is known to fail and `count = n` (everything in float) is the float model, so the
+ * answer lies in (0, n]. `budget` is the number of probes allowed.
+ */
+export async function searchFallbackCount(strategy: StrategyName, n: number, probe: Probe, budget: number): Promise<SearchOutcome> {
+  let spent = 0;
+  const tryCount = async (c: number) => {
+    spent++;
+    return probe(c);
+  };
+  if (strategy === 'sequential') {
+    // The seed's loop: one more layer in float per evaluation.
+    for (let c = 1; c < n; c++) {
+      if (spent >= budget) return { count: undefined, exhausted: true };
+      if (await tryCount(c)) return { count: c, exhausted: false };
+    }
+    return { count: undefined, exhausted: false };
+  }
+  // Bisection: lo always fails, hi is the smallest count known to pass (n: everything in float).
+  let lo = 0;
+  let hi = n;
+  let passedHi = false;
+  while (hi - lo > 1) {
+    if (spent >= budget) return { count: passedHi ? hi : undefined, exhausted: true };
+    const mid = (lo + hi) >>> 1;
+    if (await tryCount(mid)) {
+      hi = mid;
+      passedHi = true;
+    } else {
+      lo = mid;
+    }
+  }
+  return { count: passedHi ? hi : undefined, exhausted: false };
+}

@@ -1,0 +1,149 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  accuracyBasedAutoCalibration,
+  AutoCalibrationEvaluator,
+  ClassificationEvaluator,
+  createQuantConfig,
+  EvaluationError,
+  FidelityEvaluator,
+  Tensor,
+  type CalibrationSession,
+  type InferenceSession,
+} from '../../src/index.js';
+import { heldOutBatch, trainBatch } from '../helpers/mnist.js';
+import { outlierInputs, outlierModel, WIDTH } from '../helpers/outlier-model.js';
+
+const ROWS = 64;
+const feedsOf = (xs: Float32Array[]) => xs.map((x) => ({ x: new Tensor('float32', x, [x.length / WIDTH, WIDTH]) }));
+
+describe('accuracy-based automatic calibration on a model with one planted outlier layer', () => {
+  for (const strategy of ['binary', 'sequential'] as const) {
+    it(`'${strategy}' ends with exactly the fragile layer in float`, async () => {
+      const { bytes, fragile, names } = outlierModel();
+      const evaluator = new FidelityEvaluator(feedsOf(outlierInputs(2, ROWS, 11)), {
+        calibrationInputs: feedsOf(outlierInputs(2, ROWS, 3)),
+        batchNum: 2,
+        mode: 'cosine',
+        maxDrop: 0.002,
+      });
+      const events: string[] = [];
+      const r = await accuracyBasedAutoCalibration(bytes, evaluator, {
+        strategy,
+        config: await createQuantConfig(bytes, { batchNum: 2 }),
+        onProgress: (e) => events.push(e.phase),
+      });
+      expect(r.passed).toBe(true);
+      expect(r.fallbackLayers).toEqual([fragile]);
+      expect(r.quantizedLayers.sort()).toEqual(names.filter((n) => n !== fragile).sort());
+      expect(r.ranking[0]!.layer).toBe(fragile);
+      expect(r.ranking.map((x) => x.score)).toEqual([...r.ranking.map((x) => x.score)].sort((a, b) => a - b));
+      // float, full int8, then the search.
+      expect(r.history[0]!.fallbackLayers).toBeNull();
+      expect(r.history[1]!.fallbackLayers).toEqual([]);
+      expect(r.history[1]!.ok).toBe(false);
+      const n = names.length;
+      if (strategy === 'binary') expect(r.evaluations).toBeLessThanOrEqual(1 + 1 + Math.ceil(Math.log2(n)) + 1);
+      else expect(r.evaluations).toBe(3);
+      expect(r.fakeQuantModel).toBeInstanceOf(Uint8Array);
+      expect(r.deployModel).toBeInstanceOf(Uint8Array);
+      expect(events).toContain('ranking');
+      console.log(`${strategy}: ${r.evaluations} evaluations, fell back ${r.fallbackLayers.join(', ')}, metric ${r.originalMetric} -> ${r.quantizedMetric}; ranking ${r.ranking.map((x) => `${x.layer}:${x.score.toFixed(5)}`).join(' ')}`);
+    });
+  }
+
+  it('writes the five output files atomically and does not overwrite the config file it read', async () => {
+    const { bytes, fragile } = outlierModel();
+    const dir = mkdtempSync(join(tmpdir(), 'aq-auto-'));
+    const { createQuantConfig } = await import('../../src/index.js');
+    const configFile = join(dir, 'config.json');
+    await createQuantConfig(bytes, { batchNum: 2, configFile });
+    const before = readFileSync(configFile, 'utf8');
+    const evaluator = new FidelityEvaluator(feedsOf(outlierInputs(2, ROWS, 11)), { batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
+    const r = await accuracyBasedAutoCalibration(bytes, evaluator, { configFile, savePrefix: join(dir, 'out/model') });
+    expect(r.passed).toBe(true);
+    expect(readFileSync(configFile, 'utf8')).toBe(before);
+    expect(readdirSync(join(dir, 'out')).sort()).toEqual(
+      ['model_auto_calibration.json', 'model_deploy_model.onnx', 'model_fake_quant_model.onnx', 'model_quant_config.json', 'model_record.json'],
+    );
+    const finalConfig = JSON.parse(readFileSync(join(dir, 'out/model_quant_config.json'), 'utf8'));
+    expect(finalConfig[fragile].quant_enable).toBe(false);
+    const report = JSON.parse(readFileSync(join(dir, 'out/model_auto_calibration.json'), 'utf8'));
+    expect(report.ranking[0][0]).toBe(fragile);
+    expect(report.history.length).toBe(r.evaluations);
+  });
+});
+
+describe('accuracy-based automatic calibration when nothing passes or the evaluator fails', () => {
+  it('returns passed: false with a message and writes no model when every layer would have to fall back', async () => {
+    const { bytes, names } = outlierModel(4, 1);
+    const dir = mkdtempSync(join(tmpdir(), 'aq-auto-'));
+    // Zero tolerance: any quantization at all changes the outputs.
+    const evaluator = new FidelityEvaluator(feedsOf(outlierInputs(1, ROWS, 11)), { mode: 'cosine', maxDrop: 0 });
+    const r = await accuracyBasedAutoCalibration(bytes, evaluator, { savePrefix: join(dir, 'm') });
+    expect(r.passed).toBe(false);
+    expect(r.message).toMatch(/every layer would have to fall back/);
+    expect(r.fakeQuantModel).toBeUndefined();
+    expect(r.deployModel).toBeUndefined();
+    expect(r.fallbackLayers.sort()).toEqual([...names].sort());
+    expect(existsSync(join(dir, 'm_fake_quant_model.onnx'))).toBe(false);
+    expect(existsSync(join(dir, 'm_deploy_model.onnx'))).toBe(false);
+    expect(existsSync(join(dir, 'm_auto_calibration.json'))).toBe(true);
+  });
+
+  it('surfaces an evaluator that throws with context and writes no file', async () => {
+    const { bytes } = outlierModel(4, 1);
+    const dir = mkdtempSync(join(tmpdir(), 'aq-auto-'));
+    class Broken extends AutoCalibrationEvaluator {
+      calls = 0;
+      async calibration(session: CalibrationSession) {
+        await session.run(feedsOf(outlierInputs(1, 8))[0]!);
+      }
+      async evaluate(_s: InferenceSession): Promise<number> {
+        if (++this.calls === 2) throw new Error('dataset went away');
+        return 1;
+      }
+    }
+    const err = await accuracyBasedAutoCalibration(bytes, new Broken({ maxDrop: 0.1 }), { savePrefix: join(dir, 'm') }).catch((e) => e);
+    expect(err).toBeInstanceOf(EvaluationError);
+    expect(err.message).toMatch(/evaluator\.evaluate failed on the model with 0 layer\(s\) in float: dataset went away/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('refuses an evaluator whose limit the float model itself cannot meet', async () => {
+    const { bytes } = outlierModel(4, 1);
+    class Never extends AutoCalibrationEvaluator {
+      async calibration(session: CalibrationSession) {
+        await session.run(feedsOf(outlierInputs(1, 8))[0]!);
+      }
+      async evaluate(): Promise<number> {
+        return 1;
+      }
+      override metricEval(): [boolean, number] {
+        return [false, 1];
+      }
+    }
+    await expect(accuracyBasedAutoCalibration(bytes, new Never())).rejects.toThrow(/metricEval\(original, original\) is not ok/);
+  });
+});
+
+describe('accuracy-based automatic calibration on the MNIST fixture CNN', () => {
+  it('passes on the first quantized evaluation with a classification evaluator', async () => {
+    const model = new Uint8Array(readFileSync('test/fixtures/mnist_cnn.onnx'));
+    const data = [0, 1, 2, 3].map((b) => {
+      const { x, labels } = heldOutBatch(b * 250, 250);
+      return { feeds: { input: new Tensor('float32', x, [250, 1, 28, 28]) }, labels };
+    });
+    const calibrationInputs = [0, 1].map((b) => ({ input: new Tensor('float32', trainBatch(b * 32, 32), [32, 1, 28, 28]) }));
+    const evaluator = new ClassificationEvaluator(data, { calibrationInputs, batchNum: 2, maxDrop: 0.01 });
+    const r = await accuracyBasedAutoCalibration(model, evaluator);
+    console.log(`fixture CNN: float ${r.originalMetric}, int8 ${r.quantizedMetric}, ${r.evaluations} evaluations, timings ${JSON.stringify(r.timings)}`);
+    expect(r.passed).toBe(true);
+    expect(r.evaluations).toBe(2);
+    expect(r.fallbackLayers).toEqual([]);
+    expect(r.ranking).toEqual([]);
+    expect(r.quantizedLayers.length).toBe(6);
+  });
+});
