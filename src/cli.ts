@@ -1,37 +1,206 @@
 /**
  * Command-line entry. Parses arguments and delegates; all behaviour lives in the library so the CLI
- * and `import` users get the same results.
+ * and `import` users get the same results. Progress goes to stderr, results to stdout.
+ * Exit status: 0 success, 1 error, 2 no acceptable model.
  */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { accuracyBasedAutoCalibration, autoCalibrationReport, type AutoCalibrationResult } from './auto/auto-calibration.js';
+import { AutoCalibrationEvaluator } from './auto/evaluator.js';
+import { FidelityEvaluator } from './auto/evaluators.js';
+import type { SensitivityName } from './auto/sensitivity.js';
+import type { StrategyName } from './auto/strategies.js';
+import { Options, parseArgs, UsageError } from './cli/args.js';
+import { readFeeds } from './cli/data.js';
 import { AutoquantError } from './errors.js';
+import { loadModel } from './onnx/model.js';
+import type { ActivationAlgo } from './quant/config.js';
+import { createQuantConfig, loadQuantConfig, quantizeModel, saveModel } from './quant/quantize.js';
 import { VERSION } from './version.js';
 
-const HELP = `autoquant ${VERSION} — accuracy-driven automatic int8 quantization of ONNX models
+const HELP = `autoquant ${VERSION}: accuracy-driven automatic int8 quantization of ONNX models
 
 Usage:
-  autoquant --help          Show this help
-  autoquant --version       Print the version
+  autoquant config <model.onnx> -o <config.json> [--batch-num N] [--skip a,b] [--act-algo ifmr|hfmg|minmax|percentile]
+                   [--activation-bits 8|16] [--symmetric] [--no-fusion] [--no-channel-wise]
+      List every quantizable layer in a quantization config (AMCT's JSON form).
 
-Commands for configuration, quantization and automatic calibration arrive with later releases.
+  autoquant quantize <model.onnx> --data <calib.npy|.npz> --save <prefix> [--config <config.json>] [--batch-size B]
+      Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json.
+
+  autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
+                 [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
+                 [--max-evaluations N] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
+                 [--fidelity auto|top1|cosine]
+      Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit.
+      --evaluator: a module whose default export is an AutoCalibrationEvaluator instance, a subclass (constructed
+      with { maxDrop } or { maxRelativeDrop }) or a function returning one. --data: label-free, the metric is the
+      agreement with the float model's outputs on those inputs (top-1 for classifiers, mean cosine otherwise).
+
+Common options:
+  --json            Print a JSON summary on stdout
+  --ep <name,...>   onnxruntime-web execution providers (default wasm)
+  --help, --version
+
+NumPy inputs: a .npy array feeds the model's only input; a .npz holds one array per input name. Arrays are split
+into batches of --batch-size rows along axis 0 (default: one batch).
 
 Exit status: 0 success, 1 error, 2 no acceptable model.`;
 
-export class UsageError extends AutoquantError {
-  constructor(message: string) {
-    super('USAGE', message);
-  }
+type Out = { write(s: string): unknown };
+
+const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise']);
+
+function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): string[] {
+  const inits = new Set((model.graph?.initializer ?? []).map((t) => t.name));
+  return (model.graph?.input ?? []).map((v) => v.name ?? '').filter((n) => n && !inits.has(n));
 }
 
-export async function main(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
+function executionProviders(o: Options): string[] | undefined {
+  return o.string('ep')?.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+async function configCommand(model: string, o: Options, out: Out): Promise<number> {
+  const output = o.required('output', 'where to write the config');
+  const config = await createQuantConfig(model, {
+    batchNum: o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
+    skipLayers: o.string('skip')?.split(',').filter(Boolean),
+    activationAlgo: o.choice<ActivationAlgo>('act-algo', ['ifmr', 'hfmg', 'minmax', 'percentile']),
+    activationBits: o.choice('activation-bits', ['8', '16'] as const) === '16' ? 16 : undefined,
+    activationOffset: o.flag('symmetric') ? false : undefined,
+    doFusion: o.flag('no-fusion') ? false : undefined,
+    channelWise: o.flag('no-channel-wise') ? false : undefined,
+    configFile: output,
+  });
+  const json = o.flag('json');
+  o.finish();
+  const layers = Object.keys(config).filter((k) => typeof config[k] === 'object' && !Array.isArray(config[k]));
+  if (json) out.write(JSON.stringify({ config: output, layers }) + '\n');
+  else out.write(`wrote ${output}: ${layers.length} quantizable layers\n`);
+  return 0;
+}
+
+async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out): Promise<number> {
+  const data = o.required('data', 'calibration inputs as .npy or .npz');
+  const save = o.required('save', 'the output prefix');
+  const configFile = o.string('config');
+  const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const eps = executionProviders(o);
+  const json = o.flag('json');
+  o.finish();
+  const model = await loadModel(modelPath);
+  const config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model);
+  const feeds = await readFeeds(data, modelInputs(model), batchSize);
+  const t0 = performance.now();
+  const result = await quantizeModel(model, config, feeds, {
+    executionProviders: eps,
+    onProgress: (e) => err.write(`calibration: pass ${e.pass}, batch ${e.batch}/${e.batchNum}\n`),
+  });
+  const files = await saveModel(result, save);
+  const quantized = result.layers.filter((l) => l.quantized).map((l) => l.name);
+  const summary = { quantizedLayers: quantized, skipped: result.layers.filter((l) => !l.quantized), files, seconds: (performance.now() - t0) / 1000 };
+  if (json) out.write(JSON.stringify(summary) + '\n');
+  else out.write(`quantized ${quantized.length} layers; wrote ${files.join(', ')}\n`);
+  return 0;
+}
+
+async function loadEvaluator(file: string, limit: { maxDrop?: number; maxRelativeDrop?: number }): Promise<AutoCalibrationEvaluator> {
+  let mod: { default?: unknown };
   try {
-    if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
-      out.write(HELP + '\n');
-      return 0;
-    }
-    if (argv.includes('--version') || argv.includes('-v')) {
+    mod = await import(pathToFileURL(resolve(file)).href);
+  } catch (cause) {
+    throw new UsageError(`cannot load the evaluator module ${file}: ${(cause as Error)?.message ?? cause}`);
+  }
+  const d = mod.default;
+  let evaluator: unknown = d;
+  if (typeof d === 'function' && d.prototype instanceof AutoCalibrationEvaluator) {
+    evaluator = new (d as new (l: object) => AutoCalibrationEvaluator)(limit);
+  } else if (typeof d === 'function') {
+    evaluator = await (d as (l: object) => unknown)(limit);
+  }
+  const ok = evaluator instanceof AutoCalibrationEvaluator ||
+    (typeof evaluator === 'object' && evaluator !== null && ['calibration', 'evaluate', 'metricEval'].every((m) => typeof (evaluator as Record<string, unknown>)[m] === 'function'));
+  if (!ok) {
+    throw new UsageError(`${file}: the default export must be an AutoCalibrationEvaluator (instance, subclass, or a function returning one) with calibration, evaluate and metricEval`);
+  }
+  return evaluator as AutoCalibrationEvaluator;
+}
+
+function describeHistory(r: AutoCalibrationResult['history'][number]): string {
+  const what = r.fallbackLayers === null ? 'float model' : r.fallbackLayers.length === 0 ? 'all layers int8' : `${r.fallbackLayers.length} layer(s) in float`;
+  return `${what}: metric ${r.metric.toFixed(6)}, loss ${r.loss.toFixed(6)} (${r.ok ? 'ok' : 'not ok'}, ${r.seconds.toFixed(2)} s)`;
+}
+
+async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): Promise<number> {
+  const evaluatorFile = o.string('evaluator');
+  const data = o.string('data');
+  const fidelity = o.choice('fidelity', ['auto', 'top1', 'cosine'] as const);
+  const maxDrop = o.number('max-drop', (n) => n >= 0, 'a number >= 0');
+  const maxRelativeDrop = o.number('max-relative-drop', (n) => n >= 0, 'a number >= 0');
+  const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const batchNum = o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const calibrationData = o.string('calibration-data');
+  const configFile = o.string('config');
+  const save = o.string('save');
+  const strategy = o.choice<StrategyName>('strategy', ['binary', 'sequential']);
+  const sensitivity = o.choice<SensitivityName>('sensitivity', ['cosine', 'mse', 'sqnr']);
+  const maxEvaluations = o.number('max-evaluations', (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2');
+  const eps = executionProviders(o);
+  const json = o.flag('json');
+  o.finish();
+  if (!evaluatorFile === !data) throw new UsageError('auto: give exactly one of --evaluator <module> or --data <inputs.npy|.npz>');
+
+  const model = await loadModel(modelPath);
+  const limit = maxDrop === undefined && maxRelativeDrop === undefined ? {} : { maxDrop, maxRelativeDrop };
+  let evaluator: AutoCalibrationEvaluator;
+  if (evaluatorFile) {
+    evaluator = await loadEvaluator(evaluatorFile, limit);
+  } else {
+    const inputs = modelInputs(model);
+    const feeds = await readFeeds(data!, inputs, batchSize);
+    const calib = calibrationData ? await readFeeds(calibrationData, inputs, batchSize) : undefined;
+    evaluator = new FidelityEvaluator(feeds, { ...limit, calibrationInputs: calib, batchNum: batchNum ?? 1, mode: fidelity });
+  }
+  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { batchNum });
+  if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
+  const result = await accuracyBasedAutoCalibration(model, evaluator, {
+    config,
+    configFile,
+    savePrefix: save,
+    strategy,
+    sensitivity,
+    maxEvaluations,
+    executionProviders: eps,
+    onProgress: (e) => err.write(`${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}\n`),
+  });
+  if (json) out.write(JSON.stringify({ ...autoCalibrationReport(result), files: result.files }) + '\n');
+  else {
+    out.write(`${result.passed ? 'passed' : 'FAILED'}: ${result.message}\n`);
+    out.write(`metric: float ${result.originalMetric}, quantized ${result.quantizedMetric}; ${result.evaluations} evaluations\n`);
+    if (result.files.length) out.write(`wrote ${result.files.join(', ')}\n`);
+  }
+  return result.passed ? 0 : 2;
+}
+
+export async function main(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+  try {
+    const parsed = parseArgs(argv, FLAGS);
+    const [command, model, ...extra] = parsed.positionals;
+    if (parsed.options.has('version')) {
       out.write(VERSION + '\n');
       return 0;
     }
-    throw new UsageError(`unknown command or option '${argv[0]}' (run 'autoquant --help')`);
+    if (!command || parsed.options.has('help')) {
+      out.write(HELP + '\n');
+      return 0;
+    }
+    if (!['config', 'quantize', 'auto'].includes(command)) throw new UsageError(`unknown command '${command}' (commands: config, quantize, auto; see 'autoquant --help')`);
+    if (!model) throw new UsageError(`${command}: the model path is missing (autoquant ${command} <model.onnx> ...)`);
+    if (extra.length) throw new UsageError(`${command}: unexpected argument(s) ${extra.join(' ')}`);
+    const o = new Options(parsed, command);
+    if (command === 'config') return await configCommand(model, o, out);
+    if (command === 'quantize') return await quantizeCommand(model, o, out, err);
+    return await autoCommand(model, o, out, err);
   } catch (e) {
     const msg = e instanceof AutoquantError ? e.message : (e as Error)?.stack ?? String(e);
     err.write(`autoquant: ${msg}\n`);

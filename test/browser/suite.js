@@ -176,6 +176,18 @@ test('the fake-quant model runs on the WebGPU backend where an adapter exists', 
   assert(k.cosine(onWasm, onGpu) > 0.999, `wasm vs webgpu cosine ${k.cosine(onWasm, onGpu)}`);
 });
 
+test('accuracy-based auto-calibration in the browser falls back exactly the planted outlier layer', async () => {
+  const model = await fetchBytes('/test/fixtures/outlier_mlp.onnx');
+  const batches = (n, rows, seed) =>
+    Array.from({ length: n }, (_, i) => ({ x: new aq.Tensor('float32', randomFloats(rows * 16, seed + i, 1), [rows, 16]) }));
+  const evaluator = new aq.FidelityEvaluator(batches(2, 64, 11), { calibrationInputs: batches(2, 64, 3), batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
+  const r = await aq.accuracyBasedAutoCalibration(model, evaluator, { strategy: 'binary' });
+  assert(r.passed, r.message);
+  assert(r.fallbackLayers.join() === 'layer3', `fell back ${r.fallbackLayers}`);
+  assert(r.evaluations <= 6, `${r.evaluations} evaluations`);
+  assert(r.deployModel instanceof Uint8Array && r.fakeQuantModel instanceof Uint8Array, 'models returned');
+});
+
 (async () => {
   const results = [];
   for (const t of tests) {

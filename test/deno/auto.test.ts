@@ -1,0 +1,33 @@
+// Deno: accuracy-based automatic calibration end to end on the built package, with real
+// onnxruntime-web sessions: the planted-outlier fixture must end with exactly layer3 in float.
+import assert from 'node:assert/strict';
+import { accuracyBasedAutoCalibration, FidelityEvaluator, Tensor } from '../../dist/index.js';
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    let t = (s = (s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function batches(n: number, rows: number, seed: number) {
+  const next = rng(seed);
+  return Array.from({ length: n }, () => ({ x: new Tensor('float32', Float32Array.from({ length: rows * 16 }, () => next() * 2 - 1), [rows, 16]) }));
+}
+
+Deno.test('auto-calibration falls back exactly the planted outlier layer (binary search)', async () => {
+  const model = await Deno.readFile(new URL('../fixtures/outlier_mlp.onnx', import.meta.url));
+  const evaluator = new FidelityEvaluator(batches(2, 64, 11), { calibrationInputs: batches(2, 64, 3), batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
+  const dir = await Deno.makeTempDir();
+  const r = await accuracyBasedAutoCalibration(model, evaluator, { savePrefix: `${dir}/m` });
+  assert.equal(r.passed, true, r.message);
+  assert.deepEqual(r.fallbackLayers, ['layer3']);
+  assert.ok(r.evaluations <= 1 + 1 + 3 + 1, `${r.evaluations} evaluations`);
+  const files = [];
+  for await (const e of Deno.readDir(dir)) files.push(e.name);
+  assert.deepEqual(files.sort(), ['m_auto_calibration.json', 'm_deploy_model.onnx', 'm_fake_quant_model.onnx', 'm_quant_config.json', 'm_record.json']);
+  await Deno.remove(dir, { recursive: true });
+});
