@@ -31,7 +31,7 @@ Usage:
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
                  [--max-evaluations N] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
-                 [--fidelity auto|top1|cosine]
+                 [--fidelity auto|top1|cosine] [--fallback float|int16]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit.
       --evaluator: a module whose default export is an AutoCalibrationEvaluator instance, a subclass (constructed
       with { maxDrop } or { maxRelativeDrop }) or a function returning one. --data: label-free, the metric is the
@@ -143,6 +143,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const configFile = o.string('config');
   const save = o.string('save');
   const strategy = o.choice<StrategyName>('strategy', ['binary', 'sequential']);
+  const fallback = o.choice('fallback', ['float', 'int16'] as const);
   const sensitivity = o.choice<SensitivityName>('sensitivity', ['cosine', 'mse', 'sqnr']);
   const maxEvaluations = o.number('max-evaluations', (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2');
   const eps = executionProviders(o);
@@ -168,6 +169,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     configFile,
     savePrefix: save,
     strategy,
+    fallback,
     sensitivity,
     maxEvaluations,
     executionProviders: eps,

@@ -5,7 +5,8 @@
  * and costs exactly one evaluation.
  */
 import { EvaluationError, QuantConfigError } from '../errors.js';
-import { encodeModel } from '../onnx/model.js';
+import { decodeModel } from '../onnx/model.js';
+import { upgradeOpset } from '../onnx/opset.js';
 import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
 import { DEFAULT_CALIBRATION_MEMORY, toBatchSource } from '../quant/calibrate.js';
@@ -25,6 +26,7 @@ import {
   type ModelSource,
 } from '../quant/quantize.js';
 import { emptyRecord, type QuantRecord } from '../quant/record.js';
+import type { LayerQuantization } from '../quant/rewrite.js';
 import type { AutoCalibrationEvaluator } from './evaluator.js';
 import { rankLayers, sensitivityFunction, type LayerScore, type SensitivityFunction, type SensitivityName } from './sensitivity.js';
 import { searchFallbackCount, type StrategyName } from './strategies.js';
@@ -50,6 +52,12 @@ export interface AutoCalibrationOptions extends CreateSessionOptions {
   /** Write `{prefix}_fake_quant_model.onnx`, `_deploy_model.onnx` (on success), `_quant_config.json`, `_record.json`, `_auto_calibration.json`. */
   savePrefix?: string;
   strategy?: StrategyName;
+  /**
+   * What a sensitive layer falls back to: 'float' (AMCT's behaviour, the default) or 'int16'
+   * activations with int8 weights (the deploy model then needs opset 21). With 'int16' the 16-bit
+   * factors are calibrated once, before the search, so each step still costs one evaluation.
+   */
+  fallback?: 'float' | 'int16';
   sensitivity?: SensitivityName | SensitivityFunction;
   /** Upper bound on evaluate() calls, the float and first quantized evaluations included. */
   maxEvaluations?: number;
@@ -76,6 +84,8 @@ export interface AutoCalibrationResult {
   quantizedMetric: number;
   quantizedLayers: string[];
   fallbackLayers: string[];
+  /** What fallbackLayers were turned into. */
+  fallbackTo: 'float' | 'int16';
   /** Layers with their similarity score, ascending (most sensitive first); empty when not needed. */
   ranking: LayerScore[];
   history: HistoryEntry[];
@@ -141,9 +151,14 @@ export async function accuracyBasedAutoCalibration(
     return entry;
   };
 
+  if (options.fallback === 'int16') {
+    // int16 Q/DQ needs opset 21: find out now, not after the search, whether the model can get there.
+    upgradeOpset(decodeModel(q.original), 21);
+  }
+
   // 1. The float model sets the reference and must pass against itself.
   let phaseStart = now();
-  const floatEntry = await evaluate(encodeModel(q.work), null, 'the float model');
+  const floatEntry = await evaluate(q.original, null, 'the float model');
   const originalMetric = floatEntry.metric;
   if (!floatEntry.ok) {
     throw new EvaluationError(`metricEval(original, original) is not ok for original = ${originalMetric}: the evaluator's limit can never be met`);
@@ -163,13 +178,32 @@ export async function accuracyBasedAutoCalibration(
   });
   const plan = planLayers(q, enabled, record);
   const calibrationSeconds = now() - phaseStart;
+  const fallbackTo = options.fallback ?? 'float';
+  let wide: Map<string, LayerQuantization> | undefined;
+  const widePlan = async () => {
+    // The same layers with 16-bit activation factors, calibrated once for the whole search.
+    const config16 = structuredClone(q.config);
+    for (const l of enabled) (config16[l.name] as LayerQuantConfig).activation_quant_params.num_bits = 16;
+    const q16 = { ...q, config: config16 };
+    const record16 = emptyRecord();
+    await calibrateLayers(q16, enabled, record16, batches.callback!, {
+      ...sessionOptions,
+      calibrationMemoryBytes: options.memoryBudgetBytes,
+      onProgress: (e) => progress('calibration', `16-bit calibration pass ${e.pass}: batch ${e.batch}/${e.batchNum}`),
+    });
+    return { plan: new Map(planLayers(q16, enabled, record16).map((p) => [p.layer.name, p])), record16 };
+  };
+  let record16: QuantRecord | undefined;
   const byCount = new Map<number, HistoryEntry>();
-  const tryFallback = async (fallback: readonly string[]) => {
+  const planWith = (fallback: readonly string[]) => {
     const off = new Set(fallback);
-    const subPlan = plan.filter((p) => !off.has(p.layer.name));
-    const entry = await evaluate(buildFakeQuantModel(q, subPlan), [...fallback], `the model with ${fallback.length} layer(s) in float`, originalMetric);
+    return plan.flatMap((p) => (!off.has(p.layer.name) ? [p] : wide ? [wide.get(p.layer.name)!] : []));
+  };
+  const tryFallback = async (fallback: readonly string[]) => {
+    const subPlan = planWith(fallback);
+    const entry = await evaluate(buildFakeQuantModel(q, subPlan), [...fallback], `the model with ${fallback.length} layer(s) in ${fallbackTo}`, originalMetric);
     byCount.set(fallback.length, entry);
-    progress(fallback.length ? 'search' : 'quantized-evaluation', `${fallback.length} layer(s) in float: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok' : 'not ok'}`, entry);
+    progress(fallback.length ? 'search' : 'quantized-evaluation', `${fallback.length} layer(s) in ${fallbackTo}: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok' : 'not ok'}`, entry);
     return entry;
   };
 
@@ -201,31 +235,44 @@ export async function accuracyBasedAutoCalibration(
     });
     rankingSeconds = now() - rankStart;
     const searchStart = now();
+    if (fallbackTo === 'int16') {
+      const w = await widePlan();
+      wide = w.plan;
+      record16 = w.record16;
+    }
     const order = ranking.map((r) => r.layer);
     const outcome = await searchFallbackCount(
       options.strategy ?? 'binary',
       order.length,
       async (count) => (await tryFallback(order.slice(0, count))).ok,
       maxEvaluations - history.length,
+      fallbackTo === 'float',
     );
     searchSeconds = now() - searchStart;
     exhausted = outcome.exhausted;
     if (outcome.count !== undefined) {
       fallback = order.slice(0, outcome.count);
-      message = `${plan.length - fallback.length} of ${plan.length} layers quantized; ${fallback.length} fell back to float: ${fallback.join(', ')}`;
+      message = `${plan.length - fallback.length} of ${plan.length} layers in int8; ${fallback.length} fell back to ${fallbackTo}: ${fallback.join(', ')}`;
     } else if (exhausted) {
       message = `no passing configuration was found within maxEvaluations (${maxEvaluations}); no model is produced`;
     } else {
-      message = `no configuration that keeps at least one of the ${plan.length} layers quantized meets the limit: every layer would have to fall back to float, so no quantized model is produced`;
+      message = fallbackTo === 'float'
+        ? `no configuration that keeps at least one of the ${plan.length} layers quantized meets the limit: every layer would have to fall back to float, so no quantized model is produced`
+        : `even with every one of the ${plan.length} layers at int16 activations the drop exceeds the limit, so no quantized model is produced (try fallback: 'float')`;
     }
   }
   const passed = fallback !== undefined;
 
   // Outputs: the final config has quant_enable false for the fallen-back layers.
   const finalConfig = structuredClone(q.config);
-  for (const name of fallback ?? []) (finalConfig[name] as LayerQuantConfig).quant_enable = false;
+  for (const name of fallback ?? []) {
+    const entry = finalConfig[name] as LayerQuantConfig;
+    if (fallbackTo === 'float') entry.quant_enable = false;
+    else entry.activation_quant_params.num_bits = 16;
+  }
   const off = new Set(fallback ?? []);
-  const finalPlan = plan.filter((p) => !off.has(p.layer.name));
+  const finalPlan = passed ? planWith(fallback!) : [];
+  for (const name of fallback ?? []) if (record16) record.layers[name] = record16.layers[name]!;
   const result: AutoCalibrationResult = {
     passed,
     message,
@@ -233,6 +280,7 @@ export async function accuracyBasedAutoCalibration(
     quantizedMetric: passed ? byCount.get(fallback!.length)!.metric : full?.metric ?? originalMetric,
     quantizedLayers: passed ? finalPlan.map((p) => p.layer.name) : [],
     fallbackLayers: passed ? fallback! : plan.map((p) => p.layer.name),
+    fallbackTo,
     ranking,
     history,
     evaluations: history.length,

@@ -17,10 +17,17 @@ export interface SearchOutcome {
 }
 
 /**
- * `count = 0` is known to fail and `count = n` (everything in float) is the float model, so the
- * answer lies in (0, n]. `budget` is the number of probes allowed.
+ * `count = 0` is known to fail, so the answer lies in (0, n]. When layers fall back to float,
+ * `count = n` is the float model and passes without a probe (`nPasses`); when they fall back to a
+ * wider integer type it must be probed like any other count. `budget` is the number of probes allowed.
  */
-export async function searchFallbackCount(strategy: StrategyName, n: number, probe: Probe, budget: number): Promise<SearchOutcome> {
+export async function searchFallbackCount(
+  strategy: StrategyName,
+  n: number,
+  probe: Probe,
+  budget: number,
+  nPasses = true,
+): Promise<SearchOutcome> {
   let spent = 0;
   const tryCount = async (c: number) => {
     spent++;
@@ -28,7 +35,7 @@ export async function searchFallbackCount(strategy: StrategyName, n: number, pro
   };
   if (strategy === 'sequential') {
     // The seed's loop: one more layer in float per evaluation.
-    for (let c = 1; c < n; c++) {
+    for (let c = 1; c < (nPasses ? n : n + 1); c++) {
       if (spent >= budget) return { count: undefined, exhausted: true };
       if (await tryCount(c)) return { count: c, exhausted: false };
     }
@@ -47,6 +54,10 @@ export async function searchFallbackCount(strategy: StrategyName, n: number, pro
     } else {
       lo = mid;
     }
+  }
+  if (!passedHi && !nPasses && hi === n) {
+    if (spent >= budget) return { count: undefined, exhausted: true };
+    if (await tryCount(n)) return { count: n, exhausted: false };
   }
   return { count: passedHi ? hi : undefined, exhausted: false };
 }

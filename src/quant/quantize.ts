@@ -110,6 +110,8 @@ export interface QuantizeResult {
 export interface QuantizationSession {
   /** The working model (fused); never the caller's. */
   work: ModelProto;
+  /** The model before any rewrite (BN folding included), encoded: what "the float model" means. */
+  original: Uint8Array;
   config: QuantConfig;
   /** Layers as the config lists them (before fusion) and after fusion (weights renamed). */
   declared: LayerInfo[];
@@ -134,9 +136,10 @@ export async function prepareQuantization(
   const { model: work, layers: declared, skipped } = prepare(await privateCopy(model));
   validateQuantConfig(config, declared, configSource);
   const cfg = structuredClone(config);
+  const original = encodeModel(work);
   const fused = cfg.do_fusion !== false ? foldBatchNorms(work.graph!, new Set(cfg.skip_fusion_layers ?? [])) : [];
   const { layers } = scanLayers(work.graph!);
-  return { work, config: cfg, declared, layers, skipped, fused, kernels: kernels ?? (await getKernels()) };
+  return { work, original, config: cfg, declared, layers, skipped, fused, kernels: kernels ?? (await getKernels()) };
 }
 
 /** Layers whose config says quant_enable. */

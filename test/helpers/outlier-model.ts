@@ -2,7 +2,7 @@
  * A model of our own in which exactly one layer is fragile under int8: a chain of MatMul layers
  * where the activation entering `fragile` has one channel ~1000× larger than the others (planted
  * by a Mul that is not quantized). A single int8 scale for that activation wipes out the small
- * channels, which carry the signal; every other layer quantizes harmlessly.
+ * channels, which carry the signal (int16 keeps them); every other layer quantizes harmlessly.
  */
 import { encodeModel } from '../../src/index.js';
 import { buildModel, GraphBuilder } from './graph-builder.js';
@@ -20,11 +20,12 @@ export function outlierModel(layers = 8, fragileIndex = 3, seed = 1): { bytes: U
     for (let r = 0; r < WIDTH; r++) for (let c = 0; c < WIDTH; c++) w[r * WIDTH + c] = (r === c ? 1 : 0) + 0.15 * rng.normal();
     let input = prev;
     if (i === fragileIndex) {
-      // Plant the outlier channel, then undo its scale in this layer's weight row so outputs stay balanced.
+      // Plant the outlier channel and give it a zero weight row: it carries no signal but sets the
+      // activation's int8 range, so the small channels that do carry the signal round to zero.
       const s = new Float32Array(WIDTH).fill(1);
       s[0] = 1000;
       g.initializer(`outlier_scale`, [WIDTH], s).node('Mul', [prev, 'outlier_scale'], ['planted'], {}, { name: 'plant_outlier' });
-      for (let c = 0; c < WIDTH; c++) w[c] = w[c]! / 1000;
+      for (let c = 0; c < WIDTH; c++) w[c] = 0;
       input = 'planted';
     }
     const name = `layer${i}`;

@@ -54,6 +54,31 @@ describe('accuracy-based automatic calibration on a model with one planted outli
     });
   }
 
+  it("with fallback 'int16' the fragile layer keeps int8 weights and gets 16-bit activations", async () => {
+    const { bytes, fragile } = outlierModel();
+    const evaluator = new FidelityEvaluator(feedsOf(outlierInputs(2, ROWS, 11)), {
+      calibrationInputs: feedsOf(outlierInputs(2, ROWS, 3)),
+      batchNum: 2,
+      mode: 'cosine',
+      maxDrop: 0.002,
+    });
+    const r = await accuracyBasedAutoCalibration(bytes, evaluator, { fallback: 'int16' });
+    console.log(`int16 fallback: ${r.message}; metric ${r.quantizedMetric}; ${r.evaluations} evaluations`);
+    expect(r.passed).toBe(true);
+    expect(r.fallbackTo).toBe('int16');
+    expect(r.fallbackLayers).toEqual([fragile]);
+    expect(r.quantizedLayers).toContain(fragile);
+    expect((r.config[fragile] as { activation_quant_params: { num_bits: number } }).activation_quant_params.num_bits).toBe(16);
+    expect(r.record.layers[fragile]!.num_bits_d).toBe(16);
+    const { decodeModel, opsetVersion, createSession } = await import('../../src/index.js');
+    const deploy = decodeModel(r.deployModel!);
+    expect(opsetVersion(deploy)).toBe(21);
+    const s = await createSession(r.deployModel!);
+    const out = await s.run(feedsOf(outlierInputs(1, 4, 99))[0]!);
+    expect(Object.keys(out).length).toBe(1);
+    await s.release();
+  });
+
   it('writes the five output files atomically and does not overwrite the config file it read', async () => {
     const { bytes, fragile } = outlierModel();
     const dir = mkdtempSync(join(tmpdir(), 'aq-auto-'));
