@@ -2,16 +2,7 @@
 // onnxruntime-web sessions: the planted-outlier fixture must end with exactly layer3 in float.
 import assert from 'node:assert/strict';
 import { accuracyBasedAutoCalibration, FidelityEvaluator, Tensor } from '../../dist/index.js';
-
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    let t = (s = (s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from './random.ts';
 
 function batches(n: number, rows: number, seed: number) {
   const next = rng(seed);

@@ -1,16 +1,7 @@
 // Deno: the BUILT package's Wasm kernels against its scalar reference (run `npm run build` first).
 import assert from 'node:assert/strict';
 import { getKernels, referenceKernels } from '../../dist/index.js';
-
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    let t = (s = (s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from './random.ts';
 
 function inputs(next: () => number, n: number, scale: number): Float32Array {
   const specials = [NaN, Infinity, -Infinity, 3e38, -3e38, 0, -0];
