@@ -50,6 +50,12 @@ Exit status: 0 success, 1 error, 2 no acceptable model.`;
 type Out = { write(s: string): unknown };
 
 const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise']);
+/** Options that take a value, over all commands; each command rejects the ones it does not use. */
+const VALUED = new Set([
+  'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
+  'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity',
+  'max-evaluations', 'fidelity',
+]);
 
 function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): string[] {
   const inits = new Set((model.graph?.initializer ?? []).map((t) => t.name));
@@ -62,18 +68,19 @@ function executionProviders(o: Options): string[] | undefined {
 
 async function configCommand(model: string, o: Options, out: Out): Promise<number> {
   const output = o.required('output', 'where to write the config');
-  const config = await createQuantConfig(model, {
+  const options = {
     batchNum: o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
     skipLayers: o.string('skip')?.split(',').filter(Boolean),
     activationAlgo: o.choice<ActivationAlgo>('act-algo', ['ifmr', 'hfmg', 'minmax', 'percentile']),
-    activationBits: o.choice('activation-bits', ['8', '16'] as const) === '16' ? 16 : undefined,
+    activationBits: o.choice('activation-bits', ['8', '16'] as const) === '16' ? (16 as const) : undefined,
     activationOffset: o.flag('symmetric') ? false : undefined,
     doFusion: o.flag('no-fusion') ? false : undefined,
     channelWise: o.flag('no-channel-wise') ? false : undefined,
     configFile: output,
-  });
+  };
   const json = o.flag('json');
   o.finish();
+  const config = await createQuantConfig(model, options);
   const layers = Object.keys(config).filter((k) => typeof config[k] === 'object' && !Array.isArray(config[k]));
   if (json) out.write(JSON.stringify({ config: output, layers }) + '\n');
   else out.write(`wrote ${output}: ${layers.length} quantizable layers\n`);
@@ -113,7 +120,9 @@ async function loadEvaluator(file: string, limit: { maxDrop?: number; maxRelativ
   }
   const d = mod.default;
   let evaluator: unknown = d;
-  if (typeof d === 'function' && d.prototype instanceof AutoCalibrationEvaluator) {
+  // A class is recognised by shape: the user's module imports its own copy of the package, so
+  // `instanceof` against this bundle's AutoCalibrationEvaluator would fail.
+  if (typeof d === 'function' && typeof (d as { prototype?: { evaluate?: unknown } }).prototype?.evaluate === 'function') {
     evaluator = new (d as new (l: object) => AutoCalibrationEvaluator)(limit);
   } else if (typeof d === 'function') {
     evaluator = await (d as (l: object) => unknown)(limit);
@@ -186,7 +195,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
 
 export async function main(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   try {
-    const parsed = parseArgs(argv, FLAGS);
+    const parsed = parseArgs(argv, FLAGS, VALUED);
     const [command, model, ...extra] = parsed.positionals;
     if (parsed.options.has('version')) {
       out.write(VERSION + '\n');

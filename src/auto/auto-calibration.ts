@@ -312,6 +312,7 @@ export function autoCalibrationReport(r: AutoCalibrationResult): object {
     evaluations: r.evaluations,
     quantized_layers: r.quantizedLayers,
     fallback_layers: r.fallbackLayers,
+    fallback_to: r.fallbackTo,
     ranking: r.ranking.map((x) => [x.layer, x.score]),
     history: r.history.map((h) => ({ roll_back_layers: h.fallbackLayers, metric: h.metric, loss: h.loss, ok: h.ok, seconds: h.seconds })),
     timings: r.timings,

@@ -14,7 +14,11 @@ export interface ParsedArgs {
 
 const ALIASES: Record<string, string> = { o: 'output', h: 'help', v: 'version' };
 
-export function parseArgs(argv: readonly string[], flags: ReadonlySet<string>): ParsedArgs {
+/**
+ * `flags` take no value, `valued` take one; any other option is a typo and is reported at once
+ * (rather than swallowing the next argument as its value).
+ */
+export function parseArgs(argv: readonly string[], flags: ReadonlySet<string>, valued: ReadonlySet<string>): ParsedArgs {
   const positionals: string[] = [];
   const options = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
@@ -29,6 +33,7 @@ export function parseArgs(argv: readonly string[], flags: ReadonlySet<string>): 
       continue;
     }
     const key = ALIASES[m[1]!] ?? m[1]!;
+    if (!flags.has(key) && !valued.has(key)) throw new UsageError(`unknown option(s) ${a.split('=')[0]} (see 'autoquant --help')`);
     if (m[2] !== undefined) options.set(key, m[2]);
     else if (flags.has(key)) options.set(key, true);
     else {

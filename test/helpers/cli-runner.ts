@@ -3,7 +3,7 @@
  * The suite runs after `npm run build`; `builtCli()` fails with a clear message when it has not.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -40,9 +40,18 @@ export function runCli(args: readonly string[], cwd: string, timeoutMs = 60_000)
   });
 }
 
-/** A fresh temp dir holding the given files (relative name → bytes or text). */
+const created: string[] = [];
+
+/** A fresh temp dir holding the given files (relative name → bytes or text); see removeTempDirs. */
 export function tempDir(files: Record<string, Uint8Array | string> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), 'aq-cli-'));
+  created.push(dir);
   for (const [name, data] of Object.entries(files)) writeFileSync(join(dir, name), data);
   return dir;
+}
+
+/** Removes every dir tempDir made (set AQ_KEEP_TMP=1 to keep them for debugging). */
+export function removeTempDirs(): void {
+  if (process.env.AQ_KEEP_TMP) return;
+  for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });
 }

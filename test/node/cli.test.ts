@@ -4,10 +4,10 @@
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeNpy, encodeNpz } from '../../src/data/npy.js';
-import { createSession, loadModel, Tensor } from '../../src/index.js';
-import { builtCli, DIST_INDEX_URL, ROOT, runCli, tempDir } from '../helpers/cli-runner.js';
+import { createSession, loadModel, opsetVersion, Tensor } from '../../src/index.js';
+import { builtCli, DIST_INDEX_URL, removeTempDirs, ROOT, runCli, tempDir } from '../helpers/cli-runner.js';
 import { heldOutBatch, trainBatch } from '../helpers/mnist.js';
 import { outlierInputs, outlierModel, WIDTH } from '../helpers/outlier-model.js';
 
@@ -101,6 +101,7 @@ ${body}
 beforeAll(() => {
   builtCli(); // throws "run `npm run build`" when dist/cli.js is missing
 });
+afterAll(removeTempDirs);
 
 describe('autoquant CLI: usage', () => {
   it('--help prints usage naming the three commands and exits 0', async () => {
@@ -274,7 +275,7 @@ describe('autoquant auto --data (label-free fidelity)', () => {
     const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(2, 64, 11) });
     const r = await runCli([...autoArgs, '--save', 'out/m'], dir);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^passed: 7 of 8 layers quantized; 1 fell back to float: layer3$/m);
+    expect(r.stdout).toMatch(/^passed: 7 of 8 layers .*; 1 fell back to float: layer3$/m);
     expect(r.stdout).toMatch(/^wrote out\/m_fake_quant_model\.onnx/m);
     expect(readdirSync(join(dir, 'out')).sort()).toEqual(
       ['m_auto_calibration.json', 'm_deploy_model.onnx', 'm_fake_quant_model.onnx', 'm_quant_config.json', 'm_record.json'],
@@ -309,6 +310,27 @@ describe('autoquant auto --data (label-free fidelity)', () => {
     expect(report.history[1].roll_back_layers).toEqual([]);
     expect(report.files).toEqual([]);
     expect(readdirSync(dir).sort()).toEqual(['inputs.npy', 'model.onnx']);
+  });
+
+  it('--fallback int16 keeps the fragile layer quantized with 16-bit activations', async () => {
+    const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(2, 64, 11) });
+    const r = await runCli([...autoArgs, '--fallback', 'int16', '--save', 'out/m', '--json'], dir);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.passed).toBe(true);
+    expect(report.message).toMatch(/1 fell back to int16: layer3$/);
+    expect(report.fallback_layers).toEqual([fragile]);
+    expect([...report.quantized_layers].sort()).toEqual([...names].sort());
+    const config = json(dir, 'out/m_quant_config.json');
+    expect(config[fragile].quant_enable).toBe(true);
+    expect(config[fragile].activation_quant_params.num_bits).toBe(16);
+    expect(json(dir, 'out/m_record.json').layers[fragile].num_bits_d).toBe(16);
+    const deploy = await loadModel(join(dir, 'out/m_deploy_model.onnx'));
+    expect(opsetVersion(deploy)).toBe(21);
+
+    const bad = await runCli([...autoArgs, '--fallback', 'int8'], dir);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--fallback must be one of float, int16, got 'int8'/);
   });
 
   it('exits 2 and writes no model when every layer would have to fall back', async () => {
@@ -374,7 +396,7 @@ describe('autoquant auto --evaluator', () => {
     const r = await runCli(['auto', 'model.onnx', '--evaluator', 'eval.mjs', '--max-relative-drop', '0.25'], dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/limit \{"maxRelativeDrop":0\.25\}/);
-    expect(r.stdout).toMatch(/^passed: 3 of 4 layers quantized; 1 fell back to float: layer1$/m);
+    expect(r.stdout).toMatch(/^passed: 3 of 4 layers .*; 1 fell back to float: layer1$/m);
   });
 
   it('an evaluator module whose default export is not an evaluator exits 1 with a clear message', async () => {
