@@ -7,7 +7,7 @@
 import { OnnxFormatError } from '../errors.js';
 import { attrInt, GraphEditor } from './editor.js';
 import { findAttribute, nodeNames, opsetVersion, walkGraphs } from './graph.js';
-import { int64ToNumber } from './int64.js';
+import { int64ToBigInt, int64ToNumber } from './int64.js';
 import { DataType, makeTensor } from './tensor.js';
 import { onnx, type AttributeProto, type GraphProto, type ModelProto, type NodeProto } from './types.js';
 
@@ -29,10 +29,13 @@ const COMPATIBLE = new Set(
 interface ConvertContext {
   editor: GraphEditor;
   name: string;
+  /** The element type of a value where the graph states it (inputs, value_info, initializers, Constants). */
+  elemType(value: string): number | undefined;
   /** Queues a node to run right after `node` (GraphEditor only inserts before). */
   after(node: NodeProto, next: NodeProto): void;
 }
-type Converter = (node: NodeProto, ctx: ConvertContext) => void;
+/** Rewrites a node in place; returns a reason when this node cannot be expressed at the new version. */
+type Converter = (node: NodeProto, ctx: ConvertContext) => string | void;
 
 function takeAttr(node: NodeProto, name: string): AttributeProto | undefined {
   const a = findAttribute(node, name);
@@ -41,8 +44,15 @@ function takeAttr(node: NodeProto, name: string): AttributeProto | undefined {
 }
 
 function intsInput(ctx: ConvertContext, what: string, values: readonly (number | object)[]): string {
-  const nums = values.map((v) => int64ToNumber(v as never));
-  return ctx.editor.addInitializer(makeTensor(`${ctx.name}.${what}`, DataType.INT64, [nums.length], nums));
+  // Exact int64s: Slice ends are often INT64_MAX, which a double would turn into INT64_MIN.
+  const ints = values.map((v) => int64ToBigInt(v as never));
+  return ctx.editor.addInitializer(makeTensor(`${ctx.name}.${what}`, DataType.INT64, [ints.length], ints));
+}
+
+/** Attribute values become inputs of the data's type: only float32 data is converted here. */
+function floatDataOnly(node: NodeProto, ctx: ConvertContext): string | undefined {
+  const t = ctx.elemType(node.input?.[0] ?? '');
+  return t === undefined || t === DataType.FLOAT ? undefined : `its data is of type ${t}, not float32, so its constants cannot be converted`;
 }
 
 /** Sets input `index`, padding skipped optional inputs with ''. */
@@ -73,24 +83,43 @@ const BREAKING: Record<string, [version: number, convert: Converter | null][]> =
     node.opType = 'ScatterElements';
   }]],
   Clip: [[11, (node, ctx) => {
+    const wrongType = floatDataOnly(node, ctx);
+    if (wrongType) return wrongType;
     const min = takeAttr(node, 'min');
     const max = takeAttr(node, 'max');
     if (min) setInput(node, 1, ctx.editor.addInitializer(makeTensor(`${ctx.name}.min`, DataType.FLOAT, [], [min.f ?? 0])));
     if (max) setInput(node, 2, ctx.editor.addInitializer(makeTensor(`${ctx.name}.max`, DataType.FLOAT, [], [max.f ?? 0])));
   }]],
   Pad: [[11, (node, ctx) => {
+    const wrongType = findAttribute(node, 'value') ? floatDataOnly(node, ctx) : undefined;
+    if (wrongType) return wrongType;
     const pads = takeAttr(node, 'pads');
     const value = takeAttr(node, 'value');
     setInput(node, 1, intsInput(ctx, 'pads', pads?.ints ?? []));
     if (value) setInput(node, 2, ctx.editor.addInitializer(makeTensor(`${ctx.name}.value`, DataType.FLOAT, [], [value.f ?? 0])));
   }]],
-  Dropout: [[12, (node, ctx) => {
+  BatchNormalization: [[9, (node) => {
+    const spatial = takeAttr(node, 'spatial');
+    if (spatial && int64ToNumber(spatial.i ?? 1) === 0) return 'spatial=0 (per-element statistics) has no equivalent from opset 9';
+  }]],
+  Scan: [[9, null]],
+  Dropout: [[10, (node) => {
+    if (node.output?.[1]) return 'its mask output changes type at opset 10';
+  }], [12, (node, ctx) => {
     const ratio = takeAttr(node, 'ratio');
     if (ratio) setInput(node, 1, ctx.editor.addInitializer(makeTensor(`${ctx.name}.ratio`, DataType.FLOAT, [], [ratio.f ?? 0.5])));
   }]],
   Squeeze: [[13, attrsToIntInputs([['axes', 1]])]],
   Unsqueeze: [[13, attrsToIntInputs([['axes', 1]])]],
-  Split: [[13, attrsToIntInputs([['split', 1]])]],
+  Split: [
+    [13, attrsToIntInputs([['split', 1]])],
+    // From 18 an equal split must say how many outputs it has.
+    [18, (node) => {
+      if (!node.input?.[1] && !findAttribute(node, 'num_outputs')) {
+        node.attribute = [...(node.attribute ?? []), onnx.AttributeProto.create(attrInt('num_outputs', node.output?.length ?? 1))];
+      }
+    }],
+  ],
   ReduceSum: [[13, attrsToIntInputs([['axes', 1]])]],
   Softmax: [[13, coerced2d]],
   LogSoftmax: [[13, coerced2d]],
@@ -124,6 +153,16 @@ function coerced2d(node: NodeProto, ctx: ConvertContext): void {
 function upgradeGraph(graph: GraphProto, from: number, to: number, problems: string[]): void {
   const names = nodeNames(graph);
   const editor = new GraphEditor(graph);
+  const types = new Map<string, number>();
+  for (const v of [...(graph.input ?? []), ...(graph.valueInfo ?? []), ...(graph.output ?? [])]) {
+    const t = v.type?.tensorType?.elemType;
+    if (v.name && t) types.set(v.name, t);
+  }
+  for (const t of graph.initializer ?? []) if (t.name && t.dataType) types.set(t.name, t.dataType);
+  for (const n of graph.node ?? []) {
+    if (n.opType === 'Constant' && n.attribute?.[0]?.t?.dataType) types.set(n.output?.[0] ?? '', n.attribute[0].t.dataType);
+  }
+  const elemType = (value: string) => types.get(value);
   const following = new Map<NodeProto, NodeProto>();
   const after = (node: NodeProto, next: NodeProto) => following.set(node, next);
   (graph.node ?? []).forEach((node, i) => {
@@ -139,7 +178,11 @@ function upgradeGraph(graph: GraphProto, from: number, to: number, problems: str
         problems.push(`${names[i]} (${op}): changed incompatibly at opset ${v} and cannot be converted`);
         return;
       }
-      convert(node, { editor, name: names[i]!, after });
+      const problem = convert(node, { editor, name: names[i]!, elemType, after });
+      if (problem) {
+        problems.push(`${names[i]} (${op}): ${problem}`);
+        return;
+      }
     }
   });
   editor.commit();

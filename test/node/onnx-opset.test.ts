@@ -1,0 +1,92 @@
+/**
+ * upgradeOpset: every conversion is checked by running the model before and after in
+ * onnxruntime-web and comparing outputs, so a conversion that changes meaning fails here.
+ */
+import { describe, expect, it } from 'vitest';
+import { createSession, DataType, decodeModel, encodeModel, OnnxFormatError, opsetVersion, Tensor, upgradeOpset } from '../../src/index.js';
+import type { ModelProto } from '../../src/index.js';
+import Long from 'long';
+import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
+import { Random } from '../helpers/random.js';
+
+async function run(model: ModelProto, x: Float32Array, dims: number[]): Promise<Float32Array[]> {
+  const s = await createSession(encodeModel(model));
+  try {
+    const out = await s.run({ x: new Tensor('float32', x, dims) });
+    return s.outputNames.map((n) => out[n]!.data as Float32Array);
+  } finally {
+    await s.release();
+  }
+}
+
+async function expectSameAfterUpgrade(g: GraphBuilder, from: number, to: number, dims: number[], edit?: (m: ModelProto) => void): Promise<ModelProto> {
+  const model = buildModel(g, { opset: from });
+  edit?.(model);
+  const rng = new Random(5);
+  const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rng.uniform(-2, 2));
+  const before = await run(model, x, dims);
+  const upgraded = decodeModel(encodeModel(model));
+  upgradeOpset(upgraded, to);
+  expect(opsetVersion(upgraded)).toBe(to);
+  const after = await run(upgraded, x, dims);
+  expect(after.map((a) => Array.from(a))).toEqual(before.map((b) => Array.from(b)));
+  return upgraded;
+}
+
+describe('upgradeOpset keeps what each converted operator computes', () => {
+  it('Slice with an open end (INT64_MAX) from opset 9 to 13', async () => {
+    const g = new GraphBuilder().input('x', DataType.FLOAT, [2, 4]).output('y', DataType.FLOAT);
+    g.node('Slice', ['x'], ['y'], { starts: [1], ends: [0], axes: [1] });
+    await expectSameAfterUpgrade(g, 9, 13, [2, 4], (m) => {
+      // What exporters write for x[:, 1:]: an end no double can hold.
+      m.graph!.node![0]!.attribute!.find((a) => a.name === 'ends')!.ints = [Long.MAX_VALUE];
+    });
+  });
+
+  it('Clip with min/max attributes from opset 9 to 13', async () => {
+    const g = new GraphBuilder().input('x', DataType.FLOAT, [6]).output('y', DataType.FLOAT);
+    g.node('Clip', ['x'], ['y'], { min: -0.5, max: 1.25 });
+    await expectSameAfterUpgrade(g, 9, 13, [6]);
+  });
+
+  it('Softmax over a non-last axis (2-D coercion) from opset 11 to 13', async () => {
+    const g = new GraphBuilder().input('x', DataType.FLOAT, [2, 3, 4]).output('y', DataType.FLOAT);
+    g.node('Softmax', ['x'], ['y'], { axis: 1 });
+    await expectSameAfterUpgrade(g, 11, 13, [2, 3, 4]);
+  });
+
+  it('Squeeze, Unsqueeze and ReduceSum axes from opset 11 to 13, ReduceMean to 21', async () => {
+    const g = new GraphBuilder().input('x', DataType.FLOAT, [2, 1, 3]).output('y', DataType.FLOAT);
+    g.node('Squeeze', ['x'], ['s'], { axes: [1] });
+    g.node('Unsqueeze', ['s'], ['u'], { axes: [0] });
+    g.node('ReduceSum', ['u'], ['r'], { axes: [2], keepdims: 1 });
+    g.node('ReduceMean', ['r'], ['y'], { axes: [0], keepdims: 0 });
+    await expectSameAfterUpgrade(g, 11, 21, [2, 1, 3]);
+  });
+
+  it('Split without sizes to opset 21 (num_outputs added) and Pad with a constant value to 13', async () => {
+    const g = new GraphBuilder().input('x', DataType.FLOAT, [2, 4]).output('a', DataType.FLOAT).output('b', DataType.FLOAT);
+    g.node('Pad', ['x'], ['p'], { pads: [0, 1, 0, 1], value: 0.5 });
+    g.node('Split', ['p'], ['a', 'b'], { axis: 1 });
+    await expectSameAfterUpgrade(g, 9, 21, [2, 4]);
+  });
+
+  it('refuses what it cannot convert, names each node, and leaves the model unchanged', () => {
+    const g = new GraphBuilder().input('x', DataType.DOUBLE, [2]).output('y', DataType.FLOAT);
+    g.node('Clip', ['x'], ['c'], { min: 0.5, max: 1.5 }, { name: 'clip_double' });
+    g.node('Upsample', ['c', 'scales'], ['u'], { mode: 'nearest' }, { name: 'old_upsample' });
+    g.node('Cast', ['u'], ['y'], { to: DataType.FLOAT });
+    const model = buildModel(g, { opset: 9 });
+    const before = encodeModel(model);
+    let err: unknown;
+    try {
+      upgradeOpset(model, 13);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(OnnxFormatError);
+    expect((err as Error).message).toMatch(/clip_double \(Clip\): its data is of type 11/);
+    expect((err as Error).message).toMatch(/old_upsample \(Upsample\): changed incompatibly at opset 10/);
+    expect(Buffer.compare(Buffer.from(encodeModel(model)), Buffer.from(before))).toBe(0);
+  });
+});
