@@ -82,7 +82,10 @@ function layersModel(work: ModelProto, layers: readonly LayerInfo[]): ModelProto
 
 export interface RankingOptions extends CreateSessionOptions {
   batchNum: number;
-  /** Bytes of one batch of each activation (from calibration); unknown sizes count as 0. */
+  /**
+   * Bytes of one batch of each activation (from calibration). An activation of unknown size (its
+   * factors came from a record) gets a group of its own, so the bound holds without knowing it.
+   */
   activationBytes?: ReadonlyMap<string, number>;
   memoryBudgetBytes: number;
   onBatch?: (info: { group: number; groups: number; batch: number }) => void;
@@ -99,7 +102,7 @@ export async function rankLayers(
   similarity: SensitivityFunction,
   options: RankingOptions,
 ): Promise<LayerScore[]> {
-  const bytesOf = (activation: string) => options.activationBytes?.get(activation) ?? 0;
+  const bytesOf = (activation: string) => options.activationBytes?.get(activation) ?? Infinity;
   // Groups share an activation fetch, so plan by activation, then take their layers.
   let pending = [...new Set(plan.map((p) => p.layer.activation))];
   const groups: LayerQuantization[][] = [];

@@ -4,7 +4,7 @@
  * Names are made unique against everything already in the graph.
  */
 import { onnx, type GraphProto, type NodeProto, type TensorProto } from './types.js';
-import { implicitInputs } from './graph.js';
+import { implicitInputs, walkGraphs } from './graph.js';
 
 export class GraphEditor {
   private readonly taken = new Set<string>();
@@ -14,13 +14,17 @@ export class GraphEditor {
 
   constructor(readonly graph: GraphProto) {
     this.usedAtStart = usedNames(graph);
-    for (const v of [...(graph.input ?? []), ...(graph.output ?? []), ...(graph.valueInfo ?? [])]) if (v.name) this.taken.add(v.name);
-    for (const t of graph.initializer ?? []) if (t.name) this.taken.add(t.name);
-    for (const n of graph.node ?? []) {
-      if (n.name) this.taken.add(n.name);
-      for (const o of n.output ?? []) if (o) this.taken.add(o);
-      for (const i of n.input ?? []) if (i) this.taken.add(i);
-    }
+    // Names inside subgraphs count too: a new outer name equal to one defined in an If/Loop body
+    // would break single assignment across scopes.
+    walkGraphs(graph, (g) => {
+      for (const v of [...(g.input ?? []), ...(g.output ?? []), ...(g.valueInfo ?? [])]) if (v.name) this.taken.add(v.name);
+      for (const t of g.initializer ?? []) if (t.name) this.taken.add(t.name);
+      for (const n of g.node ?? []) {
+        if (n.name) this.taken.add(n.name);
+        for (const o of n.output ?? []) if (o) this.taken.add(o);
+        for (const i of n.input ?? []) if (i) this.taken.add(i);
+      }
+    });
   }
 
   /** `base`, or `base_1`, `base_2`, ... whichever is free; the name is reserved. */

@@ -163,7 +163,7 @@ export function admitWithinBudget(names: readonly string[], bytesOf: (name: stri
   let bytes = 0;
   for (const name of names) {
     const need = bytesOf(name);
-    if (chosen.size > 0 && need > 0 && bytes + need > budget) continue;
+    if (chosen.size > 0 && need > 0 && !(bytes + need <= budget)) continue;
     chosen.add(name);
     bytes += need;
   }
@@ -193,8 +193,8 @@ export async function calibrateActivations(
     stats.passes++;
     // First pass: sizes are unknown until a batch ran, so every pending activation is fetched and
     // admission happens on the first batch. Later passes know the sizes up front.
-    const fetched = pending;
-    let active = stats.passes > 1 ? admitWithinBudget(fetched, rawBytes, budget) : undefined;
+    let active = stats.passes > 1 ? admitWithinBudget(pending, rawBytes, budget) : undefined;
+    const fetched = active ? [...active] : pending;
     const ran = await replayBatches(model, fetched, batches, { ...options, batchNum: options.batchNum }, (out, batch) => {
       if (!active) {
         for (const name of fetched) stats.activationBytes.set(name, (out[name]?.data as Float32Array | undefined)?.byteLength ?? 0);

@@ -164,7 +164,7 @@ export async function calibrateLayers(
     const known = record.layers[l.name];
     if (known && known.num_bits_d === p.num_bits) continue;
     const list = observers.get(l.activation) ?? new Map();
-    list.set(l.name, createObserver(q.kernels, p, q.config.activation_offset));
+    list.set(l.name, createObserver(q.kernels, p, q.config.activation_offset, q.config.batch_num));
     observers.set(l.activation, list);
   }
   if (observers.size === 0) return undefined;

@@ -4,6 +4,7 @@
  * Re-using a record skips calibration when only `quant_enable` changed.
  */
 import { QuantConfigError } from '../errors.js';
+import { activationRange } from './params.js';
 
 export interface LayerRecord {
   scale_d: number;
@@ -35,9 +36,21 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
   }
   for (const [name, l] of Object.entries(r.layers)) {
     const where = `layer '${name}'`;
+    if (typeof l !== 'object' || l === null) {
+      problems.push(`${where} must be an object`);
+      continue;
+    }
     if (!(typeof l.scale_d === 'number' && l.scale_d > 0 && Number.isFinite(l.scale_d))) problems.push(`${where}.scale_d must be a finite number > 0`);
-    if (!Number.isInteger(l.offset_d)) problems.push(`${where}.offset_d must be an integer`);
     if (l.num_bits_d !== 8 && l.num_bits_d !== 16) problems.push(`${where}.num_bits_d must be 8 or 16`);
+    else {
+      const { qmin, qmax } = activationRange(l.num_bits_d);
+      if (!(Number.isInteger(l.offset_d) && l.offset_d >= qmin && l.offset_d <= qmax)) {
+        problems.push(`${where}.offset_d must be an integer in [${qmin}, ${qmax}] for ${l.num_bits_d} bits, got ${JSON.stringify(l.offset_d)}`);
+      }
+    }
+    for (const k of ['clip_min_d', 'clip_max_d'] as const) {
+      if (!(typeof l[k] === 'number' && Number.isFinite(l[k]))) problems.push(`${where}.${k} must be a finite number`);
+    }
     if (l.scale_w !== undefined && !(Array.isArray(l.scale_w) && l.scale_w.every((s) => typeof s === 'number' && s > 0))) {
       problems.push(`${where}.scale_w must be an array of numbers > 0`);
     }

@@ -99,11 +99,13 @@ export class HfmgObserver implements ActivationObserver {
     let start = 0;
     let end = n - 1;
     let best = { a: this.lo, b: this.hi, err: this.error(this.lo, this.hi) };
-    // Trim whichever end holds less mass, never past the bin holding 0.
+    // Trim whichever end holds less mass, never past the bin holding 0. Steps of n/512 bins bound
+    // the search to about 512 candidates whatever num_of_bins is (each costs one pass over the bins).
+    const step = Math.max(1, Math.floor(n / 512));
     while (start < zeroBin || end > zeroBin) {
       const trimStart = end <= zeroBin || (start < zeroBin && this.counts[start]! <= this.counts[end]!);
-      if (trimStart) start++;
-      else end--;
+      if (trimStart) start = Math.min(zeroBin, start + step);
+      else end = Math.max(zeroBin, end - step);
       const a = Math.min(0, this.lo + start * w);
       const b = Math.max(0, this.lo + (end + 1) * w);
       const err = this.error(a, b);

@@ -11,6 +11,8 @@ export interface IfmrOptions {
   maxPercentile: number;
   searchRange: [number, number];
   searchStep: number;
+  /** Calibration batches to expect, so the raw-value buffer is sized once. */
+  expectedBatches?: number;
 }
 
 /**
@@ -21,9 +23,11 @@ export interface IfmrOptions {
  */
 export class IfmrObserver implements ActivationObserver {
   readonly keepsRawValues = true;
-  private readonly raw = new RawValues();
+  private readonly raw: RawValues;
 
-  constructor(private readonly k: Kernels, private readonly o: IfmrOptions) {}
+  constructor(private readonly k: Kernels, private readonly o: IfmrOptions) {
+    this.raw = new RawValues(o.expectedBatches);
+  }
 
   get bytesHeld(): number {
     return this.raw.bytes;

@@ -7,7 +7,7 @@ import type { ActivationObserver, ActivationResult } from './types.js';
 /** Range = the min/max percentiles of all calibration values (raw values kept, as for IFMR). */
 export class PercentileObserver implements ActivationObserver {
   readonly keepsRawValues = true;
-  private readonly raw = new RawValues();
+  private readonly raw: RawValues;
 
   constructor(
     private readonly k: Kernels,
@@ -15,7 +15,10 @@ export class PercentileObserver implements ActivationObserver {
     private readonly asymmetric: boolean,
     private readonly minPercentile: number,
     private readonly maxPercentile: number,
-  ) {}
+    expectedBatches = 1,
+  ) {
+    this.raw = new RawValues(expectedBatches);
+  }
 
   get bytesHeld(): number {
     return this.raw.bytes;

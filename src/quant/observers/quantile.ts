@@ -23,17 +23,20 @@ function valuesAtRanks(k: Kernels, x: Float32Array, rankOf: ((n: number) => numb
     let bin = 0;
     let below = 0;
     while (below + counts[bin]! <= r) below += counts[bin++]!;
+    // The extremes need no search (and a ReLU output's zero bin can hold most of the values).
+    if (r === 0) return min;
+    if (r === n - 1) return max;
     // Same float32 arithmetic as the kernel's documented binning, so membership agrees.
     const scale = Math.fround(BINS / (max - min));
-    const inBin: number[] = [];
+    const inBin = new Float32Array(counts[bin]!);
+    let m = 0;
     for (let i = 0; i < x.length; i++) {
       const v = x[i]!;
       if (v !== v) continue;
       const b = Math.floor(Math.min(BINS - 1, Math.max(0, Math.fround(Math.fround(v - min) * scale))));
-      if (b === bin) inBin.push(v);
+      if (b === bin) inBin[m++] = v;
     }
-    inBin.sort((a, b) => a - b);
-    return inBin[r - below];
+    return inBin.sort((a, b) => a - b)[r - below];
   });
 }
 
