@@ -26,6 +26,7 @@ Usage:
       List every quantizable layer in a quantization config (AMCT's JSON form).
 
   autoquant quantize <model.onnx> --data <calib.npy|.npz> --save <prefix> [--config <config.json>] [--batch-size B]
+                     [--batch-num N]
       Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json.
 
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
@@ -43,7 +44,8 @@ Common options:
   --help, --version
 
 NumPy inputs: a .npy array feeds the model's only input; a .npz holds one array per input name. Arrays are split
-into batches of --batch-size rows along axis 0 (default: one batch).
+into batches of --batch-size rows along axis 0 (default: one batch); calibration uses the first --batch-num
+batches (default: the config's batch_num, 1 unless set).
 
 Exit status: 0 success, 1 error, 2 no acceptable model.`;
 
@@ -92,11 +94,13 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const save = o.required('save', 'the output prefix');
   const configFile = o.string('config');
   const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const batchNum = o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   const eps = executionProviders(o);
   const json = o.flag('json');
   o.finish();
   const model = await loadModel(modelPath);
-  const config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model);
+  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model);
+  if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
   const feeds = await readFeeds(data, modelInputs(model), batchSize);
   const t0 = performance.now();
   const result = await quantizeModel(model, config, feeds, {
@@ -159,6 +163,9 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const json = o.flag('json');
   o.finish();
   if (!evaluatorFile === !data) throw new UsageError('auto: give exactly one of --evaluator <module> or --data <inputs.npy|.npz>');
+  if (evaluatorFile && (fidelity || calibrationData || batchSize)) {
+    throw new UsageError('auto: --fidelity, --calibration-data and --batch-size apply to --data; an --evaluator module brings its own data');
+  }
 
   const model = await loadModel(modelPath);
   const limit = maxDrop === undefined && maxRelativeDrop === undefined ? {} : { maxDrop, maxRelativeDrop };

@@ -4,17 +4,16 @@
  * float until the drop is acceptable. Calibration runs once; every search step re-uses its factors
  * and costs exactly one evaluation.
  */
-import { EvaluationError, QuantConfigError } from '../errors.js';
-import { decodeModel } from '../onnx/model.js';
-import { upgradeOpset } from '../onnx/opset.js';
+import { AutoquantError, EvaluationError, QuantConfigError } from '../errors.js';
 import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
-import { DEFAULT_CALIBRATION_MEMORY, toBatchSource } from '../quant/calibrate.js';
+import { DEFAULT_CALIBRATION_MEMORY, type BatchSource } from '../quant/calibrate.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config.js';
 import {
   buildDeployModel,
   buildFakeQuantModel,
   calibrateLayers,
+  checkDeployable,
   createQuantConfig,
   enabledLayers,
   layerReport,
@@ -128,7 +127,6 @@ export async function accuracyBasedAutoCalibration(
   const sessionOptions: CreateSessionOptions = { executionProviders: options.executionProviders, graphOptimizationLevel: options.graphOptimizationLevel };
   const config = await readConfig(options, model);
   const q = await prepareQuantization(model, config, undefined, options.configFile ?? 'config');
-  const maxEvaluations = options.maxEvaluations ?? Infinity;
   const history: HistoryEntry[] = [];
 
   const evaluate = async (bytes: Uint8Array, fallbackLayers: string[] | null, what: string, original?: number): Promise<HistoryEntry> => {
@@ -151,10 +149,13 @@ export async function accuracyBasedAutoCalibration(
     return entry;
   };
 
-  if (options.fallback === 'int16') {
-    // int16 Q/DQ needs opset 21: find out now, not after the search, whether the model can get there.
-    upgradeOpset(decodeModel(q.original), 21);
+  const maxEvaluations = options.maxEvaluations ?? Infinity;
+  if (!(maxEvaluations === Infinity || (Number.isInteger(maxEvaluations) && maxEvaluations >= 2))) {
+    throw new AutoquantError('AUTO_OPTIONS', `maxEvaluations must be an integer >= 2 (the float and the fully quantized evaluations), got ${options.maxEvaluations}`);
   }
+  // Find out now, not after the search, whether the deploy model's opset is reachable.
+  checkDeployable(q, enabledLayers(q), options.fallback === 'int16' ? 16 : undefined);
+  evaluator.reset?.(); // optional: the CLI also accepts evaluator-shaped objects
 
   // 1. The float model sets the reference and must pass against itself.
   let phaseStart = now();
@@ -170,7 +171,7 @@ export async function accuracyBasedAutoCalibration(
   phaseStart = now();
   const enabled = enabledLayers(q);
   const record = (await readRecord(options.record)) ?? emptyRecord();
-  const batches = await toBatchSource((session) => evaluator.calibration(session), q.config.batch_num);
+  const batches: BatchSource = { callback: (session) => evaluator.calibration(session) };
   const stats = await calibrateLayers(q, enabled, record, batches.callback!, {
     ...sessionOptions,
     calibrationMemoryBytes: options.memoryBudgetBytes,

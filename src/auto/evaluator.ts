@@ -34,6 +34,12 @@ export abstract class AutoCalibrationEvaluator {
   abstract evaluate(session: InferenceSession): Promise<number>;
 
   /**
+   * Called when an automatic calibration starts, before the float model is evaluated: evaluators
+   * that cache anything per run (such as reference outputs) drop it here.
+   */
+  reset(): void {}
+
+  /**
    * Whether `quantized` is acceptable next to `original`, and the loss. The default compares the drop
    * with `maxDrop` (absolute) or `maxRelativeDrop`; when both are given both must hold.
    */

@@ -81,8 +81,8 @@ export interface FidelityEvaluatorOptions extends DataEvaluatorOptions {
 
 /**
  * Label-free: how closely a model reproduces the float model's outputs on the given inputs. The
- * first model evaluated is taken as the reference (accuracy-based calibration evaluates the float
- * model first), so the float model scores 1.
+ * first model evaluated after `reset()` is the reference (accuracy-based calibration resets, then
+ * evaluates the float model first), so the float model scores 1.
  */
 export class FidelityEvaluator extends AutoCalibrationEvaluator {
   private reference: OrtTensor[] | undefined;
@@ -90,6 +90,10 @@ export class FidelityEvaluator extends AutoCalibrationEvaluator {
   constructor(private readonly inputs: Feeds[], private readonly options: FidelityEvaluatorOptions = {}) {
     super(options);
     if (inputs.length === 0) throw new EvaluationError('FidelityEvaluator needs at least one batch of inputs');
+  }
+
+  override reset(): void {
+    this.reference = undefined;
   }
 
   calibration(session: CalibrationSession): Promise<void> {

@@ -2,7 +2,7 @@
  * Post-training quantization: createQuantConfig, quantizeModel and saveModel (AMCT's
  * create_quant_config / quantize_model / save_model), orchestrating the pieces of src/quant.
  */
-import { CalibrationError, QuantConfigError } from '../errors.js';
+import { CalibrationError, OnnxFormatError, QuantConfigError } from '../errors.js';
 import { getKernels } from '../kernels/wasm.js';
 import type { Kernels } from '../kernels/types.js';
 import { assignStableNames, opsetVersion } from '../onnx/graph.js';
@@ -46,7 +46,7 @@ interface Prepared {
 }
 
 function prepare(model: ModelProto): Prepared {
-  if (!model.graph) throw new QuantConfigError(['the model has no graph']);
+  if (!model.graph) throw new OnnxFormatError('the model has no graph');
   assignStableNames(model.graph);
   const { layers, skipped } = scanLayers(model.graph);
   return { model, layers, skipped };
@@ -140,6 +140,20 @@ export async function prepareQuantization(
   const fused = cfg.do_fusion !== false ? foldBatchNorms(work.graph!, new Set(cfg.skip_fusion_layers ?? [])) : [];
   const { layers } = scanLayers(work.graph!);
   return { work, original, config: cfg, declared, layers, skipped, fused, kernels: kernels ?? (await getKernels()) };
+}
+
+/**
+ * Fails now, with the list of nodes in the way, when the deploy model of `layers` would need an
+ * opset the model cannot be raised to: better before calibration than after a long search.
+ */
+export function checkDeployable(q: QuantizationSession, layers: readonly LayerInfo[], activationBits?: 8 | 16): void {
+  let need = 10;
+  for (const l of layers) {
+    const c = layerConfig(q.config, l.name)!;
+    if ((activationBits ?? c.activation_quant_params.num_bits) === 16) need = Math.max(need, 21);
+    if (c.weight_quant_params?.channel_wise && l.weight && l.weight.channelAxis >= 0) need = Math.max(need, 13);
+  }
+  if (layers.length > 0 && (opsetVersion(q.work) ?? 1) < need) upgradeOpset(decodeModel(q.original), need);
 }
 
 /** Layers whose config says quant_enable. */
@@ -266,6 +280,7 @@ export async function quantizeModel(
 ): Promise<QuantizeResult> {
   const q = await prepareQuantization(model, config, options.kernels);
   const enabled = enabledLayers(q);
+  checkDeployable(q, enabled);
   const record = (await readRecord(options.record)) ?? emptyRecord();
   const stats = await calibrateLayers(q, enabled, record, calibration, options);
   const plan = planLayers(q, enabled, record);
