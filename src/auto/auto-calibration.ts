@@ -4,8 +4,8 @@
  * float until the drop is acceptable. Calibration runs once; every search step re-uses its factors
  * and costs exactly one evaluation.
  */
-import { AutoquantError, EvaluationError, QuantConfigError } from '../errors.js';
-import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
+import { AutoquantError, EvaluationError } from '../errors.js';
+import { writeFileAtomic } from '../runtime/io.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
 import { DEFAULT_CALIBRATION_MEMORY, type BatchSource } from '../quant/calibrate.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config.js';
@@ -20,6 +20,7 @@ import {
   planLayers,
   prepareQuantization,
   pruneRecord,
+  readJsonFile,
   readRecord,
   type LayerReport,
   type ModelSource,
@@ -104,16 +105,8 @@ const now = () => performance.now() / 1000;
 
 async function readConfig(options: AutoCalibrationOptions, model: ModelSource): Promise<QuantConfig> {
   if (options.config) return structuredClone(options.config);
-  if (options.configFile) {
-    const text = new TextDecoder().decode(await readFileBytes(options.configFile));
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (e) {
-      throw new QuantConfigError([`not valid JSON: ${(e as Error).message}`], options.configFile);
-    }
-    return parsed as QuantConfig; // validated against the model by prepareQuantization
-  }
+  // A file's config is validated against the model by prepareQuantization.
+  if (options.configFile) return (await readJsonFile(options.configFile)) as QuantConfig;
   return createQuantConfig(model);
 }
 
@@ -172,11 +165,12 @@ export async function accuracyBasedAutoCalibration(
   const enabled = enabledLayers(q);
   const record = (await readRecord(options.record)) ?? emptyRecord();
   const batches: BatchSource = { callback: (session) => evaluator.calibration(session) };
-  const stats = await calibrateLayers(q, enabled, record, batches.callback!, {
+  const calibrationOptions = (what: string) => ({
     ...sessionOptions,
     calibrationMemoryBytes: options.memoryBudgetBytes,
-    onProgress: (e) => progress('calibration', `calibration pass ${e.pass}: batch ${e.batch}/${e.batchNum}`),
+    onProgress: (e: { pass: number; batch: number; batchNum: number }) => progress('calibration', `${what} pass ${e.pass}: batch ${e.batch}/${e.batchNum}`),
   });
+  const stats = await calibrateLayers(q, enabled, record, batches.callback!, calibrationOptions('calibration'));
   const plan = planLayers(q, enabled, record);
   const calibrationSeconds = now() - phaseStart;
   const fallbackTo = options.fallback ?? 'float';
@@ -187,11 +181,7 @@ export async function accuracyBasedAutoCalibration(
     for (const l of enabled) (config16[l.name] as LayerQuantConfig).activation_quant_params.num_bits = 16;
     const q16 = { ...q, config: config16 };
     const record16 = emptyRecord();
-    await calibrateLayers(q16, enabled, record16, batches.callback!, {
-      ...sessionOptions,
-      calibrationMemoryBytes: options.memoryBudgetBytes,
-      onProgress: (e) => progress('calibration', `16-bit calibration pass ${e.pass}: batch ${e.batch}/${e.batchNum}`),
-    });
+    await calibrateLayers(q16, enabled, record16, batches.callback!, calibrationOptions('16-bit calibration'));
     return { plan: new Map(planLayers(q16, enabled, record16).map((p) => [p.layer.name, p])), record16 };
   };
   let record16: QuantRecord | undefined;

@@ -116,9 +116,11 @@ export async function rankLayers(
   for (const [g, group] of groups.entries()) {
     const layers = group.map((p) => p.layer);
     const floatModel = layersModel(work, layers);
-    const fakeModel = layersModel(work, layers);
+    const floatBytes = encodeModel(floatModel);
+    const fakeModel = decodeModel(floatBytes);
     writeFakeQuant(fakeModel, group.map((p) => ({ ...p, layer: { ...p.layer, activation: inputName(p.layer.name) } })));
-    const floatSession = await createSession(encodeModel(floatModel), options);
+    const outputOf = new Map(floatModel.graph!.node!.map((n) => [n.name!, n.output![0]!]));
+    const floatSession = await createSession(floatBytes, options);
     const fakeSession = await createSession(encodeModel(fakeModel), options);
     try {
       const activations = [...new Set(layers.map((l) => l.activation))];
@@ -131,7 +133,7 @@ export async function rankLayers(
         const f = await floatSession.run(feeds);
         const q = await fakeSession.run(feeds);
         for (const l of layers) {
-          const name = floatModel.graph!.node!.find((n) => n.name === l.name)!.output![0]!;
+          const name = outputOf.get(l.name)!;
           const score = similarity(f[name]!.data as Float32Array, q[name]!.data as Float32Array);
           const t = totals.get(l.name) ?? { sum: 0, n: 0 };
           t.sum += score;

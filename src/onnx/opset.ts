@@ -5,7 +5,7 @@
  * a wrong graph is worse than none.
  */
 import { OnnxFormatError } from '../errors.js';
-import { attrInt, GraphEditor } from './editor.js';
+import { intAttr, GraphEditor } from './editor.js';
 import { findAttribute, nodeNames, opsetVersion, walkGraphs } from './graph.js';
 import { int64ToBigInt, int64ToNumber } from './int64.js';
 import { DataType, makeTensor } from './tensor.js';
@@ -116,7 +116,7 @@ const BREAKING: Record<string, [version: number, convert: Converter | null][]> =
     // From 18 an equal split must say how many outputs it has.
     [18, (node) => {
       if (!node.input?.[1] && !findAttribute(node, 'num_outputs')) {
-        node.attribute = [...(node.attribute ?? []), onnx.AttributeProto.create(attrInt('num_outputs', node.output?.length ?? 1))];
+        node.attribute = [...(node.attribute ?? []), onnx.AttributeProto.create(intAttr('num_outputs', node.output?.length ?? 1))];
       }
     }],
   ],
@@ -138,10 +138,10 @@ for (const op of ['ReduceMean', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceL
 function coerced2d(node: NodeProto, ctx: ConvertContext): void {
   const axisAttr = takeAttr(node, 'axis');
   const axis = axisAttr?.i !== undefined && axisAttr.i !== null ? int64ToNumber(axisAttr.i) : 1;
-  node.attribute = [...(node.attribute ?? []), onnx.AttributeProto.create(attrInt('axis', -1))];
+  node.attribute = [...(node.attribute ?? []), onnx.AttributeProto.create(intAttr('axis', -1))];
   if (axis === -1) return;
   const x = node.input![0]!;
-  const [flat] = ctx.editor.insertBefore(node, { opType: 'Flatten', name: `${ctx.name}/Flatten`, inputs: [x], attributes: [attrInt('axis', axis)] });
+  const [flat] = ctx.editor.insertBefore(node, { opType: 'Flatten', name: `${ctx.name}/Flatten`, inputs: [x], attributes: [intAttr('axis', axis)] });
   const [shape] = ctx.editor.insertBefore(node, { opType: 'Shape', name: `${ctx.name}/Shape`, inputs: [x] });
   const out = node.output![0]!;
   const flatOut = ctx.editor.name(`${out}_2d`);

@@ -60,19 +60,21 @@ export async function createQuantConfig(model: ModelSource, options: CreateQuant
   return config;
 }
 
+/** A JSON file a user may have edited (config or record); malformed JSON is a QuantConfigError naming the file. */
+export async function readJsonFile(file: string | URL): Promise<unknown> {
+  const text = new TextDecoder().decode(await readFileBytes(file));
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new QuantConfigError([`not valid JSON: ${(e as Error).message}`], String(file));
+  }
+}
+
 /** Reads and validates a config a user may have edited; all problems are reported at once. */
 export async function loadQuantConfig(source: string | URL | QuantConfig, model: ModelSource): Promise<QuantConfig> {
-  let config: unknown = source;
-  let where = 'config object';
-  if (typeof source === 'string' || source instanceof URL) {
-    where = String(source);
-    const text = new TextDecoder().decode(await readFileBytes(source));
-    try {
-      config = JSON.parse(text);
-    } catch (e) {
-      throw new QuantConfigError([`not valid JSON: ${(e as Error).message}`], where);
-    }
-  }
+  const fromFile = typeof source === 'string' || source instanceof URL;
+  const config = fromFile ? await readJsonFile(source) : source;
+  const where = fromFile ? String(source) : 'config object';
   const { layers } = prepare(await privateCopy(model));
   validateQuantConfig(config, layers, where);
   return config;
@@ -256,15 +258,7 @@ export function pruneRecord(q: QuantizationSession, record: QuantRecord): QuantR
 
 export async function readRecord(r: QuantizeModelOptions['record']): Promise<QuantRecord | undefined> {
   if (r === undefined) return undefined;
-  if (typeof r === 'string' || r instanceof URL) {
-    const text = new TextDecoder().decode(await readFileBytes(r));
-    try {
-      return validateRecord(JSON.parse(text), String(r));
-    } catch (e) {
-      if (e instanceof SyntaxError) throw new QuantConfigError([`not valid JSON: ${e.message}`], String(r));
-      throw e;
-    }
-  }
+  if (typeof r === 'string' || r instanceof URL) return validateRecord(await readJsonFile(r), String(r));
   return validateRecord(structuredClone(r));
 }
 

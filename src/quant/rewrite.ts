@@ -8,7 +8,7 @@
  *   QDQ form runtimes fuse into integer kernels.
  * Both compute the same values: the chain rounds x / s half to even and saturates, as Q does.
  */
-import { attrFloat, attrInt, GraphEditor } from '../onnx/editor.js';
+import { floatAttr, intAttr, GraphEditor } from '../onnx/editor.js';
 import { opsetVersion } from '../onnx/graph.js';
 import { DataType, makeTensor } from '../onnx/tensor.js';
 import type { GraphProto, ModelProto, NodeProto } from '../onnx/types.js';
@@ -71,7 +71,7 @@ export function writeFakeQuant(model: ModelProto, plan: readonly LayerQuantizati
       } else {
         [clipped] = editor.insertBefore(node, {
           opType: 'Clip', name: `${base}/Clip`, inputs: [div!],
-          attributes: [attrFloat('min', qmin - zeroPoint), attrFloat('max', qmax - zeroPoint)],
+          attributes: [floatAttr('min', qmin - zeroPoint), floatAttr('max', qmax - zeroPoint)],
         });
       }
       let rounded: string;
@@ -105,6 +105,29 @@ export function writeFakeQuant(model: ModelProto, plan: readonly LayerQuantizati
   editor.commit();
 }
 
+/**
+ * A quantized constant behind DequantizeLinear, inserted before `anchor`; returns the float output.
+ * Symmetric, so the zero point is left out (0 is its default), which saves C bytes per tensor.
+ */
+function constantDequantized(
+  editor: GraphEditor,
+  anchor: NodeProto,
+  base: string,
+  dataType: number,
+  dims: readonly number[],
+  q: Int8Array | Int32Array,
+  scale: Float32Array,
+  axis: number,
+): string {
+  const qName = editor.addInitializer(makeTensor(`${base}_quantized`, dataType, dims, q));
+  const sName = editor.addInitializer(makeTensor(`${base}_scale`, DataType.FLOAT, axis >= 0 ? [scale.length] : [], scale));
+  const [out] = editor.insertBefore(anchor, {
+    opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [qName, sName],
+    outputs: [editor.name(`${base}_dequantized`)], attributes: axis >= 0 ? [intAttr('axis', axis)] : [],
+  });
+  return out!;
+}
+
 export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[]): void {
   const graph = model.graph!;
   const editor = new GraphEditor(graph);
@@ -133,32 +156,15 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
       const key = `${p.layer.weight.name}|${wq.axis}`;
       let w = weights.get(key);
       if (!w) {
-        const wn = p.layer.weight.name;
-        const perAxis = wq.axis >= 0;
-        const dims = perAxis ? [wq.scale.length] : [];
-        const qName = editor.addInitializer(makeTensor(`${wn}_quantized`, DataType.INT8, p.layer.weight.dims, wq.q));
-        const sName = editor.addInitializer(makeTensor(`${wn}_scale`, DataType.FLOAT, dims, wq.scale));
-        // Symmetric: the zero point is 0, the default when the input is absent (saves C bytes).
-        [w] = editor.insertBefore(node, {
-          opType: 'DequantizeLinear', name: `${wn}/DequantizeLinear`, inputs: [qName, sName],
-          outputs: [editor.name(`${wn}_dequantized`)], attributes: perAxis ? [attrInt('axis', wq.axis)] : [],
-        });
+        w = constantDequantized(editor, node, p.layer.weight.name, DataType.INT8, p.layer.weight.dims, wq.q, wq.scale, wq.axis);
         // Plans follow node order, so a shared weight's DQ lands before its first reader.
-        weights.set(key, w!);
+        weights.set(key, w);
       }
-      inputs[1] = w!;
+      inputs[1] = w;
     }
     if (p.bias && p.layer.bias) {
       const b = p.bias;
-      const perAxis = b.scale.length > 1;
-      const dims = perAxis ? [b.scale.length] : [];
-      const base = `${p.layer.name}.bias`;
-      const qName = editor.addInitializer(makeTensor(`${base}_quantized`, DataType.INT32, b.dims, b.q));
-      const sName = editor.addInitializer(makeTensor(`${base}_scale`, DataType.FLOAT, dims, b.scale));
-      [inputs[2]] = editor.insertBefore(node, {
-        opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [qName, sName],
-        outputs: [editor.name(`${base}_dequantized`)], attributes: perAxis ? [attrInt('axis', b.dims.length - 1)] : [],
-      });
+      inputs[2] = constantDequantized(editor, node, `${p.layer.name}.bias`, DataType.INT32, b.dims, b.q, b.scale, b.scale.length > 1 ? b.dims.length - 1 : -1);
     }
     node.input = inputs;
   }
