@@ -8,6 +8,7 @@
  */
 import { AutoquantError } from '../errors.js';
 import { float16BitsToNumber } from '../onnx/floats.js';
+import type { TensorData } from '../onnx/tensor.js';
 
 /** The bytes are not a usable `.npy` array or `.npz` archive; the message names the file or entry. */
 export class NpyFormatError extends AutoquantError {
@@ -32,17 +33,7 @@ export type NpyDType =
   | 'bool';
 
 /** Element storage: float16 is kept as its raw bits (Uint16Array), bool as 0/1 bytes (Uint8Array). */
-export type NpyData =
-  | Float32Array
-  | Float64Array
-  | Int8Array
-  | Uint8Array
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | BigInt64Array
-  | BigUint64Array;
+export type NpyData = TensorData;
 
 /** A decoded array: elements always in C (row-major) order, in a fresh buffer that aliases nothing. */
 export interface NpyArray {

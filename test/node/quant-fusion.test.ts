@@ -15,6 +15,7 @@ import {
   type LayerQuantConfig,
   type ModelProto,
   type QuantConfig,
+  referenceKernels,
 } from '../../src/index.js';
 import { buildModel, float, GraphBuilder } from '../helpers/graph-builder.js';
 import { Random } from '../helpers/random.js';
@@ -79,17 +80,8 @@ function relDiff(a: Float32Array, b: Float32Array): number {
   return diff / mag;
 }
 
-function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
+/** Independent of the Wasm kernels under test: the scalar reference, accumulated in float64. */
+const cosine = (a: ArrayLike<number>, b: ArrayLike<number>): number => referenceKernels.cosine(Float32Array.from(a), Float32Array.from(b));
 
 const opCount = (bytes: Uint8Array, op: string) => decodeModel(bytes).graph!.node!.filter((n) => n.opType === op).length;
 

@@ -21,6 +21,7 @@ import {
   type ModelProto,
   type QuantConfig,
   type QuantizeResult,
+  referenceKernels,
 } from '../../src/index.js';
 import { buildModel, GraphBuilder, float, type AttrValue } from '../helpers/graph-builder.js';
 import { Random } from '../helpers/random.js';
@@ -88,17 +89,8 @@ function fqBias(b: Float32Array, activationScale: number, weightScales: readonly
   return out;
 }
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
+/** Independent of the Wasm kernels under test: the scalar reference, accumulated in float64. */
+const cosine = (a: ArrayLike<number>, b: ArrayLike<number>): number => referenceKernels.cosine(Float32Array.from(a), Float32Array.from(b));
 
 /** max |a - b| relative to max |b|. */
 function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
