@@ -19,6 +19,23 @@ import { quantRel, fakeQuantOne, quantizeTail, dequantizeTail, fakeQuantTail, lo
 const MAGIC: f32 = 12582912.0;
 const MAGIC_BITS: i32 = 0x4b400000;
 
+// V8's TurboFan schedules pure nodes as late as possible, so splats and v128 constants computed
+// before a loop get re-materialized inside the loop body (broadcasts, int->float conversions, a
+// 64-bit immediate move + shuffle per v128.const, on every iteration). A value that round-trips
+// through memory is a load on the effect chain and stays before the loop, in a register. Measured on
+// the fake-quantize loop: 13-17% less time per element. Binaryen does not forward the store to the
+// load, and the kernels never run concurrently, so one static scratch area is enough.
+const PIN_SLOTS: usize = memory.data(8 * 16, 16);
+
+/** Returns v unchanged, but kept out of V8's loop body (see above). `slot` < 8, one per live value. */
+// @ts-ignore: decorator
+@inline
+function pin(v: v128, slot: u32): v128 {
+  const p = PIN_SLOTS + (<usize>slot << 4);
+  v128.store(p, v);
+  return v128.load(p);
+}
+
 /** round_half_to_even(clamp(x / s, lo, hi)) + MAGIC, as floats (lo/hi are floats here). */
 // @ts-ignore: decorator
 @inline
@@ -55,11 +72,11 @@ function storeQ16<T>(out: usize, a: v128, b: v128, c: v128, d: v128): void {
 export function quantizeRun<T>(x: usize, out: usize, n: i32, scale: f32, zp: i32, qmin: i32, qmax: i32): void {
   const lo = qmin - zp;
   const hi = qmax - zp;
-  const vs = f32x4.splat(scale);
-  const vlo = f32x4.splat(<f32>lo);
-  const vhi = f32x4.splat(<f32>hi);
-  const vm = f32x4.splat(MAGIC);
-  const bias = i32x4.splat(MAGIC_BITS - zp); // bits(round(v) + MAGIC) - bias = round(v) + zp
+  const vs = pin(f32x4.splat(scale), 0);
+  const vlo = pin(f32x4.splat(<f32>lo), 1);
+  const vhi = pin(f32x4.splat(<f32>hi), 2);
+  const vm = pin(f32x4.splat(MAGIC), 3);
+  const bias = pin(i32x4.splat(MAGIC_BITS - zp), 4); // bits(round(v) + MAGIC) - bias = round(v) + zp
   const n16 = n & ~15;
   let i = 0;
   for (; i < n16; i += 16) {
@@ -255,10 +272,10 @@ function fq4(x: v128, s: v128, lo: v128, hi: v128, magic: v128): v128 {
 export function fakeQuantRun(x: usize, out: usize, n: i32, scale: f32, zp: i32, qmin: i32, qmax: i32): void {
   const lo = qmin - zp;
   const hi = qmax - zp;
-  const vs = f32x4.splat(scale);
-  const vlo = f32x4.splat(<f32>lo);
-  const vhi = f32x4.splat(<f32>hi);
-  const vm = f32x4.splat(MAGIC);
+  const vs = pin(f32x4.splat(scale), 0);
+  const vlo = pin(f32x4.splat(<f32>lo), 1);
+  const vhi = pin(f32x4.splat(<f32>hi), 2);
+  const vm = pin(f32x4.splat(MAGIC), 3);
   const n16 = n & ~15;
   let i = 0;
   for (; i < n16; i += 16) {

@@ -5,6 +5,8 @@
 // GB/s convention: bytes of the caller's arrays read + written, divided by the median wall time
 //   fakeQuantize 8 B/elem (f32 in, f32 out)   quantize int8 5 B/elem (f32 in, i8 out)
 //   minMax 4 B/elem   histogram 4 B/elem   cosine 8 B/elem (two f32 inputs)   copy 8 B/elem (read + write)
+// Fairness: outputs are preallocated once per size and passed in (`out` for the Wasm kernels, the same
+// arrays for the JS loops), so neither side measures allocation; inputs are the same arrays for both.
 // Run with `npm run bench` after `npm run build`. Options: --sizes=4,16 (Mi elements), --runs=7.
 import { getKernels } from '../dist/index.js';
 
