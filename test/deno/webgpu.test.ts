@@ -1,0 +1,30 @@
+// Deno: the fake-quant model runs on onnxruntime-web's WebGPU backend (a software adapter on machines
+// without a GPU) and agrees with the wasm backend. The package is pointed at the WebGPU build of
+// onnxruntime-web with useOrt.
+import assert from 'node:assert/strict';
+import * as ortWebGpu from 'onnxruntime-web/webgpu';
+import { createQuantConfig, createSession, getKernels, quantizeModel, Tensor, useOrt } from '../../dist/index.js';
+import { rng } from './random.ts';
+
+Deno.test('the fake-quant model of the MNIST CNN runs on WebGPU and matches the wasm backend', async () => {
+  const adapter = await (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu?.requestAdapter();
+  assert.ok(adapter, 'no WebGPU adapter in this Deno');
+  useOrt(ortWebGpu as never);
+  const model = await Deno.readFile(new URL('../fixtures/mnist_cnn.onnx', import.meta.url));
+  const next = rng(4);
+  const x = Float32Array.from({ length: 4 * 784 }, () => next());
+  const feeds = () => ({ input: new Tensor('float32', x, [4, 1, 28, 28]) });
+  const result = await quantizeModel(model, await createQuantConfig(model), [feeds()]);
+  const run = async (ep: string) => {
+    const s = await createSession(result.fakeQuantModel, { executionProviders: [ep] });
+    try {
+      return (await s.run(feeds())).logits.data as Float32Array;
+    } finally {
+      await s.release();
+    }
+  };
+  const k = await getKernels();
+  const onWasm = await run('wasm');
+  const onGpu = await run('webgpu');
+  assert.ok(k.cosine(onWasm, onGpu) > 0.9999, `wasm vs webgpu cosine ${k.cosine(onWasm, onGpu)}`);
+});
