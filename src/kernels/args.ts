@@ -55,6 +55,13 @@ export function checkFloat32(fn: string, name: string, x: unknown): asserts x is
   if (!(x instanceof Float32Array)) fail(fn, `${name} must be a Float32Array, got ${describe(x)}`);
 }
 
+/** Element count for `allocate`: an integer in [0, 2^30] (4 GiB of float32, the Wasm32 limit). */
+export function checkLength(fn: string, length: unknown): asserts length is number {
+  if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || length > 2 ** 30) {
+    fail(fn, `length must be an integer in [0, ${2 ** 30}], got ${describe(length)}`);
+  }
+}
+
 export function checkSameLength(fn: string, a: Float32Array, b: Float32Array): void {
   checkFloat32(fn, 'a', a);
   checkFloat32(fn, 'b', b);

@@ -17,6 +17,7 @@ export type {
   QuantArrayOf,
   QuantizeOptions,
   QuantType,
+  ResidentFloat32,
   ScaleArg,
   ZeroPointArg,
 } from './types.js';

@@ -10,6 +10,7 @@ import {
   checkFloat32,
   checkHistogram,
   checkQuantType,
+  checkLength,
   checkSameLength,
   channelShape,
   fakeQuantRange,
@@ -29,6 +30,7 @@ import type {
   QuantArrayOf,
   QuantizeOptions,
   QuantType,
+  ResidentFloat32,
   ScaleArg,
   ZeroPointArg,
 } from './types.js';
@@ -235,8 +237,25 @@ function sqnr(a: Float32Array, b: Float32Array): number {
   return sqnrFromSums(aa, dd);
 }
 
+/** Plain JS-backed `ResidentFloat32` (the reference has no separate memory to live in). */
+function allocate(length: number): ResidentFloat32 {
+  checkLength('allocate', length);
+  let data: Float32Array | undefined = new Float32Array(length);
+  return {
+    length,
+    get array(): Float32Array {
+      if (data === undefined) throw new Error('allocate: this ResidentFloat32 has been freed');
+      return data;
+    },
+    free(): void {
+      data = undefined;
+    },
+  };
+}
+
 export const referenceKernels: Kernels = Object.freeze({
   backend: 'reference' as const,
+  allocate,
   quantize,
   dequantize,
   fakeQuantize,

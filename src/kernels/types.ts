@@ -79,9 +79,34 @@ export interface ChannelMinMax {
 
 export type KernelBackend = 'wasm-simd' | 'reference';
 
+/**
+ * A float32 array that lives inside the kernels' memory (`Kernels.allocate`), so the Wasm kernels read
+ * and write it in place instead of streaming it through their scratch buffers (no copies).
+ */
+export interface ResidentFloat32 {
+  /** Element count, fixed at allocation. */
+  readonly length: number;
+  /**
+   * A fresh Float32Array view of the block on every read. Re-read it after any kernel call (or
+   * allocation): a call may grow the Wasm memory, which detaches every view taken before (length 0).
+   * Throws after `free()`.
+   */
+  readonly array: Float32Array;
+  /** Returns the block to the allocator for reuse; later `array` reads throw. Calling it again is a no-op. */
+  free(): void;
+}
+
 export interface Kernels {
   /** Which implementation this is. */
   readonly backend: KernelBackend;
+
+  /**
+   * A zero-filled float32 array of `length` elements in the kernels' own memory. Passing its `array`
+   * (or a subarray of it) as an input or `out` lets the Wasm kernels work on it in place, without copies;
+   * results are bit-identical to passing an ordinary array. The reference kernels return a plain
+   * JS-backed array under the same contract. Free it when done; re-read `array` after every kernel call.
+   */
+  allocate(length: number): ResidentFloat32;
 
   /**
    * ONNX QuantizeLinear. Per-tensor when `scale` is a number (or a 1-element array with no axis);

@@ -11,6 +11,16 @@
  * tensor, and a chunk is still in the CPU cache when the kernel and the copy-out touch it. Reductions
  * carry their partial results (float64 sums, running min/max, counts) across chunks.
  *
+ * Resident arrays (`allocate`): memory is split into a scratch region [heapBase, residentBase) used by
+ * the streaming path and a resident region above it, managed by a first-fit free list (`ResidentHeap`)
+ * whose blocks the streaming path never touches. When an input (or `out`) is a view of a resident
+ * block (`x.buffer === memory.buffer` and inside the resident region), the kernel is handed its byte
+ * offset directly: no copy in or out. Reductions still call the kernel in the same chunk sizes as the
+ * streaming path, so their float64 sums (and so the results) are bit-identical to it. Byte offsets are
+ * read before anything in the call may grow memory (a grow detaches every existing view). A call whose
+ * scratch needs exceed the scratch region (huge per-channel parameters, histograms, candidate sets)
+ * spills above the resident blocks' high-water mark, which no live block uses.
+ *
  * Support: the module needs Wasm SIMD (Node >= 16.4, Deno, Chrome 91, Firefox 89, Safari 16.4).
  * Where `WebAssembly.validate` rejects it, `getKernels()` returns the scalar `referenceKernels`
  * (same results, slower); `backend` says which one you got.
@@ -29,6 +39,7 @@ import {
   outputArray,
   quantParams,
   quantTypeOf,
+  checkLength,
   type QuantParams,
 } from './args.js';
 import { cosineFromSums, referenceKernels, sqnrFromSums } from './reference.js';
@@ -43,6 +54,7 @@ import type {
   QuantArrayOf,
   QuantizeOptions,
   QuantType,
+  ResidentFloat32,
   ScaleArg,
   ZeroPointArg,
 } from './types.js';
@@ -60,6 +72,23 @@ const PAGE = 65536;
  * on the false store-to-load dependency ("4K aliasing"): copying a chunk out ran ~7x slower (measured).
  */
 const CHUNK_SKEW = 1088;
+/** Bytes reserved for the streaming scratch area; resident blocks start above it. */
+const SCRATCH_BYTES = 1 << 20;
+/** Alignment (and granularity) of resident blocks: a cache line. */
+const BLOCK_ALIGN = 64;
+
+function growTo(memory: WebAssembly.Memory, end: number): void {
+  const have = memory.buffer.byteLength;
+  if (end <= have) return;
+  const pages = Math.ceil((end - have) / PAGE);
+  try {
+    memory.grow(pages);
+  } catch (cause) {
+    throw new RangeError(`autoquant kernels: cannot grow WebAssembly memory to ${Math.ceil(end / 2 ** 20)} MiB`, {
+      cause,
+    });
+  }
+}
 
 type Fn = (...args: number[]) => void;
 
@@ -89,7 +118,6 @@ interface KernelExports {
 }
 
 const SUFFIX: Record<QuantType, 'i8' | 'u8' | 'i16'> = { int8: 'i8', uint8: 'u8', int16: 'i16' };
-const Q_BYTES: Record<QuantType, number> = { int8: 1, uint8: 1, int16: 2 };
 
 /** Bump allocator over the module's memory plus views that follow `memory.grow`. */
 class Arena {
@@ -106,6 +134,9 @@ class Arena {
   constructor(
     private readonly memory: WebAssembly.Memory,
     private readonly base: number,
+    /** End of the scratch region; allocations past it spill to `spillBase()` (above resident blocks). */
+    private readonly limit: number,
+    private readonly spillBase: () => number,
   ) {
     this.top = base;
     this.refresh();
@@ -121,20 +152,12 @@ class Arena {
    * `lane` > 0 places a streaming buffer at a distinct offset inside a 4 KiB page (see CHUNK_SKEW).
    */
   alloc(bytes: number, lane = 0): number {
-    const ptr = lane > 0 ? ((this.top + 4095) & ~4095) + CHUNK_SKEW * lane : (this.top + 15) & ~15;
+    const place = (top: number): number =>
+      lane > 0 ? ((top + 4095) & ~4095) + CHUNK_SKEW * lane : (top + 15) & ~15;
+    let ptr = place(this.top);
+    if (ptr + bytes > this.limit && this.top <= this.limit) ptr = place(Math.max(this.spillBase(), this.limit));
     const end = ptr + bytes;
-    const have = this.memory.buffer.byteLength;
-    if (end > have) {
-      const pages = Math.ceil((end - have) / PAGE);
-      try {
-        this.memory.grow(pages);
-      } catch (cause) {
-        throw new RangeError(
-          `autoquant kernels: cannot grow WebAssembly memory to ${Math.ceil(end / 2 ** 20)} MiB`,
-          { cause },
-        );
-      }
-    }
+    growTo(this.memory, end);
     this.top = end;
     return ptr;
   }
@@ -158,8 +181,94 @@ class Arena {
   }
 }
 
-function heapView(m: Arena, type: QuantType): QuantArray {
-  return type === 'int8' ? m.i8 : type === 'uint8' ? m.u8 : m.i16;
+/**
+ * First-fit free list over the resident region [base, top): blocks are BLOCK_ALIGN-aligned, freed
+ * blocks are coalesced with their neighbours and reused; `top` (the high-water mark) drops when the
+ * last block is freed. Memory grows to `top` as needed and never shrinks.
+ */
+class ResidentHeap {
+  top: number;
+  /** Free blocks [ptr, size], sorted by ptr, never adjacent (coalesced). */
+  private readonly holes: Array<[number, number]> = [];
+
+  constructor(
+    private readonly memory: WebAssembly.Memory,
+    readonly base: number,
+  ) {
+    this.top = base;
+  }
+
+  alloc(bytes: number): [number, number] {
+    const size = Math.max(BLOCK_ALIGN, Math.ceil(bytes / BLOCK_ALIGN) * BLOCK_ALIGN);
+    const holes = this.holes;
+    for (let h = 0; h < holes.length; h++) {
+      const [ptr, have] = holes[h]!;
+      if (have < size) continue;
+      if (have === size) holes.splice(h, 1);
+      else holes[h] = [ptr + size, have - size];
+      return [ptr, size];
+    }
+    // No hole fits: extend the last hole if it ends at the top, else take fresh space at the top.
+    let ptr = this.top;
+    const last = holes[holes.length - 1];
+    if (last !== undefined && last[0] + last[1] === this.top) {
+      ptr = last[0];
+      holes.pop();
+    }
+    growTo(this.memory, ptr + size);
+    this.top = ptr + size;
+    return [ptr, size];
+  }
+
+  free(ptr: number, size: number): void {
+    const holes = this.holes;
+    let h = 0;
+    while (h < holes.length && holes[h]![0] < ptr) h++;
+    let start = ptr;
+    let end = ptr + size;
+    const prev = holes[h - 1];
+    if (prev !== undefined && prev[0] + prev[1] === start) {
+      start = prev[0];
+      holes.splice(--h, 1);
+    }
+    const next = holes[h];
+    if (next !== undefined && next[0] === end) {
+      end = next[0] + next[1];
+      holes.splice(h, 1);
+    }
+    if (end === this.top) this.top = start;
+    else holes.splice(h, 0, [start, end - start]);
+  }
+}
+
+class WasmResident implements ResidentFloat32 {
+  private freed = false;
+
+  constructor(
+    private readonly memory: WebAssembly.Memory,
+    private readonly heap: ResidentHeap,
+    private readonly ptr: number,
+    private readonly size: number,
+    readonly length: number,
+  ) {}
+
+  get array(): Float32Array {
+    if (this.freed) throw new Error('allocate: this ResidentFloat32 has been freed');
+    return new Float32Array(this.memory.buffer, this.ptr, this.length);
+  }
+
+  free(): void {
+    if (this.freed) return;
+    this.freed = true;
+    if (this.size > 0) this.heap.free(this.ptr, this.size);
+  }
+}
+
+type ElementArray = Float32Array | QuantArray;
+
+/** The arena view with the element type of `a` (Float32Array, Int8Array, Uint8Array or Int16Array). */
+function heapOf(m: Arena, a: ElementArray): ElementArray {
+  return a instanceof Float32Array ? m.f32 : a instanceof Int8Array ? m.i8 : a instanceof Int16Array ? m.i16 : m.u8;
 }
 
 /** Where a chunk starting at global element `offset` begins: [channel, position inside the run]. */
@@ -170,9 +279,38 @@ function chunkStart(p: { channels: number; inner: number }, offset: number): [nu
 class WasmKernels implements Kernels {
   readonly backend = 'wasm-simd' as const;
   private readonly m: Arena;
+  private readonly heap: ResidentHeap;
 
   constructor(private readonly ex: KernelExports) {
-    this.m = new Arena(ex.memory, ex.heapBase());
+    const base = ex.heapBase();
+    const residentBase = Math.ceil((base + SCRATCH_BYTES) / PAGE) * PAGE;
+    this.heap = new ResidentHeap(ex.memory, residentBase);
+    this.m = new Arena(ex.memory, base, residentBase, () => this.heap.top);
+  }
+
+  allocate(length: number): ResidentFloat32 {
+    checkLength('allocate', length);
+    if (length === 0) return new WasmResident(this.ex.memory, this.heap, this.heap.base, 0, 0);
+    const [ptr, size] = this.heap.alloc(length * 4);
+    new Float32Array(this.ex.memory.buffer, ptr, length).fill(0);
+    return new WasmResident(this.ex.memory, this.heap, ptr, size, length);
+  }
+
+  /**
+   * Byte offset of a typed array that is a view of a resident block, or -1 when it is an ordinary array
+   * (or lies outside the resident region). Call before anything that may grow memory.
+   */
+  private residentPtr(a: ArrayBufferView): number {
+    if (a.buffer !== this.ex.memory.buffer) return -1;
+    const off = a.byteOffset;
+    return off >= this.heap.base && off + a.byteLength <= this.heap.top ? off : -1;
+  }
+
+  /** `out` itself, or a fresh view of the same resident bytes when the call grew the memory. */
+  private liveView<A extends Float32Array | QuantArray>(out: A, ptr: number, n: number): A {
+    if (ptr < 0 || out.buffer === this.ex.memory.buffer) return out;
+    const ctor = out.constructor as { new (b: ArrayBufferLike, off: number, n: number): A };
+    return new ctor(this.ex.memory.buffer, ptr, n);
   }
 
   /** Copies per-channel parameters in; returns their pointers. Allocate before the chunk buffers. */
@@ -183,6 +321,46 @@ class WasmKernels implements Kernels {
     v.f32.set(p.scales, sp >>> 2);
     v.i32.set(p.zeroPoints, zp >>> 2);
     return [sp, zp];
+  }
+
+  /**
+   * Runs an element-wise kernel x -> out. Resident arguments are passed by pointer (both resident: one
+   * call over the whole length); the others are streamed through scratch chunks. `setup` runs after the
+   * arena reset, before the chunk buffers are allocated (it may allocate parameters); `kernel` gets the
+   * byte addresses of a chunk of `len` elements starting at element `off`. Returns `out` (a fresh view of
+   * it if it is resident and the memory grew).
+   */
+  private elementwise<O extends ElementArray>(
+    x: ElementArray,
+    out: O,
+    setup: () => void,
+    kernel: (xa: number, oa: number, len: number, off: number) => void,
+  ): O {
+    const n = x.length;
+    if (n === 0) return out;
+    // Pointers first: an allocation below may grow memory, which detaches resident views.
+    const xr = this.residentPtr(x);
+    const or = this.residentPtr(out);
+    const xBytes = x.BYTES_PER_ELEMENT;
+    const oBytes = out.BYTES_PER_ELEMENT;
+    const m = this.m;
+    m.reset();
+    setup();
+    const chunk = xr >= 0 && or >= 0 ? n : Math.min(n, CHUNK);
+    const xp = xr >= 0 ? -1 : m.alloc(chunk * xBytes, 1);
+    const op = or >= 0 ? -1 : m.alloc(chunk * oBytes, 2);
+    const v = m.views();
+    const xHeap = heapOf(v, x);
+    const oHeap = heapOf(v, out);
+    const x0 = xp / xBytes;
+    const o0 = op / oBytes;
+    for (let off = 0; off < n; off += chunk) {
+      const len = Math.min(chunk, n - off);
+      if (xr < 0) xHeap.set(x.subarray(off, off + len), x0);
+      kernel(xr >= 0 ? xr + off * xBytes : xp, or >= 0 ? or + off * oBytes : op, len, off);
+      if (or < 0) out.set(oHeap.subarray(o0, o0 + len), off);
+    }
+    return this.liveView(out, or, n);
   }
 
   quantize<T extends QuantType>(
@@ -197,32 +375,24 @@ class WasmKernels implements Kernels {
     const [qmin, qmax] = QUANT_RANGES[type];
     const p = quantParams(fn, x.length, scale, zeroPoint, options, qmin, qmax);
     const out = outputArray(fn, options.out, QUANT_ARRAYS[type] as { new (n: number): QuantArray }, x.length);
-    const n = x.length;
-    if (n === 0) return out as QuantArrayOf<T>;
-    const m = this.m;
-    m.reset();
-    const params = p.kind === 'channel' ? this.channelParams(p) : undefined;
-    const chunk = Math.min(n, CHUNK);
-    const bytes = Q_BYTES[type];
-    const xp = m.alloc(chunk * 4, 1);
-    const op = m.alloc(chunk * bytes, 2);
-    const v = m.views();
-    const heap = heapView(v, type);
-    const o0 = op / bytes;
     const kernelPT = this.ex[`quantize_${SUFFIX[type]}`];
     const kernelPC = this.ex[`quantize_pc_${SUFFIX[type]}`];
-    for (let off = 0; off < n; off += chunk) {
-      const len = Math.min(chunk, n - off);
-      v.f32.set(x.subarray(off, off + len), xp >>> 2);
-      if (p.kind === 'tensor') {
-        kernelPT(xp, op, len, p.scale, p.zeroPoint, qmin, qmax);
-      } else {
-        const [c0, i0] = chunkStart(p, off);
-        kernelPC(xp, op, len, p.channels, p.inner, c0, i0, params![0], params![1], qmin, qmax);
-      }
-      out.set(heap.subarray(o0, o0 + len), off);
-    }
-    return out as QuantArrayOf<T>;
+    let params: [number, number] | undefined;
+    return this.elementwise(
+      x,
+      out,
+      () => {
+        if (p.kind === 'channel') params = this.channelParams(p);
+      },
+      (xa, oa, len, off) => {
+        if (p.kind === 'tensor') {
+          kernelPT(xa, oa, len, p.scale, p.zeroPoint, qmin, qmax);
+        } else {
+          const [c0, i0] = chunkStart(p, off);
+          kernelPC(xa, oa, len, p.channels, p.inner, c0, i0, params![0], params![1], qmin, qmax);
+        }
+      },
+    ) as QuantArrayOf<T>;
   }
 
   dequantize(q: QuantArray, scale: ScaleArg, zeroPoint: ZeroPointArg, options?: DequantizeOptions): Float32Array {
@@ -231,33 +401,24 @@ class WasmKernels implements Kernels {
     const [qmin, qmax] = QUANT_RANGES[type];
     const p = quantParams(fn, q.length, scale, zeroPoint, options, qmin, qmax);
     const out = outputArray(fn, options?.out, Float32Array, q.length);
-    const n = q.length;
-    if (n === 0) return out;
-    const m = this.m;
-    m.reset();
-    const params = p.kind === 'channel' ? this.channelParams(p) : undefined;
-    const chunk = Math.min(n, CHUNK);
-    const bytes = Q_BYTES[type];
-    const qp = m.alloc(chunk * bytes, 1);
-    const op = m.alloc(chunk * 4, 2);
-    const v = m.views();
-    const heap = heapView(v, type);
-    const q0 = qp / bytes;
-    const o0 = op >>> 2;
     const kernelPT = this.ex[`dequantize_${SUFFIX[type]}`];
     const kernelPC = this.ex[`dequantize_pc_${SUFFIX[type]}`];
-    for (let off = 0; off < n; off += chunk) {
-      const len = Math.min(chunk, n - off);
-      heap.set(q.subarray(off, off + len), q0);
-      if (p.kind === 'tensor') {
-        kernelPT(qp, op, len, p.scale, p.zeroPoint);
-      } else {
-        const [c0, i0] = chunkStart(p, off);
-        kernelPC(qp, op, len, p.channels, p.inner, c0, i0, params![0], params![1]);
-      }
-      out.set(v.f32.subarray(o0, o0 + len), off);
-    }
-    return out;
+    let params: [number, number] | undefined;
+    return this.elementwise(
+      q,
+      out,
+      () => {
+        if (p.kind === 'channel') params = this.channelParams(p);
+      },
+      (qa, oa, len, off) => {
+        if (p.kind === 'tensor') {
+          kernelPT(qa, oa, len, p.scale, p.zeroPoint);
+        } else {
+          const [c0, i0] = chunkStart(p, off);
+          kernelPC(qa, oa, len, p.channels, p.inner, c0, i0, params![0], params![1]);
+        }
+      },
+    );
   }
 
   fakeQuantize(x: Float32Array, scale: ScaleArg, zeroPoint: ZeroPointArg, options: FakeQuantizeOptions): Float32Array {
@@ -267,50 +428,43 @@ class WasmKernels implements Kernels {
     const [qmin, qmax] = fakeQuantRange(fn, type, options.qmin, options.qmax);
     const p = quantParams(fn, x.length, scale, zeroPoint, options, qmin, qmax);
     const out = outputArray(fn, options.out, Float32Array, x.length);
-    const n = x.length;
-    if (n === 0) return out;
-    const m = this.m;
-    m.reset();
-    const params = p.kind === 'channel' ? this.channelParams(p) : undefined;
-    const chunk = Math.min(n, CHUNK);
-    const xp = m.alloc(chunk * 4, 1);
-    const op = m.alloc(chunk * 4, 2);
-    const v = m.views();
-    const x0 = xp >>> 2;
-    const o0 = op >>> 2;
-    const f32 = v.f32;
     const { fake_quantize, fake_quantize_pc } = this.ex;
-    for (let off = 0; off < n; off += chunk) {
-      const len = Math.min(chunk, n - off);
-      f32.set(x.subarray(off, off + len), x0);
-      if (p.kind === 'tensor') {
-        fake_quantize(xp, op, len, p.scale, p.zeroPoint, qmin, qmax);
-      } else {
-        const [c0, i0] = chunkStart(p, off);
-        fake_quantize_pc(xp, op, len, p.channels, p.inner, c0, i0, params![0], params![1], qmin, qmax);
-      }
-      out.set(f32.subarray(o0, o0 + len), off);
-    }
-    return out;
+    let params: [number, number] | undefined;
+    return this.elementwise(
+      x,
+      out,
+      () => {
+        if (p.kind === 'channel') params = this.channelParams(p);
+      },
+      (xa, oa, len, off) => {
+        if (p.kind === 'tensor') {
+          fake_quantize(xa, oa, len, p.scale, p.zeroPoint, qmin, qmax);
+        } else {
+          const [c0, i0] = chunkStart(p, off);
+          fake_quantize_pc(xa, oa, len, p.channels, p.inner, c0, i0, params![0], params![1], qmin, qmax);
+        }
+      },
+    );
   }
 
   minMax(x: Float32Array): MinMax {
     checkFloat32('minMax', 'x', x);
     const n = x.length;
     if (n === 0) return { min: Infinity, max: -Infinity };
+    const xr = this.residentPtr(x);
     const m = this.m;
     m.reset();
     const rp = m.alloc(8);
     const chunk = Math.min(n, CHUNK);
-    const xp = m.alloc(chunk * 4, 1);
+    const xp = xr >= 0 ? -1 : m.alloc(chunk * 4, 1);
     const v = m.views();
     v.f32[rp >>> 2] = Infinity;
     v.f32[(rp >>> 2) + 1] = -Infinity;
     const { min_max } = this.ex;
     for (let off = 0; off < n; off += chunk) {
       const len = Math.min(chunk, n - off);
-      v.f32.set(x.subarray(off, off + len), xp >>> 2);
-      min_max(xp, len, rp);
+      if (xr < 0) v.f32.set(x.subarray(off, off + len), xp >>> 2);
+      min_max(xr >= 0 ? xr + off * 4 : xp, len, rp);
     }
     return { min: v.f32[rp >>> 2]!, max: v.f32[(rp >>> 2) + 1]! };
   }
@@ -339,21 +493,22 @@ class WasmKernels implements Kernels {
     if (n === 0) {
       return { min: new Float32Array(C).fill(Infinity), max: new Float32Array(C).fill(-Infinity) };
     }
+    const xr = this.residentPtr(x);
     const m = this.m;
     m.reset();
     const minp = m.alloc(C * 4);
     const maxp = m.alloc(C * 4);
     const chunk = Math.min(n, CHUNK);
-    const xp = m.alloc(chunk * 4, 1);
+    const xp = xr >= 0 ? -1 : m.alloc(chunk * 4, 1);
     const v = m.views();
     v.f32.fill(Infinity, minp >>> 2, (minp >>> 2) + C);
     v.f32.fill(-Infinity, maxp >>> 2, (maxp >>> 2) + C);
     const { min_max_pc } = this.ex;
     for (let off = 0; off < n; off += chunk) {
       const len = Math.min(chunk, n - off);
-      v.f32.set(x.subarray(off, off + len), xp >>> 2);
+      if (xr < 0) v.f32.set(x.subarray(off, off + len), xp >>> 2);
       const [c0, i0] = chunkStart(p, off);
-      min_max_pc(xp, len, C, p.inner, c0, i0, minp, maxp);
+      min_max_pc(xr >= 0 ? xr + off * 4 : xp, len, C, p.inner, c0, i0, minp, maxp);
     }
     return {
       min: v.f32.slice(minp >>> 2, (minp >>> 2) + C),
@@ -367,19 +522,20 @@ class WasmKernels implements Kernels {
     const r = checkHistogram(fn, lo, hi, counts);
     const n = x.length;
     if (n === 0) return;
+    const xr = this.residentPtr(x);
     const m = this.m;
     m.reset();
     const cp = m.alloc((r.bins + 1) * 4); // + 1: the NaN slot
     const chunk = Math.min(n, CHUNK);
-    const xp = m.alloc(chunk * 4, 1);
+    const xp = xr >= 0 ? -1 : m.alloc(chunk * 4, 1);
     const v = m.views();
     const c0 = cp >>> 2;
     v.u32.fill(0, c0, c0 + r.bins + 1);
     const { histogram } = this.ex;
     for (let off = 0; off < n; off += chunk) {
       const len = Math.min(chunk, n - off);
-      v.f32.set(x.subarray(off, off + len), xp >>> 2);
-      histogram(xp, len, r.lo, r.k, r.bins, cp);
+      if (xr < 0) v.f32.set(x.subarray(off, off + len), xp >>> 2);
+      histogram(xr >= 0 ? xr + off * 4 : xp, len, r.lo, r.k, r.bins, cp);
     }
     const u32 = v.u32;
     for (let b = 0; b < r.bins; b++) counts[b]! += u32[c0 + b]!;
@@ -394,13 +550,14 @@ class WasmKernels implements Kernels {
     sums.fill(0);
     const n = x.length;
     if (n === 0 || K === 0) return sums;
+    const xr = this.residentPtr(x);
     const m = this.m;
     m.reset();
     const sp = m.alloc(K * 4);
     const zp = m.alloc(K * 4);
     const rp = m.alloc(K * 8);
     const chunk = Math.min(n, CANDIDATE_CHUNK);
-    const xp = m.alloc(chunk * 4, 1);
+    const xp = xr >= 0 ? -1 : m.alloc(chunk * 4, 1);
     const v = m.views();
     v.f32.set(c.scales, sp >>> 2);
     v.i32.set(c.zeroPoints, zp >>> 2);
@@ -408,8 +565,8 @@ class WasmKernels implements Kernels {
     const { fq_squared_error } = this.ex;
     for (let off = 0; off < n; off += chunk) {
       const len = Math.min(chunk, n - off);
-      v.f32.set(x.subarray(off, off + len), xp >>> 2);
-      fq_squared_error(xp, len, sp, zp, K, c.qmin, c.qmax, rp);
+      if (xr < 0) v.f32.set(x.subarray(off, off + len), xp >>> 2);
+      fq_squared_error(xr >= 0 ? xr + off * 4 : xp, len, sp, zp, K, c.qmin, c.qmax, rp);
     }
     sums.set(v.f64.subarray(rp >>> 3, (rp >>> 3) + K));
     return sums;
@@ -420,20 +577,23 @@ class WasmKernels implements Kernels {
     const sums = new Float64Array(count);
     const n = a.length;
     if (n === 0) return sums;
+    const ar = this.residentPtr(a);
+    const br = this.residentPtr(b);
     const m = this.m;
     m.reset();
     const rp = m.alloc(count * 8);
+    // Resident inputs are read in place, but in the same chunks as streamed ones: same float64 sums.
     const chunk = Math.min(n, CHUNK);
-    const ap = m.alloc(chunk * 4, 1);
-    const bp = m.alloc(chunk * 4, 2);
+    const ap = ar >= 0 ? -1 : m.alloc(chunk * 4, 1);
+    const bp = br >= 0 ? -1 : m.alloc(chunk * 4, 2);
     const v = m.views();
     v.f64.fill(0, rp >>> 3, (rp >>> 3) + count);
     const f32 = v.f32;
     for (let off = 0; off < n; off += chunk) {
       const len = Math.min(chunk, n - off);
-      f32.set(a.subarray(off, off + len), ap >>> 2);
-      f32.set(b.subarray(off, off + len), bp >>> 2);
-      kernel(ap, bp, len, rp);
+      if (ar < 0) f32.set(a.subarray(off, off + len), ap >>> 2);
+      if (br < 0) f32.set(b.subarray(off, off + len), bp >>> 2);
+      kernel(ar >= 0 ? ar + off * 4 : ap, br >= 0 ? br + off * 4 : bp, len, rp);
     }
     sums.set(v.f64.subarray(rp >>> 3, (rp >>> 3) + count));
     return sums;
