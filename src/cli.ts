@@ -31,7 +31,7 @@ Usage:
 
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
-                 [--max-evaluations N] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
+                 [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
                  [--fidelity auto|top1|cosine] [--fallback float|int16]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit.
       --evaluator: a module whose default export is an AutoCalibrationEvaluator instance, a subclass (constructed
@@ -56,7 +56,7 @@ const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-
 const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
   'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity',
-  'max-evaluations', 'fidelity',
+  'max-evaluations', 'max-seconds', 'fidelity',
 ]);
 
 function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): string[] {
@@ -159,6 +159,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const fallback = o.choice('fallback', ['float', 'int16'] as const);
   const sensitivity = o.choice<SensitivityName>('sensitivity', ['cosine', 'mse', 'sqnr']);
   const maxEvaluations = o.number('max-evaluations', (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2');
+  const maxSeconds = o.number('max-seconds', (n) => n > 0, 'a number of seconds > 0');
   const eps = executionProviders(o);
   const json = o.flag('json');
   o.finish();
@@ -188,6 +189,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     fallback,
     sensitivity,
     maxEvaluations,
+    maxSeconds,
     executionProviders: eps,
     onProgress: (e) => err.write(`${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}\n`),
   });

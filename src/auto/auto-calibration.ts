@@ -61,6 +61,11 @@ export interface AutoCalibrationOptions extends CreateSessionOptions {
   sensitivity?: SensitivityName | SensitivityFunction;
   /** Upper bound on evaluate() calls, the float and first quantized evaluations included. */
   maxEvaluations?: number;
+  /**
+   * Time budget in seconds for the whole run: no search evaluation starts after it has passed, and the
+   * best passing configuration found so far (the fewest fallbacks) is returned.
+   */
+  maxSeconds?: number;
   /** Bound on activation bytes held during calibration and ranking (default 512 MiB). */
   memoryBudgetBytes?: number;
   onProgress?: (event: AutoProgressEvent) => void;
@@ -146,6 +151,8 @@ export async function accuracyBasedAutoCalibration(
   if (!(maxEvaluations === Infinity || (Number.isInteger(maxEvaluations) && maxEvaluations >= 2))) {
     throw new AutoquantError('AUTO_OPTIONS', `maxEvaluations must be an integer >= 2 (the float and the fully quantized evaluations), got ${options.maxEvaluations}`);
   }
+  const maxSeconds = options.maxSeconds ?? Infinity;
+  if (!(maxSeconds > 0)) throw new AutoquantError('AUTO_OPTIONS', `maxSeconds must be a number > 0, got ${options.maxSeconds}`);
   // Find out now, not after the search, whether the deploy model's opset is reachable.
   checkDeployable(q, enabledLayers(q), options.fallback === 'int16' ? 16 : undefined);
   evaluator.reset?.(); // optional: the CLI also accepts evaluator-shaped objects
@@ -211,9 +218,9 @@ export async function accuracyBasedAutoCalibration(
     message = `all ${plan.length} layers quantized; the metric drop is within the limit`;
   } else if (plan.length === 0) {
     message = 'no layer is enabled for quantization, so no quantized model can be produced';
-  } else if (history.length >= maxEvaluations) {
+  } else if (history.length >= maxEvaluations || now() - t0 >= maxSeconds) {
     exhausted = true;
-    message = `the fully quantized model fails the limit and maxEvaluations (${maxEvaluations}) leaves no evaluation for the search`;
+    message = `the fully quantized model fails the limit and the budget (maxEvaluations ${maxEvaluations}, maxSeconds ${maxSeconds}) leaves no evaluation for the search`;
   } else {
     // 3. Rank by sensitivity, 4. fall back in ranking order.
     const rankStart = now();
@@ -236,7 +243,7 @@ export async function accuracyBasedAutoCalibration(
       options.strategy ?? 'binary',
       order.length,
       async (count) => (await tryFallback(order.slice(0, count))).ok,
-      maxEvaluations - history.length,
+      () => history.length < maxEvaluations && now() - t0 < maxSeconds,
       fallbackTo === 'float',
     );
     searchSeconds = now() - searchStart;
@@ -244,8 +251,9 @@ export async function accuracyBasedAutoCalibration(
     if (outcome.count !== undefined) {
       fallback = order.slice(0, outcome.count);
       message = `${plan.length - fallback.length} of ${plan.length} layers in int8; ${fallback.length} fell back to ${fallbackTo}: ${fallback.join(', ')}`;
+      if (exhausted) message += ' (the budget ended the search early: fewer fallbacks may also pass)';
     } else if (exhausted) {
-      message = `no passing configuration was found within maxEvaluations (${maxEvaluations}); no model is produced`;
+      message = `no passing configuration was found within the budget (maxEvaluations ${maxEvaluations}, maxSeconds ${maxSeconds}); no model is produced`;
     } else {
       message = fallbackTo === 'float'
         ? `no configuration that keeps at least one of the ${plan.length} layers quantized meets the limit: every layer would have to fall back to float, so no quantized model is produced`

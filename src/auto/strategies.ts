@@ -19,24 +19,21 @@ export interface SearchOutcome {
 /**
  * `count = 0` is known to fail, so the answer lies in (0, n]. When layers fall back to float,
  * `count = n` is the float model and passes without a probe (`nPasses`); when they fall back to a
- * wider integer type it must be probed like any other count. `budget` is the number of probes allowed.
+ * wider integer type it must be probed like any other count. `mayProbe` says whether the budget
+ * (evaluations, time) allows one more probe.
  */
 export async function searchFallbackCount(
   strategy: StrategyName,
   n: number,
   probe: Probe,
-  budget: number,
+  mayProbe: () => boolean,
   nPasses = true,
 ): Promise<SearchOutcome> {
-  let spent = 0;
-  const tryCount = async (c: number) => {
-    spent++;
-    return probe(c);
-  };
+  const tryCount = (c: number) => probe(c);
   if (strategy === 'sequential') {
     // The seed's loop: one more layer in float per evaluation.
     for (let c = 1; c < (nPasses ? n : n + 1); c++) {
-      if (spent >= budget) return { count: undefined, exhausted: true };
+      if (!mayProbe()) return { count: undefined, exhausted: true };
       if (await tryCount(c)) return { count: c, exhausted: false };
     }
     return { count: undefined, exhausted: false };
@@ -46,7 +43,7 @@ export async function searchFallbackCount(
   let hi = n;
   let passedHi = false;
   while (hi - lo > 1) {
-    if (spent >= budget) return { count: passedHi ? hi : undefined, exhausted: true };
+    if (!mayProbe()) return { count: passedHi ? hi : undefined, exhausted: true };
     const mid = (lo + hi) >>> 1;
     if (await tryCount(mid)) {
       hi = mid;
@@ -56,7 +53,7 @@ export async function searchFallbackCount(
     }
   }
   if (!passedHi && !nPasses && hi === n) {
-    if (spent >= budget) return { count: undefined, exhausted: true };
+    if (!mayProbe()) return { count: undefined, exhausted: true };
     if (await tryCount(n)) return { count: n, exhausted: false };
   }
   return { count: passedHi ? hi : undefined, exhausted: false };

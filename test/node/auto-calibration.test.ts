@@ -101,6 +101,32 @@ describe('accuracy-based automatic calibration on a model with one planted outli
   });
 });
 
+describe('accuracy-based automatic calibration within a budget', () => {
+  const evaluator = () =>
+    new FidelityEvaluator(feedsOf(outlierInputs(2, ROWS, 11)), { calibrationInputs: feedsOf(outlierInputs(2, ROWS, 3)), batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
+
+  it('returns the best passing configuration found when maxEvaluations ends the search', async () => {
+    const { bytes, fragile } = outlierModel();
+    const r = await accuracyBasedAutoCalibration(bytes, evaluator(), { maxEvaluations: 3 });
+    expect(r.evaluations).toBe(3);
+    expect(r.passed).toBe(true);
+    expect(r.fallbackLayers).toHaveLength(4); // bisection's first probe: half of the 8 layers
+    expect(r.fallbackLayers).toContain(fragile);
+    expect(r.message).toMatch(/budget ended the search early/);
+  });
+
+  it('produces no model when the budget leaves no search evaluation, and rejects budgets below 2', async () => {
+    const { bytes } = outlierModel();
+    const r = await accuracyBasedAutoCalibration(bytes, evaluator(), { maxEvaluations: 2 });
+    expect(r.passed).toBe(false);
+    expect(r.evaluations).toBe(2);
+    expect(r.message).toMatch(/budget/);
+    expect(r.deployModel).toBeUndefined();
+    await expect(accuracyBasedAutoCalibration(bytes, evaluator(), { maxEvaluations: 1 })).rejects.toThrow(/maxEvaluations must be an integer >= 2/);
+    await expect(accuracyBasedAutoCalibration(bytes, evaluator(), { maxSeconds: 0 })).rejects.toThrow(/maxSeconds must be a number > 0/);
+  });
+});
+
 describe('accuracy-based automatic calibration when nothing passes or the evaluator fails', () => {
   it('returns passed: false with a message and writes no model when every layer would have to fall back', async () => {
     const { bytes, names } = outlierModel(4, 1);
