@@ -363,6 +363,32 @@ class WasmKernels implements Kernels {
     return this.liveView(out, or, n);
   }
 
+  /**
+   * `elementwise` for the quantize family: per-tensor kernels get the scalar parameters, per-channel
+   * kernels the channel at which the chunk starts and the addresses of the parameter tables.
+   */
+  private perTensorOrChannel<O extends ElementArray>(
+    x: ElementArray,
+    out: O,
+    p: QuantParams,
+    tensor: (t: QuantParams & { kind: 'tensor' }, xa: number, oa: number, len: number) => void,
+    channel: (c: QuantParams & { kind: 'channel' }, xa: number, oa: number, len: number, c0: number, i0: number, scales: number, zeroPoints: number) => void,
+  ): O {
+    let tables: [number, number] | undefined;
+    return this.elementwise(
+      x,
+      out,
+      () => {
+        if (p.kind === 'channel') tables = this.channelParams(p);
+      },
+      (xa, oa, len, off) => {
+        if (p.kind === 'tensor') return tensor(p, xa, oa, len);
+        const [c0, i0] = chunkStart(p, off);
+        channel(p, xa, oa, len, c0, i0, tables![0], tables![1]);
+      },
+    );
+  }
+
   quantize<T extends QuantType>(
     x: Float32Array,
     scale: ScaleArg,
@@ -377,21 +403,12 @@ class WasmKernels implements Kernels {
     const out = outputArray(fn, options.out, QUANT_ARRAYS[type] as { new (n: number): QuantArray }, x.length);
     const kernelPT = this.ex[`quantize_${SUFFIX[type]}`];
     const kernelPC = this.ex[`quantize_pc_${SUFFIX[type]}`];
-    let params: [number, number] | undefined;
-    return this.elementwise(
+    return this.perTensorOrChannel(
       x,
       out,
-      () => {
-        if (p.kind === 'channel') params = this.channelParams(p);
-      },
-      (xa, oa, len, off) => {
-        if (p.kind === 'tensor') {
-          kernelPT(xa, oa, len, p.scale, p.zeroPoint, qmin, qmax);
-        } else {
-          const [c0, i0] = chunkStart(p, off);
-          kernelPC(xa, oa, len, p.channels, p.inner, c0, i0, params![0], params![1], qmin, qmax);
-        }
-      },
+      p,
+      (t, xa, oa, len) => kernelPT(xa, oa, len, t.scale, t.zeroPoint, qmin, qmax),
+      (c, xa, oa, len, c0, i0, sp, zp) => kernelPC(xa, oa, len, c.channels, c.inner, c0, i0, sp, zp, qmin, qmax),
     ) as QuantArrayOf<T>;
   }
 
@@ -403,21 +420,12 @@ class WasmKernels implements Kernels {
     const out = outputArray(fn, options?.out, Float32Array, q.length);
     const kernelPT = this.ex[`dequantize_${SUFFIX[type]}`];
     const kernelPC = this.ex[`dequantize_pc_${SUFFIX[type]}`];
-    let params: [number, number] | undefined;
-    return this.elementwise(
+    return this.perTensorOrChannel(
       q,
       out,
-      () => {
-        if (p.kind === 'channel') params = this.channelParams(p);
-      },
-      (qa, oa, len, off) => {
-        if (p.kind === 'tensor') {
-          kernelPT(qa, oa, len, p.scale, p.zeroPoint);
-        } else {
-          const [c0, i0] = chunkStart(p, off);
-          kernelPC(qa, oa, len, p.channels, p.inner, c0, i0, params![0], params![1]);
-        }
-      },
+      p,
+      (t, qa, oa, len) => kernelPT(qa, oa, len, t.scale, t.zeroPoint),
+      (c, qa, oa, len, c0, i0, sp, zp) => kernelPC(qa, oa, len, c.channels, c.inner, c0, i0, sp, zp),
     );
   }
 
@@ -429,21 +437,12 @@ class WasmKernels implements Kernels {
     const p = quantParams(fn, x.length, scale, zeroPoint, options, qmin, qmax);
     const out = outputArray(fn, options.out, Float32Array, x.length);
     const { fake_quantize, fake_quantize_pc } = this.ex;
-    let params: [number, number] | undefined;
-    return this.elementwise(
+    return this.perTensorOrChannel(
       x,
       out,
-      () => {
-        if (p.kind === 'channel') params = this.channelParams(p);
-      },
-      (xa, oa, len, off) => {
-        if (p.kind === 'tensor') {
-          fake_quantize(xa, oa, len, p.scale, p.zeroPoint, qmin, qmax);
-        } else {
-          const [c0, i0] = chunkStart(p, off);
-          fake_quantize_pc(xa, oa, len, p.channels, p.inner, c0, i0, params![0], params![1], qmin, qmax);
-        }
-      },
+      p,
+      (t, xa, oa, len) => fake_quantize(xa, oa, len, t.scale, t.zeroPoint, qmin, qmax),
+      (c, xa, oa, len, c0, i0, sp, zp) => fake_quantize_pc(xa, oa, len, c.channels, c.inner, c0, i0, sp, zp, qmin, qmax),
     );
   }
 
