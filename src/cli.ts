@@ -197,6 +197,10 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   else {
     out.write(`${result.passed ? 'passed' : 'FAILED'}: ${result.message}\n`);
     out.write(`metric: float ${result.originalMetric}, quantized ${result.quantizedMetric}; ${result.evaluations} evaluations\n`);
+    if (result.ranking.length) {
+      const top = result.ranking.slice(0, 5).map((r) => `${r.layer} (${r.score.toFixed(5)})`).join(', ');
+      out.write(`most sensitive layers: ${top}\n`);
+    }
     if (result.files.length) out.write(`wrote ${result.files.join(', ')}\n`);
   }
   return result.passed ? 0 : 2;

@@ -79,6 +79,28 @@ describe('accuracy-based automatic calibration on a model with one planted outli
     await s.release();
   });
 
+  it('ranks the same when a tiny memory budget makes ranking run one layer group at a time', async () => {
+    const { bytes } = outlierModel();
+    const make = () => new FidelityEvaluator(feedsOf(outlierInputs(2, ROWS, 11)), {
+      calibrationInputs: feedsOf(outlierInputs(2, ROWS, 3)),
+      batchNum: 2,
+      mode: 'cosine',
+      maxDrop: 0.002,
+    });
+    const groups: number[] = [];
+    const small = await accuracyBasedAutoCalibration(bytes, make(), {
+      memoryBudgetBytes: 1,
+      onProgress: (e) => {
+        const m = /ranking group \d+\/(\d+)/.exec(e.message);
+        if (m) groups.push(Number(m[1]));
+      },
+    });
+    const large = await accuracyBasedAutoCalibration(bytes, make());
+    expect(Math.max(...groups)).toBe(8); // one activation per group
+    expect(small.ranking).toEqual(large.ranking);
+    expect(small.fallbackLayers).toEqual(large.fallbackLayers);
+  });
+
   it('writes the five output files atomically and does not overwrite the config file it read', async () => {
     const { bytes, fragile } = outlierModel();
     const dir = mkdtempSync(join(tmpdir(), 'aq-auto-'));
