@@ -8,4 +8,6 @@ export * from './auto/index.js';
 export { env } from './runtime/env.js';
 export { Tensor, useOrt, getOrt, createSession } from './runtime/ort.js';
 export type { InferenceSession, CreateSessionOptions, Ort } from './runtime/ort.js';
+export { nodePlacement, parsePlacement } from './runtime/placement.js';
+export type { NodePlacement, PlacedNode } from './runtime/placement.js';
 export { VERSION } from './version.js';

@@ -25,6 +25,8 @@ import {
   type LayerReport,
   type ModelSource,
 } from '../quant/quantize.js';
+import { decodeModel, encodeModel } from '../onnx/model.js';
+import { replaceAttributeClips } from '../quant/portable.js';
 import { emptyRecord, type QuantRecord } from '../quant/record.js';
 import type { LayerQuantization } from '../quant/rewrite.js';
 import type { AutoCalibrationEvaluator } from './evaluator.js';
@@ -104,6 +106,11 @@ export interface AutoCalibrationResult {
   deployModel?: Uint8Array;
   /** Files written (with savePrefix / recordFile). */
   files: string[];
+  /**
+   * Nodes of the user's model evaluated in an exactly equivalent form: on WebGPU, attribute-form
+   * Clip (opsets 8-10) as Max and Min, which onnxruntime-web runs on the GPU. Empty otherwise.
+   */
+  floatModelRewrites: string[];
 }
 
 const now = () => performance.now() / 1000;
@@ -157,9 +164,19 @@ export async function accuracyBasedAutoCalibration(
   checkDeployable(q, enabledLayers(q), options.fallback === 'int16' ? 16 : undefined);
   evaluator.reset?.(); // optional: the CLI also accepts evaluator-shaped objects
 
-  // 1. The float model sets the reference and must pass against itself.
+  // 1. The float model sets the reference and must pass against itself. On WebGPU it is evaluated
+  // with its attribute-form Clips rewritten exactly as in the fake-quant models, so that neither
+  // side pays for CPU round trips the other does not.
   let phaseStart = now();
-  const floatEntry = await evaluate(q.original, null, 'the float model');
+  const onGpu = (options.executionProviders ?? []).some((ep) => (typeof ep === 'string' ? ep : ep.name) === 'webgpu');
+  let floatModel = q.original;
+  let floatModelRewrites: string[] = [];
+  if (onGpu) {
+    const copy = decodeModel(q.original);
+    floatModelRewrites = replaceAttributeClips(copy);
+    if (floatModelRewrites.length) floatModel = encodeModel(copy);
+  }
+  const floatEntry = await evaluate(floatModel, null, floatModelRewrites.length ? `the float model (${floatModelRewrites.length} Clip nodes as Max/Min)` : 'the float model');
   const originalMetric = floatEntry.metric;
   if (!floatEntry.ok) {
     throw new EvaluationError(`metricEval(original, original) is not ok for original = ${originalMetric}: the evaluator's limit can never be met`);
@@ -290,6 +307,7 @@ export async function accuracyBasedAutoCalibration(
     ),
     timings: { floatEvaluation: floatSeconds, calibration: calibrationSeconds, ranking: rankingSeconds, search: searchSeconds, total: 0 },
     files: [],
+    floatModelRewrites,
   };
   if (passed) {
     result.fakeQuantModel = buildFakeQuantModel(q, finalPlan);
@@ -315,6 +333,7 @@ export function autoCalibrationReport(r: AutoCalibrationResult): object {
     ranking: r.ranking.map((x) => [x.layer, x.score]),
     history: r.history.map((h) => ({ roll_back_layers: h.fallbackLayers, metric: h.metric, loss: h.loss, ok: h.ok, seconds: h.seconds })),
     timings: r.timings,
+    float_model_rewrites: r.floatModelRewrites,
   };
 }
 

