@@ -20,6 +20,7 @@ const arg = (name, fallback) => {
 };
 const RUNS = Number(arg('--runs', 15));
 const ONLY = arg('--only', '');
+const AMCT_FORM = process.argv.includes('--amct-form');
 
 const cases = [
   { name: 'MNIST CNN', file: join(root, 'test/fixtures/mnist_cnn.onnx'), input: 'input',
@@ -69,7 +70,7 @@ const rows = [];
 for (const c of cases) {
   if (ONLY && !c.name.toLowerCase().includes(ONLY.toLowerCase())) continue;
   const model = new Uint8Array(readFileSync(c.file));
-  const config = await createQuantConfig(model, { batchNum: 2 });
+  const config = await createQuantConfig(model, { batchNum: 2, quantizeOutputs: !AMCT_FORM });
   const t0 = performance.now();
   const r = await quantizeModel(model, config, [0, 1].map((i) => { const [x, d] = c.calib(i); return { [c.input]: new Tensor('float32', x, d) }; }));
   const ptq = (performance.now() - t0) / 1000;

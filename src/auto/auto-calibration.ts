@@ -22,6 +22,7 @@ import {
   pruneRecord,
   readJsonFile,
   readRecord,
+  selectOutputs,
   type LayerReport,
   type ModelSource,
 } from '../quant/quantize.js';
@@ -195,6 +196,7 @@ export async function accuracyBasedAutoCalibration(
     onProgress: (e: { pass: number; batch: number; batchNum: number }) => progress('calibration', `${what} pass ${e.pass}: batch ${e.batch}/${e.batchNum}`),
   });
   const stats = await calibrateLayers(q, enabled, record, batches.callback!, calibrationOptions('calibration'));
+  await selectOutputs(q, planLayers(q, enabled, record), record, sessionOptions);
   const plan = planLayers(q, enabled, record);
   const calibrationSeconds = now() - phaseStart;
   const fallbackTo = options.fallback ?? 'float';

@@ -103,7 +103,7 @@ export async function replayBatches(
   fetch: readonly string[],
   source: BatchSource,
   options: CreateSessionOptions & { batchNum: number },
-  onBatch: (outputs: Record<string, OrtTensor>, batch: number) => Promise<void> | void,
+  onBatch: (outputs: Record<string, OrtTensor>, batch: number, feeds: Feeds) => Promise<void> | void,
 ): Promise<number> {
   const userOutputs = (model.graph?.output ?? []).map((o) => o.name ?? '');
   const session: InferenceSession = await createSession(withOutputs(model, fetch), options);
@@ -119,7 +119,7 @@ export async function replayBatches(
       } catch (cause) {
         throw new CalibrationError(`onnxruntime-web rejected the calibration feeds: ${(cause as Error)?.message ?? cause}`, { cause });
       }
-      if (batch < options.batchNum) await onBatch(out, batch++);
+      if (batch < options.batchNum) await onBatch(out, batch++, feeds);
       const result: Record<string, OrtTensor> = {};
       for (const n of userOutputs) if (out[n]) result[n] = out[n];
       return result;
@@ -180,8 +180,9 @@ export async function calibrateActivations(
   observers: ObserverMap,
   source: CalibrationSource,
   options: CalibrationOptions,
-): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats }> {
+): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats; sample?: Feeds }> {
   const results = new Map<string, ActivationResult>();
+  let sample: Feeds | undefined;
   const budget = options.memoryBudgetBytes ?? DEFAULT_CALIBRATION_MEMORY;
   const batches = await toBatchSource(source, options.batchNum);
   const stats: CalibrationStats = { batches: 0, passes: 0, peakObserverBytes: 0, activationBytes: new Map() };
@@ -195,7 +196,8 @@ export async function calibrateActivations(
     // admission happens on the first batch. Later passes know the sizes up front.
     let active = stats.passes > 1 ? admitWithinBudget(pending, rawBytes, budget) : undefined;
     const fetched = active ? [...active] : pending;
-    const ran = await replayBatches(model, fetched, batches, { ...options, batchNum: options.batchNum }, (out, batch) => {
+    const ran = await replayBatches(model, fetched, batches, { ...options, batchNum: options.batchNum }, (out, batch, feeds) => {
+      sample ??= feeds;
       if (!active) {
         for (const name of fetched) stats.activationBytes.set(name, (out[name]?.data as Float32Array | undefined)?.byteLength ?? 0);
         active = admitWithinBudget(fetched, rawBytes, budget);
@@ -216,5 +218,5 @@ export async function calibrateActivations(
     }
     pending = pending.filter((n) => !active!.has(n));
   }
-  return { results, stats };
+  return { results, stats, sample };
 }

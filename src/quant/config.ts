@@ -43,6 +43,11 @@ export interface QuantConfigGlobals {
   activation_offset: boolean;
   do_fusion: boolean;
   skip_fusion_layers: string[];
+  /**
+   * Quantize layer outputs where ONNX Runtime needs a Q after a layer to run it as an integer
+   * kernel (default true). false gives AMCT's form: only each layer's input and weights.
+   */
+  quantize_outputs?: boolean;
 }
 
 /** Globals plus one `LayerQuantConfig` per layer name. */
@@ -60,6 +65,8 @@ export interface CreateQuantConfigOptions {
   batchNum?: number;
   activationOffset?: boolean;
   doFusion?: boolean;
+  /** See `quantize_outputs` (default true). */
+  quantizeOutputs?: boolean;
   activationAlgo?: ActivationAlgo;
   /** Activation bits: 8, or 16 for sensitive layers. */
   activationBits?: 8 | 16;
@@ -74,7 +81,7 @@ export interface CreateQuantConfigOptions {
   configFile?: string;
 }
 
-const GLOBAL_KEYS = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers']);
+const GLOBAL_KEYS = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs']);
 
 export const IFMR_DEFAULTS = Object.freeze({
   max_percentile: 0.999999,
@@ -132,6 +139,7 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
     activation_offset: options.activationOffset ?? true,
     do_fusion: options.doFusion ?? true,
     skip_fusion_layers: [],
+    quantize_outputs: options.quantizeOutputs ?? true,
   };
   const skip = new Set(options.skipLayers ?? []);
   for (const layer of layers) {
@@ -215,6 +223,7 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
   if (!(Number.isInteger(config.batch_num) && (config.batch_num as number) >= 1)) problems.push(`batch_num must be an integer >= 1, got ${JSON.stringify(config.batch_num)}`);
   if (typeof config.activation_offset !== 'boolean') problems.push(`activation_offset must be a boolean, got ${JSON.stringify(config.activation_offset)}`);
   if (config.do_fusion !== undefined && typeof config.do_fusion !== 'boolean') problems.push(`do_fusion must be a boolean, got ${JSON.stringify(config.do_fusion)}`);
+  if (config.quantize_outputs !== undefined && typeof config.quantize_outputs !== 'boolean') problems.push(`quantize_outputs must be a boolean, got ${JSON.stringify(config.quantize_outputs)}`);
   if (config.skip_fusion_layers !== undefined && !(Array.isArray(config.skip_fusion_layers) && config.skip_fusion_layers.every((s) => typeof s === 'string'))) {
     problems.push('skip_fusion_layers must be an array of layer names');
   }

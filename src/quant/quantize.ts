@@ -9,16 +9,18 @@ import { assignStableNames, opsetVersion } from '../onnx/graph.js';
 import { decodeModel, encodeModel, loadModel } from '../onnx/model.js';
 import { upgradeOpset } from '../onnx/opset.js';
 import { readTensorAsFloat32, tensorDims } from '../onnx/tensor.js';
-import { getConstant } from '../onnx/graph.js';
+import { consumerMap, getConstant } from '../onnx/graph.js';
 import type { ModelProto } from '../onnx/types.js';
 import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
-import type { CreateSessionOptions } from '../runtime/ort.js';
-import { calibrateActivations, type CalibrationSource, type CalibrationStats, type ObserverMap } from './calibrate.js';
-import { buildQuantConfig, validateQuantConfig, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
+import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
+import { calibrateActivations, type Feeds, type CalibrationSource, type CalibrationStats, type ObserverMap } from './calibrate.js';
+import { buildQuantConfig, validateQuantConfig, type ActivationQuantParams, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
 import { foldBatchNorms, type FoldedPair } from './fusion.js';
 import { createObserver } from './observers/index.js';
 import { emptyRecord, validateRecord, type QuantRecord } from './record.js';
 import { replaceAttributeClips } from './portable.js';
+import { outputTensor, placeOutputs, type OutputQuantization } from './outputs.js';
+import type { ActivationResult } from './observers/index.js';
 import { requiredDeployOpset, writeDeploy, writeFakeQuant, type LayerQuantization } from './rewrite.js';
 import { scanLayers, type LayerInfo, type SkippedNode } from './registry.js';
 import { quantizeBias, quantizeWeight } from './weights.js';
@@ -127,6 +129,8 @@ export interface QuantizationSession {
   skipped: SkippedNode[];
   fused: FoldedPair[];
   kernels: Kernels;
+  /** The first calibration batch, kept to choose which layer outputs to quantize. */
+  sample?: Feeds;
 }
 
 function layerConfig(config: QuantConfig, name: string): LayerQuantConfig | undefined {
@@ -181,35 +185,71 @@ export async function calibrateLayers(
   options: QuantizeModelOptions = {},
 ): Promise<CalibrationStats | undefined> {
   const observers: ObserverMap = new Map();
+  const observe = (tensor: string, key: string, p: ActivationQuantParams) => {
+    const list = observers.get(tensor) ?? new Map();
+    list.set(key, createObserver(q.kernels, p, q.config.activation_offset, q.config.batch_num));
+    observers.set(tensor, list);
+  };
   for (const l of layers) {
     const p = layerConfig(q.config, l.name)!.activation_quant_params;
     const known = record.layers[l.name];
-    if (known && known.num_bits_d === p.num_bits) continue;
-    const list = observers.get(l.activation) ?? new Map();
-    list.set(l.name, createObserver(q.kernels, p, q.config.activation_offset, q.config.batch_num));
-    observers.set(l.activation, list);
+    if (!(known && known.num_bits_d === p.num_bits)) observe(l.activation, l.name, p);
+  }
+  // Output factors, where no quantized reader of the output provides them (see outputs.ts).
+  if (q.config.quantize_outputs !== false) {
+    const graph = q.work.graph!;
+    const readers = consumerMap(graph);
+    const read = new Set(layers.map((l) => l.activation));
+    for (const l of layers) {
+      const p = layerConfig(q.config, l.name)!.activation_quant_params;
+      const tensor = outputTensor(graph, l, readers);
+      if (p.num_bits !== 8 || read.has(tensor) || record.layers[l.name]?.scale_o !== undefined) continue;
+      observe(tensor, OUTPUT_KEY + l.name, p);
+    }
   }
   if (observers.size === 0) return undefined;
-  const { results, stats } = await calibrateActivations(q.work, observers, calibration, {
+  const { results, stats, sample } = await calibrateActivations(q.work, observers, calibration, {
     batchNum: q.config.batch_num,
     memoryBudgetBytes: options.calibrationMemoryBytes,
     executionProviders: options.executionProviders,
     graphOptimizationLevel: options.graphOptimizationLevel,
     onBatch: (b) => options.onProgress?.({ phase: 'calibration', ...b }),
   });
-  for (const [name, r] of results) {
-    const bits = layerConfig(q.config, name)!.activation_quant_params.num_bits;
-    record.layers[name] = { scale_d: r.scale, offset_d: r.zeroPoint, num_bits_d: bits, clip_min_d: r.clipMin, clip_max_d: r.clipMax };
+  q.sample ??= sample;
+  const outputResults: [string, ActivationResult][] = [];
+  for (const [key, r] of results) {
+    if (key.startsWith(OUTPUT_KEY)) {
+      outputResults.push([key.slice(OUTPUT_KEY.length), r]);
+      continue;
+    }
+    const bits = layerConfig(q.config, key)!.activation_quant_params.num_bits;
+    record.layers[key] = { ...record.layers[key], scale_d: r.scale, offset_d: r.zeroPoint, num_bits_d: bits, clip_min_d: r.clipMin, clip_max_d: r.clipMax };
+  }
+  for (const [name, r] of outputResults) {
+    Object.assign(record.layers[name]!, { scale_o: r.scale, offset_o: r.zeroPoint, clip_min_o: r.clipMin, clip_max_o: r.clipMax });
   }
   return stats;
 }
 
+/** Observer keys of output factors; NUL cannot start a layer name read from a config file's keys in practice. */
+const OUTPUT_KEY = '\0output:';
+
 /** The quantization of each layer from the record's activation factors and the layer's weights. */
 export function planLayers(q: QuantizationSession, layers: readonly LayerInfo[], record: QuantRecord): LayerQuantization[] {
+  const graph = q.work.graph!;
+  const readers = consumerMap(graph);
+  const readerOf = new Map<string, LayerInfo>();
+  for (const l of layers) if (!readerOf.has(l.activation)) readerOf.set(l.activation, l);
   return layers.map((l) => {
     const rec = record.layers[l.name];
     if (!rec) throw new CalibrationError(`layer '${l.name}' has no calibration result`);
     const lq: LayerQuantization = { layer: l, activation: { scale: rec.scale_d, zeroPoint: rec.offset_d, bits: rec.num_bits_d } };
+    // Output factors: calibrated for this layer, or those a quantized reader calibrated on the same tensor.
+    const reader = readerOf.get(outputTensor(graph, l, readers));
+    const readerRec = reader && record.layers[reader.name];
+    if (rec.output_quant === false) lq.keepOutputFloat = true;
+    else if (rec.scale_o !== undefined && rec.offset_o !== undefined) lq.output = { scale: rec.scale_o, zeroPoint: rec.offset_o, bits: 8 };
+    else if (readerRec && readerRec.num_bits_d === 8) lq.output = { scale: readerRec.scale_d, zeroPoint: readerRec.offset_d, bits: 8 };
     if (l.weight) {
       const w = readTensorAsFloat32(getConstant(q.work.graph!, l.weight.name)!);
       const axis = layerConfig(q.config, l.name)?.weight_quant_params?.channel_wise ? l.weight.channelAxis : -1;
@@ -227,13 +267,65 @@ export function planLayers(q: QuantizationSession, layers: readonly LayerInfo[],
   });
 }
 
+/** Relative growth of the output error (1 − cosine to float) that quantizing layer outputs may cause. */
+const OUTPUT_TOLERANCE = 0.25;
+/** Absolute slack on that error, so models quantized almost losslessly are not held to zero. */
+const OUTPUT_SLACK = 1e-4;
+
+/**
+ * Decides, on the first calibration batch, which calibrated output quantizations (see outputs.ts)
+ * to keep, and marks the others `output_quant: false` in the record. All of them are kept when
+ * together they raise the model's output error (1 − cosine to the float model) by at most
+ * OUTPUT_TOLERANCE; otherwise each is tried alone and kept when it alone stays within that bound.
+ * Costs 2 forward passes, plus one per candidate when the first test fails.
+ */
+export async function selectOutputs(
+  q: QuantizationSession,
+  plan: readonly LayerQuantization[],
+  record: QuantRecord,
+  options: CreateSessionOptions = {},
+): Promise<void> {
+  if (q.config.quantize_outputs === false || !q.sample) return;
+  const candidates = placeOutputs(q.work.graph!, plan, true).filter((o) => !o.exact && record.layers[o.layer]?.output_quant === undefined);
+  if (candidates.length === 0) return;
+  const sample = q.sample;
+  const firstOutput = async (bytes: Uint8Array): Promise<Float32Array> => {
+    const session = await createSession(bytes, options);
+    try {
+      const out = await session.run(sample);
+      return out[session.outputNames[0]!]!.data as Float32Array;
+    } finally {
+      await session.release();
+    }
+  };
+  const reference = await firstOutput(encodeModel(q.work));
+  const error = async (outputs: readonly OutputQuantization[]) => {
+    const fake = clone(q.work);
+    writeFakeQuant(fake, plan, outputs);
+    return 1 - q.kernels.cosine(reference, await firstOutput(encodeModel(fake)));
+  };
+  const base = await error([]);
+  const bound = base * (1 + OUTPUT_TOLERANCE) + OUTPUT_SLACK;
+  const mark = (o: OutputQuantization, keep: boolean) => (record.layers[o.layer]!.output_quant = keep);
+  if ((await error(candidates)) <= bound) {
+    for (const o of candidates) mark(o, true);
+    return;
+  }
+  for (const o of candidates) mark(o, (await error([o])) <= bound);
+}
+
+/** Which layer outputs get quantized for `plan` (the same in both model forms; see outputs.ts). */
+export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuantization[]): OutputQuantization[] {
+  return placeOutputs(q.work.graph!, plan, q.config.quantize_outputs !== false);
+}
+
 /**
  * The fake-quant model (standard ops) for a plan. The model's own attribute-form Clip nodes are
  * rewritten too (exactly, see portable.ts), so the whole graph stays on the GPU in onnxruntime-web.
  */
 export function buildFakeQuantModel(q: QuantizationSession, plan: readonly LayerQuantization[]): Uint8Array {
   const fake = clone(q.work);
-  writeFakeQuant(fake, plan);
+  writeFakeQuant(fake, plan, outputPlacement(q, plan));
   replaceAttributeClips(fake);
   return encodeModel(fake);
 }
@@ -248,7 +340,7 @@ export function buildDeployModel(q: QuantizationSession, plan: readonly LayerQua
   const deploy = clone(q.work);
   const need = requiredDeployOpset(plan);
   if (plan.length > 0 && (opsetVersion(deploy) ?? 1) < need) upgradeOpset(deploy, need);
-  writeDeploy(deploy, plan);
+  writeDeploy(deploy, plan, outputPlacement(q, plan));
   return encodeModel(deploy);
 }
 
@@ -292,6 +384,7 @@ export async function quantizeModel(
   checkDeployable(q, enabled);
   const record = (await readRecord(options.record)) ?? emptyRecord();
   const stats = await calibrateLayers(q, enabled, record, calibration, options);
+  await selectOutputs(q, planLayers(q, enabled, record), record, options);
   const plan = planLayers(q, enabled, record);
   return {
     record: pruneRecord(q, record),

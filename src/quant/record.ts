@@ -16,6 +16,16 @@ export interface LayerRecord {
   clip_max_d: number;
   scale_w?: number[];
   offset_w?: number[];
+  /**
+   * 8-bit factors of the layer's output (or of the Relu right after it), where the output also
+   * feeds float operators and gets quantized so the runtime fuses the layer (see outputs.ts).
+   */
+  scale_o?: number;
+  offset_o?: number;
+  clip_min_o?: number;
+  clip_max_o?: number;
+  /** Whether the quantized output was kept (false: it cost too much fidelity; see selectOutputs). */
+  output_quant?: boolean;
 }
 
 export interface QuantRecord {
@@ -51,6 +61,11 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
     for (const k of ['clip_min_d', 'clip_max_d'] as const) {
       if (!(typeof l[k] === 'number' && Number.isFinite(l[k]))) problems.push(`${where}.${k} must be a finite number`);
     }
+    if (l.scale_o !== undefined || l.offset_o !== undefined) {
+      if (!(typeof l.scale_o === 'number' && l.scale_o > 0 && Number.isFinite(l.scale_o))) problems.push(`${where}.scale_o must be a finite number > 0`);
+      if (!(Number.isInteger(l.offset_o) && l.offset_o! >= -128 && l.offset_o! <= 127)) problems.push(`${where}.offset_o must be an integer in [-128, 127], got ${JSON.stringify(l.offset_o)}`);
+    }
+    if (l.output_quant !== undefined && typeof l.output_quant !== 'boolean') problems.push(`${where}.output_quant must be a boolean`);
     if (l.scale_w !== undefined && !(Array.isArray(l.scale_w) && l.scale_w.every((s) => typeof s === 'number' && s > 0))) {
       problems.push(`${where}.scale_w must be an array of numbers > 0`);
     }

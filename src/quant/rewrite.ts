@@ -9,9 +9,10 @@
  * Both compute the same values: the chain rounds x / s half to even and saturates, as Q does.
  */
 import { intAttr, GraphEditor } from '../onnx/editor.js';
-import { opsetVersion } from '../onnx/graph.js';
+import { consumerMap, opsetVersion, type Consumer } from '../onnx/graph.js';
 import { DataType, makeTensor } from '../onnx/tensor.js';
 import type { GraphProto, ModelProto, NodeProto } from '../onnx/types.js';
+import type { OutputQuantization, QuantFactors } from './outputs.js';
 import { activationRange } from './params.js';
 import type { LayerInfo } from './registry.js';
 import { emitClip, emitRound } from './portable.js';
@@ -19,7 +20,11 @@ import type { QuantizedBias, QuantizedWeight } from './weights.js';
 
 export interface LayerQuantization {
   layer: LayerInfo;
-  activation: { scale: number; zeroPoint: number; bits: 8 | 16 };
+  activation: QuantFactors;
+  /** Calibrated factors of the layer's output (see outputs.ts), where known. */
+  output?: QuantFactors;
+  /** Only exact output placements (see outputs.ts). */
+  keepOutputFloat?: boolean;
   weight?: QuantizedWeight;
   bias?: QuantizedBias;
 }
@@ -42,33 +47,83 @@ export function requiredDeployOpset(plan: readonly LayerQuantization[]): number 
   return need;
 }
 
-export function writeFakeQuant(model: ModelProto, plan: readonly LayerQuantization[]): void {
+/**
+ * Where to insert the quantization of `tensor`: before its first reader, so that every reader,
+ * including ones a later pass rewires to the quantized value, comes after it.
+ */
+function firstReader(readers: Map<string, Consumer[]>, tensor: string, fallback: NodeProto): NodeProto {
+  const list = readers.get(tensor) ?? [];
+  return list.length ? list.reduce((a, b) => (b.index < a.index ? b : a)).node : fallback;
+}
+
+/** QuantizeLinear∘DequantizeLinear of `x` as Div → clip → round → Mul, inserted before `anchor`. */
+function fakeQuantChain(editor: GraphEditor, anchor: NodeProto, opset: number, base: string, x: string, f: QuantFactors): string {
+  const { qmin, qmax } = activationRange(f.bits);
+  const s = editor.addInitializer(scalar(`${base}.scale`, f.scale));
+  const [div] = editor.insertBefore(anchor, { opType: 'Div', name: `${base}/Div`, inputs: [x, s] });
+  // Clipping before rounding equals Q's saturation after it, because the bounds are integers;
+  // it also keeps the rounding trick within its exact range.
+  const clipped = emitClip(editor, anchor, opset, base, div!, qmin - f.zeroPoint, qmax - f.zeroPoint);
+  const rounded = emitRound(editor, anchor, base, clipped);
+  return editor.insertBefore(anchor, { opType: 'Mul', name: `${base}/Mul`, inputs: [rounded, s], outputs: [editor.name(`${base}_fake_quant`)] })[0]!;
+}
+
+/** QuantizeLinear → DequantizeLinear of `x`, inserted before `anchor`. */
+function qdqPair(editor: GraphEditor, anchor: NodeProto, base: string, x: string, f: QuantFactors): string {
+  const s = editor.addInitializer(scalar(`${base}.scale`, f.scale));
+  const zp = editor.addInitializer(scalar(`${base}.zero_point`, f.zeroPoint, f.bits === 8 ? DataType.INT8 : DataType.INT16));
+  const [q] = editor.insertBefore(anchor, { opType: 'QuantizeLinear', name: `${base}/QuantizeLinear`, inputs: [x, s, zp], outputs: [editor.name(`${base}_quantized`)] });
+  return editor.insertBefore(anchor, { opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [q!, s, zp], outputs: [editor.name(`${base}_dequantized`)] })[0]!;
+}
+
+type Quantizer = (editor: GraphEditor, anchor: NodeProto, base: string, x: string, f: QuantFactors) => string;
+
+const factorKey = (tensor: string, f: QuantFactors) => `${tensor}|${f.scale}|${f.zeroPoint}|${f.bits}`;
+
+/**
+ * Second pass: quantizes layer outputs (see outputs.ts). Every reader of the tensor that the first
+ * pass left reading it (the model's own nodes) reads the quantized value instead; a Q/DQ the first
+ * pass already put on that tensor with the same factors is reused.
+ */
+function quantizeOutputs(graph: GraphProto, outputs: readonly OutputQuantization[], made: Map<string, string>, quantize: Quantizer, ownNodes: ReadonlySet<NodeProto>): void {
+  if (outputs.length === 0) return;
+  const editor = new GraphEditor(graph);
+  const readers = consumerMap(graph);
+  for (const o of outputs) {
+    const users = (readers.get(o.tensor) ?? []).filter((r) => ownNodes.has(r.node) && r.inputIndex >= 0);
+    if (users.length === 0) continue;
+    const key = factorKey(o.tensor, o.activation);
+    let q = made.get(key);
+    if (!q) {
+      const first = users.reduce((a, b) => (b.index < a.index ? b : a));
+      q = quantize(editor, first.node, `${o.layer}.output`, o.tensor, o.activation);
+      made.set(key, q);
+    }
+    for (const u of users) u.node.input![u.inputIndex] = q;
+  }
+  editor.commit();
+}
+
+export function writeFakeQuant(model: ModelProto, plan: readonly LayerQuantization[], outputs: readonly OutputQuantization[] = []): void {
   const graph = model.graph!;
   const opset = opsetVersion(model) ?? 1;
   const editor = new GraphEditor(graph);
+  const ownNodes = new Set(graph.node ?? []);
   const nodes = nodesByName(graph);
   const chains = new Map<string, string>();
   const weights = new Map<string, string>();
+  const readers = consumerMap(graph);
 
   for (const p of plan) {
     const node = nodes.get(p.layer.name)!;
-    const { scale, zeroPoint, bits } = p.activation;
-    const { qmin, qmax } = activationRange(bits);
-    const key = `${p.layer.activation}|${scale}|${zeroPoint}|${bits}`;
+    const key = factorKey(p.layer.activation, p.activation);
     let fq = chains.get(key);
     if (!fq) {
-      const base = `${p.layer.name}.input`;
-      const s = editor.addInitializer(scalar(`${base}.scale`, scale));
-      const [div] = editor.insertBefore(node, { opType: 'Div', name: `${base}/Div`, inputs: [p.layer.activation, s] });
-      // Clipping before rounding equals Q's saturation after it, because the bounds are integers;
-      // it also keeps the rounding trick within its exact range.
-      const clipped = emitClip(editor, node, opset, base, div!, qmin - zeroPoint, qmax - zeroPoint);
-      const rounded = emitRound(editor, node, base, clipped);
-      [fq] = editor.insertBefore(node, { opType: 'Mul', name: `${base}/Mul`, inputs: [rounded!, s], outputs: [editor.name(`${base}_fake_quant`)] });
-      chains.set(key, fq!);
+      fq = fakeQuantChain(editor, firstReader(readers, p.layer.activation, node), opset, `${p.layer.name}.input`, p.layer.activation, p.activation);
+      chains.set(key, fq);
     }
     const inputs = [...node.input!];
-    inputs[0] = fq!;
+    inputs[0] = fq;
     if (p.weight && p.layer.weight) {
       // Layers sharing a weight share its quantized copy only when they quantize it the same way.
       const key = `${p.layer.weight.name}|${p.weight.axis}`;
@@ -85,6 +140,9 @@ export function writeFakeQuant(model: ModelProto, plan: readonly LayerQuantizati
     node.input = inputs;
   }
   editor.commit();
+  // Exact output placements change no value, so the fake-quant model leaves them out.
+  const fakeQuant: Quantizer = (e, anchor, base, x, f) => fakeQuantChain(e, anchor, opset, base, x, f);
+  quantizeOutputs(graph, outputs.filter((o) => !o.exact), chains, fakeQuant, ownNodes);
 }
 
 /**
@@ -103,36 +161,33 @@ function constantDequantized(
 ): string {
   const qName = editor.addInitializer(makeTensor(`${base}_quantized`, dataType, dims, q));
   const sName = editor.addInitializer(makeTensor(`${base}_scale`, DataType.FLOAT, axis >= 0 ? [scale.length] : [], scale));
+  const zName = editor.addInitializer(makeTensor(`${base}_zero_point`, dataType, axis >= 0 ? [scale.length] : [], new (dataType === DataType.INT8 ? Int8Array : Int32Array)(scale.length)));
   const [out] = editor.insertBefore(anchor, {
-    opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [qName, sName],
+    opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [qName, sName, zName],
     outputs: [editor.name(`${base}_dequantized`)], attributes: axis >= 0 ? [intAttr('axis', axis)] : [],
   });
   return out!;
 }
 
-export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[]): void {
+export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[], outputs: readonly OutputQuantization[] = []): void {
   const graph = model.graph!;
   const editor = new GraphEditor(graph);
+  const ownNodes = new Set(graph.node ?? []);
   const nodes = nodesByName(graph);
   const activations = new Map<string, string>();
   const weights = new Map<string, string>();
+  const readers = consumerMap(graph);
 
   for (const p of plan) {
     const node = nodes.get(p.layer.name)!;
-    const { scale, zeroPoint, bits } = p.activation;
-    const zpType = bits === 8 ? DataType.INT8 : DataType.INT16;
-    const key = `${p.layer.activation}|${scale}|${zeroPoint}|${bits}`;
+    const key = factorKey(p.layer.activation, p.activation);
     let dq = activations.get(key);
     if (!dq) {
-      const base = `${p.layer.name}.input`;
-      const s = editor.addInitializer(scalar(`${base}.scale`, scale));
-      const zp = editor.addInitializer(scalar(`${base}.zero_point`, zeroPoint, zpType));
-      const [q] = editor.insertBefore(node, { opType: 'QuantizeLinear', name: `${base}/QuantizeLinear`, inputs: [p.layer.activation, s, zp], outputs: [editor.name(`${base}_quantized`)] });
-      [dq] = editor.insertBefore(node, { opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [q!, s, zp], outputs: [editor.name(`${base}_dequantized`)] });
-      activations.set(key, dq!);
+      dq = qdqPair(editor, firstReader(readers, p.layer.activation, node), `${p.layer.name}.input`, p.layer.activation, p.activation);
+      activations.set(key, dq);
     }
     const inputs = [...node.input!];
-    inputs[0] = dq!;
+    inputs[0] = dq;
     if (p.weight && p.layer.weight) {
       const wq = p.weight;
       const key = `${p.layer.weight.name}|${wq.axis}`;
@@ -151,4 +206,5 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
     node.input = inputs;
   }
   editor.commit();
+  quantizeOutputs(graph, outputs, activations, qdqPair, ownNodes);
 }
