@@ -44,8 +44,10 @@ export interface QuantConfigGlobals {
   do_fusion: boolean;
   skip_fusion_layers: string[];
   /**
-   * Quantize layer outputs where ONNX Runtime needs a Q after a layer to run it as an integer
-   * kernel (default true). false gives AMCT's form: only each layer's input and weights.
+   * Also quantize layer outputs that feed float operators, so ONNX Runtime runs those layers as
+   * integer kernels (faster deploy models at some fidelity cost; each output is kept only if it
+   * passes a check on the first calibration batch). Default false: AMCT's form, where only layer
+   * inputs and weights are quantized (outputs that reach only quantized layers are fused anyway).
    */
   quantize_outputs?: boolean;
 }
@@ -65,7 +67,7 @@ export interface CreateQuantConfigOptions {
   batchNum?: number;
   activationOffset?: boolean;
   doFusion?: boolean;
-  /** See `quantize_outputs` (default true). */
+  /** See `quantize_outputs` (default false). */
   quantizeOutputs?: boolean;
   activationAlgo?: ActivationAlgo;
   /** Activation bits: 8, or 16 for sensitive layers. */
@@ -139,7 +141,7 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
     activation_offset: options.activationOffset ?? true,
     do_fusion: options.doFusion ?? true,
     skip_fusion_layers: [],
-    quantize_outputs: options.quantizeOutputs ?? true,
+    quantize_outputs: options.quantizeOutputs ?? false,
   };
   const skip = new Set(options.skipLayers ?? []);
   for (const layer of layers) {

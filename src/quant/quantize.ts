@@ -196,10 +196,11 @@ export async function calibrateLayers(
     if (!(known && known.num_bits_d === p.num_bits)) observe(l.activation, l.name, p);
   }
   // Output factors, where no quantized reader of the output provides them (see outputs.ts).
-  if (q.config.quantize_outputs !== false) {
+  if (q.config.quantize_outputs === true) {
     const graph = q.work.graph!;
     const readers = consumerMap(graph);
-    const read = new Set(layers.map((l) => l.activation));
+    // Graph outputs stay float (see outputs.ts), so they need no factors.
+    const read = new Set([...layers.map((l) => l.activation), ...(graph.output ?? []).map((o) => o.name ?? '')]);
     for (const l of layers) {
       const p = layerConfig(q.config, l.name)!.activation_quant_params;
       const tensor = outputTensor(graph, l, readers);
@@ -285,7 +286,7 @@ export async function selectOutputs(
   record: QuantRecord,
   options: CreateSessionOptions = {},
 ): Promise<void> {
-  if (q.config.quantize_outputs === false || !q.sample) return;
+  if (q.config.quantize_outputs !== true || !q.sample) return;
   const candidates = placeOutputs(q.work.graph!, plan, true).filter((o) => !o.exact && record.layers[o.layer]?.output_quant === undefined);
   if (candidates.length === 0) return;
   const sample = q.sample;
@@ -316,7 +317,7 @@ export async function selectOutputs(
 
 /** Which layer outputs get quantized for `plan` (the same in both model forms; see outputs.ts). */
 export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuantization[]): OutputQuantization[] {
-  return placeOutputs(q.work.graph!, plan, q.config.quantize_outputs !== false);
+  return placeOutputs(q.work.graph!, plan, q.config.quantize_outputs === true);
 }
 
 /**

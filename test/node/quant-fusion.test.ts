@@ -109,8 +109,8 @@ describe('Conv + BatchNormalization folding', () => {
       expect(opCount(bytes, 'Conv')).toBe(1);
       expect(opCount(bytes, 'Relu')).toBe(1);
     }
-    // Fake-quant: Div, Clip, Round, Mul around the input + Conv + Relu; deploy: Q, DQ(x), DQ(W), DQ(b) + Conv + Relu.
-    expect(decodeModel(result.fakeQuantModel).graph!.node!.map((n) => n.opType)).toEqual(['Div', 'Clip', 'Round', 'Mul', 'Conv', 'Relu']);
+    // Fake-quant: Div, Clip, rounding as Add/Sub, Mul around the input + Conv + Relu; deploy: Q, DQ(x), DQ(W), DQ(b) + Conv + Relu.
+    expect(decodeModel(result.fakeQuantModel).graph!.node!.map((n) => n.opType)).toEqual(['Div', 'Clip', 'Add', 'Sub', 'Mul', 'Conv', 'Relu']);
     expect(decodeModel(result.deployModel).graph!.node!.map((n) => n.opType).sort()).toEqual(
       ['Conv', 'DequantizeLinear', 'DequantizeLinear', 'DequantizeLinear', 'QuantizeLinear', 'Relu'].sort(),
     );

@@ -11,7 +11,9 @@ import {
   decodeModel,
   encodeModel,
   findAttribute,
+  getConstant,
   opsetVersion,
+  readTensorAsFloat32,
   quantizeModel,
   Tensor,
   type CreateQuantConfigOptions,
@@ -890,16 +892,22 @@ describe('opset variants', () => {
     const deploy = decodeModel(q.result.deployModel);
     expect(opsetVersion(fake)).toBe(opset);
     const ops = fake.graph!.node!.map((n) => n.opType);
-    const clip = fake.graph!.node!.find((n) => n.opType === 'Clip')!;
+    // Only ops with WebGPU kernels: no Round anywhere, no attribute-form Clip.
+    expect(ops).not.toContain('Round');
+    expect(ops).toContain('Add');
+    expect(ops).toContain('Sub');
+    const bound = (name: string | undefined) => readTensorAsFloat32(getConstant(fake.graph!, name!)!)[0];
     if (opset < 11) {
-      expect(ops).not.toContain('Round');
-      expect(clip.input!.filter(Boolean).length).toBe(1);
-      expect(findAttribute(clip, 'min')!.f).toBe(-128 - rec.offset_d);
-      expect(findAttribute(clip, 'max')!.f).toBe(127 - rec.offset_d);
+      expect(ops).not.toContain('Clip');
+      const max = fake.graph!.node!.find((n) => n.opType === 'Max')!;
+      const min = fake.graph!.node!.find((n) => n.opType === 'Min')!;
+      expect(bound(max.input![1])).toBe(-128 - rec.offset_d);
+      expect(bound(min.input![1])).toBe(127 - rec.offset_d);
     } else {
-      expect(ops).toContain('Round');
+      const clip = fake.graph!.node!.find((n) => n.opType === 'Clip')!;
       expect(clip.input!.length).toBe(3);
       expect(findAttribute(clip, 'min')).toBeUndefined();
+      expect(bound(clip.input![1])).toBe(-128 - rec.offset_d);
     }
     const deployOpset = opsetVersion(deploy)!;
     if (channelWise) expect(deployOpset).toBe(Math.max(opset, 13));
@@ -909,7 +917,7 @@ describe('opset variants', () => {
     return q;
   }
 
-  test('opset 9: Clip with min/max attributes and add/sub rounding, deploy raised to 13 for per-channel weights', async () => {
+  test('opset 9: clipping as Max/Min and add/sub rounding, deploy raised to 13 for per-channel weights', async () => {
     await checkOpset(9, 701);
   });
 
@@ -917,7 +925,7 @@ describe('opset variants', () => {
     await checkOpset(9, 702, false);
   });
 
-  test('opset 11: Clip with min/max inputs and Round, deploy raised to 13', async () => {
+  test('opset 11: Clip with min/max inputs and add/sub rounding, deploy raised to 13', async () => {
     await checkOpset(11, 703);
   });
 

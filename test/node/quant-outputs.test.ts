@@ -1,0 +1,138 @@
+/**
+ * Deploy models that ONNX Runtime turns into integer kernels: where the Q/DQ pairs go (outputs.ts),
+ * checked against onnxruntime-node's optimized graph, and the promise that exact placements change no
+ * value while calibrated ones are mirrored in the fake-quant model.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ortNode from 'onnxruntime-node';
+import { afterAll, describe, expect, test } from 'vitest';
+import { createQuantConfig, createSession, DataType, decodeModel, QuantConfigError, quantizeModel, Tensor, type QuantConfig } from '../../src/index.js';
+import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
+import { trainBatch } from '../helpers/mnist.js';
+import { Random } from '../helpers/random.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'autoquant-outputs-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Op types of the graph onnxruntime-node runs after its 'all' optimizations. */
+async function optimizedOps(model: Uint8Array): Promise<string[]> {
+  const path = join(tmp, `opt-${Math.random().toString(36).slice(2)}.onnx`);
+  const s = await ortNode.InferenceSession.create(model, { graphOptimizationLevel: 'all', optimizedModelFilePath: path, intraOpNumThreads: 1 });
+  await s.release();
+  return decodeModel(new Uint8Array(readFileSync(path))).graph!.node!.map((n) => n.opType!);
+}
+
+const integerKernels = (ops: string[]) => ops.filter((op) => /^(QLinear|QGemm)/.test(op)).length;
+
+async function runWeb(model: Uint8Array, feeds: Record<string, Tensor>): Promise<Float32Array> {
+  const s = await createSession(model, { graphOptimizationLevel: 'disabled' });
+  try {
+    const out = await s.run(feeds);
+    return out[s.outputNames[0]!]!.data as Float32Array;
+  } finally {
+    await s.release();
+  }
+}
+
+const maxAbsDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+const ops = (bytes: Uint8Array) => decodeModel(bytes).graph!.node!;
+
+describe('deploy models in onnxruntime-node', () => {
+  test('every quantized layer of the MNIST CNN runs as an integer kernel, and the deploy model still equals the fake-quant model', async () => {
+    const model = new Uint8Array(readFileSync(new URL('../fixtures/mnist_cnn.onnx', import.meta.url)));
+    const config = await createQuantConfig(model, { batchNum: 2 });
+    expect(config.quantize_outputs).toBe(false);
+    const result = await quantizeModel(model, config, [0, 1].map((b) => ({ input: new Tensor('float32', trainBatch(b * 8, 8), [8, 1, 28, 28]) })));
+    const quantized = result.layers.filter((l) => l.quantized).length;
+    expect(quantized).toBe(6);
+    const optimized = await optimizedOps(result.deployModel);
+    // 3 Conv, AveragePool, 2 Gemm: the Q after conv2's Relu sits before the Pad (an exact placement)
+    // and the Gemm weights carry zero points, which QGemm's fusion needs.
+    expect(integerKernels(optimized), optimized.join(' ')).toBe(quantized);
+    // Exact placements live only in the deploy model and change no value.
+    const fakeDivs = ops(result.fakeQuantModel).filter((n) => n.opType === 'Div').length;
+    const deployQs = ops(result.deployModel).filter((n) => n.opType === 'QuantizeLinear').length;
+    expect(deployQs).toBeGreaterThan(fakeDivs);
+    const x = { input: new Tensor('float32', trainBatch(500, 16), [16, 1, 28, 28]) };
+    expect(maxAbsDiff(await runWeb(result.deployModel, x), await runWeb(result.fakeQuantModel, x))).toBeLessThanOrEqual(1e-5);
+  });
+});
+
+/** x → Conv a → Sigmoid → Conv b → y: a's output feeds a float op, b's is the graph output. */
+function convSigmoidConv(rng: Random) {
+  return buildModel(
+    new GraphBuilder()
+      .input('x', DataType.FLOAT, [2, 3, 8, 8])
+      .initializer('Wa', [8, 3, 3, 3], rng.normals(216, 0.3))
+      .initializer('Ba', [8], rng.normals(8, 0.1))
+      .node('Conv', ['x', 'Wa', 'Ba'], ['a'], { pads: [1, 1, 1, 1] }, { name: 'a' })
+      .node('Sigmoid', ['a'], ['s'])
+      .initializer('Wb', [4, 8, 1, 1], rng.normals(32, 0.3))
+      .node('Conv', ['s', 'Wb'], ['y'], {}, { name: 'b' })
+      .output('y', DataType.FLOAT),
+    { opset: 13 },
+  );
+}
+
+describe('quantize_outputs', () => {
+  const rng = new Random(911);
+  const model = convSigmoidConv(rng);
+  const data = [0, 1].map(() => ({ x: new Tensor('float32', rng.normals(2 * 3 * 64), [2, 3, 8, 8]) }));
+
+  test('off (the default): the Conv before a float op keeps a float output, as in AMCT', async () => {
+    const result = await quantizeModel(model, await createQuantConfig(model, { batchNum: 2 }), data);
+    expect(result.record.layers.a!.scale_o).toBeUndefined();
+    expect(ops(result.deployModel).some((n) => n.opType === 'QuantizeLinear' && n.input![0] === 'a')).toBe(false);
+    expect(integerKernels(await optimizedOps(result.deployModel))).toBe(0);
+  });
+
+  test('on: the output feeding a float op is calibrated, quantized in both models alike, and the Conv fuses', async () => {
+    const config = await createQuantConfig(model, { batchNum: 2, quantizeOutputs: true });
+    const result = await quantizeModel(model, config, data);
+    const a = result.record.layers.a!;
+    expect(a.scale_o).toBeGreaterThan(0);
+    expect(a.clip_min_o).toBeLessThan(0); // the Conv's raw output, before the Sigmoid
+    expect(a.output_quant).toBe(true);
+    expect(result.record.layers.b!.scale_o).toBeUndefined(); // graph outputs stay float
+    expect(ops(result.deployModel).filter((n) => n.opType === 'QuantizeLinear' && n.input![0] === 'a')).toHaveLength(1);
+    expect(ops(result.fakeQuantModel).filter((n) => n.opType === 'Div' && n.input![0] === 'a')).toHaveLength(1);
+    const x = { x: new Tensor('float32', rng.normals(2 * 3 * 64), [2, 3, 8, 8]) };
+    expect(maxAbsDiff(await runWeb(result.deployModel, x), await runWeb(result.fakeQuantModel, x))).toBeLessThanOrEqual(1e-5);
+    expect(integerKernels(await optimizedOps(result.deployModel))).toBeGreaterThanOrEqual(1);
+  });
+
+  test('an output whose quantization costs too much fidelity on the calibration batch stays float', async () => {
+    // A Conv whose output spans ±1e4 in one channel and ±1e-3 in the others, rescaled per channel
+    // by a float Mul: one 8-bit scale for the Conv's output would erase all but one channel.
+    const w = new Float32Array(8 * 3 * 9).map(() => rng.normal() * 1e-3);
+    for (let i = 0; i < 27; i++) w[i] = rng.normal() * 1e4;
+    const gain = Float32Array.from({ length: 8 }, (_, c) => (c === 0 ? 1e-7 : 1));
+    const m = buildModel(
+      new GraphBuilder()
+        .input('x', DataType.FLOAT, [2, 3, 8, 8])
+        .initializer('Wa', [8, 3, 3, 3], w)
+        .node('Conv', ['x', 'Wa'], ['a'], { pads: [1, 1, 1, 1] }, { name: 'a' })
+        .initializer('gain', [1, 8, 1, 1], gain)
+        .node('Mul', ['a', 'gain'], ['y'])
+        .output('y', DataType.FLOAT),
+      { opset: 13 },
+    );
+    const result = await quantizeModel(m, await createQuantConfig(m, { batchNum: 2, quantizeOutputs: true }), data);
+    expect(result.record.layers.a!.output_quant).toBe(false);
+    expect(ops(result.fakeQuantModel).find((n) => n.opType === 'Mul' && n.input![1] === 'gain')!.input![0]).toBe('a');
+    expect(ops(result.deployModel).find((n) => n.opType === 'Mul' && n.input![1] === 'gain')!.input![0]).toBe('a');
+  });
+
+  test('a config or record with a malformed output field is rejected, naming it', async () => {
+    const config = await createQuantConfig(model, { batchNum: 2 });
+    const bad = { ...config, quantize_outputs: 'yes' } as unknown as QuantConfig;
+    await expect(quantizeModel(model, bad, data)).rejects.toThrow(/quantize_outputs must be a boolean/);
+    const ok = await quantizeModel(model, { ...config, quantize_outputs: true }, data);
+    const record = structuredClone(ok.record);
+    record.layers.a!.offset_o = 300;
+    await expect(quantizeModel(model, config, data, { record })).rejects.toThrow(QuantConfigError);
+    await expect(quantizeModel(model, config, data, { record })).rejects.toThrow(/layer 'a'\.offset_o must be an integer in \[-128, 127\]/);
+  });
+});
