@@ -3,7 +3,7 @@
 // models in native ONNX Runtime (onnxruntime-node, CPU, graphOptimizationLevel 'all', median after
 // warm-up) with 1 intra-op thread and with all cores, the ratios to float, how many quantized layers
 // onnxruntime turned into integer kernels, and fidelity (cosine to float, deploy vs fake-quant).
-// Run: node bench/deploy.mjs [--runs N] [--only name]
+// Run: node bench/deploy.mjs [--runs N] [--only name] [--quantize-outputs]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -20,7 +20,7 @@ const arg = (name, fallback) => {
 };
 const RUNS = Number(arg('--runs', 15));
 const ONLY = arg('--only', '');
-const AMCT_FORM = process.argv.includes('--amct-form');
+const QUANTIZE_OUTPUTS = process.argv.includes('--quantize-outputs');
 
 const cases = [
   { name: 'MNIST CNN', file: join(root, 'test/fixtures/mnist_cnn.onnx'), input: 'input',
@@ -70,7 +70,7 @@ const rows = [];
 for (const c of cases) {
   if (ONLY && !c.name.toLowerCase().includes(ONLY.toLowerCase())) continue;
   const model = new Uint8Array(readFileSync(c.file));
-  const config = await createQuantConfig(model, { batchNum: 2, quantizeOutputs: !AMCT_FORM });
+  const config = await createQuantConfig(model, { batchNum: 2, quantizeOutputs: QUANTIZE_OUTPUTS });
   const t0 = performance.now();
   const r = await quantizeModel(model, config, [0, 1].map((i) => { const [x, d] = c.calib(i); return { [c.input]: new Tensor('float32', x, d) }; }));
   const ptq = (performance.now() - t0) / 1000;

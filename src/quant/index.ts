@@ -16,3 +16,4 @@ export type { CalibrationSession, CalibrationCallback, CalibrationSource, Calibr
 export type { QuantRecord, LayerRecord } from './record.js';
 export { QUANTIZABLE_TYPES } from './registry.js';
 export type { QuantizableType } from './registry.js';
+export type { FoldedPair, FoldedAffine } from './fusion.js';

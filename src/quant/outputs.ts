@@ -94,16 +94,45 @@ export function outputTensor(graph: GraphProto, layer: LayerInfo, consumers = co
 }
 
 /**
- * The output quantizations of `plan` in the model `graph` (before any rewrite). With `calibrated`
- * false only exact placements are made (the AMCT form, with the layers fused where that is free).
+ * The output quantizations of `plan` in the model `graph` (before any rewrite), and which layers
+ * they let ONNX Runtime fuse. With `calibrated` false only exact placements are made (the AMCT form,
+ * with the layers fused where that is free).
  */
-export function placeOutputs(graph: GraphProto, plan: readonly PlannedLayer[], calibrated: boolean): OutputQuantization[] {
+export interface OutputPlacement {
+  outputs: OutputQuantization[];
+  /** Layers whose output goes straight into a QuantizeLinear, which ONNX Runtime fuses into an integer kernel. */
+  fused: Set<string>;
+}
+
+/**
+ * Whether running `layer` as an integer kernel pays off in ONNX Runtime 1.30's CPU provider, measured
+ * per layer on the fixtures and PP-OCR models (bench/deploy.mjs): QLinearMatMul and QGemm always do;
+ * QLinearConv does for ordinary convolutions with a reduction of at least 16 (input channels per
+ * group × kernel size) but is several times slower than the float kernel for depthwise convolutions
+ * and for a single input channel; QLinearAveragePool is 30× slower than float pooling; ConvTranspose
+ * has no integer kernel. No Q is added after layers that do not gain; where none follows them they
+ * keep float weights (see rewrite.ts), so ONNX Runtime gives them its float kernels.
+ */
+/** Layer types with an integer kernel in ONNX Runtime 1.30's CPU provider (ConvTranspose has none). */
+const INTEGER_TYPES = new Set(['Conv', 'MatMul', 'Gemm', 'AveragePool']);
+
+export function gainsFromInteger(graph: GraphProto, layer: LayerInfo): boolean {
+  if (layer.opType === 'MatMul' || layer.opType === 'Gemm') return true;
+  if (layer.opType !== 'Conv' || !layer.weight) return false;
+  const node = graph.node![layer.nodeIndex]!;
+  const group = Number(findAttribute(node, 'group')?.i ?? 1);
+  const reduction = layer.weight.dims.slice(1).reduce((a, b) => a * b, 1);
+  return group === 1 && reduction >= 16;
+}
+
+export function placeOutputs(graph: GraphProto, plan: readonly PlannedLayer[], calibrated: boolean): OutputPlacement {
   const consumers = consumerMap(graph);
   const graphOutputs = new Set((graph.output ?? []).map((o) => o.name));
   const byNode = new Map<NodeProto, PlannedLayer>(plan.map((p) => [graph.node![p.layer.nodeIndex]!, p]));
   const placed: OutputQuantization[] = [];
+  const fused = new Set<string>();
   for (const p of plan) {
-    if (p.activation.bits !== 8) continue; // integer kernels take 8-bit inputs
+    if (p.activation.bits !== 8 || !INTEGER_TYPES.has(p.layer.opType)) continue; // integer kernels take 8-bit inputs
     const node = graph.node![p.layer.nodeIndex]!;
     const out = node.output?.[0];
     if (!out || graphOutputs.has(out)) continue;
@@ -122,13 +151,18 @@ export function placeOutputs(graph: GraphProto, plan: readonly PlannedLayer[], c
     const quantizedReaders = readers.filter((r) => r.inputIndex === 0 && byNode.get(r.node)?.layer.activation === end).map((r) => byNode.get(r.node)!);
     const onlyQuantized = !graphOutputs.has(end) && readers.length > 0 && quantizedReaders.length === readers.length
       && quantizedReaders.every((r) => same(r.activation, quantizedReaders[0]!.activation));
+    const gains = gainsFromInteger(graph, p.layer);
     let factors: QuantFactors | undefined;
     let exact: boolean;
     if (onlyQuantized) {
       factors = quantizedReaders[0]!.activation;
       exact = true;
+      // ONNX Runtime reaches that Q anyway (right after the layer, through a Relu, or by moving it up
+      // through reshapes) and then fuses the layer, quantizing float weights itself if it finds
+      // them: the layer keeps its DequantizeLinear weights so that the numbers stay ours.
+      fused.add(p.layer.name);
     } else {
-      if (!calibrated || p.keepOutputFloat) continue;
+      if (!calibrated || p.keepOutputFloat || !gains) continue;
       factors = quantizedReaders.find((r) => r.activation.bits === 8)?.activation ?? p.output;
       exact = false;
     }
@@ -136,10 +170,11 @@ export function placeOutputs(graph: GraphProto, plan: readonly PlannedLayer[], c
     // ONNX Runtime drops a Relu between the layer and a Q whose zero point is the type's minimum.
     const reluFirst = chain[0]?.opType === 'Relu' && factors.zeroPoint === activationRange(8).qmin;
     const tensor = reluFirst ? chain[0]!.output![0]! : out;
-    // Already in place: the readers' own input Q sits right there.
-    if (exact && tensor === end) continue;
     if (graphOutputs.has(tensor)) continue;
+    // Already in place (the readers' own input Q sits right there), or not worth adding.
+    if (exact && (tensor === end || !gains)) continue;
+    fused.add(p.layer.name);
     placed.push({ layer: p.layer.name, tensor, activation: factors, exact });
   }
-  return placed;
+  return { outputs: placed, fused };
 }

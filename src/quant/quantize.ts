@@ -15,11 +15,12 @@ import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
 import { calibrateActivations, type Feeds, type CalibrationSource, type CalibrationStats, type ObserverMap } from './calibrate.js';
 import { buildQuantConfig, validateQuantConfig, type ActivationQuantParams, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
-import { foldBatchNorms, type FoldedPair } from './fusion.js';
+import { foldAffines, foldBatchNorms, type FoldedAffine, type FoldedPair } from './fusion.js';
 import { createObserver } from './observers/index.js';
 import { emptyRecord, validateRecord, type QuantRecord } from './record.js';
 import { replaceAttributeClips } from './portable.js';
-import { outputTensor, placeOutputs, type OutputQuantization } from './outputs.js';
+import { fuseHardSwish, HARD_SWISH_OPSET } from './hardswish.js';
+import { outputTensor, placeOutputs, type OutputPlacement, type OutputQuantization } from './outputs.js';
 import type { ActivationResult } from './observers/index.js';
 import { requiredDeployOpset, writeDeploy, writeFakeQuant, type LayerQuantization } from './rewrite.js';
 import { scanLayers, type LayerInfo, type SkippedNode } from './registry.js';
@@ -108,6 +109,13 @@ export interface QuantizeResult {
   deployModel: Uint8Array;
   layers: LayerReport[];
   fusedBatchNorms: FoldedPair[];
+  /** Constant Mul/Add nodes folded into the Conv before them (with `do_fusion`). */
+  fusedAffines: FoldedAffine[];
+  /**
+   * Hard-swish activations (x · relu6(x + 3) / 6 as four ops, or x · HardSigmoid(x)) written as one
+   * HardSwish op (with `do_fusion`; the models are then at opset 14 at least), named by output tensor.
+   */
+  fusedHardSwish: string[];
   calibration: CalibrationStats | undefined;
   /**
    * The model's own nodes written differently in the fake-quant model so that onnxruntime-web's
@@ -128,6 +136,9 @@ export interface QuantizationSession {
   layers: LayerInfo[];
   skipped: SkippedNode[];
   fused: FoldedPair[];
+  affines: FoldedAffine[];
+  /** Tensors now computed by one HardSwish op. */
+  hardSwish: string[];
   kernels: Kernels;
   /** The first calibration batch, kept to choose which layer outputs to quantize. */
   sample?: Feeds;
@@ -149,9 +160,12 @@ export async function prepareQuantization(
   validateQuantConfig(config, declared, configSource);
   const cfg = structuredClone(config);
   const original = encodeModel(work);
-  const fused = cfg.do_fusion !== false ? foldBatchNorms(work.graph!, new Set(cfg.skip_fusion_layers ?? [])) : [];
+  const skip = new Set(cfg.skip_fusion_layers ?? []);
+  const fused = cfg.do_fusion !== false ? foldBatchNorms(work.graph!, skip) : [];
+  const affines = cfg.do_fusion !== false ? foldAffines(work.graph!, skip) : [];
+  const hardSwish = cfg.do_fusion !== false ? fuseHardSwishes(work) : [];
   const { layers } = scanLayers(work.graph!);
-  return { work, original, config: cfg, declared, layers, skipped, fused, kernels: kernels ?? (await getKernels()) };
+  return { work, original, config: cfg, declared, layers, skipped, fused, affines, hardSwish, kernels: kernels ?? (await getKernels()) };
 }
 
 /**
@@ -287,7 +301,7 @@ export async function selectOutputs(
   options: CreateSessionOptions = {},
 ): Promise<void> {
   if (q.config.quantize_outputs !== true || !q.sample) return;
-  const candidates = placeOutputs(q.work.graph!, plan, true).filter((o) => !o.exact && record.layers[o.layer]?.output_quant === undefined);
+  const candidates = placeOutputs(q.work.graph!, plan, true).outputs.filter((o) => !o.exact && record.layers[o.layer]?.output_quant === undefined);
   if (candidates.length === 0) return;
   const sample = q.sample;
   const firstOutput = async (bytes: Uint8Array): Promise<Float32Array> => {
@@ -316,7 +330,7 @@ export async function selectOutputs(
 }
 
 /** Which layer outputs get quantized for `plan` (the same in both model forms; see outputs.ts). */
-export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuantization[]): OutputQuantization[] {
+export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuantization[]): OutputPlacement {
   return placeOutputs(q.work.graph!, plan, q.config.quantize_outputs === true);
 }
 
@@ -326,7 +340,7 @@ export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuan
  */
 export function buildFakeQuantModel(q: QuantizationSession, plan: readonly LayerQuantization[]): Uint8Array {
   const fake = clone(q.work);
-  writeFakeQuant(fake, plan, outputPlacement(q, plan));
+  writeFakeQuant(fake, plan, outputPlacement(q, plan).outputs);
   replaceAttributeClips(fake);
   return encodeModel(fake);
 }
@@ -343,6 +357,25 @@ export function buildDeployModel(q: QuantizationSession, plan: readonly LayerQua
   if (plan.length > 0 && (opsetVersion(deploy) ?? 1) < need) upgradeOpset(deploy, need);
   writeDeploy(deploy, plan, outputPlacement(q, plan));
   return encodeModel(deploy);
+}
+
+/**
+ * Hard-swish as one HardSwish op in the working model (see hardswish.ts), raising its opset to 14
+ * when needed and possible; both model forms and the calibration then see the same graph.
+ */
+function fuseHardSwishes(work: ModelProto): string[] {
+  if (fuseHardSwish(work, { dryRun: true }).length === 0) return [];
+  if ((opsetVersion(work) ?? 1) >= HARD_SWISH_OPSET) return fuseHardSwish(work);
+  const raised = clone(work);
+  try {
+    upgradeOpset(raised, HARD_SWISH_OPSET);
+  } catch {
+    return []; // a node cannot be raised to opset 14: keep hard-swish as it is
+  }
+  const fused = fuseHardSwish(raised);
+  work.graph = raised.graph;
+  work.opsetImport = raised.opsetImport;
+  return fused;
 }
 
 /** Per layer, whether it is quantized and, if not, why. */
@@ -394,6 +427,8 @@ export async function quantizeModel(
     deployModel: buildDeployModel(q, plan),
     layers: layerReport(q, new Set(enabled.map((l) => l.name))),
     fusedBatchNorms: q.fused,
+    fusedAffines: q.affines,
+    fusedHardSwish: q.hardSwish,
     calibration: stats,
     gpuRewrites: gpuRewrites(q),
   };

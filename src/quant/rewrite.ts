@@ -12,7 +12,7 @@ import { intAttr, GraphEditor } from '../onnx/editor.js';
 import { consumerMap, opsetVersion, type Consumer } from '../onnx/graph.js';
 import { DataType, makeTensor } from '../onnx/tensor.js';
 import type { GraphProto, ModelProto, NodeProto } from '../onnx/types.js';
-import type { OutputQuantization, QuantFactors } from './outputs.js';
+import type { OutputPlacement, OutputQuantization, QuantFactors } from './outputs.js';
 import { activationRange } from './params.js';
 import type { LayerInfo } from './registry.js';
 import { emitClip, emitRound } from './portable.js';
@@ -169,7 +169,32 @@ function constantDequantized(
   return out!;
 }
 
-export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[], outputs: readonly OutputQuantization[] = []): void {
+/**
+ * A quantized constant as Cast → Mul by its scale, inserted before `anchor`. The values equal
+ * DequantizeLinear's (float(q) · scale, one rounding), but onnxruntime folds these two ops into a
+ * float constant when it loads the model, which it never does for DequantizeLinear. Used for layers
+ * that will not run as integer kernels: they then get the float kernels (and the layout and
+ * activation fusions) of the float model instead of dequantizing their weights on every run, while
+ * the file still stores int8 weights.
+ */
+function constantCastScaled(
+  editor: GraphEditor,
+  anchor: NodeProto,
+  base: string,
+  dataType: number,
+  dims: readonly number[],
+  q: Int8Array | Int32Array,
+  scale: Float32Array,
+  axis: number,
+): string {
+  const qName = editor.addInitializer(makeTensor(`${base}_quantized`, dataType, dims, q));
+  const scaleDims = axis >= 0 ? dims.map((d, i) => (i === axis ? d : 1)) : [];
+  const sName = editor.addInitializer(makeTensor(`${base}_scale`, DataType.FLOAT, scaleDims, scale));
+  const [asFloat] = editor.insertBefore(anchor, { opType: 'Cast', name: `${base}/Cast`, inputs: [qName], attributes: [intAttr('to', DataType.FLOAT)] });
+  return editor.insertBefore(anchor, { opType: 'Mul', name: `${base}/Scale`, inputs: [asFloat!, sName], outputs: [editor.name(`${base}_dequantized`)] })[0]!;
+}
+
+export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[], placement: OutputPlacement = { outputs: [], fused: new Set() }): void {
   const graph = model.graph!;
   const editor = new GraphEditor(graph);
   const ownNodes = new Set(graph.node ?? []);
@@ -188,12 +213,15 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
     }
     const inputs = [...node.input!];
     inputs[0] = dq;
+    // MatMul and Gemm run as integer kernels in ONNX Runtime even with a float output.
+    const integer = placement.fused.has(p.layer.name) || (p.activation.bits === 8 && (p.layer.opType === 'MatMul' || p.layer.opType === 'Gemm'));
+    const constant = integer ? constantDequantized : constantCastScaled;
     if (p.weight && p.layer.weight) {
       const wq = p.weight;
-      const key = `${p.layer.weight.name}|${wq.axis}`;
+      const key = `${p.layer.weight.name}|${wq.axis}|${integer}`;
       let w = weights.get(key);
       if (!w) {
-        w = constantDequantized(editor, node, p.layer.weight.name, DataType.INT8, p.layer.weight.dims, wq.q, wq.scale, wq.axis);
+        w = constant(editor, node, p.layer.weight.name, DataType.INT8, p.layer.weight.dims, wq.q, wq.scale, wq.axis);
         // Plans follow node order, so a shared weight's DQ lands before its first reader.
         weights.set(key, w);
       }
@@ -201,10 +229,10 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
     }
     if (p.bias && p.layer.bias) {
       const b = p.bias;
-      inputs[2] = constantDequantized(editor, node, `${p.layer.name}.bias`, DataType.INT32, b.dims, b.q, b.scale, b.scale.length > 1 ? b.dims.length - 1 : -1);
+      inputs[2] = constant(editor, node, `${p.layer.name}.bias`, DataType.INT32, b.dims, b.q, b.scale, b.scale.length > 1 ? b.dims.length - 1 : -1);
     }
     node.input = inputs;
   }
   editor.commit();
-  quantizeOutputs(graph, outputs, activations, qdqPair, ownNodes);
+  quantizeOutputs(graph, placement.outputs, activations, qdqPair, ownNodes);
 }

@@ -7,13 +7,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { createSession, DataType, decodeModel, encodeModel, parsePlacement, Tensor } from '../../src/index.js';
+import { createSession, DataType, decodeModel, encodeModel, parsePlacement, Tensor, type Feeds } from '../../src/index.js';
 import { replaceAttributeClips, ROUNDING_MAGIC } from '../../src/quant/portable.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { textLine } from '../helpers/mnist.js';
 import { Random } from '../helpers/random.js';
 
-async function run(model: Uint8Array, feeds: Record<string, Tensor>): Promise<Float32Array[]> {
+async function run(model: Uint8Array, feeds: Feeds): Promise<Float32Array[]> {
   const s = await createSession(model, { graphOptimizationLevel: 'disabled' });
   try {
     const out = await s.run(feeds);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ortNode from 'onnxruntime-node';
 import { afterAll, describe, expect, test } from 'vitest';
-import { createQuantConfig, createSession, DataType, decodeModel, QuantConfigError, quantizeModel, Tensor, type QuantConfig } from '../../src/index.js';
+import { createQuantConfig, createSession, DataType, decodeModel, QuantConfigError, quantizeModel, Tensor, type Feeds, type QuantConfig } from '../../src/index.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { trainBatch } from '../helpers/mnist.js';
 import { Random } from '../helpers/random.js';
@@ -26,7 +26,7 @@ async function optimizedOps(model: Uint8Array): Promise<string[]> {
 
 const integerKernels = (ops: string[]) => ops.filter((op) => /^(QLinear|QGemm)/.test(op)).length;
 
-async function runWeb(model: Uint8Array, feeds: Record<string, Tensor>): Promise<Float32Array> {
+async function runWeb(model: Uint8Array, feeds: Feeds): Promise<Float32Array> {
   const s = await createSession(model, { graphOptimizationLevel: 'disabled' });
   try {
     const out = await s.run(feeds);
