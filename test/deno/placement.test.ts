@@ -34,7 +34,8 @@ for (const c of cases) {
     // purpose; those may stay. Nothing else may: no node of ours, no Clip or Round of the model's.
     const extra = onCpu(fake).filter((n) => !floatCpu.includes(n) || /^(Clip|Round|QuantizeLinear|DequantizeLinear) /.test(n));
     assert.deepEqual(extra, [], `fake-quant nodes on the CPU that the float model does not put there: ${extra.join(', ')}`);
-    // The model's own Clip-6 nodes are rewritten in the fake-quant model: all of them are listed.
-    assert.deepEqual(result.gpuRewrites.map((n) => `Clip ${n}`).sort(), floatCpu.filter((n) => n.startsWith('Clip ')).sort());
+    // The model's own Clip-6 nodes either became part of a HardSwish op (fusion) or were rewritten
+    // as Max/Min; those rewritten are listed.
+    for (const n of result.gpuRewrites) assert.ok(floatCpu.includes(`Clip ${n}`), `${n} was not a CPU-placed Clip`);
   });
 }

@@ -40,7 +40,7 @@ const maxAbsDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => M
 const ops = (bytes: Uint8Array) => decodeModel(bytes).graph!.node!;
 
 describe('deploy models in onnxruntime-node', () => {
-  test('every quantized layer of the MNIST CNN runs as an integer kernel, and the deploy model still equals the fake-quant model', async () => {
+  test('the MNIST CNN\'s convolutions and Gemms run as integer kernels, its pooling in float, and the deploy model still equals the fake-quant model', async () => {
     const model = new Uint8Array(readFileSync(new URL('../fixtures/mnist_cnn.onnx', import.meta.url)));
     const config = await createQuantConfig(model, { batchNum: 2 });
     expect(config.quantize_outputs).toBe(false);
@@ -48,9 +48,12 @@ describe('deploy models in onnxruntime-node', () => {
     const quantized = result.layers.filter((l) => l.quantized).length;
     expect(quantized).toBe(6);
     const optimized = await optimizedOps(result.deployModel);
-    // 3 Conv, AveragePool, 2 Gemm: the Q after conv2's Relu sits before the Pad (an exact placement)
-    // and the Gemm weights carry zero points, which QGemm's fusion needs.
-    expect(integerKernels(optimized), optimized.join(' ')).toBe(quantized);
+    // 3 Conv and 2 Gemm (whose weights carry the zero points QGemm's fusion needs). The AveragePool
+    // gets no Q after it: QLinearAveragePool is far slower than float pooling.
+    const count = (op: string) => optimized.filter((o) => o === op).length;
+    expect(count('QLinearConv'), optimized.join(' ')).toBe(3);
+    expect(count('QGemm'), optimized.join(' ')).toBe(2);
+    expect(count('QLinearAveragePool'), optimized.join(' ')).toBe(0);
     // Exact placements live only in the deploy model and change no value.
     const fakeDivs = ops(result.fakeQuantModel).filter((n) => n.opType === 'Div').length;
     const deployQs = ops(result.deployModel).filter((n) => n.opType === 'QuantizeLinear').length;
@@ -119,7 +122,8 @@ describe('quantize_outputs', () => {
         .output('y', DataType.FLOAT),
       { opset: 13 },
     );
-    const result = await quantizeModel(m, await createQuantConfig(m, { batchNum: 2, quantizeOutputs: true }), data);
+    // Without fusion, which would fold the constant Mul into the Conv.
+    const result = await quantizeModel(m, await createQuantConfig(m, { batchNum: 2, quantizeOutputs: true, doFusion: false }), data);
     expect(result.record.layers.a!.output_quant).toBe(false);
     expect(ops(result.fakeQuantModel).find((n) => n.opType === 'Mul' && n.input![1] === 'gain')!.input![0]).toBe('a');
     expect(ops(result.deployModel).find((n) => n.opType === 'Mul' && n.input![1] === 'gain')!.input![0]).toBe('a');

@@ -110,12 +110,12 @@ describe('PTQ on the PaddleOCR PP-OCRv4 text detector', () => {
 });
 
 describe('PTQ on the PaddleOCR PP-OCRv4 text recognizer (opset 9, attention)', () => {
-  it('quantizes the constant-weight layers, skips attention MatMuls with a reason, and deploys at opset 13', async () => {
+  it('quantizes the constant-weight layers, skips attention MatMuls with a reason, and deploys at opset 14', async () => {
     const model = new Uint8Array(readFileSync(join(assets, 'ch_PP-OCRv4_rec_infer.onnx')));
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { batchNum: 4 });
     const dims = [1, 3, 48, 192];
     const t0 = performance.now();
-    const result = await quantizeModel(model, config, [0, 1].map((s) => ({ x: new Tensor('float32', textLine(20 + s, false), dims) })));
+    const result = await quantizeModel(model, config, [0, 1, 2, 3].map((s) => ({ x: new Tensor('float32', textLine(30 + s, false), dims) })));
     const seconds = (performance.now() - t0) / 1000;
     const quantized = result.layers.filter((l) => l.quantized);
     const skipped = result.layers.filter((l) => !l.quantized);
@@ -126,32 +126,45 @@ describe('PTQ on the PaddleOCR PP-OCRv4 text recognizer (opset 9, attention)', (
       expect(s.reason).toMatch(/computed at run time, not a constant/);
     }
     const deploy = decodeModel(result.deployModel);
-    expect(opsetVersion(deploy)).toBe(13);
+    // Hard-swish becomes one HardSwish op, which needs opset 14 (per-channel weights alone need 13).
+    expect(result.fusedHardSwish.length).toBeGreaterThan(0);
+    expect(opsetVersion(deploy)).toBe(14);
     const k = await getKernels();
-    const x = textLine(777, false);
-    const f = await runModel(model, x, dims);
-    const q = await runModel(result.fakeQuantModel, x, dims);
-    const d = await runModel(result.deployModel, x, dims, 'disabled');
-    // Greedy CTC decoding reads the argmax character per time step: compare those.
+    // Single text lines vary a lot (one line's cosine ranges 0.93-0.998 between calibration sets):
+    // judge four held-out lines together.
     const classes = 6625;
     let same = 0;
-    const steps = f.length / classes;
-    for (let t = 0; t < steps; t++) {
-      const top = (p: Float32Array) => {
-        let best = 0;
-        for (let c = 1; c < classes; c++) if (p[t * classes + c]! > p[t * classes + best]!) best = c;
-        return best;
-      };
-      if (top(f) === top(q)) same++;
+    let steps = 0;
+    const cosines: number[] = [];
+    const agreement: number[] = [];
+    for (const seed of [777, 778, 779, 780]) {
+      const x = textLine(seed, false);
+      const f = await runModel(model, x, dims);
+      const q = await runModel(result.fakeQuantModel, x, dims);
+      const d = await runModel(result.deployModel, x, dims, 'disabled');
+      cosines.push(k.cosine(f, q));
+      agreement.push(k.cosine(q, d));
+      // Greedy CTC decoding reads the argmax character per time step: compare those.
+      const n = f.length / classes;
+      for (let t = 0; t < n; t++) {
+        const top = (p: Float32Array) => {
+          let best = 0;
+          for (let c = 1; c < classes; c++) if (p[t * classes + c]! > p[t * classes + best]!) best = c;
+          return best;
+        };
+        if (top(f) === top(q)) same++;
+      }
+      steps += n;
     }
+    const meanCosine = cosines.reduce((a, b) => a + b, 0) / cosines.length;
     console.log(
       `recognizer: ${quantized.length} layers quantized, ${skipped.length} attention MatMuls left in float, ${seconds.toFixed(2)} s, ` +
         `deploy ${result.deployModel.length} B (${((100 * result.deployModel.length) / model.length).toFixed(1)}% of ${model.length}), ` +
-        `output cosine float/fake-quant ${k.cosine(f, q).toFixed(4)}, fake-quant/deploy ${k.cosine(q, d).toFixed(6)}, ` +
-        `per-step top-1 agreement ${same}/${steps}`,
+        `output cosine float/fake-quant ${cosines.map((c) => c.toFixed(4)).join(', ')} (mean ${meanCosine.toFixed(4)}), ` +
+        `fake-quant/deploy ${Math.min(...agreement).toFixed(6)}, per-step top-1 agreement ${same}/${steps}`,
     );
     expect(same / steps).toBeGreaterThanOrEqual(0.9);
-    expect(k.cosine(q, d)).toBeGreaterThan(0.99999);
-    expect(k.cosine(f, q)).toBeGreaterThan(0.95);
+    expect(Math.min(...agreement)).toBeGreaterThan(0.99999);
+    expect(meanCosine).toBeGreaterThan(0.97);
   });
 });
