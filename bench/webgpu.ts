@@ -73,6 +73,7 @@ function beforeForm(aq: any, bytes: Uint8Array): Uint8Array {
   return aq.encodeModel(m);
 }
 
+ort.env.logLevel = 'error';
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
 
 async function time(bytes: Uint8Array, ep: string, x: Float32Array, dims: number[]) {

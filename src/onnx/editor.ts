@@ -11,6 +11,8 @@ export class GraphEditor {
   private readonly before = new Map<NodeProto, NodeProto[]>();
 
   private readonly usedAtStart: Set<string>;
+  /** Initializers added by this editor: dropped too if nothing reads them at commit. */
+  private readonly added = new Set<string>();
 
   constructor(readonly graph: GraphProto) {
     this.usedAtStart = usedNames(graph);
@@ -38,6 +40,7 @@ export class GraphEditor {
   addInitializer(t: TensorProto): string {
     const name = this.name(t.name ?? 'const');
     t.name = name;
+    this.added.add(name);
     this.graph.initializer = [...(this.graph.initializer ?? []), t];
     return name;
   }
@@ -60,8 +63,9 @@ export class GraphEditor {
 
   /**
    * Applies the queued insertions and removes the constants that the edits left unread:
-   * initializers (with their graph-input entries, which older models list) and Constant nodes.
-   * Constants that were already unread before the edits stay.
+   * initializers (with their graph-input entries, which older models list) and Constant nodes,
+   * including ones added and superseded during the edit. Constants that were already unread before
+   * the edits stay.
    */
   commit(): void {
     const nodes: NodeProto[] = [];
@@ -71,7 +75,7 @@ export class GraphEditor {
     this.before.clear();
     this.graph.node = nodes;
     const used = usedNames(this.graph);
-    const orphaned = (name: string) => this.usedAtStart.has(name) && !used.has(name);
+    const orphaned = (name: string) => (this.usedAtStart.has(name) || this.added.has(name)) && !used.has(name);
     this.graph.node = nodes.filter((n) => !(n.opType === 'Constant' && (!n.domain || n.domain === 'ai.onnx') && (n.output ?? []).every(orphaned)));
     const dropped = new Set((this.graph.initializer ?? []).map((t) => t.name ?? '').filter(orphaned));
     if (dropped.size === 0) return;
