@@ -7,30 +7,12 @@
 //     drawn from MNIST strokes, once with a limit it meets and once with one that forces fallbacks.
 // Run: node bench/auto.mjs
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { accuracyBasedAutoCalibration, ClassificationEvaluator, FidelityEvaluator, Tensor } from '../dist/index.js';
+import { mnistBatch, sample } from './inputs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const digitsDir = join(dirname(createRequire(import.meta.url).resolve('mnist/package.json')), 'src/digits');
-const digits = Array.from({ length: 10 }, (_, d) => Float32Array.from(JSON.parse(readFileSync(join(digitsDir, `${d}.json`), 'utf8')).data));
-const PIX = 784;
-
-/** Sample `k` of digit `d` (28×28, 1 = ink). */
-const sample = (d, k) => digits[d].subarray(k * PIX, (k + 1) * PIX);
-
-function mnistBatch(first, n, train) {
-  const x = new Float32Array(n * PIX);
-  const labels = [];
-  for (let i = 0; i < n; i++) {
-    const d = (first + i) % 10;
-    const k = (train ? 0 : 800) + Math.floor((first + i) / 10) % (train ? 800 : 100);
-    x.set(sample(d, k), i * PIX);
-    labels.push(d);
-  }
-  return { x, labels };
-}
 
 /** 48×192 text lines of 5 digits, dark on light, half of them upside down, normalized to [-1, 1]. */
 function textLines(first, n) {
