@@ -336,18 +336,17 @@ export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuan
 
 /**
  * The fake-quant model (standard ops) for a plan. The model's own attribute-form Clip nodes are
- * rewritten too (exactly, see portable.ts), so the whole graph stays on the GPU in onnxruntime-web.
+ * rewritten too (exactly, see portable.ts), so the whole graph stays on the GPU in onnxruntime-web;
+ * `gpuRewrites` names them.
  */
-export function buildFakeQuantModel(q: QuantizationSession, plan: readonly LayerQuantization[]): Uint8Array {
+export function fakeQuantModelProto(q: QuantizationSession, plan: readonly LayerQuantization[]): { model: ModelProto; gpuRewrites: string[] } {
   const fake = clone(q.work);
   writeFakeQuant(fake, plan, outputPlacement(q, plan).outputs);
-  replaceAttributeClips(fake);
-  return encodeModel(fake);
+  return { model: fake, gpuRewrites: replaceAttributeClips(fake) };
 }
 
-/** Names of the model's own nodes that the fake-quant model rewrites to stay on the GPU. */
-export function gpuRewrites(q: QuantizationSession): string[] {
-  return replaceAttributeClips(clone(q.work));
+export function buildFakeQuantModel(q: QuantizationSession, plan: readonly LayerQuantization[]): Uint8Array {
+  return encodeModel(fakeQuantModelProto(q, plan).model);
 }
 
 /** The deployable QDQ model for a plan, with the opset raised as far as the plan needs. */
@@ -420,17 +419,18 @@ export async function quantizeModel(
   const stats = await calibrateLayers(q, enabled, record, calibration, options);
   await selectOutputs(q, planLayers(q, enabled, record), record, options);
   const plan = planLayers(q, enabled, record);
+  const fake = fakeQuantModelProto(q, plan);
   return {
     record: pruneRecord(q, record),
     config: q.config,
-    fakeQuantModel: buildFakeQuantModel(q, plan),
+    fakeQuantModel: encodeModel(fake.model),
     deployModel: buildDeployModel(q, plan),
     layers: layerReport(q, new Set(enabled.map((l) => l.name))),
     fusedBatchNorms: q.fused,
     fusedAffines: q.affines,
     fusedHardSwish: q.hardSwish,
     calibration: stats,
-    gpuRewrites: gpuRewrites(q),
+    gpuRewrites: fake.gpuRewrites,
   };
 }
 

@@ -145,53 +145,42 @@ export function writeFakeQuant(model: ModelProto, plan: readonly LayerQuantizati
   quantizeOutputs(graph, outputs.filter((o) => !o.exact), chains, fakeQuant, ownNodes);
 }
 
-/**
- * A quantized constant behind DequantizeLinear, inserted before `anchor`; returns the float output.
- * Symmetric, so the zero point is left out (0 is its default), which saves C bytes per tensor.
- */
-function constantDequantized(
-  editor: GraphEditor,
-  anchor: NodeProto,
-  base: string,
-  dataType: number,
-  dims: readonly number[],
-  q: Int8Array | Int32Array,
-  scale: Float32Array,
-  axis: number,
-): string {
-  const qName = editor.addInitializer(makeTensor(`${base}_quantized`, dataType, dims, q));
-  const sName = editor.addInitializer(makeTensor(`${base}_scale`, DataType.FLOAT, axis >= 0 ? [scale.length] : [], scale));
-  const zName = editor.addInitializer(makeTensor(`${base}_zero_point`, dataType, axis >= 0 ? [scale.length] : [], new (dataType === DataType.INT8 ? Int8Array : Int32Array)(scale.length)));
-  const [out] = editor.insertBefore(anchor, {
-    opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [qName, sName, zName],
-    outputs: [editor.name(`${base}_dequantized`)], attributes: axis >= 0 ? [intAttr('axis', axis)] : [],
-  });
-  return out!;
+interface QuantizedConstant {
+  dataType: number;
+  dims: readonly number[];
+  q: Int8Array | Int32Array;
+  scale: Float32Array;
+  /** Axis of the per-channel scale, or -1 for one scale. */
+  axis: number;
 }
 
 /**
- * A quantized constant as Cast → Mul by its scale, inserted before `anchor`. The values equal
- * DequantizeLinear's (float(q) · scale, one rounding), but onnxruntime folds these two ops into a
- * float constant when it loads the model, which it never does for DequantizeLinear. Used for layers
- * that will not run as integer kernels: they then get the float kernels (and the layout and
- * activation fusions) of the float model instead of dequantizing their weights on every run, while
- * the file still stores int8 weights.
+ * A quantized constant and how it becomes float again, inserted before `anchor`; returns the float
+ * output. 'dequantize': DequantizeLinear with explicit zero points (0; onnxruntime's QGemm fusion
+ * needs them present), the form onnxruntime fuses into integer kernels. 'cast': Cast → Mul by the
+ * scale, the same values (float(q) · scale, one rounding), which onnxruntime folds into a float
+ * constant when it loads the model (it never folds DequantizeLinear): for layers that will not run as
+ * integer kernels, so they get the float model's kernels and layouts instead of dequantizing their
+ * weights on every run, while the file still stores int8.
  */
-function constantCastScaled(
-  editor: GraphEditor,
-  anchor: NodeProto,
-  base: string,
-  dataType: number,
-  dims: readonly number[],
-  q: Int8Array | Int32Array,
-  scale: Float32Array,
-  axis: number,
-): string {
+function quantizedConstant(editor: GraphEditor, anchor: NodeProto, base: string, c: QuantizedConstant, form: 'dequantize' | 'cast'): string {
+  const { dataType, dims, q, scale, axis } = c;
   const qName = editor.addInitializer(makeTensor(`${base}_quantized`, dataType, dims, q));
-  const scaleDims = axis >= 0 ? dims.map((d, i) => (i === axis ? d : 1)) : [];
+  const output = editor.name(`${base}_dequantized`);
+  if (form === 'cast') {
+    const scaleDims = axis >= 0 ? dims.map((d, i) => (i === axis ? d : 1)) : [];
+    const sName = editor.addInitializer(makeTensor(`${base}_scale`, DataType.FLOAT, scaleDims, scale));
+    const [asFloat] = editor.insertBefore(anchor, { opType: 'Cast', name: `${base}/Cast`, inputs: [qName], attributes: [intAttr('to', DataType.FLOAT)] });
+    return editor.insertBefore(anchor, { opType: 'Mul', name: `${base}/Scale`, inputs: [asFloat!, sName], outputs: [output] })[0]!;
+  }
+  const scaleDims = axis >= 0 ? [scale.length] : [];
   const sName = editor.addInitializer(makeTensor(`${base}_scale`, DataType.FLOAT, scaleDims, scale));
-  const [asFloat] = editor.insertBefore(anchor, { opType: 'Cast', name: `${base}/Cast`, inputs: [qName], attributes: [intAttr('to', DataType.FLOAT)] });
-  return editor.insertBefore(anchor, { opType: 'Mul', name: `${base}/Scale`, inputs: [asFloat!, sName], outputs: [editor.name(`${base}_dequantized`)] })[0]!;
+  const zeros = new (dataType === DataType.INT8 ? Int8Array : Int32Array)(scale.length);
+  const zName = editor.addInitializer(makeTensor(`${base}_zero_point`, dataType, scaleDims, zeros));
+  return editor.insertBefore(anchor, {
+    opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [qName, sName, zName],
+    outputs: [output], attributes: axis >= 0 ? [intAttr('axis', axis)] : [],
+  })[0]!;
 }
 
 export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[], placement: OutputPlacement = { outputs: [], fused: new Set() }): void {
@@ -215,13 +204,13 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
     inputs[0] = dq;
     // MatMul and Gemm run as integer kernels in ONNX Runtime even with a float output.
     const integer = placement.fused.has(p.layer.name) || (p.activation.bits === 8 && (p.layer.opType === 'MatMul' || p.layer.opType === 'Gemm'));
-    const constant = integer ? constantDequantized : constantCastScaled;
+    const form = integer ? 'dequantize' : 'cast';
     if (p.weight && p.layer.weight) {
       const wq = p.weight;
       const key = `${p.layer.weight.name}|${wq.axis}|${integer}`;
       let w = weights.get(key);
       if (!w) {
-        w = constant(editor, node, p.layer.weight.name, DataType.INT8, p.layer.weight.dims, wq.q, wq.scale, wq.axis);
+        w = quantizedConstant(editor, node, p.layer.weight.name, { dataType: DataType.INT8, dims: p.layer.weight.dims, q: wq.q, scale: wq.scale, axis: wq.axis }, form);
         // Plans follow node order, so a shared weight's DQ lands before its first reader.
         weights.set(key, w);
       }
@@ -229,7 +218,8 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
     }
     if (p.bias && p.layer.bias) {
       const b = p.bias;
-      inputs[2] = constant(editor, node, `${p.layer.name}.bias`, DataType.INT32, b.dims, b.q, b.scale, b.scale.length > 1 ? b.dims.length - 1 : -1);
+      const axis = b.scale.length > 1 ? b.dims.length - 1 : -1;
+      inputs[2] = quantizedConstant(editor, node, `${p.layer.name}.bias`, { dataType: DataType.INT32, dims: b.dims, q: b.q, scale: b.scale, axis }, form);
     }
     node.input = inputs;
   }
