@@ -3,7 +3,9 @@
 // models in native ONNX Runtime (onnxruntime-node, CPU, graphOptimizationLevel 'all', median after
 // warm-up) with 1 intra-op thread and with all cores, the ratios to float, how many quantized layers
 // onnxruntime turned into integer kernels, and fidelity (cosine to float, deploy vs fake-quant).
-// Run: node bench/deploy.mjs [--runs N] [--only name] [--quantize-outputs]
+// Fidelity is the mean over four held-out inputs (the timed one first): one input's cosine moves by
+// as much as the changes being compared.
+// Run: node bench/deploy.mjs [--runs N] [--only name] [--no-quantize-outputs]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -20,40 +22,72 @@ const arg = (name, fallback) => {
 };
 const RUNS = Number(arg('--runs', 15));
 const ONLY = arg('--only', '');
-const QUANTIZE_OUTPUTS = process.argv.includes('--quantize-outputs');
+const QUANTIZE_OUTPUTS = !process.argv.includes('--no-quantize-outputs');
 
 const cases = [
   { name: 'MNIST CNN', file: join(root, 'test/fixtures/mnist_cnn.onnx'), input: 'input',
-    calib: (i) => [mnistBatch(i * 32, 32, true).x, [32, 1, 28, 28]], bench: () => [mnistBatch(0, 64, false).x, [64, 1, 28, 28]] },
+    calib: (i) => [mnistBatch(i * 32, 32, true).x, [32, 1, 28, 28]], bench: (i = 0) => [mnistBatch(i * 64, 64, false).x, [64, 1, 28, 28]] },
   { name: 'PP-OCR cls', file: asset('ch_ppocr_mobile_v2.0_cls_infer.onnx'), input: 'x',
-    calib: (i) => [textLines(i * 100, 8), [8, 3, 48, 192]], bench: () => [textLines(5000, 16), [16, 3, 48, 192]] },
+    calib: (i) => [textLines(i * 100, 8), [8, 3, 48, 192]], bench: (i = 0) => [textLines(5000 + i * 100, 16), [16, 3, 48, 192]] },
   { name: 'PP-OCRv4 det', file: asset('ch_PP-OCRv4_det_infer.onnx'), input: 'x',
-    calib: (i) => [textPages(i * 10, 1, 320, 320), [1, 3, 320, 320]], bench: () => [textPages(500, 1, 640, 640), [1, 3, 640, 640]] },
+    calib: (i) => [textPages(i * 10, 1, 640, 640), [1, 3, 640, 640]], bench: (i = 0) => [textPages(500 + i * 10, 1, 640, 640), [1, 3, 640, 640]] },
   { name: 'PP-OCRv4 rec', file: asset('ch_PP-OCRv4_rec_infer.onnx'), input: 'x',
-    calib: (i) => [textLines(i * 100, 4, 320), [4, 3, 48, 320]], bench: () => [textLines(7000, 8, 320), [8, 3, 48, 320]] },
+    calib: (i) => [textLines(i * 100, 4, 320), [4, 3, 48, 320]], bench: (i = 0) => [textLines(7000 + i * 100, 8, 320), [8, 3, 48, 320]] },
 ];
 
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const tmp = mkdtempSync(join(tmpdir(), 'autoquant-deploy-'));
 
-async function timed(bytes, feeds, threads, optimizedPath) {
-  const s = await ortNode.InferenceSession.create(bytes, {
-    executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1,
-    ...(optimizedPath ? { optimizedModelFilePath: optimizedPath } : {}),
-  });
+/**
+ * Median latency of each model, the runs interleaved (float, fake-quant, deploy, float, ...) so that
+ * a slow phase of this noisy machine hits all of them alike instead of skewing one ratio.
+ */
+async function timedTogether(models, feeds, threads, optimizedPath) {
+  const sessions = [];
   try {
-    let out;
-    for (let i = 0; i < 3; i++) out = await s.run(feeds);
-    const times = [];
-    for (let i = 0; i < RUNS; i++) {
-      const t = performance.now();
-      await s.run(feeds);
-      times.push(performance.now() - t);
+    for (const [i, bytes] of models.entries()) {
+      sessions.push(await ortNode.InferenceSession.create(bytes, {
+        executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1,
+        ...(optimizedPath && i === models.length - 1 ? { optimizedModelFilePath: optimizedPath } : {}),
+      }));
     }
-    return { ms: median(times), out: out[s.outputNames[0]].data };
+    const outs = [];
+    for (const s of sessions) {
+      let out;
+      for (let i = 0; i < 3; i++) out = await s.run(feeds);
+      outs.push(out[s.outputNames[0]].data);
+    }
+    const times = sessions.map(() => []);
+    for (let r = 0; r < RUNS; r++) {
+      for (const [i, s] of sessions.entries()) {
+        const t = performance.now();
+        await s.run(feeds);
+        times[i].push(performance.now() - t);
+      }
+    }
+    return sessions.map((_, i) => ({ ms: median(times[i]), out: outs[i] }));
   } finally {
-    await s.release();
+    for (const s of sessions) await s.release();
   }
+}
+
+/** Mean cosine of the deploy model's output to float's and to fake-quant's, over four held-out inputs (1 thread). */
+async function fidelity(models, c) {
+  const sessions = [];
+  for (const bytes of models) sessions.push(await ortNode.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: 1 }));
+  let cosFloat = 0;
+  let cosFake = 0;
+  const n = 4;
+  for (let i = 0; i < n; i++) {
+    const [x, dims] = c.bench(i);
+    const feeds = { [c.input]: new ortNode.Tensor('float32', x, dims) };
+    const outs = [];
+    for (const s of sessions) outs.push((await s.run(feeds))[s.outputNames[0]].data);
+    cosFloat += k.cosine(outs[0], outs[2]) / n;
+    cosFake += k.cosine(outs[1], outs[2]) / n;
+  }
+  for (const s of sessions) await s.release();
+  return { cosFloat, cosFake };
 }
 
 /** Quantized layers by the kernel onnxruntime chose: integer (QLinear*, QGemm, MatMulInteger*) or float behind a DequantizeLinear. */
@@ -77,15 +111,14 @@ for (const c of cases) {
   const [x, dims] = c.bench();
   const feeds = { [c.input]: new ortNode.Tensor('float32', x, dims) };
   const layers = r.layers.filter((l) => l.quantized).length;
+  const fid = await fidelity([model, r.fakeQuantModel, r.deployModel], c);
   for (const threads of [1, all]) {
-    const f = await timed(model, feeds, threads);
-    const q = await timed(r.fakeQuantModel, feeds, threads);
     const opt = join(tmp, 'deploy.opt.onnx');
-    const d = await timed(r.deployModel, feeds, threads, threads === 1 ? opt : undefined);
+    const [f, q, d] = await timedTogether([model, r.fakeQuantModel, r.deployModel], feeds, threads, threads === 1 ? opt : undefined);
     const fused = threads === 1 ? fusedCounts(opt) : undefined;
     rows.push({
       model: `${c.name} ${dims.join('×')}`, threads, float: f.ms, fake: q.ms, deploy: d.ms,
-      layers, fused, cosFloat: k.cosine(f.out, d.out), cosFake: k.cosine(q.out, d.out), ptq,
+      layers, fused, ...fid, ptq,
     });
     const row = rows[rows.length - 1];
     console.error(`${row.model}, ${threads} thread(s): float ${f.ms.toFixed(1)} ms, deploy ${d.ms.toFixed(1)} ms`);
@@ -93,8 +126,8 @@ for (const c of cases) {
 }
 rmSync(tmp, { recursive: true, force: true });
 
-console.log(`onnxruntime-node ${ortNode.env.versions?.common ?? ''} CPU, graphOptimizationLevel 'all', median of ${RUNS} runs after 3 warm-up runs; ${all} cores`);
-console.log('| model, input | threads | float ms | fake-quant ms | deploy ms | fake-quant / float | deploy / float | integer kernels (of quantized layers) | DequantizeLinear left | cosine deploy-float | cosine deploy-fake-quant |');
+console.log(`onnxruntime-node ${ortNode.env.versions?.common ?? ''} CPU, graphOptimizationLevel 'all', median of ${RUNS} interleaved runs after 3 warm-up runs; ${all} cores`);
+console.log('| model, input | threads | float ms | fake-quant ms | deploy ms | fake-quant / float | deploy / float | integer kernels (of quantized layers) | DequantizeLinear left | cosine deploy-float (mean of 4 inputs) | cosine deploy-fake-quant |');
 console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
 for (const r of rows) {
   console.log(

@@ -175,14 +175,20 @@ export function admitWithinBudget(names: readonly string[], bytesOf: (name: stri
  * observers are computed and dropped from `observers` as soon as their pass ends, so raw values
  * never outlive their pass (the caller should keep no other reference to them).
  */
+/**
+ * Calibration batches kept for later checks on real inputs (the choice of output quantizations):
+ * the first few, so memory stays bounded whatever `batch_num` is.
+ */
+export const SAMPLE_BATCHES = 4;
+
 export async function calibrateActivations(
   model: ModelProto,
   observers: ObserverMap,
   source: CalibrationSource,
   options: CalibrationOptions,
-): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats; sample?: Feeds }> {
+): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats; samples: Feeds[] }> {
   const results = new Map<string, ActivationResult>();
-  let sample: Feeds | undefined;
+  const samples: Feeds[] = [];
   const budget = options.memoryBudgetBytes ?? DEFAULT_CALIBRATION_MEMORY;
   const batches = await toBatchSource(source, options.batchNum);
   const stats: CalibrationStats = { batches: 0, passes: 0, peakObserverBytes: 0, activationBytes: new Map() };
@@ -197,7 +203,7 @@ export async function calibrateActivations(
     let active = stats.passes > 1 ? admitWithinBudget(pending, rawBytes, budget) : undefined;
     const fetched = active ? [...active] : pending;
     const ran = await replayBatches(model, fetched, batches, { ...options, batchNum: options.batchNum }, (out, batch, feeds) => {
-      sample ??= feeds;
+      if (stats.passes === 1 && samples.length < SAMPLE_BATCHES) samples.push(feeds);
       if (!active) {
         for (const name of fetched) stats.activationBytes.set(name, (out[name]?.data as Float32Array | undefined)?.byteLength ?? 0);
         active = admitWithinBudget(fetched, rawBytes, budget);
@@ -218,5 +224,5 @@ export async function calibrateActivations(
     }
     pending = pending.filter((n) => !active!.has(n));
   }
-  return { results, stats, sample };
+  return { results, stats, samples };
 }

@@ -125,7 +125,11 @@ export function gainsFromInteger(graph: GraphProto, layer: LayerInfo): boolean {
   return group === 1 && reduction >= 16;
 }
 
-export function placeOutputs(graph: GraphProto, plan: readonly PlannedLayer[], calibrated: boolean): OutputPlacement {
+/**
+ * `keepFloat`: layers that do not gain can be kept on float kernels even where a Q follows them (the
+ * deploy model reads their input through a per-channel DequantizeLinear, opset 13; see rewrite.ts).
+ */
+export function placeOutputs(graph: GraphProto, plan: readonly PlannedLayer[], calibrated: boolean, keepFloat = true): OutputPlacement {
   const consumers = consumerMap(graph);
   const graphOutputs = new Set((graph.output ?? []).map((o) => o.name));
   const byNode = new Map<NodeProto, PlannedLayer>(plan.map((p) => [graph.node![p.layer.nodeIndex]!, p]));
@@ -159,7 +163,9 @@ export function placeOutputs(graph: GraphProto, plan: readonly PlannedLayer[], c
       exact = true;
       // ONNX Runtime reaches that Q anyway (right after the layer, through a Relu, or by moving it up
       // through reshapes) and then fuses the layer, quantizing float weights itself if it finds
-      // them: the layer keeps its DequantizeLinear weights so that the numbers stay ours.
+      // them: unless it is kept on its float kernel, the layer keeps its DequantizeLinear weights
+      // so that the numbers stay ours.
+      if (!gains && keepFloat && p.layer.weight) continue;
       fused.add(p.layer.name);
     } else {
       if (!calibrated || p.keepOutputFloat || !gains) continue;

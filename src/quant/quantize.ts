@@ -141,7 +141,7 @@ export interface QuantizationSession {
   hardSwish: string[];
   kernels: Kernels;
   /** The first calibration batch, kept to choose which layer outputs to quantize. */
-  sample?: Feeds;
+  samples?: Feeds[];
 }
 
 function layerConfig(config: QuantConfig, name: string): LayerQuantConfig | undefined {
@@ -210,7 +210,7 @@ export async function calibrateLayers(
     if (!(known && known.num_bits_d === p.num_bits)) observe(l.activation, l.name, p);
   }
   // Output factors, where no quantized reader of the output provides them (see outputs.ts).
-  if (q.config.quantize_outputs === true) {
+  if (q.config.quantize_outputs !== false) {
     const graph = q.work.graph!;
     const readers = consumerMap(graph);
     // Graph outputs stay float (see outputs.ts), so they need no factors.
@@ -223,14 +223,14 @@ export async function calibrateLayers(
     }
   }
   if (observers.size === 0) return undefined;
-  const { results, stats, sample } = await calibrateActivations(q.work, observers, calibration, {
+  const { results, stats, samples } = await calibrateActivations(q.work, observers, calibration, {
     batchNum: q.config.batch_num,
     memoryBudgetBytes: options.calibrationMemoryBytes,
     executionProviders: options.executionProviders,
     graphOptimizationLevel: options.graphOptimizationLevel,
     onBatch: (b) => options.onProgress?.({ phase: 'calibration', ...b }),
   });
-  q.sample ??= sample;
+  if (!q.samples?.length) q.samples = samples;
   const outputResults: [string, ActivationResult][] = [];
   for (const [key, r] of results) {
     if (key.startsWith(OUTPUT_KEY)) {
@@ -283,16 +283,18 @@ export function planLayers(q: QuantizationSession, layers: readonly LayerInfo[],
 }
 
 /** Relative growth of the output error (1 − cosine to float) that quantizing layer outputs may cause. */
-const OUTPUT_TOLERANCE = 0.25;
+const OUTPUT_TOLERANCE = 0.1;
 /** Absolute slack on that error, so models quantized almost losslessly are not held to zero. */
-const OUTPUT_SLACK = 1e-4;
+const OUTPUT_SLACK = 1e-5;
 
 /**
- * Decides, on the first calibration batch, which calibrated output quantizations (see outputs.ts)
- * to keep, and marks the others `output_quant: false` in the record. All of them are kept when
- * together they raise the model's output error (1 − cosine to the float model) by at most
- * OUTPUT_TOLERANCE; otherwise each is tried alone and kept when it alone stays within that bound.
- * Costs 2 forward passes, plus one per candidate when the first test fails.
+ * Decides, on the first calibration batches (SAMPLE_BATCHES), which calibrated output quantizations
+ * (see outputs.ts) to keep, and marks the others `output_quant: false` in the record. The error is
+ * 1 − cosine between the float and fake-quant model outputs over those batches. All are kept when
+ * together they raise it by at most OUTPUT_TOLERANCE; otherwise each is measured alone, and the
+ * longest prefix of them, cheapest first, that stays within the bound is kept (found by bisection).
+ * Each effect alone is noise-sized and not additive, so only the combination is trusted. Costs
+ * 2 + candidates + log2(candidates) forward passes over the sample when the first test fails.
  */
 export async function selectOutputs(
   q: QuantizationSession,
@@ -300,38 +302,51 @@ export async function selectOutputs(
   record: QuantRecord,
   options: CreateSessionOptions = {},
 ): Promise<void> {
-  if (q.config.quantize_outputs !== true || !q.sample) return;
+  const samples = q.samples ?? [];
+  if (q.config.quantize_outputs === false || samples.length === 0) return;
   const candidates = placeOutputs(q.work.graph!, plan, true).outputs.filter((o) => !o.exact && record.layers[o.layer]?.output_quant === undefined);
   if (candidates.length === 0) return;
-  const sample = q.sample;
-  const firstOutput = async (bytes: Uint8Array): Promise<Float32Array> => {
+  const outputs = async (bytes: Uint8Array): Promise<Float32Array[]> => {
     const session = await createSession(bytes, options);
     try {
-      const out = await session.run(sample);
-      return out[session.outputNames[0]!]!.data as Float32Array;
+      const all: Float32Array[] = [];
+      for (const feeds of samples) {
+        const out = await session.run(feeds);
+        all.push(out[session.outputNames[0]!]!.data as Float32Array);
+      }
+      return all;
     } finally {
       await session.release();
     }
   };
-  const reference = await firstOutput(encodeModel(q.work));
-  const error = async (outputs: readonly OutputQuantization[]) => {
+  const reference = await outputs(encodeModel(q.work));
+  const error = async (chosen: readonly OutputQuantization[]) => {
     const fake = clone(q.work);
-    writeFakeQuant(fake, plan, outputs);
-    return 1 - q.kernels.cosine(reference, await firstOutput(encodeModel(fake)));
+    writeFakeQuant(fake, plan, chosen);
+    const got = await outputs(encodeModel(fake));
+    return got.reduce((sum, o, i) => sum + 1 - q.kernels.cosine(reference[i]!, o), 0) / got.length;
   };
-  const base = await error([]);
-  const bound = base * (1 + OUTPUT_TOLERANCE) + OUTPUT_SLACK;
-  const mark = (o: OutputQuantization, keep: boolean) => (record.layers[o.layer]!.output_quant = keep);
-  if ((await error(candidates)) <= bound) {
-    for (const o of candidates) mark(o, true);
-    return;
+  const bound = (await error([])) * (1 + OUTPUT_TOLERANCE) + OUTPUT_SLACK;
+  const keep = (n: number, order: readonly OutputQuantization[]) => order.forEach((o, i) => (record.layers[o.layer]!.output_quant = i < n));
+  if ((await error(candidates)) <= bound) return keep(candidates.length, candidates);
+  const alone = new Map<OutputQuantization, number>();
+  for (const o of candidates) alone.set(o, await error([o]));
+  const order = [...candidates].sort((a, b) => alone.get(a)! - alone.get(b)!);
+  // Largest n with the first n within the bound (n = candidates.length is known to fail).
+  let lo = 0;
+  let hi = candidates.length;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if ((await error(order.slice(0, mid))) <= bound) lo = mid;
+    else hi = mid;
   }
-  for (const o of candidates) mark(o, (await error([o])) <= bound);
+  keep(lo, order);
 }
 
 /** Which layer outputs get quantized for `plan` (the same in both model forms; see outputs.ts). */
 export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuantization[]): OutputPlacement {
-  return placeOutputs(q.work.graph!, plan, q.config.quantize_outputs === true);
+  const opset = Math.max(opsetVersion(q.work) ?? 1, plan.length ? requiredDeployOpset(plan) : 0);
+  return placeOutputs(q.work.graph!, plan, q.config.quantize_outputs !== false, opset >= 13);
 }
 
 /**

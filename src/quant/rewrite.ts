@@ -9,7 +9,7 @@
  * Both compute the same values: the chain rounds x / s half to even and saturates, as Q does.
  */
 import { intAttr, GraphEditor } from '../onnx/editor.js';
-import { consumerMap, opsetVersion, type Consumer } from '../onnx/graph.js';
+import { consumerMap, findAttribute, opsetVersion, type Consumer } from '../onnx/graph.js';
 import { DataType, makeTensor } from '../onnx/tensor.js';
 import type { GraphProto, ModelProto, NodeProto } from '../onnx/types.js';
 import type { OutputPlacement, OutputQuantization, QuantFactors } from './outputs.js';
@@ -68,12 +68,84 @@ function fakeQuantChain(editor: GraphEditor, anchor: NodeProto, opset: number, b
   return editor.insertBefore(anchor, { opType: 'Mul', name: `${base}/Mul`, inputs: [rounded, s], outputs: [editor.name(`${base}_fake_quant`)] })[0]!;
 }
 
+/**
+ * Deploy-model activations: 8-bit ones as uint8 with the zero point moved by 128 (the same values:
+ * both Q and DQ shift by 128), which is what ONNX Runtime's x86 integer kernels take. It converts
+ * int8 Q/DQ pairs itself, but only pairs with single scales, so an int8 Q that also feeds a per-axis
+ * DequantizeLinear (see dequantizeLinear) would stay int8 and unfused.
+ */
+function activationType(f: QuantFactors): { dataType: number; zeroPoint: number; array: Uint8ArrayConstructor | Int16ArrayConstructor } {
+  return f.bits === 8
+    ? { dataType: DataType.UINT8, zeroPoint: f.zeroPoint + 128, array: Uint8Array }
+    : { dataType: DataType.INT16, zeroPoint: f.zeroPoint, array: Int16Array };
+}
+
+/** QuantizeLinear of `x`, inserted before `anchor`; returns its output, scale and zero point. */
+function quantizeLinear(editor: GraphEditor, anchor: NodeProto, base: string, x: string, f: QuantFactors): Quantized {
+  const scale = editor.addInitializer(scalar(`${base}.scale`, f.scale));
+  const t = activationType(f);
+  const zeroPoint = editor.addInitializer(scalar(`${base}.zero_point`, t.zeroPoint, t.dataType));
+  const [q] = editor.insertBefore(anchor, { opType: 'QuantizeLinear', name: `${base}/QuantizeLinear`, inputs: [x, scale, zeroPoint], outputs: [editor.name(`${base}_quantized`)] });
+  return { q: q!, scale, zeroPoint };
+}
+
+interface Quantized {
+  q: string;
+  scale: string;
+  zeroPoint: string;
+}
+
+/**
+ * DequantizeLinear of `q`, inserted before `anchor`. With `perAxis` its one scale is repeated along
+ * that axis (the channels, or a spatial axis for a single channel): the values are the same, but ONNX Runtime fuses only a DequantizeLinear with
+ * a single scale into QLinearConv, and only such a one makes it quantize a layer's (folded) float
+ * weights itself, per tensor (its WeightBiasQuantization). That keeps a depthwise or single-channel
+ * convolution, for which the integer kernel is several times slower, on its float kernel with our
+ * weights even when a QuantizeLinear (the next layer's input) follows it.
+ */
+function dequantizeLinear(editor: GraphEditor, anchor: NodeProto, base: string, q: Quantized, f: QuantFactors, perAxis?: PerAxis): string {
+  let scale = q.scale;
+  let zeroPoint = q.zeroPoint;
+  if (perAxis) {
+    const n = perAxis.size;
+    scale = editor.addInitializer(makeTensor(`${base}.axis_scale`, DataType.FLOAT, [n], new Float32Array(n).fill(f.scale)));
+    const t = activationType(f);
+    zeroPoint = editor.addInitializer(makeTensor(`${base}.axis_zero_point`, t.dataType, [n], new t.array(n).fill(t.zeroPoint)));
+  }
+  return editor.insertBefore(anchor, {
+    opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [q.q, scale, zeroPoint],
+    outputs: [editor.name(`${base}_dequantized`)], attributes: perAxis ? [intAttr('axis', perAxis.axis)] : [],
+  })[0]!;
+}
+
 /** QuantizeLinear → DequantizeLinear of `x`, inserted before `anchor`. */
 function qdqPair(editor: GraphEditor, anchor: NodeProto, base: string, x: string, f: QuantFactors): string {
-  const s = editor.addInitializer(scalar(`${base}.scale`, f.scale));
-  const zp = editor.addInitializer(scalar(`${base}.zero_point`, f.zeroPoint, f.bits === 8 ? DataType.INT8 : DataType.INT16));
-  const [q] = editor.insertBefore(anchor, { opType: 'QuantizeLinear', name: `${base}/QuantizeLinear`, inputs: [x, s, zp], outputs: [editor.name(`${base}_quantized`)] });
-  return editor.insertBefore(anchor, { opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [q!, s, zp], outputs: [editor.name(`${base}_dequantized`)] })[0]!;
+  return dequantizeLinear(editor, anchor, base, quantizeLinear(editor, anchor, base, x, f), f);
+}
+
+/**
+ * The axis and size for the per-axis DequantizeLinear that keeps a layer on its float kernel (see
+ * dequantizeLinear), or undefined where no layer is at risk or no axis is known to be longer than 1
+ * (a scale of one element counts as a single scale).
+ */
+function keepFloatAxis(graph: GraphProto, node: NodeProto, layer: LayerInfo): PerAxis | undefined {
+  if (!layer.weight || (layer.opType !== 'Conv' && layer.opType !== 'ConvTranspose')) return undefined;
+  const dims = layer.weight.dims;
+  const channels = layer.opType === 'Conv' ? dims[1]! * Number(findAttribute(node, 'group')?.i ?? 1) : dims[0]!;
+  if (channels > 1) return { axis: 1, size: channels };
+  // One input channel: any spatial axis of known length will do.
+  const declared = [...(graph.input ?? []), ...(graph.valueInfo ?? [])].find((v) => v.name === node.input![0]);
+  const shape = declared?.type?.tensorType?.shape?.dim ?? [];
+  for (let axis = shape.length - 1; axis >= 2; axis--) {
+    const size = Number(shape[axis]?.dimValue ?? 0);
+    if (size > 1) return { axis, size };
+  }
+  return undefined;
+}
+
+interface PerAxis {
+  axis: number;
+  size: number;
 }
 
 type Quantizer = (editor: GraphEditor, anchor: NodeProto, base: string, x: string, f: QuantFactors) => string;
@@ -189,22 +261,33 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
   const ownNodes = new Set(graph.node ?? []);
   const nodes = nodesByName(graph);
   const activations = new Map<string, string>();
+  const quantized = new Map<string, Quantized>();
+  const opset = opsetVersion(model) ?? 1;
   const weights = new Map<string, string>();
   const readers = consumerMap(graph);
 
   for (const p of plan) {
     const node = nodes.get(p.layer.name)!;
-    const key = factorKey(p.layer.activation, p.activation);
-    let dq = activations.get(key);
-    if (!dq) {
-      dq = qdqPair(editor, firstReader(readers, p.layer.activation, node), `${p.layer.name}.input`, p.layer.activation, p.activation);
-      activations.set(key, dq);
-    }
-    const inputs = [...node.input!];
-    inputs[0] = dq;
     // MatMul and Gemm run as integer kernels in ONNX Runtime even with a float output.
     const integer = placement.fused.has(p.layer.name) || (p.activation.bits === 8 && (p.layer.opType === 'MatMul' || p.layer.opType === 'Gemm'));
     const form = integer ? 'dequantize' : 'cast';
+    // Layers left to float kernels read a per-axis DequantizeLinear (see dequantizeLinear; it needs
+    // opset 13, below which such layers may be fused).
+    const perAxis = integer || opset < 13 ? undefined : keepFloatAxis(graph, node, p.layer);
+    const key = factorKey(p.layer.activation, p.activation);
+    const dqKey = perAxis ? `${key}|${perAxis.axis}|${perAxis.size}` : key;
+    let dq = activations.get(dqKey);
+    if (!dq) {
+      let q = quantized.get(key);
+      if (!q) {
+        q = quantizeLinear(editor, firstReader(readers, p.layer.activation, node), `${p.layer.name}.input`, p.layer.activation, p.activation);
+        quantized.set(key, q);
+      }
+      dq = dequantizeLinear(editor, node, `${p.layer.name}.input`, q, p.activation, perAxis);
+      activations.set(dqKey, dq);
+    }
+    const inputs = [...node.input!];
+    inputs[0] = dq;
     if (p.weight && p.layer.weight) {
       const wq = p.weight;
       const key = `${p.layer.weight.name}|${wq.axis}|${integer}`;

@@ -64,7 +64,7 @@ function expectProblem(problems: readonly string[], ...fragments: string[]) {
 describe('createQuantConfig defaults (AMCT)', () => {
   it('lists exactly the 6 quantizable layers of the fixture with AMCT defaults', async () => {
     const c = await createQuantConfig(model);
-    expect(c).toMatchObject({ version: 1, batch_num: 1, activation_offset: true, do_fusion: true, skip_fusion_layers: [], quantize_outputs: false });
+    expect(c).toMatchObject({ version: 1, batch_num: 1, activation_offset: true, do_fusion: true, skip_fusion_layers: [], quantize_outputs: true });
     expect(layerNames(c)).toEqual(LAYERS);
     for (const name of LAYERS) {
       const l = layer(c, name);
