@@ -48,6 +48,9 @@ async function timedTogether(models, feeds, threads, optimizedPath) {
     for (const [i, bytes] of models.entries()) {
       sessions.push(await ortNode.InferenceSession.create(bytes, {
         executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1,
+        // Idle sessions' worker threads would otherwise spin between their runs and take cores from
+        // the one running.
+        extra: { session: { intra_op: { allow_spinning: '0' } } },
         ...(optimizedPath && i === models.length - 1 ? { optimizedModelFilePath: optimizedPath } : {}),
       }));
     }

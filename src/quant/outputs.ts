@@ -168,7 +168,9 @@ export function placeOutputs(graph: GraphProto, plan: readonly PlannedLayer[], c
       if (!gains && keepFloat && p.layer.weight) continue;
       fused.add(p.layer.name);
     } else {
-      if (!calibrated || p.keepOutputFloat || !gains) continue;
+      // MatMul and Gemm run as integer kernels with a float output anyway: a calibrated Q would add
+      // rounding and no speed.
+      if (!calibrated || p.keepOutputFloat || !gains || p.layer.opType !== 'Conv') continue;
       factors = quantizedReaders.find((r) => r.activation.bits === 8)?.activation ?? p.output;
       exact = false;
     }
