@@ -110,8 +110,8 @@ export interface OutputPlacement {
  * QLinearConv does for ordinary convolutions with a reduction of at least 16 (input channels per
  * group × kernel size) but is several times slower than the float kernel for depthwise convolutions
  * and for a single input channel; QLinearAveragePool is 30× slower than float pooling; ConvTranspose
- * has no integer kernel. No Q is added after layers that do not gain; where none follows them they
- * keep float weights (see rewrite.ts), so ONNX Runtime gives them its float kernels.
+ * has no integer kernel. No Q is added after layers that do not gain, and they keep float kernels
+ * even where a Q follows them anyway (see `keepFloat` and rewrite.ts).
  */
 /** Layer types with an integer kernel in ONNX Runtime 1.30's CPU provider (ConvTranspose has none). */
 const INTEGER_TYPES = new Set(['Conv', 'MatMul', 'Gemm', 'AveragePool']);
