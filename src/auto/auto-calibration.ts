@@ -192,8 +192,7 @@ export async function accuracyBasedAutoCalibration(
   const batches: BatchSource = { callback: (session) => evaluator.calibration(session) };
   const calibrationOptions = (what: string) => ({
     ...sessionOptions,
-    calibrationMemoryBytes: options.memoryBudgetBytes,
-    onProgress: (e: { pass: number; batch: number; batchNum: number }) => progress('calibration', `${what} pass ${e.pass}: batch ${e.batch}/${e.batchNum}`),
+    onProgress: (e: { pass: number; batch: number; batchNum: number }) => progress('calibration', `${what}: batch ${e.batch}/${e.batchNum}`),
   });
   const stats = await calibrateLayers(q, enabled, record, batches.callback!, calibrationOptions('calibration'));
   await selectOutputs(q, planLayers(q, enabled, record), record, sessionOptions);

@@ -1,11 +1,8 @@
 /**
  * Runs the user's calibration batches through a copy of the model that also outputs the input
- * activation of every layer being calibrated, and hands each activation to its observers.
- *
- * Memory: observers that keep raw values (IFMR, percentile) hold 4 bytes × batch_num × elements
- * of their activation. Layers are admitted to a pass while their estimated total stays within
- * `memoryBudgetBytes`; the others are calibrated in later passes that replay the batches, so the
- * peak is max(budget, the largest single layer) rather than the sum over all layers.
+ * activation of every layer being calibrated, and hands each activation to its observers, in one
+ * pass. Memory: the observers hold fixed-size statistics (histograms, see observers/), so it does
+ * not grow with `batch_num`; one batch's activations are alive at a time.
  */
 import { CalibrationError } from '../errors.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
@@ -28,7 +25,6 @@ export type CalibrationSource = CalibrationCallback | Iterable<Feeds> | AsyncIte
 
 export interface CalibrationOptions extends CreateSessionOptions {
   batchNum: number;
-  memoryBudgetBytes?: number;
   onBatch?: (info: { pass: number; batch: number; batchNum: number }) => void;
 }
 
@@ -37,16 +33,18 @@ export type ObserverMap = Map<string, Map<string, ActivationObserver>>;
 
 export interface CalibrationStats {
   batches: number;
+  /** Passes over the batches (always 1). */
   passes: number;
   /** Largest number of bytes the observers held at once. */
   peakObserverBytes: number;
-  /** Bytes of one batch of each calibrated activation (used to plan later passes over the data). */
+  /** Bytes of one batch of each calibrated activation (the sensitivity ranking plans its groups with them). */
   activationBytes: Map<string, number>;
 }
 
+/** Default bound on the activations the sensitivity ranking holds per group of layers. */
 export const DEFAULT_CALIBRATION_MEMORY = 512 * 2 ** 20;
 
-/** Takes the first `n` feeds of an (async) iterable, so every pass sees the same batches. */
+/** Takes the first `n` feeds of an (async) iterable, so every pass (calibration, ranking) sees the same batches. */
 async function firstFeeds(source: Iterable<Feeds> | AsyncIterable<Feeds>, n: number): Promise<Feeds[]> {
   const out: Feeds[] = [];
   for await (const feeds of source as AsyncIterable<Feeds>) {
@@ -176,53 +174,46 @@ export function admitWithinBudget(names: readonly string[], bytesOf: (name: stri
  * never outlive their pass (the caller should keep no other reference to them).
  */
 /**
- * Calibration batches kept for later checks on real inputs (the choice of output quantizations):
- * the first few, so memory stays bounded whatever `batch_num` is.
+ * Calibration batches kept for later checks on real inputs (the choice of output quantizations),
+ * with the model's first output on each: the first few, so memory stays bounded whatever
+ * `batch_num` is.
  */
-export const SAMPLE_BATCHES = 4;
+export const SAMPLE_BATCHES = 1;
+
+export interface Sample {
+  feeds: Feeds;
+  /** The calibrated model's first output (float32) on these feeds. */
+  output?: Float32Array;
+}
 
 export async function calibrateActivations(
   model: ModelProto,
   observers: ObserverMap,
   source: CalibrationSource,
   options: CalibrationOptions,
-): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats; samples: Feeds[] }> {
+): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats; samples: Sample[] }> {
   const results = new Map<string, ActivationResult>();
-  const samples: Feeds[] = [];
-  const budget = options.memoryBudgetBytes ?? DEFAULT_CALIBRATION_MEMORY;
+  const samples: Sample[] = [];
+  const firstOutput = model.graph?.output?.[0]?.name ?? '';
   const batches = await toBatchSource(source, options.batchNum);
-  const stats: CalibrationStats = { batches: 0, passes: 0, peakObserverBytes: 0, activationBytes: new Map() };
-  const rawBytes = (name: string) =>
-    (stats.activationBytes.get(name) ?? 0) * options.batchNum * [...observers.get(name)!.values()].filter((o) => o.keepsRawValues).length;
-  let pending = [...observers.keys()];
-
-  while (pending.length > 0) {
-    stats.passes++;
-    // First pass: sizes are unknown until a batch ran, so every pending activation is fetched and
-    // admission happens on the first batch. Later passes know the sizes up front.
-    let active = stats.passes > 1 ? admitWithinBudget(pending, rawBytes, budget) : undefined;
-    const fetched = active ? [...active] : pending;
-    const ran = await replayBatches(model, fetched, batches, { ...options, batchNum: options.batchNum }, (out, batch, feeds) => {
-      if (stats.passes === 1 && samples.length < SAMPLE_BATCHES) samples.push(feeds);
-      if (!active) {
-        for (const name of fetched) stats.activationBytes.set(name, (out[name]?.data as Float32Array | undefined)?.byteLength ?? 0);
-        active = admitWithinBudget(fetched, rawBytes, budget);
-      }
-      for (const name of active) {
-        const x = activationData(out, name);
-        for (const o of observers.get(name)!.values()) o.observe(x);
-      }
-      let held = 0;
-      for (const list of observers.values()) for (const o of list.values()) held += o.bytesHeld;
-      stats.peakObserverBytes = Math.max(stats.peakObserverBytes, held);
-      options.onBatch?.({ pass: stats.passes, batch: batch + 1, batchNum: options.batchNum });
-    });
-    stats.batches = Math.max(stats.batches, ran);
-    for (const name of active!) {
-      for (const [layer, o] of observers.get(name)!) results.set(layer, o.compute());
-      observers.delete(name);
+  const stats: CalibrationStats = { batches: 0, passes: 1, peakObserverBytes: 0, activationBytes: new Map() };
+  const fetched = [...observers.keys()];
+  stats.batches = await replayBatches(model, fetched, batches, options, (out, batch, feeds) => {
+    if (samples.length < SAMPLE_BATCHES) {
+      const o = out[firstOutput];
+      // Copied: the runtime may reuse its output buffers.
+      samples.push({ feeds, output: o?.type === 'float32' ? (o.data as Float32Array).slice() : undefined });
     }
-    pending = pending.filter((n) => !active!.has(n));
-  }
+    for (const name of fetched) {
+      const x = activationData(out, name);
+      if (batch === 0) stats.activationBytes.set(name, x.byteLength);
+      for (const o of observers.get(name)!.values()) o.observe(x);
+    }
+    let held = 0;
+    for (const list of observers.values()) for (const o of list.values()) held += o.bytesHeld;
+    stats.peakObserverBytes = Math.max(stats.peakObserverBytes, held);
+    options.onBatch?.({ pass: 1, batch: batch + 1, batchNum: options.batchNum });
+  });
+  for (const [name, list] of observers) for (const [layer, o] of list) results.set(layer, o.compute());
   return { results, stats, samples };
 }

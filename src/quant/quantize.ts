@@ -12,8 +12,8 @@ import { readTensorAsFloat32, tensorDims } from '../onnx/tensor.js';
 import { consumerMap, getConstant } from '../onnx/graph.js';
 import type { ModelProto } from '../onnx/types.js';
 import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
-import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
-import { calibrateActivations, type Feeds, type CalibrationSource, type CalibrationStats, type ObserverMap } from './calibrate.js';
+import { createSession, Tensor, type CreateSessionOptions, type InferenceSession } from '../runtime/ort.js';
+import { calibrateActivations, type Feeds, type Sample, type CalibrationSource, type CalibrationStats, type ObserverMap } from './calibrate.js';
 import { buildQuantConfig, validateQuantConfig, type ActivationQuantParams, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
 import { foldAffines, foldBatchNorms, type FoldedAffine, type FoldedPair } from './fusion.js';
 import { createObserver } from './observers/index.js';
@@ -87,8 +87,6 @@ export async function loadQuantConfig(source: string | URL | QuantConfig, model:
 export interface QuantizeModelOptions extends CreateSessionOptions {
   /** Factors from an earlier run; layers found there are not calibrated again. */
   record?: QuantRecord | string | URL;
-  /** Bound on the raw activation values held during calibration (default 512 MiB). */
-  calibrationMemoryBytes?: number;
   onProgress?: (event: { phase: 'calibration'; pass: number; batch: number; batchNum: number }) => void;
   /** Kernels to use (defaults to the SIMD Wasm kernels). */
   kernels?: Kernels;
@@ -141,7 +139,9 @@ export interface QuantizationSession {
   hardSwish: string[];
   kernels: Kernels;
   /** The first calibration batch, kept to choose which layer outputs to quantize. */
-  samples?: Feeds[];
+  samples?: Sample[];
+  /** Estimated relative error (Σ(fq(x) − x)² / Σx²) of each layer's calibrated output factors, where its observer knows it. */
+  outputNoise?: Map<string, number>;
 }
 
 function layerConfig(config: QuantConfig, name: string): LayerQuantConfig | undefined {
@@ -201,7 +201,7 @@ export async function calibrateLayers(
   const observers: ObserverMap = new Map();
   const observe = (tensor: string, key: string, p: ActivationQuantParams) => {
     const list = observers.get(tensor) ?? new Map();
-    list.set(key, createObserver(q.kernels, p, q.config.activation_offset, q.config.batch_num));
+    list.set(key, createObserver(q.kernels, p, q.config.activation_offset));
     observers.set(tensor, list);
   };
   for (const l of layers) {
@@ -225,7 +225,6 @@ export async function calibrateLayers(
   if (observers.size === 0) return undefined;
   const { results, stats, samples } = await calibrateActivations(q.work, observers, calibration, {
     batchNum: q.config.batch_num,
-    memoryBudgetBytes: options.calibrationMemoryBytes,
     executionProviders: options.executionProviders,
     graphOptimizationLevel: options.graphOptimizationLevel,
     onBatch: (b) => options.onProgress?.({ phase: 'calibration', ...b }),
@@ -242,6 +241,7 @@ export async function calibrateLayers(
   }
   for (const [name, r] of outputResults) {
     Object.assign(record.layers[name]!, { scale_o: r.scale, offset_o: r.zeroPoint, clip_min_o: r.clipMin, clip_max_o: r.clipMax });
+    if (r.noise !== undefined) (q.outputNoise ??= new Map()).set(name, r.noise);
   }
   return stats;
 }
@@ -288,13 +288,14 @@ const OUTPUT_TOLERANCE = 0.1;
 const OUTPUT_SLACK = 1e-5;
 
 /**
- * Decides, on the first calibration batches (SAMPLE_BATCHES), which calibrated output quantizations
+ * Decides, on the first calibration batch (SAMPLE_BATCHES), which calibrated output quantizations
  * (see outputs.ts) to keep, and marks the others `output_quant: false` in the record. The error is
- * 1 − cosine between the float and fake-quant model outputs over those batches. All are kept when
- * together they raise it by at most OUTPUT_TOLERANCE; otherwise each is measured alone, and the
- * longest prefix of them, cheapest first, that stays within the bound is kept (found by bisection).
- * Each effect alone is noise-sized and not additive, so only the combination is trusted. Costs
- * 2 + candidates + log2(candidates) forward passes over the sample when the first test fails.
+ * 1 − cosine between the float model's output (saved during calibration) and the fake-quant model's;
+ * the kept set may raise it by at most OUTPUT_TOLERANCE. The candidates are ordered by the noise their
+ * observer estimates (least first; graph order where it cannot tell) and the longest prefix within
+ * the bound is kept, found by bisection, so the kept set passed as a whole (single effects are
+ * noise-sized and not additive). All candidates are switches in one session (see writeFakeQuant), so
+ * each test is one forward pass: 2 when all pass, 2 + ceil(log2 candidates) at most.
  */
 export async function selectOutputs(
   q: QuantizationSession,
@@ -306,41 +307,67 @@ export async function selectOutputs(
   if (q.config.quantize_outputs === false || samples.length === 0) return;
   const candidates = placeOutputs(q.work.graph!, plan, true).outputs.filter((o) => !o.exact && record.layers[o.layer]?.output_quant === undefined);
   if (candidates.length === 0) return;
-  const outputs = async (bytes: Uint8Array): Promise<Float32Array[]> => {
+  const run = async (session: InferenceSession, extra: Feeds = {}): Promise<Float32Array[]> => {
+    const all: Float32Array[] = [];
+    for (const { feeds } of samples) {
+      const out = await session.run({ ...feeds, ...extra });
+      all.push(out[session.outputNames[0]!]!.data as Float32Array);
+    }
+    return all;
+  };
+  const once = async (bytes: Uint8Array) => {
     const session = await createSession(bytes, options);
     try {
-      const all: Float32Array[] = [];
-      for (const feeds of samples) {
-        const out = await session.run(feeds);
-        all.push(out[session.outputNames[0]!]!.data as Float32Array);
-      }
-      return all;
+      return await run(session);
     } finally {
       await session.release();
     }
   };
-  const reference = await outputs(encodeModel(q.work));
-  const error = async (chosen: readonly OutputQuantization[]) => {
+  const reference = samples.every((s) => s.output) ? samples.map((s) => s.output!) : await once(encodeModel(q.work));
+  const errorOf = (got: Float32Array[]) => got.reduce((sum, o, i) => sum + 1 - q.kernels.cosine(reference[i]!, o), 0) / got.length;
+  // One session with a switch per output (Where needs opset 9), else a model per test.
+  let error: (chosen: readonly OutputQuantization[]) => Promise<number>;
+  let switchboard: InferenceSession | undefined;
+  if ((opsetVersion(q.work) ?? 1) >= 9) {
     const fake = clone(q.work);
-    writeFakeQuant(fake, plan, chosen);
-    const got = await outputs(encodeModel(fake));
-    return got.reduce((sum, o, i) => sum + 1 - q.kernels.cosine(reference[i]!, o), 0) / got.length;
-  };
+    const flags = writeFakeQuant(fake, plan, candidates, true);
+    switchboard = await createSession(encodeModel(fake), options);
+    const board = switchboard;
+    error = async (chosen) => {
+      const on = new Set(chosen.map((o) => o.layer));
+      const extra = Object.fromEntries([...flags].map(([layer, flag]) => [flag, new Tensor('bool', [on.has(layer)], [])]));
+      return errorOf(await run(board, extra));
+    };
+  } else {
+    error = async (chosen) => {
+      const fake = clone(q.work);
+      writeFakeQuant(fake, plan, chosen);
+      return errorOf(await once(encodeModel(fake)));
+    };
+  }
+  const noise = (o: OutputQuantization) => q.outputNoise?.get(o.layer) ?? Infinity;
+  // Stable: equal noise (unknown) keeps graph order.
+  const order = [...candidates].sort((a, b) => noise(a) - noise(b));
+  try {
+    const n = await longestPassingPrefix(order, error);
+    order.forEach((o, i) => (record.layers[o.layer]!.output_quant = i < n));
+  } finally {
+    await switchboard?.release();
+  }
+}
+
+/** The largest n such that the first n of `order` stay within the bound (bisection; monotone in practice). */
+async function longestPassingPrefix(order: OutputQuantization[], error: (chosen: readonly OutputQuantization[]) => Promise<number>): Promise<number> {
   const bound = (await error([])) * (1 + OUTPUT_TOLERANCE) + OUTPUT_SLACK;
-  const keep = (n: number, order: readonly OutputQuantization[]) => order.forEach((o, i) => (record.layers[o.layer]!.output_quant = i < n));
-  if ((await error(candidates)) <= bound) return keep(candidates.length, candidates);
-  const alone = new Map<OutputQuantization, number>();
-  for (const o of candidates) alone.set(o, await error([o]));
-  const order = [...candidates].sort((a, b) => alone.get(a)! - alone.get(b)!);
-  // Largest n with the first n within the bound (n = candidates.length is known to fail).
+  if ((await error(order)) <= bound) return order.length;
   let lo = 0;
-  let hi = candidates.length;
+  let hi = order.length;
   while (hi - lo > 1) {
     const mid = (lo + hi) >> 1;
     if ((await error(order.slice(0, mid))) <= bound) lo = mid;
     else hi = mid;
   }
-  keep(lo, order);
+  return lo;
 }
 
 /** Which layer outputs get quantized for `plan` (the same in both model forms; see outputs.ts). */

@@ -11,7 +11,7 @@
 import { intAttr, GraphEditor } from '../onnx/editor.js';
 import { consumerMap, findAttribute, opsetVersion, type Consumer } from '../onnx/graph.js';
 import { DataType, makeTensor } from '../onnx/tensor.js';
-import type { GraphProto, ModelProto, NodeProto } from '../onnx/types.js';
+import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../onnx/types.js';
 import type { OutputPlacement, OutputQuantization, QuantFactors } from './outputs.js';
 import { activationRange } from './params.js';
 import type { LayerInfo } from './registry.js';
@@ -176,7 +176,17 @@ function quantizeOutputs(graph: GraphProto, outputs: readonly OutputQuantization
   editor.commit();
 }
 
-export function writeFakeQuant(model: ModelProto, plan: readonly LayerQuantization[], outputs: readonly OutputQuantization[] = []): void {
+/**
+ * `switches`: each calibrated output quantization is written as `Where(flag, fake-quant(x), x)`
+ * with `flag` a new scalar bool graph input, so one session can evaluate any subset of them (needs
+ * opset 9). Returns the flag input of each such output's layer.
+ */
+export function writeFakeQuant(
+  model: ModelProto,
+  plan: readonly LayerQuantization[],
+  outputs: readonly OutputQuantization[] = [],
+  switches = false,
+): Map<string, string> {
   const graph = model.graph!;
   const opset = opsetVersion(model) ?? 1;
   const editor = new GraphEditor(graph);
@@ -213,8 +223,20 @@ export function writeFakeQuant(model: ModelProto, plan: readonly LayerQuantizati
   }
   editor.commit();
   // Exact output placements change no value, so the fake-quant model leaves them out.
+  const flags = new Map<string, string>();
   const fakeQuant: Quantizer = (e, anchor, base, x, f) => fakeQuantChain(e, anchor, opset, base, x, f);
-  quantizeOutputs(graph, outputs.filter((o) => !o.exact), chains, fakeQuant, ownNodes);
+  const switched = (layer: string): Quantizer => (e, anchor, base, x, f) => {
+    const fq = fakeQuantChain(e, anchor, opset, base, x, f);
+    const flag = e.name(`${base}.enabled`);
+    graph.input = [...(graph.input ?? []), onnx.ValueInfoProto.create({ name: flag, type: { tensorType: { elemType: DataType.BOOL, shape: { dim: [] } } } })];
+    flags.set(layer, flag);
+    return e.insertBefore(anchor, { opType: 'Where', name: `${base}/Switch`, inputs: [flag, fq, x] })[0]!;
+  };
+  const calibrated = outputs.filter((o) => !o.exact);
+  if (!switches) quantizeOutputs(graph, calibrated, chains, fakeQuant, ownNodes);
+  // One at a time, so no two switches share a chain.
+  else for (const o of calibrated) quantizeOutputs(graph, [o], new Map(), switched(o.layer), ownNodes);
+  return flags;
 }
 
 interface QuantizedConstant {

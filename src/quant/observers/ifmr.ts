@@ -1,7 +1,6 @@
 import type { Kernels } from '../../kernels/types.js';
-import { activationRange, rangeParams } from '../params.js';
-import { percentileRange } from './quantile.js';
-import { RawValues } from './raw.js';
+import { rangeParams } from '../params.js';
+import { DEFAULT_HISTOGRAM_BINS, StreamingHistogram } from './histogram.js';
 import type { ActivationObserver, ActivationResult } from './types.js';
 
 export interface IfmrOptions {
@@ -11,30 +10,36 @@ export interface IfmrOptions {
   maxPercentile: number;
   searchRange: [number, number];
   searchStep: number;
-  /** Calibration batches to expect, so the raw-value buffer is sized once. */
-  expectedBatches?: number;
+  /** Histogram bins (resolution of the percentiles and of the error estimate). */
+  bins?: number;
 }
 
 /**
  * AMCT's IFMR: seed the range with the min/max percentiles (widened to include 0), then scale it
  * by each ratio r in [lo, hi) and keep the parameters with the least squared error between the
- * fake-quantized and the original values. Needs the raw values of all calibration batches:
- * memory = 4 bytes × batch_num × activation elements.
+ * fake-quantized and the original values. Both the percentiles and the squared errors are read from
+ * a streaming histogram (see histogram.ts) instead of the raw values AMCT keeps: fixed memory
+ * (8 bytes × bins), one calibration pass; the percentiles are within one bin of the exact ones.
  */
 export class IfmrObserver implements ActivationObserver {
-  readonly keepsRawValues = true;
-  private readonly raw: RawValues;
+  readonly keepsRawValues = false;
+  private readonly h: StreamingHistogram;
 
-  constructor(private readonly k: Kernels, private readonly o: IfmrOptions) {
-    this.raw = new RawValues(o.expectedBatches);
+  constructor(k: Kernels, private readonly o: IfmrOptions) {
+    this.h = new StreamingHistogram(k, o.bins ?? DEFAULT_HISTOGRAM_BINS);
   }
 
   get bytesHeld(): number {
-    return this.raw.bytes;
+    return this.h.bytes;
+  }
+
+  /** Resolution of the statistics: one histogram bin. */
+  get step(): number {
+    return this.h.step;
   }
 
   observe(x: Float32Array): void {
-    this.raw.add(x);
+    this.h.observe(x);
   }
 
   /** The clip ratios tried, in order. */
@@ -45,21 +50,18 @@ export class IfmrObserver implements ActivationObserver {
   }
 
   compute(): ActivationResult {
-    const x = this.raw.joined();
-    const seed = percentileRange(this.k, x, this.o.minPercentile, this.o.maxPercentile);
+    const seed = this.h.percentiles(this.o.minPercentile, this.o.maxPercentile);
     const min0 = Math.min(seed.min, 0);
     const max0 = Math.max(seed.max, 0);
     const ratios = this.ratios();
-    const params = ratios.map((r) => rangeParams(r * min0, r * max0, this.o.bits, this.o.asymmetric));
-    const { qmin, qmax } = activationRange(this.o.bits);
-    const errors = this.k.fakeQuantSquaredError(x, {
-      scale: Float32Array.from(params, (p) => p.scale),
-      zeroPoint: Int32Array.from(params, (p) => p.zeroPoint),
-      qmin,
-      qmax,
-    });
-    let best = 0;
-    for (let i = 1; i < errors.length; i++) if (errors[i]! < errors[best]!) best = i;
-    return { ...params[best]!, clipMin: ratios[best]! * min0, clipMax: ratios[best]! * max0, count: x.length };
+    let best: { params: ReturnType<typeof rangeParams>; ratio: number; error: number } | undefined;
+    for (const ratio of ratios) {
+      const params = rangeParams(ratio * min0, ratio * max0, this.o.bits, this.o.asymmetric);
+      const error = this.h.squaredError(params.scale, params.zeroPoint, this.o.bits);
+      if (!best || error < best.error) best = { params, ratio, error };
+    }
+    const { params, ratio, error } = best!;
+    const energy = this.h.energy();
+    return { ...params, clipMin: ratio * min0, clipMax: ratio * max0, count: this.h.count, noise: energy > 0 ? error / energy : 0 };
   }
 }

@@ -9,7 +9,7 @@ import type { ActivationObserver } from './types.js';
 export type { ActivationObserver, ActivationResult } from './types.js';
 
 /** The observer a layer's activation config asks for. */
-export function createObserver(k: Kernels, p: ActivationQuantParams, asymmetricDefault: boolean, expectedBatches = 1): ActivationObserver {
+export function createObserver(k: Kernels, p: ActivationQuantParams, asymmetricDefault: boolean): ActivationObserver {
   const asymmetric = p.asymmetric ?? asymmetricDefault;
   switch (p.act_algo) {
     case 'ifmr':
@@ -20,7 +20,6 @@ export function createObserver(k: Kernels, p: ActivationQuantParams, asymmetricD
         maxPercentile: p.max_percentile ?? IFMR_DEFAULTS.max_percentile,
         searchRange: p.search_range ?? IFMR_DEFAULTS.search_range,
         searchStep: p.search_step ?? IFMR_DEFAULTS.search_step,
-        expectedBatches,
       });
     case 'hfmg':
       return new HfmgObserver(k, p.num_bits, asymmetric, p.num_of_bins ?? HFMG_DEFAULTS.num_of_bins);
@@ -29,7 +28,6 @@ export function createObserver(k: Kernels, p: ActivationQuantParams, asymmetricD
         k, p.num_bits, asymmetric,
         p.min_percentile ?? PERCENTILE_DEFAULTS.min_percentile,
         p.max_percentile ?? PERCENTILE_DEFAULTS.max_percentile,
-        expectedBatches,
       );
     case 'minmax':
       return new MinMaxObserver(k, p.num_bits, asymmetric);

@@ -1,36 +1,42 @@
 import type { Kernels } from '../../kernels/types.js';
 import { rangeParams } from '../params.js';
-import { percentileRange } from './quantile.js';
-import { RawValues } from './raw.js';
+import { DEFAULT_HISTOGRAM_BINS, StreamingHistogram } from './histogram.js';
 import type { ActivationObserver, ActivationResult } from './types.js';
 
-/** Range = the min/max percentiles of all calibration values (raw values kept, as for IFMR). */
+/**
+ * Range = the min/max percentiles of all calibration values, read from a streaming histogram (see
+ * histogram.ts): fixed memory, one pass, within one bin of the exact percentiles.
+ */
 export class PercentileObserver implements ActivationObserver {
-  readonly keepsRawValues = true;
-  private readonly raw: RawValues;
+  readonly keepsRawValues = false;
+  private readonly h: StreamingHistogram;
 
   constructor(
-    private readonly k: Kernels,
+    k: Kernels,
     private readonly bits: 8 | 16,
     private readonly asymmetric: boolean,
     private readonly minPercentile: number,
     private readonly maxPercentile: number,
-    expectedBatches = 1,
+    bins = DEFAULT_HISTOGRAM_BINS,
   ) {
-    this.raw = new RawValues(expectedBatches);
+    this.h = new StreamingHistogram(k, bins);
   }
 
   get bytesHeld(): number {
-    return this.raw.bytes;
+    return this.h.bytes;
+  }
+
+  get step(): number {
+    return this.h.step;
   }
 
   observe(x: Float32Array): void {
-    this.raw.add(x);
+    this.h.observe(x);
   }
 
   compute(): ActivationResult {
-    const x = this.raw.joined();
-    const { min, max } = percentileRange(this.k, x, this.minPercentile, this.maxPercentile);
-    return { ...rangeParams(min, max, this.bits, this.asymmetric), clipMin: Math.min(min, 0), clipMax: Math.max(max, 0), count: x.length };
+    const { min, max } = this.h.percentiles(this.minPercentile, this.maxPercentile);
+    const params = rangeParams(min, max, this.bits, this.asymmetric);
+    return { ...params, clipMin: Math.min(min, 0), clipMax: Math.max(max, 0), count: this.h.count, noise: this.h.noise(params.scale, params.zeroPoint, this.bits) };
   }
 }

@@ -19,4 +19,6 @@ export interface ActivationResult extends QuantParams {
   clipMax: number;
   /** Values observed. */
   count: number;
+  /** Estimated Σ(fq(x) − x)² / Σx² with these parameters, where the observer can tell (histograms). */
+  noise?: number;
 }

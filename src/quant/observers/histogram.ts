@@ -1,0 +1,169 @@
+/**
+ * A histogram that follows the data's range batch by batch without keeping the values: the first
+ * batch sets the range, and a later value outside it doubles the range (merging bins in pairs, so
+ * every old count stays in a bin that still covers it) until everything fits. Memory is fixed
+ * (8 bytes × bins) and calibration is one pass, whatever `batch_num` is. Its resolution is the
+ * final range / bins, which bounds how far order statistics and clip ranges read from it can be
+ * from the exact ones over the raw values.
+ */
+import type { Kernels } from '../../kernels/types.js';
+import { CalibrationError } from '../../errors.js';
+import { activationRange } from '../params.js';
+
+export const DEFAULT_HISTOGRAM_BINS = 8192;
+
+export class StreamingHistogram {
+  readonly counts: Float64Array;
+  /** Lower edge of bin 0 and the bin width; bins cover [lo, lo + bins · width). */
+  private lo = 0;
+  private width = 0;
+  /** Exact extremes and number of the non-NaN values seen. */
+  min = Infinity;
+  max = -Infinity;
+  count = 0;
+
+  constructor(private readonly k: Kernels, readonly bins = DEFAULT_HISTOGRAM_BINS) {
+    this.counts = new Float64Array(bins);
+  }
+
+  get bytes(): number {
+    return this.counts.byteLength;
+  }
+
+  /** Width of one bin: how far apart two values may be and still be told apart. */
+  get step(): number {
+    return this.width;
+  }
+
+  get hi(): number {
+    return this.lo + this.bins * this.width;
+  }
+
+  observe(x: Float32Array): void {
+    const { min, max } = this.k.minMax(x);
+    if (!(min <= max)) return; // empty or all NaN
+    if (!Number.isFinite(min) || !Number.isFinite(max)) throw new CalibrationError(`the activation holds ${Number.isFinite(max) ? min : max}, which no quantization range can cover`);
+    if (this.count === 0) {
+      // A little headroom above max, so the first batch's maximum is not the edge bin's only member by rounding.
+      const span = max - min || Math.max(Math.abs(min), 1) * 2 ** -20;
+      this.lo = min;
+      this.width = (span * (1 + 2 ** -12)) / this.bins;
+    } else {
+      this.cover(min, max);
+    }
+    this.k.histogram(x, this.lo, this.hi, this.counts);
+    this.min = Math.min(this.min, min);
+    this.max = Math.max(this.max, max);
+    let n = 0;
+    for (let i = 0; i < this.bins; i++) n += this.counts[i]!;
+    this.count = n; // NaN is counted nowhere
+  }
+
+  /** Doubles the range toward whichever side is short until [min, max] fits. */
+  private cover(min: number, max: number): void {
+    const n = this.bins;
+    const c = this.counts;
+    while (min < this.lo || max >= this.hi) {
+      const up = max >= this.hi && (min >= this.lo || max - this.hi >= this.lo - min);
+      const half = n >> 1;
+      if (up) {
+        for (let i = 0; i < half; i++) c[i] = c[2 * i]! + c[2 * i + 1]!;
+        c.fill(0, half);
+      } else {
+        for (let i = n - 1; i >= half; i--) c[i] = c[2 * i - n]! + c[2 * i - n + 1]!;
+        c.fill(0, 0, half);
+        this.lo -= n * this.width;
+      }
+      this.width *= 2;
+    }
+  }
+
+  /**
+   * The value at 0-based `rank` of the sorted values: the exact extreme for the first and last
+   * rank, else interpolated inside its bin (mass taken as uniform there), so within one step.
+   */
+  valueAt(rank: number): number {
+    if (this.count === 0) return 0;
+    const r = Math.min(this.count - 1, Math.max(0, rank));
+    if (r === 0) return this.min;
+    if (r === this.count - 1) return this.max;
+    let below = 0;
+    let bin = 0;
+    while (bin < this.bins - 1 && below + this.counts[bin]! <= r) below += this.counts[bin++]!;
+    const inBin = this.counts[bin]! || 1;
+    const v = this.lo + (bin + (r - below + 0.5) / inBin) * this.width;
+    return Math.min(this.max, Math.max(this.min, v));
+  }
+
+  /**
+   * The lower and upper percentile values (AMCT's convention: `maxPercentile` 0.999999 is the value
+   * below which that fraction lies; `minPercentile` mirrors it from the bottom). 0, 0 when empty.
+   */
+  percentiles(minPercentile: number, maxPercentile: number): { min: number; max: number } {
+    const n = this.count;
+    if (n === 0) return { min: 0, max: 0 };
+    return { min: this.valueAt(n - Math.ceil(minPercentile * n)), max: this.valueAt(Math.ceil(maxPercentile * n) - 1) };
+  }
+
+  /** Estimated Σx² over the values seen (mass uniform in each bin). */
+  energy(): number {
+    const w = this.width;
+    let e = 0;
+    for (let i = 0; i < this.bins; i++) {
+      const m = this.counts[i]!;
+      if (m === 0) continue;
+      const a = this.lo + i * w;
+      const b = a + w;
+      e += (m * (b * b * b - a * a * a)) / (3 * w);
+    }
+    return e;
+  }
+
+  /** Relative error Σ(fq(x) − x)² / Σx² (0 when all values are 0). */
+  noise(scale: number, zeroPoint: number, bits: 8 | 16): number {
+    const e = this.energy();
+    return e > 0 ? this.squaredError(scale, zeroPoint, bits) / e : 0;
+  }
+
+  /**
+   * Estimated Σ (fq(x) − x)² over the values seen, for quantization with `scale` and `zeroPoint` in
+   * `bits`, the mass of each bin taken as uniform over it: the rounding error is integrated exactly
+   * over the part inside the clip range (the grid is the multiples of the scale), the distance to the
+   * nearer end over the parts outside.
+   */
+  squaredError(scale: number, zeroPoint: number, bits: 8 | 16): number {
+    const { qmin, qmax } = activationRange(bits);
+    const cmin = (qmin - zeroPoint) * scale;
+    const cmax = (qmax - zeroPoint) * scale;
+    const w = this.width;
+    const s3 = scale * scale * scale;
+    let err = 0;
+    for (let i = 0; i < this.bins; i++) {
+      const m = this.counts[i]!;
+      if (m === 0) continue;
+      const a = this.lo + i * w;
+      const b = a + w;
+      let e = 0;
+      const ia = Math.max(a, cmin);
+      const ib = Math.min(b, cmax);
+      if (ib > ia) e += s3 * (roundingIntegral(ib / scale) - roundingIntegral(ia / scale));
+      if (b > cmax) {
+        const p = Math.max(a, cmax);
+        e += ((b - cmax) ** 3 - (p - cmax) ** 3) / 3;
+      }
+      if (a < cmin) {
+        const p = Math.min(b, cmin);
+        e += ((cmin - a) ** 3 - (cmin - p) ** 3) / 3;
+      }
+      err += (m / w) * e;
+    }
+    return err;
+  }
+}
+
+/** ∫ from −½ to u of (v − round(v))² dv: 1/12 per whole period plus the part of the current one. */
+function roundingIntegral(u: number): number {
+  const m = Math.round(u);
+  const d = u - m;
+  return m / 12 + (d * d * d + 0.125) / 3;
+}
