@@ -16,6 +16,7 @@ import { AutoquantError } from './errors.js';
 import { loadModel } from './onnx/model.js';
 import type { ActivationAlgo } from './quant/config.js';
 import { createQuantConfig, loadQuantConfig, quantizeModel, saveModel } from './quant/quantize.js';
+import { ENGINES, useEngine, type Engine } from './runtime/ort.js';
 import { VERSION } from './version.js';
 
 const HELP = `autoquant ${VERSION}: accuracy-driven automatic int8 quantization of ONNX models
@@ -40,7 +41,9 @@ Usage:
 
 Common options:
   --json            Print a JSON summary on stdout
-  --ep <name,...>   onnxruntime-web execution providers (default wasm)
+  --runtime web|node  Engine: onnxruntime-web (wasm, all cores) or native onnxruntime-node (default: node when
+                      the onnxruntime-node package is installed, else web)
+  --ep <name,...>   Execution providers (default wasm on web, cpu on node)
   --help, --version
 
 NumPy inputs: a .npy array feeds the model's only input; a .npz holds one array per input name. Arrays are split
@@ -56,7 +59,7 @@ const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-
 const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
   'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity',
-  'max-evaluations', 'max-seconds', 'fidelity',
+  'max-evaluations', 'max-seconds', 'fidelity', 'runtime',
 ]);
 
 function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): string[] {
@@ -66,6 +69,10 @@ function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): string[] {
 
 function executionProviders(o: Options): string[] | undefined {
   return o.string('ep')?.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function engine(o: Options): Engine | undefined {
+  return o.choice<Engine>('runtime', [...ENGINES]);
 }
 
 async function configCommand(model: string, o: Options, out: Out): Promise<number> {
@@ -96,8 +103,10 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   const batchNum = o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   const eps = executionProviders(o);
+  const runtime = engine(o);
   const json = o.flag('json');
   o.finish();
+  if (runtime) await useEngine(runtime);
   const model = await loadModel(modelPath);
   let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model);
   if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
@@ -105,7 +114,8 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const t0 = performance.now();
   const result = await quantizeModel(model, config, feeds, {
     executionProviders: eps,
-    onProgress: (e) => err.write(`calibration: pass ${e.pass}, batch ${e.batch}/${e.batchNum}\n`),
+    engine: runtime,
+    onProgress: (e) => err.write(`calibration: batch ${e.batch}/${e.batchNum}\n`),
   });
   const files = await saveModel(result, save);
   const quantized = result.layers.filter((l) => l.quantized).map((l) => l.name);
@@ -161,8 +171,11 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const maxEvaluations = o.number('max-evaluations', (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2');
   const maxSeconds = o.number('max-seconds', (n) => n > 0, 'a number of seconds > 0');
   const eps = executionProviders(o);
+  const runtime = engine(o);
   const json = o.flag('json');
   o.finish();
+  // Also the default for sessions an --evaluator module creates itself.
+  if (runtime) await useEngine(runtime);
   if (!evaluatorFile === !data) throw new UsageError('auto: give exactly one of --evaluator <module> or --data <inputs.npy|.npz>');
   if (evaluatorFile && (fidelity || calibrationData || batchSize)) {
     throw new UsageError('auto: --fidelity, --calibration-data and --batch-size apply to --data; an --evaluator module brings its own data');
@@ -191,6 +204,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     maxEvaluations,
     maxSeconds,
     executionProviders: eps,
+    engine: runtime,
     onProgress: (e) => err.write(`${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}\n`),
   });
   if (json) out.write(JSON.stringify({ ...autoCalibrationReport(result), files: result.files }) + '\n');

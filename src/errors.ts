@@ -32,7 +32,14 @@ export class UnsupportedEnvironmentError extends AutoquantError {
   }
 }
 
-/** onnxruntime-web refused the model or the requested execution providers. */
+/** An engine that does not exist or cannot be loaded here (see `useEngine`). */
+export class EngineError extends AutoquantError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ENGINE', message, options);
+  }
+}
+
+/** onnxruntime refused the model or the requested execution providers. */
 export class SessionCreationError extends AutoquantError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('SESSION_CREATION', message, options);

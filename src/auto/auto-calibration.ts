@@ -69,7 +69,7 @@ export interface AutoCalibrationOptions extends CreateSessionOptions {
    * best passing configuration found so far (the fewest fallbacks) is returned.
    */
   maxSeconds?: number;
-  /** Bound on activation bytes held during calibration and ranking (default 512 MiB). */
+  /** Bound on activation bytes the sensitivity ranking holds at once (default 512 MiB; calibration holds fixed-size statistics). */
   memoryBudgetBytes?: number;
   onProgress?: (event: AutoProgressEvent) => void;
 }
@@ -130,7 +130,7 @@ export async function accuracyBasedAutoCalibration(
 ): Promise<AutoCalibrationResult> {
   const t0 = now();
   const progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry) => options.onProgress?.({ phase, message, evaluation });
-  const sessionOptions: CreateSessionOptions = { executionProviders: options.executionProviders, graphOptimizationLevel: options.graphOptimizationLevel };
+  const sessionOptions: CreateSessionOptions = { executionProviders: options.executionProviders, graphOptimizationLevel: options.graphOptimizationLevel, engine: options.engine };
   const config = await readConfig(options, model);
   const q = await prepareQuantization(model, config, undefined, options.configFile ?? 'config');
   const history: HistoryEntry[] = [];

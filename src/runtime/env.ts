@@ -28,6 +28,22 @@ export const env = Object.freeze({
 
 export type Env = typeof env;
 
+/**
+ * Hardware threads available to this process: `os.availableParallelism()` in Node (Node 20 has no
+ * navigator.hardwareConcurrency), navigator.hardwareConcurrency elsewhere, 1 when unknown.
+ */
+export async function cpuCount(): Promise<number> {
+  if (runtime === 'node') {
+    try {
+      const os = await import(/* @vite-ignore */ ['node', 'os'].join(':'));
+      return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+    } catch {
+      return env.hardwareConcurrency;
+    }
+  }
+  return Math.max(1, env.hardwareConcurrency);
+}
+
 /** Read an environment variable where the host has them; undefined in browsers. */
 export function getEnvVar(name: string): string | undefined {
   if (runtime === 'deno') {

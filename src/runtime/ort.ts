@@ -1,10 +1,12 @@
 /**
- * The only module that touches onnxruntime-web. Callers get sessions through `createSession`, so the
- * choice of ort build (wasm, webgpu) and its settings live here. Users who load a specific build
- * (e.g. `onnxruntime-web/webgpu` in Deno) hand it over with `useOrt`.
+ * The only module that touches onnxruntime. Callers get sessions through `createSession`, so the
+ * engine (onnxruntime-web's wasm/WebGPU builds, or native onnxruntime-node in Node and Deno), its
+ * settings and its thread count live here. Users who load a specific web build (e.g.
+ * `onnxruntime-web/webgpu` in Deno) hand it over with `useOrt`; `useEngine` picks the engine.
  */
 import * as defaultOrt from 'onnxruntime-web';
-import { SessionCreationError } from '../errors.js';
+import { EngineError, SessionCreationError } from '../errors.js';
+import { cpuCount, env } from './env.js';
 
 export type Ort = typeof defaultOrt;
 export type InferenceSession = defaultOrt.InferenceSession;
@@ -12,15 +14,86 @@ export type SessionOptions = defaultOrt.InferenceSession.SessionOptions;
 export type OrtTensor = defaultOrt.Tensor;
 export const Tensor = defaultOrt.Tensor;
 
+/**
+ * 'web': onnxruntime-web (wasm by default; any build given to `useOrt`). 'node': onnxruntime-node,
+ * the native runtime, in Node and Deno when it is installed (an optional peer dependency).
+ */
+export type Engine = 'web' | 'node';
+export const ENGINES: readonly Engine[] = Object.freeze(['web', 'node']);
+
+/** What the engines share: onnxruntime-common's session API. */
+interface Runtime {
+  InferenceSession: Pick<Ort['InferenceSession'], 'create'>;
+}
+
 let ort: Ort = defaultOrt;
+let chosen: Engine | undefined;
+let nodeRuntime: Promise<Runtime | undefined> | undefined;
+let threadsSet = false;
 
 /** Use another onnxruntime-web build (same API), e.g. `await import('onnxruntime-web/webgpu')`. */
 export function useOrt(module: Ort): void {
   ort = module;
 }
 
+/** The onnxruntime-web build in use. */
 export function getOrt(): Ort {
   return ort;
+}
+
+/** onnxruntime-node when this host can load it, else undefined (the import is tried once). */
+function loadNode(): Promise<Runtime | undefined> {
+  if (env.runtime !== 'node' && env.runtime !== 'deno') return Promise.resolve(undefined);
+  // A computed specifier, so bundlers for the browser neither resolve nor bundle it.
+  const specifier = ['onnxruntime', 'node'].join('-');
+  nodeRuntime ??= import(/* @vite-ignore */ specifier).then(
+    (m: Runtime & { default?: Runtime }) => (m.InferenceSession ? m : m.default),
+    () => undefined,
+  );
+  return nodeRuntime;
+}
+
+/**
+ * Sets the engine for sessions whose options name none. Without a call, the first session picks
+ * 'node' in Node and Deno when onnxruntime-node can be loaded, else 'web'.
+ * @throws EngineError for an unknown name, or 'node' where onnxruntime-node cannot be loaded.
+ */
+export async function useEngine(engine: Engine): Promise<void> {
+  await engineRuntime(engine);
+  chosen = engine;
+}
+
+/** The engine sessions get when their options name none (detecting it on first use). */
+export async function defaultEngine(): Promise<Engine> {
+  chosen ??= (await loadNode()) ? 'node' : 'web';
+  return chosen;
+}
+
+async function engineRuntime(engine: Engine): Promise<Runtime> {
+  if (engine === 'web') return ort;
+  if (engine !== 'node') throw new EngineError(`unknown engine '${String(engine)}': use one of ${ENGINES.join(', ')}`);
+  const node = await loadNode();
+  if (!node) {
+    throw new EngineError(
+      env.runtime === 'node' || env.runtime === 'deno'
+        ? "engine 'node' needs the onnxruntime-node package: npm install onnxruntime-node"
+        : `engine 'node' runs only in Node and Deno, not in ${env.runtime}`,
+    );
+  }
+  return node;
+}
+
+/**
+ * onnxruntime-web sizes its wasm thread pool from navigator.hardwareConcurrency, which Node 20 does
+ * not define (so one thread); in Node set it from the real core count unless the user set it.
+ * Elsewhere its own choice stands: Deno cannot start its workers (they load from blob: URLs), and
+ * browsers report their cores.
+ */
+async function sizeWasmThreads(): Promise<void> {
+  if (threadsSet || env.runtime !== 'node') return;
+  threadsSet = true;
+  const wasm = ort.env?.wasm;
+  if (wasm && wasm.numThreads === undefined) wasm.numThreads = await cpuCount();
 }
 
 /** Execution providers this package knows how to ask for; anything else is passed through. */
@@ -29,23 +102,29 @@ export const KNOWN_EXECUTION_PROVIDERS = Object.freeze(['wasm', 'cpu', 'webgpu',
 export interface CreateSessionOptions {
   executionProviders?: SessionOptions['executionProviders'];
   graphOptimizationLevel?: SessionOptions['graphOptimizationLevel'];
+  /** Which onnxruntime runs the sessions (default: see `useEngine`). */
+  engine?: Engine;
 }
 
-export async function createSession(
-  model: Uint8Array,
-  options: CreateSessionOptions = {},
-): Promise<InferenceSession> {
-  const executionProviders = options.executionProviders ?? ['wasm'];
+export async function createSession(model: Uint8Array, options: CreateSessionOptions = {}): Promise<InferenceSession> {
+  const engine = options.engine ?? (await defaultEngine());
+  const runtime = await engineRuntime(engine);
+  // onnxruntime-node's CPU provider is 'cpu'; 'wasm' (the web default) means the same there.
+  const executionProviders = engine === 'node'
+    ? (options.executionProviders ?? ['cpu']).map((ep) => (ep === 'wasm' ? 'cpu' : ep))
+    : options.executionProviders ?? ['wasm'];
+  if (engine === 'web') await sizeWasmThreads();
   try {
-    return await ort.InferenceSession.create(model, {
+    return await runtime.InferenceSession.create(model, {
       executionProviders,
       graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
     });
   } catch (cause) {
     const eps = executionProviders.map((ep) => (typeof ep === 'string' ? ep : ep.name)).join(', ');
+    const name = engine === 'node' ? 'onnxruntime-node' : 'onnxruntime-web';
     throw new SessionCreationError(
-      `onnxruntime-web could not create a session on [${eps}]: ${(cause as Error)?.message ?? cause}. ` +
-        `Known execution providers: ${KNOWN_EXECUTION_PROVIDERS.join(', ')} (webgpu needs onnxruntime-web/webgpu via useOrt()).`,
+      `${name} could not create a session on [${eps}]: ${(cause as Error)?.message ?? cause}. ` +
+        `Known execution providers: ${KNOWN_EXECUTION_PROVIDERS.join(', ')} (webgpu needs onnxruntime-web/webgpu via useOrt() and engine 'web').`,
       { cause },
     );
   }

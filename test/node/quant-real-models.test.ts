@@ -164,7 +164,9 @@ describe('PTQ on the PaddleOCR PP-OCRv4 text recognizer (opset 9, attention)', (
         `fake-quant/deploy ${Math.min(...agreement).toFixed(6)}, per-step top-1 agreement ${same}/${steps}`,
     );
     expect(same / steps).toBeGreaterThanOrEqual(0.9);
-    expect(Math.min(...agreement)).toBeGreaterThan(0.99999);
+    // Not bit-exact where onnxruntime runs integer kernels (the node engine): integer and float
+    // accumulation break requantization ties differently, about one step in a few places.
+    expect(Math.min(...agreement)).toBeGreaterThan(0.9999);
     expect(meanCosine).toBeGreaterThan(0.97);
   });
 });
