@@ -22,7 +22,7 @@ import {
   pruneRecord,
   readJsonFile,
   readRecord,
-  selectOutputs,
+  keepAllOutputs,
   type LayerReport,
   type ModelSource,
 } from '../quant/quantize.js';
@@ -195,7 +195,8 @@ export async function accuracyBasedAutoCalibration(
     onProgress: (e: { pass: number; batch: number; batchNum: number }) => progress('calibration', `${what}: batch ${e.batch}/${e.batchNum}`),
   });
   const stats = await calibrateLayers(q, enabled, record, batches.callback!, calibrationOptions('calibration'));
-  await selectOutputs(q, planLayers(q, enabled, record), record, sessionOptions);
+  // The evaluator judges the output quantizations here (see step 2 below), so all are kept at first.
+  keepAllOutputs(q, planLayers(q, enabled, record), record);
   let plan = planLayers(q, enabled, record);
   const calibrationSeconds = now() - phaseStart;
   const fallbackTo = options.fallback ?? 'float';

@@ -304,8 +304,8 @@ export async function selectOutputs(
   options: CreateSessionOptions = {},
 ): Promise<void> {
   const samples = q.samples ?? [];
-  if (q.config.quantize_outputs === false || samples.length === 0) return;
-  const candidates = placeOutputs(q.work.graph!, plan, true).outputs.filter((o) => !o.exact && record.layers[o.layer]?.output_quant === undefined);
+  if (samples.length === 0) return;
+  const candidates = outputCandidates(q, plan, record);
   if (candidates.length === 0) return;
   const run = async (session: InferenceSession, extra: Feeds = {}): Promise<Float32Array[]> => {
     const all: Float32Array[] = [];
@@ -354,6 +354,22 @@ export async function selectOutputs(
   } finally {
     await switchboard?.release();
   }
+}
+
+/** The calibrated output quantizations `plan` allows that the record has not decided on yet. */
+function outputCandidates(q: QuantizationSession, plan: readonly LayerQuantization[], record: QuantRecord): OutputQuantization[] {
+  if (q.config.quantize_outputs === false) return [];
+  return placeOutputs(q.work.graph!, plan, true).outputs.filter((o) => !o.exact && record.layers[o.layer]?.output_quant === undefined);
+}
+
+/**
+ * Keeps every calibrated output quantization `plan` allows (marks them in the record), for callers
+ * whose own evaluation decides, as the automatic calibration does. Returns how many.
+ */
+export function keepAllOutputs(q: QuantizationSession, plan: readonly LayerQuantization[], record: QuantRecord): number {
+  const candidates = outputCandidates(q, plan, record);
+  for (const o of candidates) record.layers[o.layer]!.output_quant = true;
+  return candidates.length;
 }
 
 /** The largest n such that the first n of `order` stay within the bound (bisection; monotone in practice). */
