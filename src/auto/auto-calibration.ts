@@ -9,26 +9,10 @@ import { writeFileAtomic } from '../runtime/io.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
 import { DEFAULT_CALIBRATION_MEMORY, type BatchSource } from '../quant/calibrate.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config.js';
-import {
-  buildDeployModel,
-  buildFakeQuantModel,
-  calibrateLayers,
-  checkDeployable,
-  createQuantConfig,
-  enabledLayers,
-  layerReport,
-  planLayers,
-  prepareQuantization,
-  pruneRecord,
-  readJsonFile,
-  readRecord,
-  keepAllOutputs,
-  type LayerReport,
-  type ModelSource,
-} from '../quant/quantize.js';
+import { createQuantConfig, PreparedQuantization, readJsonFile, type LayerReport, type ModelSource } from '../quant/quantize.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
 import { replaceAttributeClips } from '../quant/portable.js';
-import { emptyRecord, type QuantRecord } from '../quant/record.js';
+import type { QuantRecord } from '../quant/record.js';
 import type { LayerQuantization } from '../quant/rewrite.js';
 import type { AutoCalibrationEvaluator } from './evaluator.js';
 import { rankLayers, sensitivityFunction, type LayerScore, type SensitivityFunction, type SensitivityName } from './sensitivity.js';
@@ -118,7 +102,7 @@ const now = () => performance.now() / 1000;
 
 async function readConfig(options: AutoCalibrationOptions, model: ModelSource): Promise<QuantConfig> {
   if (options.config) return structuredClone(options.config);
-  // A file's config is validated against the model by prepareQuantization.
+  // A file's config is validated against the model by PreparedQuantization.create.
   if (options.configFile) return (await readJsonFile(options.configFile)) as QuantConfig;
   return createQuantConfig(model);
 }
@@ -132,7 +116,12 @@ export async function accuracyBasedAutoCalibration(
   const progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry) => options.onProgress?.({ phase, message, evaluation });
   const sessionOptions: CreateSessionOptions = { executionProviders: options.executionProviders, graphOptimizationLevel: options.graphOptimizationLevel, engine: options.engine };
   const config = await readConfig(options, model);
-  const q = await prepareQuantization(model, config, undefined, options.configFile ?? 'config');
+  // Finds out now, not after the search, whether the deploy model's opset is reachable.
+  const p = await PreparedQuantization.create(model, config, {
+    record: options.record,
+    configSource: options.configFile ?? 'config',
+    activationBits: options.fallback === 'int16' ? 16 : undefined,
+  });
   const history: HistoryEntry[] = [];
 
   const evaluate = async (bytes: Uint8Array, fallbackLayers: string[] | null, what: string, original?: number): Promise<HistoryEntry> => {
@@ -161,8 +150,6 @@ export async function accuracyBasedAutoCalibration(
   }
   const maxSeconds = options.maxSeconds ?? Infinity;
   if (!(maxSeconds > 0)) throw new AutoquantError('AUTO_OPTIONS', `maxSeconds must be a number > 0, got ${options.maxSeconds}`);
-  // Find out now, not after the search, whether the deploy model's opset is reachable.
-  checkDeployable(q, enabledLayers(q), options.fallback === 'int16' ? 16 : undefined);
   evaluator.reset?.(); // optional: the CLI also accepts evaluator-shaped objects
 
   // 1. The float model sets the reference and must pass against itself. On WebGPU it is evaluated
@@ -170,10 +157,10 @@ export async function accuracyBasedAutoCalibration(
   // side pays for CPU round trips the other does not.
   let phaseStart = now();
   const onGpu = (options.executionProviders ?? []).some((ep) => (typeof ep === 'string' ? ep : ep.name) === 'webgpu');
-  let floatModel = q.original;
+  let floatModel = p.session.original;
   let floatModelRewrites: string[] = [];
   if (onGpu) {
-    const copy = decodeModel(q.original);
+    const copy = decodeModel(p.session.original);
     floatModelRewrites = replaceAttributeClips(copy);
     if (floatModelRewrites.length) floatModel = encodeModel(copy);
   }
@@ -187,38 +174,33 @@ export async function accuracyBasedAutoCalibration(
 
   // 2. Calibrate once and evaluate the fully quantized model.
   phaseStart = now();
-  const enabled = enabledLayers(q);
-  const record = (await readRecord(options.record)) ?? emptyRecord();
   const batches: BatchSource = { callback: (session) => evaluator.calibration(session) };
   const calibrationOptions = (what: string) => ({
     ...sessionOptions,
     onProgress: (e: { pass: number; batch: number; batchNum: number }) => progress('calibration', `${what}: batch ${e.batch}/${e.batchNum}`),
   });
-  const stats = await calibrateLayers(q, enabled, record, batches.callback!, calibrationOptions('calibration'));
+  const stats = await p.calibrate(batches.callback!, calibrationOptions('calibration'));
   // The evaluator judges the output quantizations here (see step 2 below), so all are kept at first.
-  keepAllOutputs(q, planLayers(q, enabled, record), record);
-  let plan = planLayers(q, enabled, record);
+  const outputs = p.keepAllOutputs();
+  let plan = p.plan();
   const calibrationSeconds = now() - phaseStart;
   const fallbackTo = options.fallback ?? 'float';
   let wide: Map<string, LayerQuantization> | undefined;
   const widePlan = async () => {
     // The same layers with 16-bit activation factors, calibrated once for the whole search.
-    const config16 = structuredClone(q.config);
-    for (const l of enabled) (config16[l.name] as LayerQuantConfig).activation_quant_params.num_bits = 16;
-    const q16 = { ...q, config: config16 };
-    const record16 = emptyRecord();
-    await calibrateLayers(q16, enabled, record16, batches.callback!, calibrationOptions('16-bit calibration'));
-    return { plan: new Map(planLayers(q16, enabled, record16).map((p) => [p.layer.name, p])), record16 };
+    const p16 = p.withActivationBits(16);
+    await p16.calibrate(batches.callback!, calibrationOptions('16-bit calibration'));
+    return { plan: new Map(p16.plan().map((l) => [l.layer.name, l])), record16: p16.record };
   };
   let record16: QuantRecord | undefined;
   const byCount = new Map<number, HistoryEntry>();
   const planWith = (fallback: readonly string[]) => {
     const off = new Set(fallback);
-    return plan.flatMap((p) => (!off.has(p.layer.name) ? [p] : wide ? [wide.get(p.layer.name)!] : []));
+    return plan.flatMap((l) => (!off.has(l.layer.name) ? [l] : wide ? [wide.get(l.layer.name)!] : []));
   };
   const tryFallback = async (fallback: readonly string[], note = '') => {
     const subPlan = planWith(fallback);
-    const entry = await evaluate(buildFakeQuantModel(q, subPlan), [...fallback], `the model with ${fallback.length} layer(s) in ${fallbackTo}${note}`, originalMetric);
+    const entry = await evaluate(p.fakeQuantModel(subPlan).model, [...fallback], `the model with ${fallback.length} layer(s) in ${fallbackTo}${note}`, originalMetric);
     byCount.set(fallback.length, entry);
     progress(fallback.length ? 'search' : 'quantized-evaluation', `${fallback.length} layer(s) in ${fallbackTo}${note}: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok' : 'not ok'}`, entry);
     return entry;
@@ -236,18 +218,17 @@ export async function accuracyBasedAutoCalibration(
   // Calibrated output quantizations make layers faster in the deploy model but add rounding; they
   // are the cheapest thing to give up, so a failing model first loses all of them (one evaluation),
   // and the search then falls back whole layers from AMCT's form.
-  const outputs = Object.values(record.layers).filter((l) => l.output_quant === true);
   let outputsDropped = false;
-  if (full && !full.ok && outputs.length > 0 && withinBudget()) {
+  if (full && !full.ok && outputs > 0 && withinBudget()) {
     outputsDropped = true;
-    for (const l of outputs) l.output_quant = false;
-    plan = planLayers(q, enabled, record);
-    full = await tryFallback([], `, outputs of ${outputs.length} layers back to float`);
+    p.dropOutputs();
+    plan = p.plan();
+    full = await tryFallback([], `, outputs of ${outputs} layers back to float`);
   }
   if (full?.ok) {
     fallback = [];
     message = `all ${plan.length} layers quantized; the metric drop is within the limit`;
-    if (outputsDropped) message += ` once the quantized outputs of ${outputs.length} layers went back to float`;
+    if (outputsDropped) message += ` once the quantized outputs of ${outputs} layers went back to float`;
   } else if (plan.length === 0) {
     message = 'no layer is enabled for quantization, so no quantized model can be produced';
   } else if (!withinBudget()) {
@@ -256,9 +237,9 @@ export async function accuracyBasedAutoCalibration(
   } else {
     // 3. Rank by sensitivity, 4. fall back in ranking order.
     const rankStart = now();
-    ranking = await rankLayers(q.work, plan, batches, sensitivityFunction(q.kernels, options.sensitivity ?? 'cosine'), {
+    ranking = await rankLayers(p.session.work, plan, batches, sensitivityFunction(p.session.kernels, options.sensitivity ?? 'cosine'), {
       ...sessionOptions,
-      batchNum: q.config.batch_num,
+      batchNum: p.config.batch_num,
       activationBytes: stats?.activationBytes,
       memoryBudgetBytes: options.memoryBudgetBytes ?? DEFAULT_CALIBRATION_MEMORY,
       onBatch: (b) => progress('ranking', `ranking group ${b.group}/${b.groups}: batch ${b.batch}`),
@@ -295,7 +276,7 @@ export async function accuracyBasedAutoCalibration(
   const passed = fallback !== undefined;
 
   // Outputs: the final config has quant_enable false for the fallen-back layers.
-  const finalConfig = structuredClone(q.config);
+  const finalConfig = structuredClone(p.config);
   for (const name of fallback ?? []) {
     const entry = finalConfig[name] as LayerQuantConfig;
     if (fallbackTo === 'float') entry.quant_enable = false;
@@ -303,21 +284,21 @@ export async function accuracyBasedAutoCalibration(
   }
   const off = new Set(fallback ?? []);
   const finalPlan = passed ? planWith(fallback!) : [];
-  for (const name of fallback ?? []) if (record16) record.layers[name] = record16.layers[name]!;
+  for (const name of fallback ?? []) if (record16) p.record.layers[name] = record16.layers[name]!;
   const result: AutoCalibrationResult = {
     passed,
     message,
     originalMetric,
     quantizedMetric: passed ? byCount.get(fallback!.length)!.metric : full?.metric ?? originalMetric,
-    quantizedLayers: passed ? finalPlan.map((p) => p.layer.name) : [],
-    fallbackLayers: passed ? fallback! : plan.map((p) => p.layer.name),
+    quantizedLayers: passed ? finalPlan.map((l) => l.layer.name) : [],
+    fallbackLayers: passed ? fallback! : plan.map((l) => l.layer.name),
     fallbackTo,
     ranking,
     history,
     evaluations: history.length,
     config: finalConfig,
-    record: pruneRecord(q, record),
-    layers: layerReport(q, new Set(passed ? finalPlan.map((p) => p.layer.name) : []), (name) =>
+    record: p.prunedRecord(),
+    layers: p.layerReport(new Set(passed ? finalPlan.map((l) => l.layer.name) : []), (name) =>
       off.has(name) ? 'fell back to float: the metric drop exceeded the limit' : passed ? undefined : message,
     ),
     timings: { floatEvaluation: floatSeconds, calibration: calibrationSeconds, ranking: rankingSeconds, search: searchSeconds, total: 0 },
@@ -325,8 +306,8 @@ export async function accuracyBasedAutoCalibration(
     floatModelRewrites,
   };
   if (passed) {
-    result.fakeQuantModel = buildFakeQuantModel(q, finalPlan);
-    result.deployModel = buildDeployModel(q, finalPlan);
+    result.fakeQuantModel = p.fakeQuantModel(finalPlan).model;
+    result.deployModel = p.deployModel(finalPlan);
   }
   result.files = await saveOutputs(result, options);
   if (result.files.length) progress('saving', `wrote ${result.files.join(', ')}`);

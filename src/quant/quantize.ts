@@ -150,7 +150,7 @@ function layerConfig(config: QuantConfig, name: string): LayerQuantConfig | unde
 }
 
 /** Validates the config against the model and prepares the working copy. */
-export async function prepareQuantization(
+async function prepareQuantization(
   model: ModelSource,
   config: QuantConfig,
   kernels?: Kernels,
@@ -172,7 +172,7 @@ export async function prepareQuantization(
  * Fails now, with the list of nodes in the way, when the deploy model of `layers` would need an
  * opset the model cannot be raised to: better before calibration than after a long search.
  */
-export function checkDeployable(q: QuantizationSession, layers: readonly LayerInfo[], activationBits?: 8 | 16): void {
+function checkDeployable(q: QuantizationSession, layers: readonly LayerInfo[], activationBits?: 8 | 16): void {
   let need = 10;
   for (const l of layers) {
     const c = layerConfig(q.config, l.name)!;
@@ -183,7 +183,7 @@ export function checkDeployable(q: QuantizationSession, layers: readonly LayerIn
 }
 
 /** Layers whose config says quant_enable. */
-export function enabledLayers(q: QuantizationSession): LayerInfo[] {
+function enabledLayers(q: QuantizationSession): LayerInfo[] {
   return q.layers.filter((l) => layerConfig(q.config, l.name)?.quant_enable === true);
 }
 
@@ -191,7 +191,7 @@ export function enabledLayers(q: QuantizationSession): LayerInfo[] {
  * Calibrates the activations of `layers` that `record` lacks (at the configured bit width) and
  * adds their factors to `record`.
  */
-export async function calibrateLayers(
+async function calibrateLayers(
   q: QuantizationSession,
   layers: readonly LayerInfo[],
   record: QuantRecord,
@@ -250,7 +250,7 @@ export async function calibrateLayers(
 const OUTPUT_KEY = '\0output:';
 
 /** The quantization of each layer from the record's activation factors and the layer's weights. */
-export function planLayers(q: QuantizationSession, layers: readonly LayerInfo[], record: QuantRecord): LayerQuantization[] {
+function planLayers(q: QuantizationSession, layers: readonly LayerInfo[], record: QuantRecord): LayerQuantization[] {
   const graph = q.work.graph!;
   const readers = consumerMap(graph);
   const readerOf = new Map<string, LayerInfo>();
@@ -297,7 +297,7 @@ const OUTPUT_SLACK = 1e-5;
  * noise-sized and not additive). All candidates are switches in one session (see writeFakeQuant), so
  * each test is one forward pass: 2 when all pass, 2 + ceil(log2 candidates) at most.
  */
-export async function selectOutputs(
+async function selectOutputs(
   q: QuantizationSession,
   plan: readonly LayerQuantization[],
   record: QuantRecord,
@@ -366,7 +366,7 @@ function outputCandidates(q: QuantizationSession, plan: readonly LayerQuantizati
  * Keeps every calibrated output quantization `plan` allows (marks them in the record), for callers
  * whose own evaluation decides, as the automatic calibration does. Returns how many.
  */
-export function keepAllOutputs(q: QuantizationSession, plan: readonly LayerQuantization[], record: QuantRecord): number {
+function keepAllOutputs(q: QuantizationSession, plan: readonly LayerQuantization[], record: QuantRecord): number {
   const candidates = outputCandidates(q, plan, record);
   for (const o of candidates) record.layers[o.layer]!.output_quant = true;
   return candidates.length;
@@ -387,7 +387,7 @@ async function longestPassingPrefix(order: OutputQuantization[], error: (chosen:
 }
 
 /** Which layer outputs get quantized for `plan` (the same in both model forms; see outputs.ts). */
-export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuantization[]): OutputPlacement {
+function outputPlacement(q: QuantizationSession, plan: readonly LayerQuantization[]): OutputPlacement {
   const opset = Math.max(opsetVersion(q.work) ?? 1, plan.length ? requiredDeployOpset(plan) : 0);
   return placeOutputs(q.work.graph!, plan, q.config.quantize_outputs !== false, opset >= 13);
 }
@@ -397,18 +397,14 @@ export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuan
  * rewritten too (exactly, see portable.ts), so the whole graph stays on the GPU in onnxruntime-web;
  * `gpuRewrites` names them.
  */
-export function fakeQuantModelProto(q: QuantizationSession, plan: readonly LayerQuantization[]): { model: ModelProto; gpuRewrites: string[] } {
+function fakeQuantModelProto(q: QuantizationSession, plan: readonly LayerQuantization[]): { model: ModelProto; gpuRewrites: string[] } {
   const fake = clone(q.work);
   writeFakeQuant(fake, plan, outputPlacement(q, plan).outputs);
   return { model: fake, gpuRewrites: replaceAttributeClips(fake) };
 }
 
-export function buildFakeQuantModel(q: QuantizationSession, plan: readonly LayerQuantization[]): Uint8Array {
-  return encodeModel(fakeQuantModelProto(q, plan).model);
-}
-
 /** The deployable QDQ model for a plan, with the opset raised as far as the plan needs. */
-export function buildDeployModel(q: QuantizationSession, plan: readonly LayerQuantization[]): Uint8Array {
+function buildDeployModel(q: QuantizationSession, plan: readonly LayerQuantization[]): Uint8Array {
   const deploy = clone(q.work);
   const need = requiredDeployOpset(plan);
   if (plan.length > 0 && (opsetVersion(deploy) ?? 1) < need) upgradeOpset(deploy, need);
@@ -436,7 +432,7 @@ function fuseHardSwishes(work: ModelProto): string[] {
 }
 
 /** Per layer, whether it is quantized and, if not, why. */
-export function layerReport(q: QuantizationSession, quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined): LayerReport[] {
+function layerReport(q: QuantizationSession, quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined): LayerReport[] {
   return [
     ...q.declared.map((l) => {
       const on = quantized.has(l.name);
@@ -448,16 +444,105 @@ export function layerReport(q: QuantizationSession, quantized: ReadonlySet<strin
 }
 
 /** Keeps only the factors of layers that exist, so a record matches its config. */
-export function pruneRecord(q: QuantizationSession, record: QuantRecord): QuantRecord {
+function pruneRecord(q: QuantizationSession, record: QuantRecord): QuantRecord {
   const known = new Set(q.layers.map((l) => l.name));
   for (const name of Object.keys(record.layers)) if (!known.has(name)) delete record.layers[name];
   return record;
 }
 
-export async function readRecord(r: QuantizeModelOptions['record']): Promise<QuantRecord | undefined> {
+async function readRecord(r: QuantizeModelOptions['record']): Promise<QuantRecord | undefined> {
   if (r === undefined) return undefined;
   if (typeof r === 'string' || r instanceof URL) return validateRecord(await readJsonFile(r), String(r));
   return validateRecord(structuredClone(r));
+}
+
+/**
+ * The staged PTQ both entry points compose: a model prepared for quantization with its record, that
+ * is calibrated once and then builds a fake-quant or deploy model for any plan (all enabled layers,
+ * or those left after fallbacks). `quantizeModel` is create → calibrate → chooseOutputs → build;
+ * the automatic calibration is create → calibrate → keepAllOutputs → build per search step.
+ */
+export class PreparedQuantization {
+  private constructor(
+    /** The working model, config, layers and kernels. */
+    readonly session: QuantizationSession,
+    /** Factors so far: from the caller's record, then from calibration. */
+    readonly record: QuantRecord,
+    /** Layers whose config says quant_enable. */
+    readonly enabled: LayerInfo[],
+  ) {}
+
+  /**
+   * Validates `config` against `model`, prepares a private working copy (fusions per the config) and
+   * reads `options.record`; fails now, not after calibration, when the deploy opset is out of reach.
+   */
+  static async create(
+    model: ModelSource,
+    config: QuantConfig,
+    options: { record?: QuantizeModelOptions['record']; kernels?: Kernels; configSource?: string; activationBits?: 8 | 16 } = {},
+  ): Promise<PreparedQuantization> {
+    const q = await prepareQuantization(model, config, options.kernels, options.configSource);
+    const enabled = enabledLayers(q);
+    checkDeployable(q, enabled, options.activationBits);
+    return new PreparedQuantization(q, (await readRecord(options.record)) ?? emptyRecord(), enabled);
+  }
+
+  /** The same prepared model and layers with `bits`-bit activations everywhere and an empty record. */
+  withActivationBits(bits: 8 | 16): PreparedQuantization {
+    const config = structuredClone(this.session.config);
+    for (const l of this.enabled) (config[l.name] as LayerQuantConfig).activation_quant_params.num_bits = bits;
+    return new PreparedQuantization({ ...this.session, config, samples: undefined, outputNoise: undefined }, emptyRecord(), this.enabled);
+  }
+
+  get config(): QuantConfig {
+    return this.session.config;
+  }
+
+  /** Calibrates the enabled layers the record lacks, in one pass over `calibration`. */
+  calibrate(calibration: CalibrationSource, options: QuantizeModelOptions = {}): Promise<CalibrationStats | undefined> {
+    return calibrateLayers(this.session, this.enabled, this.record, calibration, options);
+  }
+
+  /** Keeps the calibrated output quantizations that stay within fidelity on the sample (see selectOutputs). */
+  chooseOutputs(options: CreateSessionOptions = {}): Promise<void> {
+    return selectOutputs(this.session, this.plan(), this.record, options);
+  }
+
+  /** Keeps every calibrated output quantization; returns how many. */
+  keepAllOutputs(): number {
+    return keepAllOutputs(this.session, this.plan(), this.record);
+  }
+
+  /** Turns every kept output quantization back to float (AMCT's form); returns how many. */
+  dropOutputs(): number {
+    const kept = Object.values(this.record.layers).filter((l) => l.output_quant === true);
+    for (const l of kept) l.output_quant = false;
+    return kept.length;
+  }
+
+  /** The plan of every enabled layer, from the record. */
+  plan(): LayerQuantization[] {
+    return planLayers(this.session, this.enabled, this.record);
+  }
+
+  fakeQuantModel(plan: readonly LayerQuantization[]): { model: Uint8Array; gpuRewrites: string[] } {
+    const fake = fakeQuantModelProto(this.session, plan);
+    return { model: encodeModel(fake.model), gpuRewrites: fake.gpuRewrites };
+  }
+
+  deployModel(plan: readonly LayerQuantization[]): Uint8Array {
+    return buildDeployModel(this.session, plan);
+  }
+
+  /** Per layer, whether `quantized` has it and, if not, why. */
+  layerReport(quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined): LayerReport[] {
+    return layerReport(this.session, quantized, reasonFor);
+  }
+
+  /** The record restricted to layers that exist. */
+  prunedRecord(): QuantRecord {
+    return pruneRecord(this.session, this.record);
+  }
 }
 
 /**
@@ -470,20 +555,18 @@ export async function quantizeModel(
   calibration: CalibrationSource,
   options: QuantizeModelOptions = {},
 ): Promise<QuantizeResult> {
-  const q = await prepareQuantization(model, config, options.kernels);
-  const enabled = enabledLayers(q);
-  checkDeployable(q, enabled);
-  const record = (await readRecord(options.record)) ?? emptyRecord();
-  const stats = await calibrateLayers(q, enabled, record, calibration, options);
-  await selectOutputs(q, planLayers(q, enabled, record), record, options);
-  const plan = planLayers(q, enabled, record);
-  const fake = fakeQuantModelProto(q, plan);
+  const p = await PreparedQuantization.create(model, config, options);
+  const stats = await p.calibrate(calibration, options);
+  await p.chooseOutputs(options);
+  const plan = p.plan();
+  const fake = p.fakeQuantModel(plan);
+  const q = p.session;
   return {
-    record: pruneRecord(q, record),
+    record: p.prunedRecord(),
     config: q.config,
-    fakeQuantModel: encodeModel(fake.model),
-    deployModel: buildDeployModel(q, plan),
-    layers: layerReport(q, new Set(enabled.map((l) => l.name))),
+    fakeQuantModel: fake.model,
+    deployModel: p.deployModel(plan),
+    layers: p.layerReport(new Set(p.enabled.map((l) => l.name))),
     fusedBatchNorms: q.fused,
     fusedAffines: q.affines,
     fusedHardSwish: q.hardSwish,
