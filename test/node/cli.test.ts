@@ -232,6 +232,31 @@ describe('autoquant quantize', () => {
     }
   });
 
+  it('--runtime web and --runtime node write the same record (to float rounding: the engines sum in different orders); an unknown runtime is a usage error', async () => {
+    const dir = tempDir({ 'model.onnx': bytes, 'calib.npy': outlierNpy(2, 64, 7) });
+    const records = [];
+    for (const runtime of ['web', 'node']) {
+      const r = await runCli(['quantize', 'model.onnx', '--data', 'calib.npy', '--batch-size', '64', '--batch-num', '2', '--save', `out/${runtime}`, '--runtime', runtime], dir);
+      expect(r.code, r.stderr).toBe(0);
+      records.push(json(dir, `out/${runtime}_record.json`));
+    }
+    const far: string[] = [];
+    const compare = (a: unknown, b: unknown, path: string) => {
+      if (typeof a === 'number' && typeof b === 'number') {
+        if (Math.abs(a - b) > 1e-5 * Math.max(Math.abs(a), Math.abs(b), 1e-6)) far.push(`${path}: ${a} vs ${b}`);
+      } else if (a && typeof a === 'object') {
+        expect(Object.keys(b as object).sort(), path).toEqual(Object.keys(a).sort());
+        for (const k of Object.keys(a)) compare((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${path}.${k}`);
+      } else expect(b, path).toEqual(a);
+    };
+    compare(records[0], records[1], 'record');
+    expect(far).toEqual([]);
+    const bad = await runCli(['quantize', 'model.onnx', '--data', 'calib.npy', '--save', 'out/x', '--runtime', 'python'], dir);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--runtime must be one of web, node, got 'python'/);
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+  });
+
   it('reads a .npz keyed by the input name, and --json prints the summary', async () => {
     const npz = encodeNpz({ x: { data: concat(outlierInputs(1, 32, 7)), shape: [32, WIDTH] } });
     const dir = tempDir({ 'model.onnx': bytes, 'calib.npz': npz });

@@ -288,6 +288,35 @@ describe('IFMR', () => {
     expect(exact).toBeGreaterThanOrEqual(3);
   });
 
+  it('post-ReLU data whose zeros are most of the values (a point mass): the same choice as the exact search over raw values', () => {
+    const bad: string[] = [];
+    for (const seed of [41, 42, 43]) {
+      const r = new Random(seed);
+      // 90% zeros, a bulk up to about 4 and a sparse tail up to 14: a ReLU output whose best clip
+      // lies inside the search range.
+      const batches = [0, 1].map(() => Float32Array.from({ length: 30_000 }, () => {
+        const u = r.next();
+        return u < 0.9 ? 0 : u < 0.9995 ? Math.abs(r.normal()) : 4 + r.next() * 10;
+      }));
+      const x = concat(batches);
+      const o = new IfmrObserver(k, IFMR8);
+      for (const b of batches) o.observe(b);
+      const got = o.compute();
+      const sorted = Array.from(x).sort((a, b) => a - b);
+      const n = sorted.length;
+      const max0 = Math.max(0, sorted[Math.ceil(0.999999 * n) - 1]!);
+      let best = { err: Infinity, hi: 0 };
+      for (const ratio of o.ratios()) {
+        const p = asymmetricParams(0, ratio * max0, 8);
+        const err = sqError(x, p.scale, p.zeroPoint);
+        if (err < best.err) best = { err, hi: ratio * max0 };
+      }
+      const ours = errOf(x, got);
+      if (Math.abs(got.clipMax - best.hi) > 0.0101 * max0 + o.step || ours > best.err * 1.001) bad.push(`seed ${seed}: clip max ${got.clipMax} vs exact ${best.hi}, error ${ours} vs ${best.err}`);
+    }
+    expect(bad).toEqual([]);
+  });
+
   it('copies each batch: a caller reusing its buffer does not change what was observed', () => {
     const buf = Float32Array.from({ length: 1000 }, (_, i) => (i % 100) / 10 - 2);
     const a = new IfmrObserver(k, IFMR8);

@@ -12,6 +12,9 @@ import { activationRange } from '../params.js';
 
 export const DEFAULT_HISTOGRAM_BINS = 8192;
 
+/** A bin holding more than 1/HEAVY of all values is a point mass for the error estimate. */
+const HEAVY = 4096;
+
 export class StreamingHistogram {
   readonly counts: Float64Array;
   /** Lower edge of bin 0 and the bin width; bins cover [lo, lo + bins · width). */
@@ -41,6 +44,7 @@ export class StreamingHistogram {
 
   observe(x: Float32Array): void {
     this.prefix = undefined;
+    this.heavyPrefix = undefined;
     const { min, max } = this.k.minMax(x);
     if (!(min <= max)) return; // empty or all NaN
     if (!Number.isFinite(min) || !Number.isFinite(max)) throw new CalibrationError(`the activation holds ${Number.isFinite(max) ? min : max}, which no quantization range can cover`);
@@ -138,14 +142,30 @@ export class StreamingHistogram {
     const cmax = (qmax - zeroPoint) * scale;
     const s3 = scale * scale * scale;
     // Bins are read in groups of up to an eighth of a quantization step (mass uniform over the
-    // group), which keeps the estimate while the cost no longer grows with bins per step.
+    // group), which keeps the estimate while the cost no longer grows with bins per step. A group
+    // holding a heavy bin (a point mass, such as a ReLU's zeros) is read bin by bin instead:
+    // smeared over a group whose width follows the scale, it would add an error that grows with
+    // the scale and bias the search toward narrow ranges.
     const prefix = this.prefixCounts();
+    const heavy = this.heavyPrefix!;
     const g = Math.max(1, Math.floor(scale / (8 * this.width)));
-    const w = g * this.width;
     let err = 0;
-    for (let i = this.firstBin; i <= this.lastBin; i += g) {
-      const m = prefix[Math.min(i + g, this.bins)]! - prefix[i]!;
-      if (m === 0) continue;
+    for (let start = this.firstBin; start <= this.lastBin; start += g) {
+      const end = Math.min(start + g, this.bins);
+      const split = g > 1 && heavy[end]! > heavy[start]!;
+      for (let i = start; i < end; i += split ? 1 : g) {
+        const n = split ? 1 : end - i;
+        err += this.groupError(i, n, prefix[i + n]! - prefix[i]!, scale, cmin, cmax, s3);
+      }
+    }
+    return err;
+  }
+
+  /** Σ (fq(x) − x)² of `m` values spread uniformly over bins [i, i + n). */
+  private groupError(i: number, n: number, m: number, scale: number, cmin: number, cmax: number, s3: number): number {
+    if (m === 0) return 0;
+    const w = n * this.width;
+    {
       const a = this.lo + i * this.width;
       const b = a + w;
       let e = 0;
@@ -160,12 +180,13 @@ export class StreamingHistogram {
         const p = Math.min(b, cmin);
         e += ((cmin - a) ** 3 - (cmin - p) ** 3) / 3;
       }
-      err += (m / w) * e;
+      return (m / w) * e;
     }
-    return err;
   }
 
   private prefix?: Float64Array;
+  /** heavyPrefix[i]: bins below i holding more than 1/HEAVY of all values. */
+  private heavyPrefix?: Uint32Array;
   private firstBin = 0;
   private lastBin = -1;
 
@@ -173,17 +194,21 @@ export class StreamingHistogram {
   private prefixCounts(): Float64Array {
     if (this.prefix) return this.prefix;
     const p = new Float64Array(this.bins + 1);
+    const h = new Uint32Array(this.bins + 1);
+    const heavy = this.count / HEAVY;
     this.firstBin = this.bins;
     this.lastBin = -1;
     for (let i = 0; i < this.bins; i++) {
       const c = this.counts[i]!;
       p[i + 1] = p[i]! + c;
+      h[i + 1] = h[i]! + (c > heavy ? 1 : 0);
       if (c > 0) {
         if (i < this.firstBin) this.firstBin = i;
         this.lastBin = i;
       }
     }
     this.prefix = p;
+    this.heavyPrefix = h;
     return p;
   }
 }
