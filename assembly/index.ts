@@ -81,6 +81,10 @@ export function histogram(x: usize, n: i32, lo: f32, k: f32, bins: i32, counts: 
   simd.histogram(x, n, lo, k, bins, counts);
 }
 
+export function histogram_sums(x: usize, n: i32, lo: f32, k: f32, bins: i32, counts: usize, sums: usize): void {
+  simd.histogramSums(x, n, lo, k, bins, counts, sums);
+}
+
 export function fq_squared_error(
   x: usize, n: i32, scales: usize, zps: usize, K: i32, qmin: i32, qmax: i32, sums: usize,
 ): void {

@@ -255,11 +255,14 @@ export interface HistogramRange {
   bins: number;
 }
 
-export function checkHistogram(fn: string, lo: unknown, hi: unknown, counts: unknown): HistogramRange {
+export function checkHistogram(fn: string, lo: unknown, hi: unknown, counts: unknown, sums?: unknown): HistogramRange {
   if (!(counts instanceof Float64Array) && !(counts instanceof Uint32Array)) {
     fail(fn, `counts must be a Float64Array or Uint32Array, got ${describe(counts)}`);
   }
   const bins = counts.length;
+  if (sums !== undefined && (!(sums instanceof Float64Array) || sums.length !== bins)) {
+    fail(fn, `sums must be a Float64Array as long as counts (${bins}), got ${describe(sums)}`);
+  }
   if (bins < 1 || bins > MAX_BINS) fail(fn, `counts.length (the bin count) must be in [1, ${MAX_BINS}], got ${bins}`);
   if (typeof lo !== 'number' || !Number.isFinite(lo)) fail(fn, `lo must be a finite number, got ${describe(lo)}`);
   if (typeof hi !== 'number' || !Number.isFinite(hi)) fail(fn, `hi must be a finite number, got ${describe(hi)}`);

@@ -156,10 +156,10 @@ function absMaxPerChannel(x: Float32Array, shape: readonly number[], axis: numbe
   return out;
 }
 
-function histogram(x: Float32Array, lo: number, hi: number, counts: Float64Array | Uint32Array): void {
+function histogram(x: Float32Array, lo: number, hi: number, counts: Float64Array | Uint32Array, sums?: Float64Array): void {
   const fn = 'histogram';
   checkFloat32(fn, 'x', x);
-  const r = checkHistogram(fn, lo, hi, counts);
+  const r = checkHistogram(fn, lo, hi, counts, sums);
   const top = r.bins - 1;
   for (let i = 0; i < x.length; i++) {
     const v = x[i]!;
@@ -167,6 +167,7 @@ function histogram(x: Float32Array, lo: number, hi: number, counts: Float64Array
     const t = Math.fround(Math.fround(v - r.lo) * r.k);
     const b = t >= top ? top : t > 0 ? Math.floor(t) : 0;
     counts[b]! += 1;
+    if (sums) sums[b]! += v;
   }
 }
 

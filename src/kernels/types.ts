@@ -143,8 +143,9 @@ export interface Kernels {
    * bin = floor(clamp((x - lo) * k, 0, bins - 1)) with k = float32(bins / (hi - lo)) and the
    * subtraction and product in float32. Values outside [lo, hi] (±Infinity included) land in the edge
    * bins; NaN is skipped. Counts accumulate so batches merge (a Uint32Array wraps at 2^32).
+   * With `sums` (as long as counts) each value is also added, in float64, to its bin's sum.
    */
-  histogram(x: Float32Array, lo: number, hi: number, counts: Float64Array | Uint32Array): void;
+  histogram(x: Float32Array, lo: number, hi: number, counts: Float64Array | Uint32Array, sums?: Float64Array): void;
 
   /**
    * For each candidate k: Σ_i (fq_k(x_i) - x_i)^2 in float64, where fq_k is fakeQuantize with

@@ -112,6 +112,7 @@ interface KernelExports {
   min_max: Fn;
   min_max_pc: Fn;
   histogram: Fn;
+  histogram_sums: Fn;
   fq_squared_error: Fn;
   dot3: Fn;
   energy_and_error: Fn;
@@ -515,29 +516,35 @@ class WasmKernels implements Kernels {
     };
   }
 
-  histogram(x: Float32Array, lo: number, hi: number, counts: Float64Array | Uint32Array): void {
+  histogram(x: Float32Array, lo: number, hi: number, counts: Float64Array | Uint32Array, sums?: Float64Array): void {
     const fn = 'histogram';
     checkFloat32(fn, 'x', x);
-    const r = checkHistogram(fn, lo, hi, counts);
+    const r = checkHistogram(fn, lo, hi, counts, sums);
     const n = x.length;
     if (n === 0) return;
     const xr = this.residentPtr(x);
     const m = this.m;
     m.reset();
     const cp = m.alloc((r.bins + 1) * 4); // + 1: the NaN slot
+    const sp = sums ? m.alloc((r.bins + 1) * 8) : -1;
     const chunk = Math.min(n, CHUNK);
     const xp = xr >= 0 ? -1 : m.alloc(chunk * 4, 1);
-    const v = m.views();
+    let v = m.views();
     const c0 = cp >>> 2;
     v.u32.fill(0, c0, c0 + r.bins + 1);
-    const { histogram } = this.ex;
+    if (sums) v.f64.fill(0, sp >>> 3, (sp >>> 3) + r.bins + 1);
+    const { histogram, histogram_sums } = this.ex;
     for (let off = 0; off < n; off += chunk) {
       const len = Math.min(chunk, n - off);
       if (xr < 0) v.f32.set(x.subarray(off, off + len), xp >>> 2);
-      histogram(xr >= 0 ? xr + off * 4 : xp, len, r.lo, r.k, r.bins, cp);
+      const at = xr >= 0 ? xr + off * 4 : xp;
+      if (sums) histogram_sums(at, len, r.lo, r.k, r.bins, cp, sp);
+      else histogram(at, len, r.lo, r.k, r.bins, cp);
     }
+    v = m.views();
     const u32 = v.u32;
     for (let b = 0; b < r.bins; b++) counts[b]! += u32[c0 + b]!;
+    if (sums) for (let b = 0; b < r.bins; b++) sums[b]! += v.f64[(sp >>> 3) + b]!;
   }
 
   fakeQuantSquaredError(x: Float32Array, candidates: FakeQuantCandidates, out?: Float64Array): Float64Array {

@@ -106,6 +106,44 @@ describe('histogram', () => {
     }
   });
 
+  it('with sums: the same counts, and each bin sums exactly its values in float64 (reference and Wasm, resident input too)', () => {
+    const rng = new Random(4);
+    for (const n of LENGTHS) {
+      const bins = rng.pick([1, 2, 7, 256, 8192]);
+      const x = withSpecials(rng, rng.normals(n, 1.5), 0.03).map((v) => (Number.isFinite(v) || Number.isNaN(v) ? v : 0));
+      const lo = rng.uniform(-3, -1);
+      const hi = rng.uniform(0.5, 3);
+      const counts = [new Float64Array(bins), new Float64Array(bins), new Float64Array(bins)];
+      const sums = [new Float64Array(bins).fill(0.5), new Float64Array(bins).fill(0.5), new Float64Array(bins).fill(0.5)];
+      referenceKernels.histogram(x, lo, hi, counts[0]!, sums[0]!);
+      wasm.histogram(x, lo, hi, counts[1]!, sums[1]!);
+      if (n > 0) {
+        const resident = wasm.allocate(n);
+        resident.array.set(x);
+        wasm.histogram(resident.array, lo, hi, counts[2]!, sums[2]!);
+        resident.free();
+      } else {
+        counts[2]!.set(counts[0]!);
+        sums[2]!.set(sums[0]!);
+      }
+      const plain = new Float64Array(bins);
+      wasm.histogram(x, lo, hi, plain);
+      for (let i = 1; i < 3; i++) {
+        expect(Array.from(counts[i]!)).toEqual(Array.from(counts[0]!));
+        // Summation order differs (lanes): equal to float64 rounding.
+        sums[i]!.forEach((v, b) => expect(v).toBeCloseTo(sums[0]![b]!, 9));
+      }
+      expect(Array.from(plain)).toEqual(Array.from(counts[0]!));
+    }
+    for (const k of [referenceKernels, wasm]) {
+      const counts = new Float64Array(4);
+      const sums = new Float64Array(4);
+      k.histogram(new Float32Array([0.5, 0.25, 1.5, 3.5, 3.75, NaN]), 0, 4, counts, sums);
+      expect(Array.from(sums)).toEqual([0.75, 1.5, 0, 7.25]);
+      expect(() => k.histogram(new Float32Array(1), 0, 1, counts, new Float64Array(3))).toThrow(/sums must be a Float64Array as long as counts/);
+    }
+  });
+
   it('edges: lo goes to bin 0, hi and above to the last bin, below lo to bin 0, NaN skipped', () => {
     for (const k of [referenceKernels, wasm]) {
       const counts = new Float64Array(4);

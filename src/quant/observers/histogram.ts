@@ -1,8 +1,8 @@
 /**
  * A histogram that follows the data's range batch by batch without keeping the values: the first
  * batch sets the range, and a later value outside it doubles the range (merging bins in pairs, so
- * every old count stays in a bin that still covers it) until everything fits. Memory is fixed
- * (8 bytes × bins) and calibration is one pass, whatever `batch_num` is. Its resolution is the
+ * every old count stays in a bin that still covers it) until everything fits. Each bin also sums its
+ * values. Memory is fixed (16 bytes × bins) and calibration is one pass, whatever `batch_num` is. Its resolution is the
  * final range / bins, which bounds how far order statistics and clip ranges read from it can be
  * from the exact ones over the raw values.
  */
@@ -12,11 +12,17 @@ import { activationRange } from '../params.js';
 
 export const DEFAULT_HISTOGRAM_BINS = 8192;
 
-/** A bin holding more than 1/HEAVY of all values is a point mass for the error estimate. */
+/**
+ * A bin holding more than 1/HEAVY of all values and more than PEAK times its lower neighbour is a
+ * point mass for the error estimate.
+ */
 const HEAVY = 4096;
+const PEAK = 8;
 
 export class StreamingHistogram {
   readonly counts: Float64Array;
+  /** Σx per bin: a bin's mean is where a point mass in it sits. */
+  readonly sums: Float64Array;
   /** Lower edge of bin 0 and the bin width; bins cover [lo, lo + bins · width). */
   private lo = 0;
   private width = 0;
@@ -27,10 +33,11 @@ export class StreamingHistogram {
 
   constructor(private readonly k: Kernels, readonly bins = DEFAULT_HISTOGRAM_BINS) {
     this.counts = new Float64Array(bins);
+    this.sums = new Float64Array(bins);
   }
 
   get bytes(): number {
-    return this.counts.byteLength;
+    return this.counts.byteLength + this.sums.byteLength;
   }
 
   /** Width of one bin: how far apart two values may be and still be told apart. */
@@ -56,7 +63,7 @@ export class StreamingHistogram {
     } else {
       this.cover(min, max);
     }
-    this.k.histogram(x, this.lo, this.hi, this.counts);
+    this.k.histogram(x, this.lo, this.hi, this.counts, this.sums);
     this.min = Math.min(this.min, min);
     this.max = Math.max(this.max, max);
     let n = 0;
@@ -67,18 +74,19 @@ export class StreamingHistogram {
   /** Doubles the range toward whichever side is short until [min, max] fits. */
   private cover(min: number, max: number): void {
     const n = this.bins;
-    const c = this.counts;
     while (min < this.lo || max >= this.hi) {
       const up = max >= this.hi && (min >= this.lo || max - this.hi >= this.lo - min);
       const half = n >> 1;
-      if (up) {
-        for (let i = 0; i < half; i++) c[i] = c[2 * i]! + c[2 * i + 1]!;
-        c.fill(0, half);
-      } else {
-        for (let i = n - 1; i >= half; i--) c[i] = c[2 * i - n]! + c[2 * i - n + 1]!;
-        c.fill(0, 0, half);
-        this.lo -= n * this.width;
+      for (const c of [this.counts, this.sums]) {
+        if (up) {
+          for (let i = 0; i < half; i++) c[i] = c[2 * i]! + c[2 * i + 1]!;
+          c.fill(0, half);
+        } else {
+          for (let i = n - 1; i >= half; i--) c[i] = c[2 * i - n]! + c[2 * i - n + 1]!;
+          c.fill(0, 0, half);
+        }
       }
+      if (!up) this.lo -= n * this.width;
       this.width *= 2;
     }
   }
@@ -143,19 +151,21 @@ export class StreamingHistogram {
     const s3 = scale * scale * scale;
     // Bins are read in groups of up to an eighth of a quantization step (mass uniform over the
     // group), which keeps the estimate while the cost no longer grows with bins per step. A group
-    // holding a heavy bin (a point mass, such as a ReLU's zeros) is read bin by bin instead:
-    // smeared over a group whose width follows the scale, it would add an error that grows with
-    // the scale and bias the search toward narrow ranges.
+    // holding a heavy bin is read bin by bin, and a heavy bin counts as a point mass at its mean:
+    // such masses (a ReLU's zeros, the value of a constant image region) are common, and their
+    // rounding error depends on exactly where they sit, which a bin's width would blur enough to
+    // flip the choice between clip ranges.
     const prefix = this.prefixCounts();
     const heavy = this.heavyPrefix!;
     const g = Math.max(1, Math.floor(scale / (8 * this.width)));
     let err = 0;
     for (let start = this.firstBin; start <= this.lastBin; start += g) {
       const end = Math.min(start + g, this.bins);
-      const split = g > 1 && heavy[end]! > heavy[start]!;
+      const split = heavy[end]! > heavy[start]!;
       for (let i = start; i < end; i += split ? 1 : g) {
         const n = split ? 1 : end - i;
-        err += this.groupError(i, n, prefix[i + n]! - prefix[i]!, scale, cmin, cmax, s3);
+        const m = prefix[i + n]! - prefix[i]!;
+        err += split && heavy[i + 1]! > heavy[i]! ? m * pointError(this.sums[i]! / m, scale, cmin, cmax) : this.groupError(i, n, m, scale, cmin, cmax, s3);
       }
     }
     return err;
@@ -185,7 +195,7 @@ export class StreamingHistogram {
   }
 
   private prefix?: Float64Array;
-  /** heavyPrefix[i]: bins below i holding more than 1/HEAVY of all values. */
+  /** heavyPrefix[i]: point-mass bins (see HEAVY) below i. */
   private heavyPrefix?: Uint32Array;
   private firstBin = 0;
   private lastBin = -1;
@@ -196,12 +206,15 @@ export class StreamingHistogram {
     const p = new Float64Array(this.bins + 1);
     const h = new Uint32Array(this.bins + 1);
     const heavy = this.count / HEAVY;
+    const cs = this.counts;
     this.firstBin = this.bins;
     this.lastBin = -1;
     for (let i = 0; i < this.bins; i++) {
-      const c = this.counts[i]!;
+      const c = cs[i]!;
       p[i + 1] = p[i]! + c;
-      h[i + 1] = h[i]! + (c > heavy ? 1 : 0);
+      // A point mass towers over a neighbour; a dense but continuous stretch does not.
+      const lower = Math.min(i > 0 ? cs[i - 1]! : 0, i + 1 < this.bins ? cs[i + 1]! : 0);
+      h[i + 1] = h[i]! + (c > heavy && c > PEAK * lower ? 1 : 0);
       if (c > 0) {
         if (i < this.firstBin) this.firstBin = i;
         this.lastBin = i;
@@ -211,6 +224,14 @@ export class StreamingHistogram {
     this.heavyPrefix = h;
     return p;
   }
+}
+
+/** (fq(c) − c)² for a value c: the distance to the grid (multiples of the scale) or to the clip range. */
+function pointError(c: number, scale: number, cmin: number, cmax: number): number {
+  if (c < cmin) return (cmin - c) ** 2;
+  if (c > cmax) return (c - cmax) ** 2;
+  const d = c - scale * Math.round(c / scale);
+  return d * d;
 }
 
 /** ∫ from −½ to u of (v − round(v))² dv: 1/12 per whole period plus the part of the current one. */
