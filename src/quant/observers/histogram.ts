@@ -1,8 +1,8 @@
 /**
  * A histogram that follows the data's range batch by batch without keeping the values: the first
  * batch sets the range, and a later value outside it doubles the range (merging bins in pairs, so
- * every old count stays in a bin that still covers it) until everything fits. Each bin also sums its
- * values. Memory is fixed (16 bytes × bins) and calibration is one pass, whatever `batch_num` is. Its resolution is the
+ * every old count stays in a bin that still covers it) until everything fits. Over the first batch
+ * each bin also sums its values. Memory is fixed (24 bytes × bins) and calibration is one pass, whatever `batch_num` is. Its resolution is the
  * final range / bins, which bounds how far order statistics and clip ranges read from it can be
  * from the exact ones over the raw values.
  */
@@ -21,8 +21,12 @@ const PEAK = 8;
 
 export class StreamingHistogram {
   readonly counts: Float64Array;
-  /** Σx per bin: a bin's mean is where a point mass in it sits. */
+  /**
+   * Σx and the count per bin over the first batch only (summing costs a scattered float64 add per
+   * value): a point mass sits at the same value in every batch, so its bin's mean is known from one.
+   */
   readonly sums: Float64Array;
+  readonly sumCounts: Float64Array;
   /** Lower edge of bin 0 and the bin width; bins cover [lo, lo + bins · width). */
   private lo = 0;
   private width = 0;
@@ -34,10 +38,11 @@ export class StreamingHistogram {
   constructor(private readonly k: Kernels, readonly bins = DEFAULT_HISTOGRAM_BINS) {
     this.counts = new Float64Array(bins);
     this.sums = new Float64Array(bins);
+    this.sumCounts = new Float64Array(bins);
   }
 
   get bytes(): number {
-    return this.counts.byteLength + this.sums.byteLength;
+    return this.counts.byteLength + this.sums.byteLength + this.sumCounts.byteLength;
   }
 
   /** Width of one bin: how far apart two values may be and still be told apart. */
@@ -63,7 +68,12 @@ export class StreamingHistogram {
     } else {
       this.cover(min, max);
     }
-    this.k.histogram(x, this.lo, this.hi, this.counts, this.sums);
+    if (this.count === 0) {
+      this.k.histogram(x, this.lo, this.hi, this.sumCounts, this.sums);
+      this.counts.set(this.sumCounts);
+    } else {
+      this.k.histogram(x, this.lo, this.hi, this.counts);
+    }
     this.min = Math.min(this.min, min);
     this.max = Math.max(this.max, max);
     let n = 0;
@@ -77,7 +87,7 @@ export class StreamingHistogram {
     while (min < this.lo || max >= this.hi) {
       const up = max >= this.hi && (min >= this.lo || max - this.hi >= this.lo - min);
       const half = n >> 1;
-      for (const c of [this.counts, this.sums]) {
+      for (const c of [this.counts, this.sums, this.sumCounts]) {
         if (up) {
           for (let i = 0; i < half; i++) c[i] = c[2 * i]! + c[2 * i + 1]!;
           c.fill(0, half);
@@ -165,7 +175,8 @@ export class StreamingHistogram {
       for (let i = start; i < end; i += split ? 1 : g) {
         const n = split ? 1 : end - i;
         const m = prefix[i + n]! - prefix[i]!;
-        err += split && heavy[i + 1]! > heavy[i]! ? m * pointError(this.sums[i]! / m, scale, cmin, cmax) : this.groupError(i, n, m, scale, cmin, cmax, s3);
+        const point = split && heavy[i + 1]! > heavy[i]! && this.sumCounts[i]! > 0;
+        err += point ? m * pointError(this.sums[i]! / this.sumCounts[i]!, scale, cmin, cmax) : this.groupError(i, n, m, scale, cmin, cmax, s3);
       }
     }
     return err;
