@@ -78,11 +78,11 @@ export function min_max_pc(x: usize, n: i32, C: i32, inner: i32, c0: i32, i0: i3
 }
 
 export function histogram(x: usize, n: i32, lo: f32, k: f32, bins: i32, counts: usize): void {
-  simd.histogram(x, n, lo, k, bins, counts);
+  simd.histogram(x, n, lo, k, bins, counts, 0);
 }
 
 export function histogram_sums(x: usize, n: i32, lo: f32, k: f32, bins: i32, counts: usize, sums: usize): void {
-  simd.histogramSums(x, n, lo, k, bins, counts, sums);
+  simd.histogram(x, n, lo, k, bins, counts, sums);
 }
 
 export function fq_squared_error(

@@ -464,48 +464,18 @@ export function minMaxPerChannel(
 // NaN goes to the extra slot counts[bins], which the caller discards.
 // ---------------------------------------------------------------------------------------------
 
-/** Adds n values into u32 counts[0..bins] (counts[bins] collects NaN). */
-export function histogram(x: usize, n: i32, lo: f32, k: f32, bins: i32, counts: usize): void {
-  const vlo = f32x4.splat(lo);
-  const vk = f32x4.splat(k);
-  const vtop = f32x4.splat(<f32>(bins - 1));
-  const vzero = f32x4.splat(0);
-  const vnan = i32x4.splat(bins);
-  const n4 = n & ~3;
-  let i = 0;
-  for (; i < n4; i += 4) {
-    const v = v128.load(x + (<usize>i << 2));
-    const t = f32x4.pmax(vzero, f32x4.pmin(vtop, f32x4.mul(f32x4.sub(v, vlo), vk)));
-    const idx = v128.bitselect(vnan, i32x4.trunc_sat_f32x4_s(t), f32x4.ne(v, v));
-    const p0 = counts + (<usize>i32x4.extract_lane(idx, 0) << 2);
-    store<u32>(p0, load<u32>(p0) + 1);
-    const p1 = counts + (<usize>i32x4.extract_lane(idx, 1) << 2);
-    store<u32>(p1, load<u32>(p1) + 1);
-    const p2 = counts + (<usize>i32x4.extract_lane(idx, 2) << 2);
-    store<u32>(p2, load<u32>(p2) + 1);
-    const p3 = counts + (<usize>i32x4.extract_lane(idx, 3) << 2);
-    store<u32>(p3, load<u32>(p3) + 1);
-  }
-  const top = <f32>(bins - 1);
-  for (; i < n; i++) {
-    const v = load<f32>(x + (<usize>i << 2));
-    let b = bins;
-    if (v == v) {
-      let t = (v - lo) * k;
-      if (t > top) t = top;
-      if (!(t > 0)) t = 0;
-      b = <i32>t;
-    }
-    const p = counts + (<usize>b << 2);
-    store<u32>(p, load<u32>(p) + 1);
-  }
+// @ts-ignore: decorator
+@inline
+function countInto(counts: usize, sums: usize, b: usize, v: f32): void {
+  store<u32>(counts + (b << 2), load<u32>(counts + (b << 2)) + 1);
+  if (sums) store<f64>(sums + (b << 3), load<f64>(sums + (b << 3)) + <f64>v);
 }
 
 /**
- * The same binning, also adding each value into f64 sums[0..bins] (sums[bins] collects NaN), so a
- * bin's mean (where a point mass sits) is known.
+ * Adds n values into u32 counts[0..bins] (counts[bins] collects NaN) and, when `sums` is not 0,
+ * each value into f64 sums[0..bins], so a bin's mean (where a point mass sits) is known.
  */
-export function histogramSums(x: usize, n: i32, lo: f32, k: f32, bins: i32, counts: usize, sums: usize): void {
+export function histogram(x: usize, n: i32, lo: f32, k: f32, bins: i32, counts: usize, sums: usize): void {
   const vlo = f32x4.splat(lo);
   const vk = f32x4.splat(k);
   const vtop = f32x4.splat(<f32>(bins - 1));
@@ -517,18 +487,10 @@ export function histogramSums(x: usize, n: i32, lo: f32, k: f32, bins: i32, coun
     const v = v128.load(x + (<usize>i << 2));
     const t = f32x4.pmax(vzero, f32x4.pmin(vtop, f32x4.mul(f32x4.sub(v, vlo), vk)));
     const idx = v128.bitselect(vnan, i32x4.trunc_sat_f32x4_s(t), f32x4.ne(v, v));
-    const b0 = <usize>i32x4.extract_lane(idx, 0);
-    store<u32>(counts + (b0 << 2), load<u32>(counts + (b0 << 2)) + 1);
-    store<f64>(sums + (b0 << 3), load<f64>(sums + (b0 << 3)) + <f64>f32x4.extract_lane(v, 0));
-    const b1 = <usize>i32x4.extract_lane(idx, 1);
-    store<u32>(counts + (b1 << 2), load<u32>(counts + (b1 << 2)) + 1);
-    store<f64>(sums + (b1 << 3), load<f64>(sums + (b1 << 3)) + <f64>f32x4.extract_lane(v, 1));
-    const b2 = <usize>i32x4.extract_lane(idx, 2);
-    store<u32>(counts + (b2 << 2), load<u32>(counts + (b2 << 2)) + 1);
-    store<f64>(sums + (b2 << 3), load<f64>(sums + (b2 << 3)) + <f64>f32x4.extract_lane(v, 2));
-    const b3 = <usize>i32x4.extract_lane(idx, 3);
-    store<u32>(counts + (b3 << 2), load<u32>(counts + (b3 << 2)) + 1);
-    store<f64>(sums + (b3 << 3), load<f64>(sums + (b3 << 3)) + <f64>f32x4.extract_lane(v, 3));
+    countInto(counts, sums, <usize>i32x4.extract_lane(idx, 0), f32x4.extract_lane(v, 0));
+    countInto(counts, sums, <usize>i32x4.extract_lane(idx, 1), f32x4.extract_lane(v, 1));
+    countInto(counts, sums, <usize>i32x4.extract_lane(idx, 2), f32x4.extract_lane(v, 2));
+    countInto(counts, sums, <usize>i32x4.extract_lane(idx, 3), f32x4.extract_lane(v, 3));
   }
   const top = <f32>(bins - 1);
   for (; i < n; i++) {
@@ -540,8 +502,7 @@ export function histogramSums(x: usize, n: i32, lo: f32, k: f32, bins: i32, coun
       if (!(t > 0)) t = 0;
       b = <i32>t;
     }
-    store<u32>(counts + (<usize>b << 2), load<u32>(counts + (<usize>b << 2)) + 1);
-    store<f64>(sums + (<usize>b << 3), load<f64>(sums + (<usize>b << 3)) + <f64>v);
+    countInto(counts, sums, <usize>b, v);
   }
 }
 

@@ -10,4 +10,6 @@ export { Tensor, useOrt, getOrt, createSession, useEngine, defaultEngine, ENGINE
 export type { InferenceSession, CreateSessionOptions, Ort, Engine } from './runtime/ort.js';
 export { nodePlacement, parsePlacement } from './runtime/placement.js';
 export type { NodePlacement, PlacedNode } from './runtime/placement.js';
+export { parseNpy, parseNpz, toFloat32, encodeNpy, encodeNpz, NpyFormatError } from './data/npy.js';
+export type { NpyArray, NpyDType, NpyEncodable } from './data/npy.js';
 export { VERSION } from './version.js';

@@ -310,3 +310,14 @@ describe('errors', () => {
     expect(npyError(new Uint8Array(0)).message).toMatch(/found nothing/);
   });
 });
+
+describe('the package root', () => {
+  it('exports the NumPy functions and error the README documents, and they round-trip', async () => {
+    const root = await import('../../src/index.js');
+    for (const name of ['parseNpy', 'parseNpz', 'toFloat32', 'encodeNpy', 'encodeNpz', 'NpyFormatError'] as const) expect(typeof root[name], name).toBe('function');
+    const bytes = root.encodeNpz({ x: { data: Float32Array.of(1, 2, 3, 4), shape: [2, 2] } });
+    const parsed = await root.parseNpz(bytes);
+    expect(Array.from(root.toFloat32(parsed.get('x')!))).toEqual([1, 2, 3, 4]);
+    expect(() => root.parseNpy(new Uint8Array(4), 'bad.npy')).toThrow(root.NpyFormatError);
+  });
+});

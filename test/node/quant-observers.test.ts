@@ -115,6 +115,21 @@ describe('params: AMCT range-to-factor formulas', () => {
   });
 });
 
+/** AMCT's IFMR over raw values (8-bit asymmetric): percentile seeds by sorting, every ratio tried. */
+function exactIfmr(x: Float32Array, ratios: number[]) {
+  const sorted = Array.from(x).sort((a, b) => a - b);
+  const n = sorted.length;
+  const min0 = Math.min(0, sorted[n - Math.ceil(0.999999 * n)]!);
+  const max0 = Math.max(0, sorted[Math.ceil(0.999999 * n) - 1]!);
+  let best = { err: Infinity, lo: 0, hi: 0 };
+  for (const ratio of ratios) {
+    const p = asymmetricParams(ratio * min0, ratio * max0, 8);
+    const err = sqError(x, p.scale, p.zeroPoint);
+    if (err < best.err) best = { err, lo: ratio * min0, hi: ratio * max0 };
+  }
+  return { min0, max0, best };
+}
+
 describe('IFMR', () => {
   it('tries the 60 ratios 0.7, 0.71, ..., 1.29', () => {
     const o = new IfmrObserver(k, IFMR8);
@@ -262,17 +277,7 @@ describe('IFMR', () => {
       const o = new IfmrObserver(k, IFMR8);
       for (const b of batches) o.observe(b);
       const got = o.compute();
-      // Exact IFMR over the raw values: percentile seeds by sorting, every ratio tried.
-      const sorted = Array.from(x).sort((a, b) => a - b);
-      const n = sorted.length;
-      const min0 = Math.min(0, sorted[n - Math.ceil(0.999999 * n)]!);
-      const max0 = Math.max(0, sorted[Math.ceil(0.999999 * n) - 1]!);
-      let best = { err: Infinity, lo: 0, hi: 0 };
-      for (const ratio of o.ratios()) {
-        const p = asymmetricParams(ratio * min0, ratio * max0, 8);
-        const err = sqError(x, p.scale, p.zeroPoint);
-        if (err < best.err) best = { err, lo: ratio * min0, hi: ratio * max0 };
-      }
+      const { min0, max0, best } = exactIfmr(x, o.ratios());
       const ours = errOf(x, got);
       // Where two neighbouring ratios' exact errors differ by less than the estimate resolves, the
       // neighbour may win: then the clip is one ratio step (1%) off and the error all but equal.
@@ -302,15 +307,7 @@ describe('IFMR', () => {
       const o = new IfmrObserver(k, IFMR8);
       for (const b of batches) o.observe(b);
       const got = o.compute();
-      const sorted = Array.from(x).sort((a, b) => a - b);
-      const n = sorted.length;
-      const max0 = Math.max(0, sorted[Math.ceil(0.999999 * n) - 1]!);
-      let best = { err: Infinity, hi: 0 };
-      for (const ratio of o.ratios()) {
-        const p = asymmetricParams(0, ratio * max0, 8);
-        const err = sqError(x, p.scale, p.zeroPoint);
-        if (err < best.err) best = { err, hi: ratio * max0 };
-      }
+      const { max0, best } = exactIfmr(x, o.ratios());
       const ours = errOf(x, got);
       if (Math.abs(got.clipMax - best.hi) > 0.0101 * max0 + o.step || ours > best.err * 1.001) bad.push(`seed ${seed}: clip max ${got.clipMax} vs exact ${best.hi}, error ${ours} vs ${best.err}`);
     }
