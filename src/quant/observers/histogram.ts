@@ -55,8 +55,7 @@ export class StreamingHistogram {
   }
 
   observe(x: Float32Array): void {
-    this.prefix = undefined;
-    this.heavyPrefix = undefined;
+    this.cached = undefined;
     const { min, max } = this.k.minMax(x);
     if (!(min <= max)) return; // empty or all NaN
     if (!Number.isFinite(min) || !Number.isFinite(max)) throw new CalibrationError(`the activation holds ${Number.isFinite(max) ? min : max}, which no quantization range can cover`);
@@ -160,24 +159,21 @@ export class StreamingHistogram {
     const cmax = (qmax - zeroPoint) * scale;
     const s3 = scale * scale * scale;
     // Bins are read in groups of up to an eighth of a quantization step (mass uniform over the
-    // group), which keeps the estimate while the cost no longer grows with bins per step. A group
-    // holding a heavy bin is read bin by bin, and a heavy bin counts as a point mass at its mean:
-    // such masses (a ReLU's zeros, the value of a constant image region) are common, and their
-    // rounding error depends on exactly where they sit, which a bin's width would blur enough to
-    // flip the choice between clip ranges.
-    const prefix = this.prefixCounts();
-    const heavy = this.heavyPrefix!;
+    // group), which keeps the estimate while the cost no longer grows with bins per step. Point
+    // masses (see HEAVY) are left out of the groups and counted at their mean: they are common (a
+    // ReLU's zeros, the value of a constant image region), and their rounding error depends on
+    // exactly where they sit, which a bin's width would blur enough to flip the choice between
+    // clip ranges.
+    const { light, next, points } = this.summary();
     const g = Math.max(1, Math.floor(scale / (8 * this.width)));
     let err = 0;
-    for (let start = this.firstBin; start <= this.lastBin; start += g) {
-      const end = Math.min(start + g, this.bins);
-      const split = heavy[end]! > heavy[start]!;
-      for (let i = start; i < end; i += split ? 1 : g) {
-        const n = split ? 1 : end - i;
-        const m = prefix[i + n]! - prefix[i]!;
-        const point = split && heavy[i + 1]! > heavy[i]! && this.sumCounts[i]! > 0;
-        err += point ? m * pointError(this.sums[i]! / this.sumCounts[i]!, scale, cmin, cmax) : this.groupError(i, n, m, scale, cmin, cmax, s3);
-      }
+    // `next` skips runs of empty bins (the gaps between a bulk and its outliers) in one step.
+    for (let i = next[0]!; i < this.bins; i = next[Math.min(i + g, this.bins)]!) {
+      const n = Math.min(g, this.bins - i);
+      err += this.groupError(i, n, light[i + n]! - light[i]!, scale, cmin, cmax, s3);
+    }
+    for (const p of points) {
+      err += p.at === undefined ? this.groupError(p.bin, 1, p.mass, scale, cmin, cmax, s3) : p.mass * pointError(p.at, scale, cmin, cmax);
     }
     return err;
   }
@@ -205,35 +201,32 @@ export class StreamingHistogram {
     }
   }
 
-  private prefix?: Float64Array;
-  /** heavyPrefix[i]: point-mass bins (see HEAVY) below i. */
-  private heavyPrefix?: Uint32Array;
-  private firstBin = 0;
-  private lastBin = -1;
+  private cached?: { light: Float64Array; next: Int32Array; points: { bin: number; mass: number; at?: number }[] };
 
-  /** Cumulative counts (prefix[i] = counts below bin i), cached until the next observe. */
-  private prefixCounts(): Float64Array {
-    if (this.prefix) return this.prefix;
-    const p = new Float64Array(this.bins + 1);
-    const h = new Uint32Array(this.bins + 1);
+  /**
+   * Cumulative counts without the point masses (light[i] = such counts below bin i) and the point
+   * masses themselves (with their mean where the first batch saw them), and next[i] = the first bin
+   * from i on with such counts (bins when none); cached until the next observe.
+   */
+  private summary(): NonNullable<StreamingHistogram['cached']> {
+    if (this.cached) return this.cached;
+    const light = new Float64Array(this.bins + 1);
+    const points: { bin: number; mass: number; at?: number }[] = [];
     const heavy = this.count / HEAVY;
     const cs = this.counts;
-    this.firstBin = this.bins;
-    this.lastBin = -1;
     for (let i = 0; i < this.bins; i++) {
       const c = cs[i]!;
-      p[i + 1] = p[i]! + c;
       // A point mass towers over a neighbour; a dense but continuous stretch does not.
       const lower = Math.min(i > 0 ? cs[i - 1]! : 0, i + 1 < this.bins ? cs[i + 1]! : 0);
-      h[i + 1] = h[i]! + (c > heavy && c > PEAK * lower ? 1 : 0);
-      if (c > 0) {
-        if (i < this.firstBin) this.firstBin = i;
-        this.lastBin = i;
-      }
+      const point = c > heavy && c > PEAK * lower;
+      if (point) points.push({ bin: i, mass: c, at: this.sumCounts[i]! > 0 ? this.sums[i]! / this.sumCounts[i]! : undefined });
+      light[i + 1] = light[i]! + (point ? 0 : c);
     }
-    this.prefix = p;
-    this.heavyPrefix = h;
-    return p;
+    const next = new Int32Array(this.bins + 1);
+    next[this.bins] = this.bins;
+    for (let i = this.bins - 1; i >= 0; i--) next[i] = light[i + 1]! > light[i]! ? i : next[i + 1]!;
+    this.cached = { light, next, points };
+    return this.cached;
   }
 }
 
