@@ -141,9 +141,12 @@ describe('PTQ on the PaddleOCR PP-OCRv4 text recognizer (opset 9, attention)', (
       const x = textLine(seed, false);
       const f = await runModel(model, x, dims);
       const q = await runModel(result.fakeQuantModel, x, dims);
+      // Both forms as written (no graph rewrites): onnxruntime-node's float fusions in the fake-quant
+      // model move rounding ties, which this attention model amplifies.
+      const qExact = await runModel(result.fakeQuantModel, x, dims, 'disabled');
       const d = await runModel(result.deployModel, x, dims, 'disabled');
       cosines.push(k.cosine(f, q));
-      agreement.push(k.cosine(q, d));
+      agreement.push(k.cosine(qExact, d));
       // Greedy CTC decoding reads the argmax character per time step: compare those.
       const n = f.length / classes;
       for (let t = 0; t < n; t++) {
@@ -164,9 +167,7 @@ describe('PTQ on the PaddleOCR PP-OCRv4 text recognizer (opset 9, attention)', (
         `fake-quant/deploy ${Math.min(...agreement).toFixed(6)}, per-step top-1 agreement ${same}/${steps}`,
     );
     expect(same / steps).toBeGreaterThanOrEqual(0.9);
-    // Not bit-exact where onnxruntime runs integer kernels (the node engine): integer and float
-    // accumulation break requantization ties differently, about one step in a few places.
-    expect(Math.min(...agreement)).toBeGreaterThan(0.999);
+    expect(Math.min(...agreement)).toBeGreaterThan(0.99999);
     expect(meanCosine).toBeGreaterThan(0.97);
   });
 });
