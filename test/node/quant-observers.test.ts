@@ -417,20 +417,22 @@ describe('HFMG', () => {
     merged.observe(a);
     merged.observe(b);
     merged.observe(c);
-    const counts = (merged as unknown as { counts: Float64Array }).counts;
+    const counts = merged.counts;
     const mass = counts.reduce((s, v) => s + v, 0);
     expect(mass).toBeCloseTo(81_000, 6);
-    expect(merged.bytesHeld).toBe(4096 * 8);
+    expect(merged.bytesHeld).toBe(4096 * 24);
     expect(merged.keepsRawValues).toBe(false);
     const rm = merged.compute();
     expect(rm.count).toBe(81_000);
 
-    // same data in one batch: nearly the same parameters, nearly the same error
+    // Same data in one batch: nearly the same error. The merged histogram's bins are coarser (its
+    // range doubled to cover the second batch), so its trims land elsewhere: the scales differ by
+    // up to about one trim step.
     const x = concat([a, b, c]);
     const once = new HfmgObserver(k, 8, true, 4096);
     once.observe(x);
     const ro = once.compute();
-    expect(Math.abs(rm.scale - ro.scale) / ro.scale).toBeLessThan(0.05);
+    expect(Math.abs(rm.scale - ro.scale) / ro.scale).toBeLessThan(0.1);
     expect(errOf(x, rm)).toBeLessThan(1.05 * errOf(x, ro));
     // the first batch's range is covered
     const mm = k.minMax(x);

@@ -35,10 +35,14 @@ export class StreamingHistogram {
   max = -Infinity;
   count = 0;
 
-  constructor(private readonly k: Kernels, readonly bins = DEFAULT_HISTOGRAM_BINS) {
-    this.counts = new Float64Array(bins);
-    this.sums = new Float64Array(bins);
-    this.sumCounts = new Float64Array(bins);
+  readonly bins: number;
+
+  /** `bins` is rounded up to an even number, so that doubling the range merges whole pairs. */
+  constructor(private readonly k: Kernels, bins = DEFAULT_HISTOGRAM_BINS) {
+    this.bins = bins + (bins & 1);
+    this.counts = new Float64Array(this.bins);
+    this.sums = new Float64Array(this.bins);
+    this.sumCounts = new Float64Array(this.bins);
   }
 
   get bytes(): number {
@@ -48,6 +52,11 @@ export class StreamingHistogram {
   /** Width of one bin: how far apart two values may be and still be told apart. */
   get step(): number {
     return this.width;
+  }
+
+  /** Lower edge of bin 0. */
+  get low(): number {
+    return this.lo;
   }
 
   get hi(): number {
