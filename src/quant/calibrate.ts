@@ -169,11 +169,6 @@ export function admitWithinBudget(names: readonly string[], bytesOf: (name: stri
 }
 
 /**
- * Feeds every observer with the first `batchNum` batches and returns each layer's result. The
- * observers are computed and dropped from `observers` as soon as their pass ends, so raw values
- * never outlive their pass (the caller should keep no other reference to them).
- */
-/**
  * Calibration batches kept for later checks on real inputs (the choice of output quantizations),
  * with the model's first output on each: the first few, so memory stays bounded whatever
  * `batch_num` is.
@@ -186,6 +181,10 @@ export interface Sample {
   output?: Float32Array;
 }
 
+/**
+ * Feeds every observer with the first `batchNum` batches, in one pass, and returns each layer's
+ * result, the pass's statistics and the first batches (see SAMPLE_BATCHES).
+ */
 export async function calibrateActivations(
   model: ModelProto,
   observers: ObserverMap,

@@ -259,7 +259,6 @@ describe('IFMR', () => {
 
   it('holds fixed memory, no raw values: 24 bytes × histogram bins (counts, and sums and counts of the first batch) whatever it observes', () => {
     const o = new IfmrObserver(k, IFMR8);
-    expect(o.keepsRawValues).toBe(false);
     const before = o.bytesHeld;
     o.observe(new Float32Array(100_000).map((_, i) => i % 7));
     o.observe(new Float32Array(50).fill(-1e4));
@@ -421,7 +420,6 @@ describe('HFMG', () => {
     const mass = counts.reduce((s, v) => s + v, 0);
     expect(mass).toBeCloseTo(81_000, 6);
     expect(merged.bytesHeld).toBe(4096 * 24);
-    expect(merged.keepsRawValues).toBe(false);
     const rm = merged.compute();
     expect(rm.count).toBe(81_000);
 
@@ -520,7 +518,6 @@ describe('MinMax', () => {
     expect(got.count).toBe(1510);
     expect({ scale: got.scale, zeroPoint: got.zeroPoint }).toEqual(asymmetricParams(min, max, 8));
     expect(o.bytesHeld).toBe(16);
-    expect(o.keepsRawValues).toBe(false);
   });
 
   it('widens a range without 0 to include it, ignores NaN, and an empty observer gives scale 1', () => {

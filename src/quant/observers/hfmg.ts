@@ -10,7 +10,6 @@ import type { ActivationObserver, ActivationResult } from './types.js';
  * HistogramObserver), with the histogram's own error estimate.
  */
 export class HfmgObserver implements ActivationObserver {
-  readonly keepsRawValues = false;
   private readonly h: StreamingHistogram;
 
   constructor(k: Kernels, private readonly bits: 8 | 16, private readonly asymmetric: boolean, bins: number) {

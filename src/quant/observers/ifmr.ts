@@ -22,7 +22,6 @@ export interface IfmrOptions {
  * (8 bytes × bins), one calibration pass; the percentiles are within one bin of the exact ones.
  */
 export class IfmrObserver implements ActivationObserver {
-  readonly keepsRawValues = false;
   private readonly h: StreamingHistogram;
 
   constructor(k: Kernels, private readonly o: IfmrOptions) {

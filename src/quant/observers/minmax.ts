@@ -4,7 +4,6 @@ import type { ActivationObserver, ActivationResult } from './types.js';
 
 /** Running min/max over all batches: fixed memory, sensitive to outliers. */
 export class MinMaxObserver implements ActivationObserver {
-  readonly keepsRawValues = false;
   readonly bytesHeld = 16;
   private min = Infinity;
   private max = -Infinity;

@@ -8,7 +8,6 @@ import type { ActivationObserver, ActivationResult } from './types.js';
  * histogram.ts): fixed memory, one pass, within one bin of the exact percentiles.
  */
 export class PercentileObserver implements ActivationObserver {
-  readonly keepsRawValues = false;
   private readonly h: StreamingHistogram;
 
   constructor(

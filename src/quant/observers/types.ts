@@ -2,15 +2,13 @@ import type { QuantParams } from '../params.js';
 
 /**
  * Collects statistics of one layer's input activation batch by batch, then turns them into
- * quantization parameters. `bytesHeld` is what the observer keeps between batches, so the
- * calibration loop can bound memory.
+ * quantization parameters. `bytesHeld` is what the observer keeps between batches: fixed for every
+ * observer, whatever the number of batches (calibration reports the total as peakObserverBytes).
  */
 export interface ActivationObserver {
   observe(x: Float32Array): void;
   compute(): ActivationResult;
   readonly bytesHeld: number;
-  /** Whether memory grows with every batch (raw-value observers) or stays fixed. */
-  readonly keepsRawValues: boolean;
 }
 
 export interface ActivationResult extends QuantParams {
