@@ -364,12 +364,10 @@ function outputCandidates(q: QuantizationSession, plan: readonly LayerQuantizati
 
 /**
  * Keeps every calibrated output quantization `plan` allows (marks them in the record), for callers
- * whose own evaluation decides, as the automatic calibration does. Returns how many.
+ * whose own evaluation decides, as the automatic calibration does.
  */
-function keepAllOutputs(q: QuantizationSession, plan: readonly LayerQuantization[], record: QuantRecord): number {
-  const candidates = outputCandidates(q, plan, record);
-  for (const o of candidates) record.layers[o.layer]!.output_quant = true;
-  return candidates.length;
+function keepAllOutputs(q: QuantizationSession, plan: readonly LayerQuantization[], record: QuantRecord): void {
+  for (const o of outputCandidates(q, plan, record)) record.layers[o.layer]!.output_quant = true;
 }
 
 /** The largest n such that the first n of `order` stay within the bound (bisection; monotone in practice). */
@@ -508,9 +506,11 @@ export class PreparedQuantization {
     return selectOutputs(this.session, this.plan(), this.record, options);
   }
 
-  /** Keeps every calibrated output quantization; returns how many. */
+  /** Keeps every calibrated output quantization; returns how many the record now keeps. */
   keepAllOutputs(): number {
-    return keepAllOutputs(this.session, this.plan(), this.record);
+    keepAllOutputs(this.session, this.plan(), this.record);
+    // Those a reused record already kept count too: dropOutputs turns them all back.
+    return Object.values(this.record.layers).filter((l) => l.output_quant === true).length;
   }
 
   /** Turns every kept output quantization back to float (AMCT's form); returns how many. */

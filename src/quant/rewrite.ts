@@ -97,9 +97,9 @@ interface Quantized {
 
 /**
  * DequantizeLinear of `q`, inserted before `anchor`. With `perAxis` its one scale is repeated along
- * that axis (the channels, or a spatial axis for a single channel): the values are the same, but ONNX Runtime fuses only a DequantizeLinear with
- * a single scale into QLinearConv, and only such a one makes it quantize a layer's (folded) float
- * weights itself, per tensor (its WeightBiasQuantization). That keeps a depthwise or single-channel
+ * that axis (the channels, or a spatial axis for a single channel): the values are the same, but
+ * ONNX Runtime fuses only a DequantizeLinear with a single scale into QLinearConv, and only such a
+ * one makes it quantize a layer's (folded) float weights itself, per tensor (WeightBiasQuantization). That keeps a depthwise or single-channel
  * convolution, for which the integer kernel is several times slower, on its float kernel with our
  * weights even when a QuantizeLinear (the next layer's input) follows it.
  */

@@ -73,13 +73,10 @@ export class StreamingHistogram {
       const span = max - min || Math.max(Math.abs(min), 1) * 2 ** -20;
       this.lo = min;
       this.width = (span * (1 + 2 ** -12)) / this.bins;
-    } else {
-      this.cover(min, max);
-    }
-    if (this.count === 0) {
       this.k.histogram(x, this.lo, this.hi, this.sumCounts, this.sums);
       this.counts.set(this.sumCounts);
     } else {
+      this.cover(min, max);
       this.k.histogram(x, this.lo, this.hi, this.counts);
     }
     this.min = Math.min(this.min, min);
