@@ -55,7 +55,8 @@ function loadNode(): Promise<Runtime | undefined> {
 
 /**
  * Sets the engine for sessions whose options name none. Without a call, the first session picks
- * 'node' in Node and Deno when onnxruntime-node can be loaded, else 'web'.
+ * 'node' in Node when onnxruntime-node can be loaded, else 'web'. Deno gets 'node' only on request:
+ * the native addon loaded into Deno 2.9 crashed the process at exit in one of several test runs.
  * @throws EngineError for an unknown name, or 'node' where onnxruntime-node cannot be loaded.
  */
 export async function useEngine(engine: Engine): Promise<void> {
@@ -65,7 +66,7 @@ export async function useEngine(engine: Engine): Promise<void> {
 
 /** The engine sessions get when their options name none (detecting it on first use). */
 export async function defaultEngine(): Promise<Engine> {
-  chosen ??= (await loadNode()) ? 'node' : 'web';
+  chosen ??= env.runtime === 'node' && (await loadNode()) ? 'node' : 'web';
   return chosen;
 }
 
