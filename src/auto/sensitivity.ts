@@ -3,16 +3,15 @@
  * activations the calibration batches produce, and its two outputs are compared. The lowest scores
  * are the layers quantization hurts most.
  *
- * Memory: activations are never stored. The batches are replayed; per batch only the activations of
- * one group of layers are alive, groups being sized so that their per-batch bytes stay within the
- * budget (as for calibration).
+ * Memory: activations are never stored. The batches are replayed through one session per group of
+ * layers (see withFakeCopies); per batch only the float and fake-quant outputs of that group are
+ * alive, groups being sized by their input bytes against the budget.
  */
 import type { Kernels } from '../kernels/types.js';
-import { getConstant } from '../onnx/graph.js';
+import { GraphEditor } from '../onnx/editor.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
-import { DataType } from '../onnx/tensor.js';
-import { onnx, type ModelProto, type NodeProto, type TensorProto } from '../onnx/types.js';
-import { createSession, type CreateSessionOptions, type OrtTensor } from '../runtime/ort.js';
+import { onnx, type ModelProto } from '../onnx/types.js';
+import type { CreateSessionOptions } from '../runtime/ort.js';
 import { activationData, admitWithinBudget, replayBatches, type BatchSource } from '../quant/calibrate.js';
 import type { LayerInfo } from '../quant/registry.js';
 import { writeFakeQuant, type LayerQuantization } from '../quant/rewrite.js';
@@ -44,40 +43,30 @@ export function sensitivityFunction(k: Kernels, s: SensitivityName | Sensitivity
   }
 }
 
-const inputName = (layer: string) => `${layer}::input`;
-
 /**
- * A model holding only the given layers side by side: each reads its own graph input and keeps its
- * weights, so one session run evaluates all of them.
+ * The calibrated graph with a fake-quantized copy of each given layer beside it, reading the same
+ * activation, so one run yields every layer's float output and its fake-quant output on the float
+ * input: the activations never leave the session.
  */
-function layersModel(work: ModelProto, layers: readonly LayerInfo[]): ModelProto {
-  const graph = work.graph!;
+function withFakeCopies(work: ModelProto, group: readonly LayerQuantization[]): { model: ModelProto; outputs: Map<string, { float: string; fake: string }> } {
+  const model = decodeModel(encodeModel(work));
+  const graph = model.graph!;
   const byName = new Map((graph.node ?? []).map((n) => [n.name ?? '', n]));
-  const initializers = new Map<string, TensorProto>();
-  const nodes: NodeProto[] = [];
-  for (const l of layers) {
-    const original = byName.get(l.name)!;
-    const node = onnx.NodeProto.decode(onnx.NodeProto.encode(original as onnx.NodeProto).finish());
-    node.input = [inputName(l.name), ...(node.input ?? []).slice(1)];
-    node.output = [node.output[0]!];
-    nodes.push(node);
-    for (const name of node.input.slice(1)) {
-      if (name && !initializers.has(name)) initializers.set(name, { ...getConstant(graph, name)!, name });
-    }
+  const names = new GraphEditor(graph);
+  const outputs = new Map<string, { float: string; fake: string }>();
+  const copies: LayerQuantization[] = [];
+  for (const p of group) {
+    const original = byName.get(p.layer.name)!;
+    const copy = onnx.NodeProto.decode(onnx.NodeProto.encode(original as onnx.NodeProto).finish());
+    copy.name = names.name(`${p.layer.name}::fake_quant`);
+    copy.output = [names.name(`${original.output![0]!}::fake_quant`)];
+    // Appended after every producer of its inputs, so the node order stays topological.
+    graph.node!.push(copy);
+    outputs.set(p.layer.name, { float: original.output![0]!, fake: copy.output[0]! });
+    copies.push({ ...p, layer: { ...p.layer, name: copy.name } });
   }
-  const floatType = onnx.TypeProto.create({ tensorType: { elemType: DataType.FLOAT } });
-  const model = onnx.ModelProto.create({
-    irVersion: work.irVersion,
-    opsetImport: work.opsetImport,
-    graph: onnx.GraphProto.create({
-      name: 'layers',
-      node: nodes,
-      initializer: [...initializers.values()],
-      input: layers.map((l) => onnx.ValueInfoProto.create({ name: inputName(l.name), type: floatType })),
-      output: nodes.map((n) => onnx.ValueInfoProto.create({ name: n.output![0]! })),
-    }),
-  });
-  return decodeModel(encodeModel(model));
+  writeFakeQuant(model, copies);
+  return { model, outputs };
 }
 
 export interface RankingOptions extends CreateSessionOptions {
@@ -114,38 +103,18 @@ export async function rankLayers(
 
   const totals = new Map<string, { sum: number; n: number }>();
   for (const [g, group] of groups.entries()) {
-    const layers = group.map((p) => p.layer);
-    const floatModel = layersModel(work, layers);
-    const floatBytes = encodeModel(floatModel);
-    const fakeModel = decodeModel(floatBytes);
-    writeFakeQuant(fakeModel, group.map((p) => ({ ...p, layer: { ...p.layer, activation: inputName(p.layer.name) } })));
-    const outputOf = new Map(floatModel.graph!.node!.map((n) => [n.name!, n.output![0]!]));
-    const floatSession = await createSession(floatBytes, options);
-    const fakeSession = await createSession(encodeModel(fakeModel), options);
-    try {
-      const activations = [...new Set(layers.map((l) => l.activation))];
-      await replayBatches(work, activations, batches, options, async (out, batch) => {
-        const feeds: Record<string, OrtTensor> = {};
-        for (const l of layers) {
-          activationData(out, l.activation);
-          feeds[inputName(l.name)] = out[l.activation]!;
-        }
-        const f = await floatSession.run(feeds);
-        const q = await fakeSession.run(feeds);
-        for (const l of layers) {
-          const name = outputOf.get(l.name)!;
-          const score = similarity(f[name]!.data as Float32Array, q[name]!.data as Float32Array);
-          const t = totals.get(l.name) ?? { sum: 0, n: 0 };
-          t.sum += score;
-          t.n++;
-          totals.set(l.name, t);
-        }
-        options.onBatch?.({ group: g + 1, groups: groups.length, batch: batch + 1 });
-      });
-    } finally {
-      await floatSession.release();
-      await fakeSession.release();
-    }
+    const { model, outputs } = withFakeCopies(work, group);
+    const fetch = [...outputs.values()].flatMap((o) => [o.float, o.fake]);
+    await replayBatches(model, fetch, batches, options, (out, batch) => {
+      for (const [layer, o] of outputs) {
+        const score = similarity(activationData(out, o.float), activationData(out, o.fake));
+        const t = totals.get(layer) ?? { sum: 0, n: 0 };
+        t.sum += score;
+        t.n++;
+        totals.set(layer, t);
+      }
+      options.onBatch?.({ group: g + 1, groups: groups.length, batch: batch + 1 });
+    });
   }
   return plan
     .map((p) => {
