@@ -74,7 +74,11 @@ export interface CreateQuantConfigOptions {
   /** Activation bits: 8, or 16 for sensitive layers. */
   activationBits?: 8 | 16;
   weightBits?: 8;
-  /** Per-output-channel weights for Conv/ConvTranspose (the default); other types are per tensor. */
+  /**
+   * Per-output-channel weights for every layer that has an output-channel axis (Conv, ConvTranspose
+   * with one group, Gemm, MatMul). Default: true when the model is at opset 13 or can be raised to it
+   * (per-axis DequantizeLinear needs 13), else false (`layers` in the result says why).
+   */
   channelWise?: boolean;
   /** Applies to every layer. */
   common?: LayerOverride;
@@ -126,7 +130,7 @@ function applyOverride(layer: LayerQuantConfig, o: LayerOverride | undefined): L
 }
 
 /** Builds the config for the given layers; unknown names in options are reported as errors. */
-export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQuantConfigOptions = {}): QuantConfig {
+export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQuantConfigOptions = {}, perChannelReachable = true): QuantConfig {
   const problems: string[] = [];
   const known = new Set(layers.map((l) => l.name));
   for (const n of options.skipLayers ?? []) if (!known.has(n)) problems.push(`skipLayers: no quantizable layer named '${n}'`);
@@ -146,9 +150,7 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
   };
   const skip = new Set(options.skipLayers ?? []);
   for (const layer of layers) {
-    const channelWise = (layer.opType === 'Conv' || layer.opType === 'ConvTranspose') && layer.weight!.channelAxis >= 0
-      ? options.channelWise ?? true
-      : false;
+    const channelWise = layer.weight && layer.weight.channelAxis >= 0 ? options.channelWise ?? perChannelReachable : false;
     let entry: LayerQuantConfig = {
       quant_enable: !skip.has(layer.name),
       activation_quant_params: defaultActivation(options.activationAlgo ?? 'ifmr', options.activationBits ?? 8),

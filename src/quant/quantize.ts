@@ -41,6 +41,21 @@ async function privateCopy(model: ModelSource): Promise<ModelProto> {
 
 const clone = (m: ModelProto) => decodeModel(encodeModel(m));
 
+/** Opset of per-axis DequantizeLinear, which per-channel weights need in the deploy model. */
+const PER_CHANNEL_OPSET = 13;
+
+/** Why the model cannot have per-channel weights (its opset cannot be raised to 13), or undefined. */
+function perChannelBlocker(model: ModelProto): string | undefined {
+  if ((opsetVersion(model) ?? 1) >= PER_CHANNEL_OPSET) return undefined;
+  try {
+    upgradeOpset(clone(model), PER_CHANNEL_OPSET);
+    return undefined;
+  } catch (e) {
+    // One line: "cannot raise the model from opset 9 to 13: <node>: <why>; <node>: <why>".
+    return (e as Error).message.replace(/:\n\s*- /, ': ').replace(/\n\s*- /g, '; ');
+  }
+}
+
 /** The model as the quantizer sees it: stable node names, optionally with BN folded. */
 interface Prepared {
   model: ModelProto;
@@ -58,8 +73,8 @@ function prepare(model: ModelProto): Prepared {
 
 /** Lists every quantizable layer in AMCT's config form; with `configFile` also writes it (Node/Deno). */
 export async function createQuantConfig(model: ModelSource, options: CreateQuantConfigOptions = {}): Promise<QuantConfig> {
-  const { layers } = prepare(await privateCopy(model));
-  const config = buildQuantConfig(layers, options);
+  const { model: copy, layers } = prepare(await privateCopy(model));
+  const config = buildQuantConfig(layers, options, perChannelBlocker(copy) === undefined);
   if (options.configFile) await writeFileAtomic(options.configFile, JSON.stringify(config, null, 2) + '\n');
   return config;
 }
@@ -98,6 +113,10 @@ export interface LayerReport {
   quantized: boolean;
   /** Why a layer or node was left in float. */
   reason?: string;
+  /** For a quantized layer with a weight: one scale per output channel, or one for the tensor. */
+  weights?: 'per-channel' | 'per-tensor';
+  /** Why a quantized layer's weight is per tensor. */
+  weightsReason?: string;
 }
 
 export interface QuantizeResult {
@@ -431,11 +450,22 @@ function fuseHardSwishes(work: ModelProto): string[] {
 
 /** Per layer, whether it is quantized and, if not, why. */
 function layerReport(q: QuantizationSession, quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined): LayerReport[] {
+  let blocker: string | undefined | null = null;
+  const weights = (l: LayerInfo): Partial<LayerReport> => {
+    if (!l.weight) return {};
+    if (layerConfig(q.config, l.name)?.weight_quant_params?.channel_wise && l.weight.channelAxis >= 0) return { weights: 'per-channel' };
+    if (l.weight.channelAxis < 0) return { weights: 'per-tensor', weightsReason: `a ${l.opType} with groups has no per-output-channel weight axis` };
+    if (blocker === null) blocker = perChannelBlocker(decodeModel(q.original));
+    const weightsReason = blocker
+      ? `channel_wise is false: per-channel weights need opset ${PER_CHANNEL_OPSET}, and autoquant ${blocker}`
+      : 'channel_wise is false in the config';
+    return { weights: 'per-tensor', weightsReason };
+  };
   return [
     ...q.declared.map((l) => {
       const on = quantized.has(l.name);
       const reason = on ? undefined : reasonFor?.(l.name) ?? 'quant_enable is false in the config';
-      return { name: l.name, opType: l.opType, quantized: on, ...(reason ? { reason } : {}) };
+      return { name: l.name, opType: l.opType, quantized: on, ...(reason ? { reason } : weights(l)) };
     }),
     ...q.skipped.map((s) => ({ name: s.name, opType: s.opType, quantized: false, reason: s.reason })),
   ];

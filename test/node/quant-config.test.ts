@@ -62,7 +62,7 @@ function expectProblem(problems: readonly string[], ...fragments: string[]) {
 }
 
 describe('createQuantConfig defaults (AMCT)', () => {
-  it('lists exactly the 6 quantizable layers of the fixture with AMCT defaults', async () => {
+  it('lists exactly the 6 quantizable layers of the fixture, every weight per channel (opset 13 is reachable)', async () => {
     const c = await createQuantConfig(model);
     expect(c).toMatchObject({ version: 1, batch_num: 1, activation_offset: true, do_fusion: true, skip_fusion_layers: [], quantize_outputs: true });
     expect(layerNames(c)).toEqual(LAYERS);
@@ -71,12 +71,11 @@ describe('createQuantConfig defaults (AMCT)', () => {
       expect(l.quant_enable, name).toBe(true);
       expect(l.activation_quant_params, name).toEqual(IFMR_DEFAULT);
     }
-    for (const name of CONVS) {
+    for (const name of [...CONVS, ...GEMMS]) {
       expect(layer(c, name).weight_quant_params, name).toEqual({ num_bits: 8, wts_algo: 'arq_quantize', channel_wise: true });
     }
-    for (const name of GEMMS) {
-      expect(layer(c, name).weight_quant_params, name).toEqual({ num_bits: 8, wts_algo: 'arq_quantize', channel_wise: false });
-    }
+    const amct = await createQuantConfig(model, { channelWise: false });
+    for (const name of [...CONVS, ...GEMMS]) expect(layer(amct, name).weight_quant_params!.channel_wise, name).toBe(false);
     expect(layer(c, POOL)).not.toHaveProperty('weight_quant_params');
     expect(Object.keys(layer(c, POOL)).sort()).toEqual(['activation_quant_params', 'quant_enable']);
   });

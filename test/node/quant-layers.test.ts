@@ -255,7 +255,7 @@ interface WeightedCase {
  * One weighted node reading the graph input: the fake-quant output must equal the same node
  * run in float on JS-computed fq(x), fq(W) and fq(b).
  */
-async function checkWeightedLayer(c: WeightedCase, seed: number, options: { constants?: boolean; opset?: number } = {}) {
+async function checkWeightedLayer(c: WeightedCase, seed: number, options: { constants?: boolean; opset?: number; channelWise?: boolean } = {}) {
   const rng = new Random(seed);
   const wData = rng.normals(product(c.w), 0.5);
   const bData = c.bias ? rng.normals(c.bias, 0.2) : undefined;
@@ -270,8 +270,10 @@ async function checkWeightedLayer(c: WeightedCase, seed: number, options: { cons
   g.node(c.opType, bData ? ['x', 'W', 'B'] : ['x', 'W'], ['y'], c.attrs, { name: 'layer' }).output('y', DataType.FLOAT);
   const model = buildModel(g, { opset: options.opset ?? 13 });
 
-  const q = await quantizeAndRun(model, { rng, inputs: { x: c.x } });
+  const configOptions = options.channelWise === undefined ? {} : { channelWise: options.channelWise };
+  const q = await quantizeAndRun(model, { rng, inputs: { x: c.x }, configOptions });
   expectQuantized(q.result, ['layer']);
+  expect(q.result.layers.find((l) => l.name === 'layer')!.weights).toBe(c.axis >= 0 ? 'per-channel' : 'per-tensor');
   expect(q.result.layers.filter((l) => l.quantized).length).toBe(1);
   const rec = q.result.record.layers.layer!;
   expectActivationParams(rec);
@@ -373,32 +375,65 @@ describe('ConvTranspose layers', () => {
 });
 
 describe('Gemm and MatMul layers', () => {
-  async function checkDense(transB: boolean, seed: number, opType: 'Gemm' | 'MatMul' = 'Gemm') {
+  async function checkDense(transB: boolean, seed: number, opType: 'Gemm' | 'MatMul' = 'Gemm', channelWise = true) {
     const [rows, k, n] = [4, 8, 5];
+    // Output channels: rows of W when transB, columns otherwise.
+    const axis = channelWise ? (transB ? 0 : 1) : -1;
     const c: WeightedCase = opType === 'Gemm'
-      ? { opType, attrs: transB ? { transB: 1 } : {}, x: [rows, k], w: transB ? [n, k] : [k, n], bias: n, axis: -1 }
-      : { opType, attrs: {}, x: [rows, k], w: [k, n], axis: -1 };
-    const { q, rec, fx, fw, fb } = await checkWeightedLayer(c, seed);
+      ? { opType, attrs: transB ? { transB: 1 } : {}, x: [rows, k], w: transB ? [n, k] : [k, n], bias: n, axis }
+      : { opType, attrs: {}, x: [rows, k], w: [k, n], axis };
+    const { q, rec, fx, fw, fb } = await checkWeightedLayer(c, seed, { channelWise });
     // Directly in JS: fq(x) · fq(W) + fq(b), from the record's factors only.
-    expect(rec.scale_w!.length).toBe(1);
+    expect(rec.scale_w!.length).toBe(channelWise ? n : 1);
     const expected = matmul(fx, fw, rows, k, n, transB, fb);
     expect(relDiff(q.fake[0]!, expected)).toBeLessThanOrEqual(1e-5);
   }
 
-  test('Gemm transB=1 equals fq(x)·fq(W)ᵀ + fq(b) computed in JS', async () => {
+  test('Gemm transB=1 is per output channel (rows of W) and equals fq(x)·fq(W)ᵀ + fq(b) computed in JS', async () => {
     await checkDense(true, 301);
   });
 
-  test('Gemm transB=0 equals fq(x)·fq(W) + fq(b) computed in JS', async () => {
+  test('Gemm transB=0 is per output channel (columns of W) and equals fq(x)·fq(W) + fq(b) computed in JS', async () => {
     await checkDense(false, 302);
   });
 
-  test('MatMul with a constant 2-D weight equals fq(x)·fq(W) computed in JS', async () => {
+  test('Gemm with channelWise: false is per tensor (AMCT) and equals fq(x)·fq(W)ᵀ + fq(b) computed in JS', async () => {
+    await checkDense(true, 306, 'Gemm', false);
+  });
+
+  test('MatMul with a constant 2-D weight is per output channel and equals fq(x)·fq(W) computed in JS', async () => {
     await checkDense(false, 303, 'MatMul');
   });
 
-  test('MatMul on a 3-D activation is quantized per tensor', async () => {
-    await checkWeightedLayer({ opType: 'MatMul', attrs: {}, x: [2, 3, 8], w: [8, 5], axis: -1 }, 304);
+  test('MatMul on a 3-D activation is quantized per output channel', async () => {
+    await checkWeightedLayer({ opType: 'MatMul', attrs: {}, x: [2, 3, 8], w: [8, 5], axis: 1 }, 304);
+  });
+
+  test('at opset 13 and above, or when the upgrader reaches it, Gemm weights default to per channel; else per tensor with the reason', async () => {
+    const rng = new Random(307);
+    const g = new GraphBuilder()
+      .input('x', DataType.FLOAT, [2, 4])
+      .initializer('W', [4, 3], rng.normals(12))
+      .initializer('B', [3], rng.normals(3))
+      .node('Gemm', ['x', 'W', 'B'], ['h'], {}, { name: 'fc' })
+      .node('Resize', ['h', 'scales'], ['y'], { mode: 'nearest' }, { name: 'up' })
+      .initializer('scales', [2], new Float32Array([1, 2]))
+      .output('y', DataType.FLOAT);
+    // Resize changed incompatibly at opset 11, so this opset-10 model cannot be raised to 13.
+    const model = buildModel(g, { opset: 10 });
+    const config = await createQuantConfig(model);
+    expect(layerConfig(config, 'fc').weight_quant_params!.channel_wise).toBe(false);
+    const result = await quantizeModel(model, config, [{ x: floatTensor(rng.normals(8), [2, 4]) }]);
+    const fc = result.layers.find((l) => l.name === 'fc')!;
+    expect(fc).toMatchObject({ quantized: true, weights: 'per-tensor' });
+    expect(fc.weightsReason).toMatch(/opset 13/);
+    expect(fc.weightsReason).toMatch(/up/);
+    const upgradable = buildModel(new GraphBuilder()
+      .input('x', DataType.FLOAT, [2, 4])
+      .initializer('W', [4, 3], rng.normals(12))
+      .node('Gemm', ['x', 'W'], ['y'], {}, { name: 'fc' })
+      .output('y', DataType.FLOAT), { opset: 11 });
+    expect(layerConfig(await createQuantConfig(upgradable), 'fc').weight_quant_params!.channel_wise).toBe(true);
   });
 
   test('Gemm with alpha=0.5 is left in float with a reason that names alpha', async () => {
@@ -705,10 +740,11 @@ describe('graph shapes', () => {
         continue;
       }
       const rec = q.result.record.layers.fc!;
-      const sw = expectWeightScales(rec, w, [8, 5], -1);
+      // Per output channel (the columns of W), so C's last axis carries the bias scales.
+      const sw = expectWeightScales(rec, w, [8, 5], 1);
       const fx = fqActivation(q.feeds.x!.data as Float32Array, rec.scale_d, rec.offset_d);
-      const fc = fqBias(cData, rec.scale_d, sw);
-      const y = matmul(fx, fqWeight(w, [8, 5], -1, sw), 4, 8, 5, false);
+      const fc = fqBias(cData, rec.scale_d, Array.from(cData, (_, i) => sw[i % 5]!));
+      const y = matmul(fx, fqWeight(w, [8, 5], 1, sw), 4, 8, 5, false);
       for (let i = 0; i < y.length; i++) y[i] = y[i]! + fc[cDims[0] === 1 ? i % 5 : i]!;
       expect(relDiff(q.fake[0]!, y), `C ${cDims}`).toBeLessThanOrEqual(1e-5);
       expectConsistent(q);
