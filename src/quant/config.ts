@@ -51,6 +51,12 @@ export interface QuantConfigGlobals {
    * only quantized layers are fused anyway).
    */
   quantize_outputs?: boolean;
+  /**
+   * Cross-layer equalization before calibration (see equalize.ts): channels of two weighted layers
+   * joined through Relu-like ops are rescaled so both weight ranges balance; the float function is
+   * unchanged. Default (absent) true; false gives AMCT's form.
+   */
+  cross_layer_equalization?: boolean;
 }
 
 /** Globals plus one `LayerQuantConfig` per layer name. */
@@ -70,6 +76,8 @@ export interface CreateQuantConfigOptions {
   doFusion?: boolean;
   /** See `quantize_outputs` (default true). */
   quantizeOutputs?: boolean;
+  /** See `cross_layer_equalization` (default true). */
+  crossLayerEqualization?: boolean;
   activationAlgo?: ActivationAlgo;
   /** Activation bits: 8, or 16 for sensitive layers. */
   activationBits?: 8 | 16;
@@ -88,7 +96,7 @@ export interface CreateQuantConfigOptions {
   configFile?: string;
 }
 
-const GLOBAL_KEYS = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs']);
+const GLOBAL_KEYS = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization']);
 
 export const IFMR_DEFAULTS = Object.freeze({
   max_percentile: 0.999999,
@@ -147,6 +155,7 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
     do_fusion: options.doFusion ?? true,
     skip_fusion_layers: [],
     quantize_outputs: options.quantizeOutputs ?? true,
+    cross_layer_equalization: options.crossLayerEqualization ?? true,
   };
   const skip = new Set(options.skipLayers ?? []);
   for (const layer of layers) {
@@ -228,7 +237,9 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
   if (!(Number.isInteger(config.batch_num) && (config.batch_num as number) >= 1)) problems.push(`batch_num must be an integer >= 1, got ${JSON.stringify(config.batch_num)}`);
   if (typeof config.activation_offset !== 'boolean') problems.push(`activation_offset must be a boolean, got ${JSON.stringify(config.activation_offset)}`);
   if (config.do_fusion !== undefined && typeof config.do_fusion !== 'boolean') problems.push(`do_fusion must be a boolean, got ${JSON.stringify(config.do_fusion)}`);
-  if (config.quantize_outputs !== undefined && typeof config.quantize_outputs !== 'boolean') problems.push(`quantize_outputs must be a boolean, got ${JSON.stringify(config.quantize_outputs)}`);
+  for (const k of ['quantize_outputs', 'cross_layer_equalization'] as const) {
+    if (config[k] !== undefined && typeof config[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${JSON.stringify(config[k])}`);
+  }
   if (config.skip_fusion_layers !== undefined && !(Array.isArray(config.skip_fusion_layers) && config.skip_fusion_layers.every((s) => typeof s === 'string'))) {
     problems.push('skip_fusion_layers must be an array of layer names');
   }

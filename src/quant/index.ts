@@ -17,3 +17,4 @@ export type { QuantRecord, LayerRecord } from './record.js';
 export { QUANTIZABLE_TYPES } from './registry.js';
 export type { QuantizableType } from './registry.js';
 export type { FoldedPair, FoldedAffine } from './fusion.js';
+export type { EqualizedPair } from './equalize.js';

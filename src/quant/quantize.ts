@@ -15,6 +15,7 @@ import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
 import { createSession, Tensor, type CreateSessionOptions, type InferenceSession } from '../runtime/ort.js';
 import { calibrateActivations, type Feeds, type Sample, type CalibrationSource, type CalibrationStats, type ObserverMap } from './calibrate.js';
 import { buildQuantConfig, validateQuantConfig, type ActivationQuantParams, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
+import { equalizeChannels, type EqualizedPair } from './equalize.js';
 import { foldAffines, foldBatchNorms, type FoldedAffine, type FoldedPair } from './fusion.js';
 import { createObserver } from './observers/index.js';
 import { emptyRecord, validateRecord, type QuantRecord } from './record.js';
@@ -133,6 +134,8 @@ export interface QuantizeResult {
    * HardSwish op (with `do_fusion`; the models are then at opset 14 at least), named by output tensor.
    */
   fusedHardSwish: string[];
+  /** Layer pairs balanced by cross-layer equalization (`cross_layer_equalization`). */
+  equalized: EqualizedPair[];
   calibration: CalibrationStats | undefined;
   /**
    * The model's own nodes written differently in the fake-quant model so that onnxruntime-web's
@@ -156,6 +159,8 @@ export interface QuantizationSession {
   affines: FoldedAffine[];
   /** Tensors now computed by one HardSwish op. */
   hardSwish: string[];
+  /** Layer pairs whose channels were rescaled (cross-layer equalization). */
+  equalized: EqualizedPair[];
   kernels: Kernels;
   /** The first calibration batch, kept to choose which layer outputs to quantize. */
   samples?: Sample[];
@@ -183,8 +188,10 @@ async function prepareQuantization(
   const fused = cfg.do_fusion !== false ? foldBatchNorms(work.graph!, skip) : [];
   const affines = cfg.do_fusion !== false ? foldAffines(work.graph!, skip) : [];
   const hardSwish = cfg.do_fusion !== false ? fuseHardSwishes(work) : [];
+  // After the fusions, so that the weights balanced are the ones quantized.
+  const equalized = cfg.cross_layer_equalization !== false ? equalizeChannels(work.graph!) : [];
   const { layers } = scanLayers(work.graph!);
-  return { work, original, config: cfg, declared, layers, skipped, fused, affines, hardSwish, kernels: kernels ?? (await getKernels()) };
+  return { work, original, config: cfg, declared, layers, skipped, fused, affines, hardSwish, equalized, kernels: kernels ?? (await getKernels()) };
 }
 
 /**
@@ -600,6 +607,7 @@ export async function quantizeModel(
     fusedBatchNorms: q.fused,
     fusedAffines: q.affines,
     fusedHardSwish: q.hardSwish,
+    equalized: q.equalized,
     calibration: stats,
     gpuRewrites: fake.gpuRewrites,
   };
