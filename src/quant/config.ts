@@ -57,6 +57,13 @@ export interface QuantConfigGlobals {
    * unchanged. Default (absent) true; false gives AMCT's form.
    */
   cross_layer_equalization?: boolean;
+  /**
+   * Empirical bias correction after calibration (see quantize.ts): each quantized layer's bias loses
+   * the mean output shift quantization adds, per output channel, measured on the calibration
+   * batches (one more pass over them). Default (absent) false, AMCT's form: measured gains and
+   * losses on the PP-OCR models depend on the data (see correctBiases).
+   */
+  bias_correction?: boolean;
 }
 
 /** Globals plus one `LayerQuantConfig` per layer name. */
@@ -78,6 +85,8 @@ export interface CreateQuantConfigOptions {
   quantizeOutputs?: boolean;
   /** See `cross_layer_equalization` (default true). */
   crossLayerEqualization?: boolean;
+  /** See `bias_correction` (default false). */
+  biasCorrection?: boolean;
   activationAlgo?: ActivationAlgo;
   /** Activation bits: 8, or 16 for sensitive layers. */
   activationBits?: 8 | 16;
@@ -96,7 +105,7 @@ export interface CreateQuantConfigOptions {
   configFile?: string;
 }
 
-const GLOBAL_KEYS = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization']);
+const GLOBAL_KEYS = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction']);
 
 export const IFMR_DEFAULTS = Object.freeze({
   max_percentile: 0.999999,
@@ -156,6 +165,7 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
     skip_fusion_layers: [],
     quantize_outputs: options.quantizeOutputs ?? true,
     cross_layer_equalization: options.crossLayerEqualization ?? true,
+    bias_correction: options.biasCorrection ?? false,
   };
   const skip = new Set(options.skipLayers ?? []);
   for (const layer of layers) {
@@ -237,7 +247,7 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
   if (!(Number.isInteger(config.batch_num) && (config.batch_num as number) >= 1)) problems.push(`batch_num must be an integer >= 1, got ${JSON.stringify(config.batch_num)}`);
   if (typeof config.activation_offset !== 'boolean') problems.push(`activation_offset must be a boolean, got ${JSON.stringify(config.activation_offset)}`);
   if (config.do_fusion !== undefined && typeof config.do_fusion !== 'boolean') problems.push(`do_fusion must be a boolean, got ${JSON.stringify(config.do_fusion)}`);
-  for (const k of ['quantize_outputs', 'cross_layer_equalization'] as const) {
+  for (const k of ['quantize_outputs', 'cross_layer_equalization', 'bias_correction'] as const) {
     if (config[k] !== undefined && typeof config[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${JSON.stringify(config[k])}`);
   }
   if (config.skip_fusion_layers !== undefined && !(Array.isArray(config.skip_fusion_layers) && config.skip_fusion_layers.every((s) => typeof s === 'string'))) {

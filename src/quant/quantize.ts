@@ -13,7 +13,18 @@ import { consumerMap, getConstant } from '../onnx/graph.js';
 import type { ModelProto } from '../onnx/types.js';
 import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
 import { createSession, Tensor, type CreateSessionOptions, type InferenceSession } from '../runtime/ort.js';
-import { calibrateActivations, type Feeds, type Sample, type CalibrationSource, type CalibrationStats, type ObserverMap } from './calibrate.js';
+import {
+  calibrateActivations,
+  DEFAULT_CALIBRATION_MEMORY,
+  toBatchSource,
+  type BatchSource,
+  type Feeds,
+  type Sample,
+  type CalibrationSource,
+  type CalibrationStats,
+  type ObserverMap,
+} from './calibrate.js';
+import { compareLayers } from './layerwise.js';
 import { buildQuantConfig, validateQuantConfig, type ActivationQuantParams, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
 import { equalizeChannels, type EqualizedPair } from './equalize.js';
 import { foldAffines, foldBatchNorms, type FoldedAffine, type FoldedPair } from './fusion.js';
@@ -118,6 +129,8 @@ export interface LayerReport {
   weights?: 'per-channel' | 'per-tensor';
   /** Why a quantized layer's weight is per tensor. */
   weightsReason?: string;
+  /** Whether the quantized layer's bias was corrected (`bias_correction`; the shifts are in the record). */
+  biasCorrected?: boolean;
 }
 
 export interface QuantizeResult {
@@ -221,7 +234,7 @@ async function calibrateLayers(
   q: QuantizationSession,
   layers: readonly LayerInfo[],
   record: QuantRecord,
-  calibration: CalibrationSource,
+  batches: () => Promise<BatchSource>,
   options: QuantizeModelOptions = {},
 ): Promise<CalibrationStats | undefined> {
   const observers: ObserverMap = new Map();
@@ -249,10 +262,12 @@ async function calibrateLayers(
     }
   }
   if (observers.size === 0) return undefined;
-  const { results, stats, samples } = await calibrateActivations(q.work, observers, calibration, {
+  const source = await batches();
+  const { results, stats, samples } = await calibrateActivations(q.work, observers, source.callback ?? source.feeds!, {
     batchNum: q.config.batch_num,
     executionProviders: options.executionProviders,
     graphOptimizationLevel: options.graphOptimizationLevel,
+    engine: options.engine,
     onBatch: (b) => options.onProgress?.({ phase: 'calibration', ...b }),
   });
   if (!q.samples?.length) q.samples = samples;
@@ -274,6 +289,50 @@ async function calibrateLayers(
 
 /** Observer keys of output factors; NUL cannot start a layer name read from a config file's keys in practice. */
 const OUTPUT_KEY = '\0output:';
+
+/**
+ * Empirical bias correction (as NNCF's fast bias correction): quantizing a layer's input and weights
+ * shifts the mean of each output channel. Each layer with a constant bias runs alone, in float and
+ * fake-quantized, on the float input activations of the calibration batches (see layerwise.ts); the
+ * mean difference per output channel is recorded as `bias_shift` and subtracted from the bias the
+ * quantized layer uses (the float model's bias is left as it is). Layers whose record already has a
+ * shift keep it. One more pass over the batches; memory as for the ranking.
+ *
+ * Off unless `bias_correction` is true. Measured (deploy cosine to float, AMCT's form, bench/deploy.mjs
+ * inputs): PP-OCR classifier 0.9927 → 0.9974, recognizer 0.9571 → 0.9689, detector 0.9917 → 0.9899,
+ * MNIST CNN 0.99998 → 0.99994; on other held-out lines the classifier went 0.99717 → 0.99633. The
+ * mean error includes what clipping outliers adds, which does not carry over between data sets the
+ * way a weight error does, and a check on the calibration batches cannot tell (it favours the
+ * correction on the data the shifts came from). Correcting only the weights' part was no steadier
+ * (classifier +0.001, detector +0.001, recognizer −0.007).
+ */
+async function correctBiases(
+  q: QuantizationSession,
+  layers: readonly LayerInfo[],
+  record: QuantRecord,
+  batches: () => Promise<BatchSource>,
+  options: CreateSessionOptions & { activationBytes?: ReadonlyMap<string, number> },
+): Promise<number> {
+  const todo = new Set(layers.filter((l) => l.bias && record.layers[l.name] && record.layers[l.name]!.bias_shift === undefined).map((l) => l.name));
+  const plan = planLayers(q, layers.filter((l) => todo.has(l.name)), record).filter((p) => p.bias);
+  if (plan.length === 0) return 0;
+  const sums = new Map<string, { sum: Float64Array; n: number }>();
+  await compareLayers(q.work, plan, await batches(), { ...options, batchNum: q.config.batch_num, memoryBudgetBytes: DEFAULT_CALIBRATION_MEMORY }, (p, float, fake, dims) => {
+    // Output channels: axis 1 of a Conv's output, the last axis of a Gemm's or MatMul's.
+    const axis = p.layer.opType === 'Conv' || p.layer.opType === 'ConvTranspose' ? 1 : dims.length - 1;
+    const channels = dims[axis]!;
+    const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+    const entry = sums.get(p.layer.name) ?? { sum: new Float64Array(channels), n: 0 };
+    for (let i = 0; i < float.length; i++) {
+      const c = Math.floor(i / inner) % channels;
+      entry.sum[c] = entry.sum[c]! + (fake[i]! - float[i]!);
+    }
+    entry.n += float.length / channels;
+    sums.set(p.layer.name, entry);
+  });
+  for (const [name, { sum, n }] of sums) record.layers[name]!.bias_shift = Array.from(sum, (v) => v / n);
+  return sums.size;
+}
 
 /** The quantization of each layer from the record's activation factors and the layer's weights. */
 function planLayers(q: QuantizationSession, layers: readonly LayerInfo[], record: QuantRecord): LayerQuantization[] {
@@ -301,7 +360,11 @@ function planLayers(q: QuantizationSession, layers: readonly LayerInfo[], record
       const biasDims = bias ? tensorDims(bias) : [];
       // A per-channel bias scale needs the channels on the bias's last axis; otherwise the bias stays float.
       if (bias && (lq.weight.scale.length === 1 || biasDims[biasDims.length - 1] === lq.weight.scale.length)) {
-        lq.bias = quantizeBias(readTensorAsFloat32(bias), biasDims, rec.scale_d, lq.weight.scale);
+        let values = readTensorAsFloat32(bias);
+        const shift = rec.bias_shift;
+        // The shift is per output channel, which a bias carries on its last axis.
+        if (shift?.length) values = values.map((v, i) => v - shift[i % shift.length]!);
+        lq.bias = quantizeBias(values, biasDims, rec.scale_d, lq.weight.scale);
       }
     }
     return lq;
@@ -456,17 +519,19 @@ function fuseHardSwishes(work: ModelProto): string[] {
 }
 
 /** Per layer, whether it is quantized and, if not, why. */
-function layerReport(q: QuantizationSession, quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined): LayerReport[] {
+function layerReport(q: QuantizationSession, quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined, record?: QuantRecord): LayerReport[] {
   let blocker: string | undefined | null = null;
   const weights = (l: LayerInfo): Partial<LayerReport> => {
     if (!l.weight) return {};
-    if (layerConfig(q.config, l.name)?.weight_quant_params?.channel_wise && l.weight.channelAxis >= 0) return { weights: 'per-channel' };
+    const fused = q.layers.find((f) => f.name === l.name);
+    const corrected = fused?.bias !== undefined && record?.layers[l.name]?.bias_shift?.length ? { biasCorrected: true } : {};
+    if (layerConfig(q.config, l.name)?.weight_quant_params?.channel_wise && l.weight.channelAxis >= 0) return { weights: 'per-channel', ...corrected };
     if (l.weight.channelAxis < 0) return { weights: 'per-tensor', weightsReason: `a ${l.opType} with groups has no per-output-channel weight axis` };
     if (blocker === null) blocker = perChannelBlocker(decodeModel(q.original));
     const weightsReason = blocker
       ? `channel_wise is false: per-channel weights need opset ${PER_CHANNEL_OPSET}, and autoquant ${blocker}`
       : 'channel_wise is false in the config';
-    return { weights: 'per-tensor', weightsReason };
+    return { weights: 'per-tensor', weightsReason, ...corrected };
   };
   return [
     ...q.declared.map((l) => {
@@ -534,8 +599,21 @@ export class PreparedQuantization {
   }
 
   /** Calibrates the enabled layers the record lacks, in one pass over `calibration`. */
-  calibrate(calibration: CalibrationSource, options: QuantizeModelOptions = {}): Promise<CalibrationStats | undefined> {
-    return calibrateLayers(this.session, this.enabled, this.record, calibration, options);
+  async calibrate(calibration: CalibrationSource, options: QuantizeModelOptions = {}): Promise<CalibrationStats | undefined> {
+    // Taken once, so that bias correction can replay a one-shot iterable too; and only when needed,
+    // so that a record covering everything needs no data.
+    let taken: BatchSource | undefined;
+    const batches = async () => (taken ??= await toBatchSource(calibration, this.session.config.batch_num));
+    const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
+    if (this.session.config.bias_correction === true) {
+      await correctBiases(this.session, this.enabled, this.record, batches, {
+        executionProviders: options.executionProviders,
+        graphOptimizationLevel: options.graphOptimizationLevel,
+        engine: options.engine,
+        activationBytes: stats?.activationBytes,
+      });
+    }
+    return stats;
   }
 
   /** Keeps the calibrated output quantizations that stay within fidelity on the sample (see selectOutputs). */
@@ -573,7 +651,7 @@ export class PreparedQuantization {
 
   /** Per layer, whether `quantized` has it and, if not, why. */
   layerReport(quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined): LayerReport[] {
-    return layerReport(this.session, quantized, reasonFor);
+    return layerReport(this.session, quantized, reasonFor, this.record);
   }
 
   /** The record restricted to layers that exist. */

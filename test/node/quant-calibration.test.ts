@@ -125,7 +125,7 @@ describe('calibration sources', () => {
   });
 
   it("the calibration session exposes only the model's own outputs, and run returns only those", async () => {
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { batchNum: 2, biasCorrection: false });
     const seen: { inputNames: string[]; outputNames: string[]; keys: string[][] } = { inputNames: [], outputNames: [], keys: [] };
     const logits: Float32Array[] = [];
     await quantizeModel(model, config, async (s) => {
@@ -154,7 +154,7 @@ describe('calibration sources', () => {
   });
 
   it('a callback running 5 batches when batch_num is 2: the extra batches are ignored', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { batchNum: 2, biasCorrection: false });
     let ran = 0;
     const result = await quantizeModel(model, config, async (s) => {
       for (let i = 0; i < 5; i++) {
@@ -165,7 +165,7 @@ describe('calibration sources', () => {
     });
     expect(ran).toBe(5);
     expect(result.calibration!.batches).toBe(2);
-    expect(result.record).toEqual(base.record);
+    expect(result.record).toEqual((await quantizeModel(model, config, calib)).record);
   });
 
   it('a callback that runs no batch, and feeds naming the wrong input, are CalibrationErrors', async () => {
@@ -203,16 +203,20 @@ describe('calibration sources', () => {
 });
 
 describe('bounded calibration memory', () => {
-  it('one pass over the batches whatever batch_num is, with observer memory that does not grow with it', async () => {
+  it('one pass over the batches whatever batch_num is (two with bias correction), with observer memory that does not grow with it', async () => {
     const peaks: number[] = [];
     for (const batchNum of [1, 4]) {
+      for (const biasCorrection of [false, true]) {
+        const config = await createQuantConfig(model, { batchNum, biasCorrection });
+        let calls = 0;
+        await quantizeModel(model, config, async (s) => {
+          calls++;
+          await runBatches(batchNum)(s);
+        });
+        expect(calls).toBe(biasCorrection ? 2 : 1);
+      }
       const config = await createQuantConfig(model, { batchNum });
-      let calls = 0;
-      const result = await quantizeModel(model, config, async (s) => {
-        calls++;
-        await runBatches(batchNum)(s);
-      });
-      expect(calls).toBe(1);
+      const result = await quantizeModel(model, config, runBatches(batchNum));
       expect(result.calibration).toMatchObject({ batches: batchNum, passes: 1 });
       peaks.push(result.calibration!.peakObserverBytes);
     }
