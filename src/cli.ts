@@ -10,6 +10,7 @@ import { AutoCalibrationEvaluator } from './auto/evaluator.js';
 import { FidelityEvaluator } from './auto/evaluators.js';
 import type { SensitivityName } from './auto/sensitivity.js';
 import type { StrategyName } from './auto/strategies.js';
+import { REPAIRS, type RepairName } from './auto/repairs.js';
 import { Options, parseArgs, UsageError } from './cli/args.js';
 import { readFeeds } from './cli/data.js';
 import { AutoquantError } from './errors.js';
@@ -33,8 +34,9 @@ Usage:
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
                  [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
-                 [--fidelity auto|top1|cosine] [--fallback float|int16]
-      Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit.
+                 [--fidelity auto|top1|cosine] [--fallback float|int16] [--repairs weights,observer,int16|none]
+      Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
+      --repairs (default all three) are tried on those layers first, keeping them quantized where they suffice.
       --evaluator: a module whose default export is an AutoCalibrationEvaluator instance, a subclass (constructed
       with { maxDrop } or { maxRelativeDrop }) or a function returning one. --data: label-free, the metric is the
       agreement with the float model's outputs on those inputs (top-1 for classifiers, mean cosine otherwise).
@@ -59,12 +61,22 @@ const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-
 const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
   'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity',
-  'max-evaluations', 'max-seconds', 'fidelity', 'runtime',
+  'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs',
 ]);
 
 function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): string[] {
   const inits = new Set((model.graph?.initializer ?? []).map((t) => t.name));
   return (model.graph?.input ?? []).map((v) => v.name ?? '').filter((n) => n && !inits.has(n));
+}
+
+/** --repairs: a comma-separated subset of REPAIRS, or 'none'. */
+function repairList(v: string | undefined): RepairName[] | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'none') return [];
+  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = list.filter((r) => !(REPAIRS as readonly string[]).includes(r));
+  if (bad.length || list.length === 0) throw new UsageError(`--repairs must be 'none' or a comma-separated list of ${REPAIRS.join(', ')}, got '${v}'`);
+  return list as RepairName[];
 }
 
 function executionProviders(o: Options): string[] | undefined {
@@ -150,7 +162,8 @@ async function loadEvaluator(file: string, limit: { maxDrop?: number; maxRelativ
 }
 
 function describeHistory(r: AutoCalibrationResult['history'][number]): string {
-  const what = r.fallbackLayers === null ? 'float model' : r.fallbackLayers.length === 0 ? 'all layers int8' : `${r.fallbackLayers.length} layer(s) in float`;
+  let what = r.fallbackLayers === null ? 'float model' : r.fallbackLayers.length === 0 && !r.repaired ? 'all layers int8' : `${r.fallbackLayers.length} layer(s) in float`;
+  if (r.repaired) what += `, ${r.repaired.length} repaired`;
   return `${what}: metric ${r.metric.toFixed(6)}, loss ${r.loss.toFixed(6)} (${r.ok ? 'ok' : 'not ok'}, ${r.seconds.toFixed(2)} s)`;
 }
 
@@ -168,6 +181,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const strategy = o.choice<StrategyName>('strategy', ['binary', 'sequential']);
   const fallback = o.choice('fallback', ['float', 'int16'] as const);
   const sensitivity = o.choice<SensitivityName>('sensitivity', ['cosine', 'mse', 'sqnr']);
+  const repairs = repairList(o.string('repairs'));
   const maxEvaluations = o.number('max-evaluations', (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2');
   const maxSeconds = o.number('max-seconds', (n) => n > 0, 'a number of seconds > 0');
   const eps = executionProviders(o);
@@ -201,6 +215,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     strategy,
     fallback,
     sensitivity,
+    repairs,
     maxEvaluations,
     maxSeconds,
     executionProviders: eps,

@@ -17,8 +17,9 @@ import type { LayerQuantization } from '../quant/rewrite.js';
 import type { AutoCalibrationEvaluator } from './evaluator.js';
 import { rankLayers, sensitivityFunction, type LayerScore, type SensitivityFunction, type SensitivityName } from './sensitivity.js';
 import { searchFallbackCount, type StrategyName } from './strategies.js';
+import { REPAIRS, repairFallbacks, type LayerRepair, type RepairCandidate, type RepairName } from './repairs.js';
 
-export type AutoPhase = 'float-evaluation' | 'calibration' | 'quantized-evaluation' | 'ranking' | 'search' | 'saving';
+export type AutoPhase = 'float-evaluation' | 'calibration' | 'quantized-evaluation' | 'ranking' | 'search' | 'repair' | 'saving';
 
 export interface AutoProgressEvent {
   phase: AutoPhase;
@@ -46,6 +47,13 @@ export interface AutoCalibrationOptions extends CreateSessionOptions {
    */
   fallback?: 'float' | 'int16';
   sensitivity?: SensitivityName | SensitivityFunction;
+  /**
+   * Repairs tried, in order, on the layers the search put in float before leaving them there (see
+   * repairs.ts): 'weights' (per-channel), 'observer' (min-max or percentile where its layer-wise
+   * similarity is better), 'int16' (activations). Default: all three; [] gives AMCT's search.
+   * Only with fallback 'float'.
+   */
+  repairs?: readonly RepairName[];
   /** Upper bound on evaluate() calls, the float and first quantized evaluations included. */
   maxEvaluations?: number;
   /**
@@ -61,6 +69,8 @@ export interface AutoCalibrationOptions extends CreateSessionOptions {
 export interface HistoryEntry {
   /** Layers in float for this evaluation (empty: the fully quantized model; undefined: the float model). */
   fallbackLayers: string[] | null;
+  /** Layers repaired instead of put in float, for evaluations of the repair phase. */
+  repaired?: LayerRepair[];
   metric: number;
   loss: number;
   ok: boolean;
@@ -78,6 +88,8 @@ export interface AutoCalibrationResult {
   fallbackLayers: string[];
   /** What fallbackLayers were turned into. */
   fallbackTo: 'float' | 'int16';
+  /** Layers the search would have put in float that a repair kept quantized (see `repairs`). */
+  repairedLayers: LayerRepair[];
   /** Layers with their similarity score, ascending (most sensitive first); empty when not needed. */
   ranking: LayerScore[];
   history: HistoryEntry[];
@@ -86,7 +98,7 @@ export interface AutoCalibrationResult {
   record: QuantRecord;
   layers: LayerReport[];
   /** Seconds per phase. */
-  timings: { floatEvaluation: number; calibration: number; ranking: number; search: number; total: number };
+  timings: { floatEvaluation: number; calibration: number; ranking: number; search: number; repair: number; total: number };
   fakeQuantModel?: Uint8Array;
   deployModel?: Uint8Array;
   /** Files written (with savePrefix / recordFile). */
@@ -207,6 +219,13 @@ export async function accuracyBasedAutoCalibration(
   };
   const withinBudget = () => history.length < maxEvaluations && now() - t0 < maxSeconds;
 
+  const similarity = sensitivityFunction(p.session.kernels, options.sensitivity ?? 'cosine');
+  const rankingOptions = {
+    ...sessionOptions,
+    batchNum: p.config.batch_num,
+    activationBytes: stats?.activationBytes,
+    memoryBudgetBytes: options.memoryBudgetBytes ?? DEFAULT_CALIBRATION_MEMORY,
+  };
   let ranking: LayerScore[] = [];
   let rankingSeconds = 0;
   let searchSeconds = 0;
@@ -237,11 +256,8 @@ export async function accuracyBasedAutoCalibration(
   } else {
     // 3. Rank by sensitivity, 4. fall back in ranking order.
     const rankStart = now();
-    ranking = await rankLayers(p.session.work, plan, batches, sensitivityFunction(p.session.kernels, options.sensitivity ?? 'cosine'), {
-      ...sessionOptions,
-      batchNum: p.config.batch_num,
-      activationBytes: stats?.activationBytes,
-      memoryBudgetBytes: options.memoryBudgetBytes ?? DEFAULT_CALIBRATION_MEMORY,
+    ranking = await rankLayers(p.session.work, plan, batches, similarity, {
+      ...rankingOptions,
       onBatch: (b) => progress('ranking', `ranking group ${b.group}/${b.groups}: batch ${b.batch}`),
     });
     rankingSeconds = now() - rankStart;
@@ -273,6 +289,45 @@ export async function accuracyBasedAutoCalibration(
         : `even with every one of the ${plan.length} layers at int16 activations the drop exceeds the limit, so no quantized model is produced (try fallback: 'float')`;
     }
   }
+  let finalEntry = fallback ? byCount.get(fallback.length) : undefined;
+
+  // 5. Repairs before float, on the layers the search put there.
+  let repaired = new Map<string, RepairCandidate>();
+  let repairSeconds = 0;
+  const repairs = fallbackTo === 'float' ? options.repairs ?? REPAIRS : [];
+  if (fallback && fallback.length > 0 && repairs.length > 0 && withinBudget()) {
+    const repairStart = now();
+    const inFloat = fallback;
+    repaired = await repairFallbacks(
+      {
+        p,
+        calibrate: async (v, what) => void (await v.calibrate(batches.callback!, calibrationOptions(what))),
+        score: (layers) => rankLayers(p.session.work, layers, batches, similarity, rankingOptions),
+        ranking,
+      },
+      inFloat,
+      repairs,
+      async (trial) => {
+        const still = inFloat.filter((n) => !trial.has(n));
+        const off = new Set(still);
+        const subPlan = plan.filter((l) => !off.has(l.layer.name)).map((l) => trial.get(l.layer.name)?.quantization ?? l);
+        const what = `the model with ${still.length} layer(s) in float and ${trial.size} repaired`;
+        const entry = await evaluate(p.fakeQuantModel(subPlan).model, still, what, originalMetric);
+        entry.repaired = [...trial.values()].map((c) => c.repair);
+        progress('repair', `${still.length} layer(s) in float, ${trial.size} repaired: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok' : 'not ok'}`, entry);
+        if (entry.ok && (finalEntry?.fallbackLayers?.length ?? Infinity) >= still.length) finalEntry = entry;
+        return entry.ok;
+      },
+      withinBudget,
+    );
+    repairSeconds = now() - repairStart;
+    if (repaired.size > 0) {
+      fallback = inFloat.filter((n) => !repaired.has(n));
+      const list = [...repaired.values()].map((c) => `${c.repair.layer} (${c.repair.detail})`).join(', ');
+      message = `${plan.length - fallback.length} of ${plan.length} layers quantized; ${repaired.size} of the ${inFloat.length} the search put in float were repaired instead: ${list}`;
+      message += fallback.length ? `; ${fallback.length} fell back to float: ${fallback.join(', ')}` : '; none is left in float';
+    }
+  }
   const passed = fallback !== undefined;
 
   // Outputs: the final config has quant_enable false for the fallen-back layers.
@@ -282,17 +337,22 @@ export async function accuracyBasedAutoCalibration(
     if (fallbackTo === 'float') entry.quant_enable = false;
     else entry.activation_quant_params.num_bits = 16;
   }
+  for (const [name, c] of repaired) {
+    c.edit(finalConfig[name] as LayerQuantConfig);
+    p.record.layers[name] = c.record;
+  }
   const off = new Set(fallback ?? []);
-  const finalPlan = passed ? planWith(fallback!) : [];
+  const finalPlan = passed ? planWith(fallback!).map((l) => repaired.get(l.layer.name)?.quantization ?? l) : [];
   for (const name of fallback ?? []) if (record16) p.record.layers[name] = record16.layers[name]!;
   const result: AutoCalibrationResult = {
     passed,
     message,
     originalMetric,
-    quantizedMetric: passed ? byCount.get(fallback!.length)!.metric : full?.metric ?? originalMetric,
+    quantizedMetric: passed ? finalEntry!.metric : full?.metric ?? originalMetric,
     quantizedLayers: passed ? finalPlan.map((l) => l.layer.name) : [],
     fallbackLayers: passed ? fallback! : plan.map((l) => l.layer.name),
     fallbackTo,
+    repairedLayers: [...repaired.values()].map((c) => c.repair),
     ranking,
     history,
     evaluations: history.length,
@@ -300,8 +360,8 @@ export async function accuracyBasedAutoCalibration(
     record: p.prunedRecord(),
     layers: p.layerReport(new Set(passed ? finalPlan.map((l) => l.layer.name) : []), (name) =>
       off.has(name) ? 'fell back to float: the metric drop exceeded the limit' : passed ? undefined : message,
-    ),
-    timings: { floatEvaluation: floatSeconds, calibration: calibrationSeconds, ranking: rankingSeconds, search: searchSeconds, total: 0 },
+    ).map((l) => (repaired.has(l.name) ? { ...l, repair: repaired.get(l.name)!.repair.detail } : l)),
+    timings: { floatEvaluation: floatSeconds, calibration: calibrationSeconds, ranking: rankingSeconds, search: searchSeconds, repair: repairSeconds, total: 0 },
     files: [],
     floatModelRewrites,
   };
@@ -326,8 +386,16 @@ export function autoCalibrationReport(r: AutoCalibrationResult): object {
     quantized_layers: r.quantizedLayers,
     fallback_layers: r.fallbackLayers,
     fallback_to: r.fallbackTo,
+    repaired_layers: r.repairedLayers,
     ranking: r.ranking.map((x) => [x.layer, x.score]),
-    history: r.history.map((h) => ({ roll_back_layers: h.fallbackLayers, metric: h.metric, loss: h.loss, ok: h.ok, seconds: h.seconds })),
+    history: r.history.map((h) => ({
+      roll_back_layers: h.fallbackLayers,
+      ...(h.repaired ? { repaired: h.repaired } : {}),
+      metric: h.metric,
+      loss: h.loss,
+      ok: h.ok,
+      seconds: h.seconds,
+    })),
     timings: r.timings,
     float_model_rewrites: r.floatModelRewrites,
   };

@@ -8,3 +8,5 @@ export type { AutoCalibrationOptions, AutoCalibrationResult, AutoPhase, AutoProg
 export { sensitivityFunction } from './sensitivity.js';
 export type { LayerScore, SensitivityFunction, SensitivityName } from './sensitivity.js';
 export type { StrategyName } from './strategies.js';
+export { REPAIRS } from './repairs.js';
+export type { LayerRepair, RepairName } from './repairs.js';

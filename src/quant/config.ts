@@ -116,7 +116,7 @@ export const IFMR_DEFAULTS = Object.freeze({
 export const HFMG_DEFAULTS = Object.freeze({ num_of_bins: 4096 });
 export const PERCENTILE_DEFAULTS = Object.freeze({ max_percentile: 0.99999, min_percentile: 0.99999 });
 
-function defaultActivation(algo: ActivationAlgo, bits: 8 | 16): ActivationQuantParams {
+export function defaultActivation(algo: ActivationAlgo, bits: 8 | 16): ActivationQuantParams {
   switch (algo) {
     case 'ifmr':
       return { num_bits: bits, act_algo: algo, ...IFMR_DEFAULTS, search_range: [...IFMR_DEFAULTS.search_range] };

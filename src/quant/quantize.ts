@@ -129,6 +129,8 @@ export interface LayerReport {
   weights?: 'per-channel' | 'per-tensor';
   /** Why a quantized layer's weight is per tensor. */
   weightsReason?: string;
+  /** What the automatic calibration changed to keep the layer quantized rather than in float (see `repairs`). */
+  repair?: string;
   /** Whether the quantized layer's bias was corrected (`bias_correction`; the shifts are in the record). */
   biasCorrected?: boolean;
 }
@@ -592,6 +594,30 @@ export class PreparedQuantization {
     const config = structuredClone(this.session.config);
     for (const l of this.enabled) (config[l.name] as LayerQuantConfig).activation_quant_params.num_bits = bits;
     return new PreparedQuantization({ ...this.session, config, samples: undefined, outputNoise: undefined }, emptyRecord(), this.enabled);
+  }
+
+  /**
+   * Only `layers`, with their config entries changed by `edit` (and no output quantizations): a
+   * repair candidate for them. Its record starts with their entries from this one when `keepFactors`
+   * (the activation factors stay valid, e.g. for a weight-only change), else empty, so `calibrate`
+   * computes them anew. Fails like `create` when the edited layers' deploy opset is out of reach.
+   */
+  variant(layers: readonly string[], edit: (entry: LayerQuantConfig) => void, keepFactors = false): PreparedQuantization {
+    const config = structuredClone(this.session.config);
+    config.quantize_outputs = false;
+    for (const name of layers) edit(config[name] as LayerQuantConfig);
+    const only = new Set(layers);
+    const enabled = this.enabled.filter((l) => only.has(l.name));
+    const session = { ...this.session, config, samples: undefined, outputNoise: undefined };
+    checkDeployable(session, enabled);
+    const record = emptyRecord();
+    if (keepFactors) {
+      for (const name of layers) {
+        const { scale_d, offset_d, num_bits_d, clip_min_d, clip_max_d } = this.record.layers[name]!;
+        record.layers[name] = { scale_d, offset_d, num_bits_d, clip_min_d, clip_max_d };
+      }
+    }
+    return new PreparedQuantization(session, record, enabled);
   }
 
   get config(): QuantConfig {

@@ -218,7 +218,7 @@ test('accuracy-based auto-calibration in the browser falls back exactly the plan
   const batches = (n, rows, seed) =>
     Array.from({ length: n }, (_, i) => ({ x: new aq.Tensor('float32', randomFloats(rows * 16, seed + i, 1), [rows, 16]) }));
   const evaluator = new aq.FidelityEvaluator(batches(2, 64, 11), { calibrationInputs: batches(2, 64, 3), batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
-  const r = await aq.accuracyBasedAutoCalibration(model, evaluator, { strategy: 'binary' });
+  const r = await aq.accuracyBasedAutoCalibration(model, evaluator, { strategy: 'binary', repairs: [] });
   assert(r.passed, r.message);
   assert(r.fallbackLayers.join() === 'layer3', `fell back ${r.fallbackLayers}`);
   assert(r.evaluations <= 6, `${r.evaluations} evaluations`);

@@ -1,5 +1,6 @@
 // Deno: accuracy-based automatic calibration end to end on the built package, with real
-// onnxruntime-web sessions: the planted-outlier fixture must end with exactly layer3 in float.
+// onnxruntime-web sessions: the planted-outlier fixture must end with exactly layer3 in float
+// (AMCT's search), or with layer3 at 16-bit activations (the default repairs).
 import assert from 'node:assert/strict';
 import { accuracyBasedAutoCalibration, FidelityEvaluator, Tensor } from '../../dist/index.js';
 import { rng } from './random.ts';
@@ -13,7 +14,7 @@ Deno.test('auto-calibration falls back exactly the planted outlier layer (binary
   const model = await Deno.readFile(new URL('../fixtures/outlier_mlp.onnx', import.meta.url));
   const evaluator = new FidelityEvaluator(batches(2, 64, 11), { calibrationInputs: batches(2, 64, 3), batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
   const dir = await Deno.makeTempDir();
-  const r = await accuracyBasedAutoCalibration(model, evaluator, { savePrefix: `${dir}/m` });
+  const r = await accuracyBasedAutoCalibration(model, evaluator, { savePrefix: `${dir}/m`, repairs: [] });
   assert.equal(r.passed, true, r.message);
   assert.deepEqual(r.fallbackLayers, ['layer3']);
   assert.ok(r.evaluations <= 1 + 1 + 3 + 1, `${r.evaluations} evaluations`);
@@ -21,4 +22,13 @@ Deno.test('auto-calibration falls back exactly the planted outlier layer (binary
   for await (const e of Deno.readDir(dir)) files.push(e.name);
   assert.deepEqual(files.sort(), ['m_auto_calibration.json', 'm_deploy_model.onnx', 'm_fake_quant_model.onnx', 'm_quant_config.json', 'm_record.json']);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test('auto-calibration repairs the planted outlier layer with 16-bit activations instead of float', async () => {
+  const model = await Deno.readFile(new URL('../fixtures/outlier_mlp.onnx', import.meta.url));
+  const evaluator = new FidelityEvaluator(batches(2, 64, 11), { calibrationInputs: batches(2, 64, 3), batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
+  const r = await accuracyBasedAutoCalibration(model, evaluator);
+  assert.equal(r.passed, true, r.message);
+  assert.deepEqual(r.fallbackLayers, []);
+  assert.deepEqual(r.repairedLayers.map((x) => [x.layer, x.repair]), [['layer3', 'int16']]);
 });

@@ -295,10 +295,12 @@ describe('autoquant quantize', () => {
 describe('autoquant auto --data (label-free fidelity)', () => {
   const { bytes, fragile, names } = outlierModel();
   const autoArgs = ['auto', 'model.onnx', '--data', 'inputs.npy', '--fidelity', 'cosine', '--max-drop', '0.002', '--batch-size', '64', '--batch-num', '2'];
+  // AMCT's search, where float is the only way out (the default repairs are tested below).
+  const searchArgs = [...autoArgs, '--repairs', 'none'];
 
   it('falls back exactly the fragile layer, writes the five files and reports progress', async () => {
     const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(2, 64, 11) });
-    const r = await runCli([...autoArgs, '--save', 'out/m'], dir);
+    const r = await runCli([...searchArgs, '--save', 'out/m'], dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^passed: 7 of 8 layers .*; 1 fell back to float: layer3$/m);
     expect(r.stdout).toMatch(/^wrote out\/m_fake_quant_model\.onnx/m);
@@ -324,7 +326,7 @@ describe('autoquant auto --data (label-free fidelity)', () => {
 
   it('--json prints one parseable JSON object', async () => {
     const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(2, 64, 11) });
-    const r = await runCli([...autoArgs, '--json'], dir);
+    const r = await runCli([...searchArgs, '--json'], dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim().split('\n').length).toBe(1);
     const report = JSON.parse(r.stdout);
@@ -335,6 +337,21 @@ describe('autoquant auto --data (label-free fidelity)', () => {
     expect(report.history[1].roll_back_layers).toEqual([]);
     expect(report.files).toEqual([]);
     expect(readdirSync(dir).sort()).toEqual(['inputs.npy', 'model.onnx']);
+  });
+
+  it('by default repairs the fragile layer with 16-bit activations; --repairs takes a list or none', async () => {
+    const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(2, 64, 11) });
+    const r = await runCli([...autoArgs, '--json'], dir);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.fallback_layers).toEqual([]);
+    expect(report.repaired_layers).toEqual([{ layer: fragile, repair: 'int16', detail: '16-bit activations' }]);
+    expect(r.stderr).toMatch(/^repair: 0 layer\(s\) in float, 1 repaired: .*\(ok/m);
+    const observerOnly = JSON.parse((await runCli([...autoArgs, '--repairs', 'observer', '--json'], dir)).stdout);
+    expect(observerOnly.fallback_layers).toEqual([fragile]);
+    const bad = await runCli([...autoArgs, '--repairs', 'int8'], dir);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--repairs must be 'none' or a comma-separated list of weights, observer, int16, got 'int8'/);
   });
 
   it('--fallback int16 keeps the fragile layer quantized with 16-bit activations', async () => {
@@ -418,7 +435,7 @@ describe('autoquant auto --evaluator', () => {
       'inputs.npy': outlierNpy(1, 32, 11),
       'eval.mjs': outlierEvaluatorModule(`export default (limit) => { console.error('limit ' + JSON.stringify(limit)); return new OutlierEvaluator(limit); };`),
     });
-    const r = await runCli(['auto', 'model.onnx', '--evaluator', 'eval.mjs', '--max-relative-drop', '0.25'], dir);
+    const r = await runCli(['auto', 'model.onnx', '--evaluator', 'eval.mjs', '--max-relative-drop', '0.25', '--repairs', 'none'], dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/limit \{"maxRelativeDrop":0\.25\}/);
     expect(r.stdout).toMatch(/^passed: 3 of 4 layers .*; 1 fell back to float: layer1$/m);

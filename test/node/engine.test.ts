@@ -81,7 +81,7 @@ describe('engines', () => {
         mode: 'cosine',
         maxDrop: 0.002,
       });
-      results.push(await accuracyBasedAutoCalibration(bytes, evaluator, { engine, config: await createQuantConfig(bytes, { batchNum: 2 }) }));
+      results.push(await accuracyBasedAutoCalibration(bytes, evaluator, { engine, config: await createQuantConfig(bytes, { batchNum: 2 }), repairs: [] }));
     }
     const [web, node] = results;
     expect(web!.fallbackLayers).toEqual([fragile]);
