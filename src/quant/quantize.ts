@@ -325,9 +325,12 @@ async function correctBiases(
     const channels = dims[axis]!;
     const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
     const entry = sums.get(p.layer.name) ?? { sum: new Float64Array(channels), n: 0 };
-    for (let i = 0; i < float.length; i++) {
-      const c = Math.floor(i / inner) % channels;
-      entry.sum[c] = entry.sum[c]! + (fake[i]! - float[i]!);
+    for (let base = 0; base < float.length; base += channels * inner) {
+      for (let c = 0; c < channels; c++) {
+        let d = 0;
+        for (let i = base + c * inner, end = i + inner; i < end; i++) d += fake[i]! - float[i]!;
+        entry.sum[c] = entry.sum[c]! + d;
+      }
     }
     entry.n += float.length / channels;
     sums.set(p.layer.name, entry);
@@ -523,10 +526,10 @@ function fuseHardSwishes(work: ModelProto): string[] {
 /** Per layer, whether it is quantized and, if not, why. */
 function layerReport(q: QuantizationSession, quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined, record?: QuantRecord): LayerReport[] {
   let blocker: string | undefined | null = null;
+  const fusedBias = new Set(q.layers.filter((l) => l.bias).map((l) => l.name));
   const weights = (l: LayerInfo): Partial<LayerReport> => {
     if (!l.weight) return {};
-    const fused = q.layers.find((f) => f.name === l.name);
-    const corrected = fused?.bias !== undefined && record?.layers[l.name]?.bias_shift?.length ? { biasCorrected: true } : {};
+    const corrected = fusedBias.has(l.name) && record?.layers[l.name]?.bias_shift?.length ? { biasCorrected: true } : {};
     if (layerConfig(q.config, l.name)?.weight_quant_params?.channel_wise && l.weight.channelAxis >= 0) return { weights: 'per-channel', ...corrected };
     if (l.weight.channelAxis < 0) return { weights: 'per-tensor', weightsReason: `a ${l.opType} with groups has no per-output-channel weight axis` };
     if (blocker === null) blocker = perChannelBlocker(decodeModel(q.original));

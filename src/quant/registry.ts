@@ -3,8 +3,7 @@
  * activation, weight and bias are and along which axis the weight's output channels lie.
  * Rules only mark layers; writing Q/DQ into the graph is the rewriter's job.
  */
-import { findAttribute, getConstant, nodeNames, producerMap } from '../onnx/graph.js';
-import { int64ToNumber } from '../onnx/int64.js';
+import { attrFloat, attrInt, getConstant, nodeNames, producerMap } from '../onnx/graph.js';
 import { DataType, tensorDims } from '../onnx/tensor.js';
 import type { GraphProto, NodeProto, TensorProto } from '../onnx/types.js';
 
@@ -45,16 +44,6 @@ export interface LayerScan {
 }
 
 type Verdict = { weight?: WeightSpec; bias?: string } | string;
-
-function attrInt(node: NodeProto, name: string, fallback: number): number {
-  const a = findAttribute(node, name);
-  return a?.i !== undefined && a.i !== null ? int64ToNumber(a.i) : fallback;
-}
-
-function attrFloat(node: NodeProto, name: string, fallback: number): number {
-  const a = findAttribute(node, name);
-  return a?.f !== undefined && a.f !== null ? a.f : fallback;
-}
 
 interface RuleContext {
   graph: GraphProto;

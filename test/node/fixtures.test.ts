@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { outlierModel } from '../helpers/outlier-model.js';
+import { plantedMlp } from '../helpers/planted-mlp.js';
 
 const FILE = 'test/fixtures/outlier_mlp.onnx';
 
@@ -14,4 +15,13 @@ it('the committed outlier MLP fixture is what outlierModel() generates', () => {
   if (process.env.UPDATE_FIXTURES) writeFileSync(FILE, bytes);
   expect(existsSync(FILE)).toBe(true);
   expect(Buffer.compare(readFileSync(FILE), Buffer.from(bytes))).toBe(0);
+});
+
+const PLANTED_FILE = 'test/fixtures/planted_mlp.onnx';
+
+it('the committed planted-outlier classifier fixture is what plantedMlp() generates', () => {
+  const bytes = plantedMlp();
+  if (process.env.UPDATE_FIXTURES) writeFileSync(PLANTED_FILE, bytes);
+  expect(existsSync(PLANTED_FILE)).toBe(true);
+  expect(Buffer.compare(readFileSync(PLANTED_FILE), Buffer.from(bytes))).toBe(0);
 });
