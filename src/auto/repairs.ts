@@ -9,6 +9,7 @@
  * a bisection finds the largest set of the least sensitive ones it repairs, under the search's own
  * assumption (fewer changes from float, in ranking order, never make the metric worse).
  */
+import { OnnxFormatError } from '../errors.js';
 import type { QuantRecord } from '../quant/record.js';
 import type { PreparedQuantization } from '../quant/quantize.js';
 import { defaultActivation, type ActivationAlgo, type LayerQuantConfig } from '../quant/config.js';
@@ -65,8 +66,9 @@ export async function buildRepair(ctx: RepairContext, repair: RepairName, layers
     if (names.length === 0) return undefined;
     try {
       return p.variant(names, edit, keepFactors);
-    } catch {
-      return undefined; // the deploy opset this needs is out of reach
+    } catch (e) {
+      if (e instanceof OnnxFormatError) return undefined; // the deploy opset this needs is out of reach
+      throw e;
     }
   };
   switch (repair) {
