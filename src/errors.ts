@@ -1,3 +1,10 @@
+/** Longest message an error carries. */
+const MESSAGE_LIMIT = 1000;
+/** Problems a QuantConfigError's message lists (all are in `problems`). */
+const LISTED_PROBLEMS = 10;
+
+import { describeValue } from './text.js';
+
 /**
  * Every error the package raises on bad input is one of these, so callers can branch on `instanceof`
  * or on `code` (the latter survives structured cloning across workers).
@@ -5,7 +12,8 @@
 export class AutoquantError extends Error {
   readonly code: string;
   constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    // Messages quote inputs (names, values, a runtime's text): a hostile one must not make them huge.
+    super(message.length > MESSAGE_LIMIT ? `${message.slice(0, MESSAGE_LIMIT)}… (${message.length - MESSAGE_LIMIT} more characters)` : message, options);
     this.name = new.target.name;
     this.code = code;
   }
@@ -50,8 +58,10 @@ export class SessionCreationError extends AutoquantError {
 export class QuantConfigError extends AutoquantError {
   readonly problems: readonly string[];
   constructor(problems: readonly string[], source?: string) {
-    const where = source ? ` in ${source}` : '';
-    super('QUANT_CONFIG', `invalid quantization config${where}:\n  - ${problems.join('\n  - ')}`);
+    const where = source ? ` in ${describeValue(source, 200).replace(/^"|"$/g, '')}` : '';
+    const listed = problems.slice(0, LISTED_PROBLEMS).map((p) => (p.length > 200 ? `${p.slice(0, 200)}…` : p));
+    const more = problems.length > LISTED_PROBLEMS ? `\n  … and ${problems.length - LISTED_PROBLEMS} more (all in error.problems)` : '';
+    super('QUANT_CONFIG', `invalid quantization config${where}:\n  - ${listed.join('\n  - ')}${more}`);
     this.problems = problems;
   }
 }
@@ -69,3 +79,20 @@ export class EvaluationError extends AutoquantError {
     super('EVALUATION', message, options);
   }
 }
+
+/** A run was cancelled through `signal`, or a step ran past its time limit. */
+export class AbortedError extends AutoquantError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ABORTED', message, options);
+  }
+}
+
+/** A file could not be read or written; the message names it and says why in plain words. */
+export class FileAccessError extends AutoquantError {
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super('FILE_ACCESS', message, options);
+    this.path = path;
+  }
+}
+

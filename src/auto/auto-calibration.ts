@@ -5,7 +5,8 @@
  * and costs exactly one evaluation.
  */
 import { AutoquantError, EvaluationError } from '../errors.js';
-import { writeFileAtomic } from '../runtime/io.js';
+import { describeValue } from '../text.js';
+import { checkWritable, writeFileAtomic } from '../runtime/io.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
 import { DEFAULT_CALIBRATION_MEMORY, type BatchSource } from '../quant/calibrate.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config.js';
@@ -113,7 +114,8 @@ export interface AutoCalibrationResult {
 const now = () => performance.now() / 1000;
 
 async function readConfig(options: AutoCalibrationOptions, model: ModelSource): Promise<QuantConfig> {
-  if (options.config) return structuredClone(options.config);
+  // PreparedQuantization.create validates it and works on its own copy.
+  if (options.config) return options.config;
   // A file's config is validated against the model by PreparedQuantization.create.
   if (options.configFile) return (await readJsonFile(options.configFile)) as QuantConfig;
   return createQuantConfig(model);
@@ -148,7 +150,7 @@ export async function accuracyBasedAutoCalibration(
       await session.release();
     }
     if (typeof metric !== 'number' || Number.isNaN(metric)) {
-      throw new EvaluationError(`evaluator.evaluate returned ${JSON.stringify(metric)} for ${what}; it must return a number (higher is better)`);
+      throw new EvaluationError(`evaluator.evaluate returned ${describeValue(metric)} for ${what}; it must return a number (higher is better)`);
     }
     const [ok, loss] = evaluator.metricEval(original ?? metric, metric);
     const entry = { fallbackLayers, metric, loss, ok, seconds: now() - start };
@@ -160,6 +162,14 @@ export async function accuracyBasedAutoCalibration(
   if (!(maxEvaluations === Infinity || (Number.isInteger(maxEvaluations) && maxEvaluations >= 2))) {
     throw new AutoquantError('AUTO_OPTIONS', `maxEvaluations must be an integer >= 2 (the float and the fully quantized evaluations), got ${options.maxEvaluations}`);
   }
+  for (const k of ['savePrefix', 'recordFile'] as const) {
+    if (options[k] !== undefined && !(typeof options[k] === 'string' && options[k] !== '')) {
+      throw new AutoquantError('AUTO_OPTIONS', `${k} must be a non-empty path, got ${describeValue(options[k])}`);
+    }
+  }
+  // Before the search, not after it: a path that cannot be written fails now.
+  const { models, reports } = outputFiles(options);
+  if (models.length + reports.length) await checkWritable([...models, ...reports]);
   const maxSeconds = options.maxSeconds ?? Infinity;
   if (!(maxSeconds > 0)) throw new AutoquantError('AUTO_OPTIONS', `maxSeconds must be a number > 0, got ${options.maxSeconds}`);
   evaluator.reset?.(); // optional: the CLI also accepts evaluator-shaped objects
@@ -401,17 +411,23 @@ export function autoCalibrationReport(r: AutoCalibrationResult): object {
   };
 }
 
+/** Every file `options` asks for, the models included (written only on success). */
+function outputFiles(options: AutoCalibrationOptions): { models: string[]; reports: string[] } {
+  const p = options.savePrefix;
+  return {
+    models: p ? [`${p}_fake_quant_model.onnx`, `${p}_deploy_model.onnx`] : [],
+    reports: [...(p ? [`${p}_quant_config.json`, `${p}_record.json`, `${p}_auto_calibration.json`] : []), ...(options.recordFile ? [options.recordFile] : [])],
+  };
+}
+
 async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOptions): Promise<string[]> {
-  const writes: [string, Uint8Array | string][] = [];
+  const { models, reports } = outputFiles(options);
   const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
-  if (options.savePrefix) {
-    const p = options.savePrefix;
-    if (r.passed) {
-      writes.push([`${p}_fake_quant_model.onnx`, r.fakeQuantModel!], [`${p}_deploy_model.onnx`, r.deployModel!]);
-    }
-    writes.push([`${p}_quant_config.json`, json(r.config)], [`${p}_record.json`, json(r.record)], [`${p}_auto_calibration.json`, json(autoCalibrationReport(r))]);
-  }
+  const data = [json(r.config), json(r.record), json(autoCalibrationReport(r))];
+  const writes: [string, Uint8Array | string][] = [];
+  if (r.passed) models.forEach((f, i) => writes.push([f, i === 0 ? r.fakeQuantModel! : r.deployModel!]));
+  if (options.savePrefix) reports.slice(0, 3).forEach((f, i) => writes.push([f, data[i]!]));
   if (options.recordFile) writes.push([options.recordFile, json(r.record)]);
-  for (const [file, data] of writes) await writeFileAtomic(file, data);
+  for (const [file, bytes] of writes) await writeFileAtomic(file, bytes);
   return writes.map(([f]) => f);
 }

@@ -7,6 +7,7 @@
  * APPNOTE for the archive (stored and deflated entries, zip64 sizes and offsets).
  */
 import { AutoquantError } from '../errors.js';
+import { describeValue } from '../text.js';
 import { float16BitsToNumber } from '../onnx/floats.js';
 import type { TensorData } from '../onnx/tensor.js';
 
@@ -126,7 +127,7 @@ export function parseNpy(bytes: Uint8Array, name = 'array'): NpyArray {
 
   const descr = header.descr;
   if (typeof descr !== 'string') {
-    fail(`unsupported dtype ${JSON.stringify(descr)}: structured arrays are not supported (supported: ${supportedList})`);
+    fail(`unsupported dtype ${describeValue(descr)}: structured arrays are not supported (supported: ${supportedList})`);
   }
   const descrText = descr as string;
   const order = /^[<>|=]/.test(descrText) ? descrText[0]! : '|';
@@ -209,15 +210,27 @@ function fortranToC<T extends NpyData>(src: T, dims: readonly number[]): T {
 
 type PyValue = string | number | boolean | null | PyValue[] | { [key: string]: PyValue };
 
+const MAX_HEADER_DEPTH = 8;
+
 function parseHeader(text: string, fail: (problem: string) => never): { [key: string]: PyValue } {
   let pos = 0;
-  const bad = (what: string): never => fail(`bad header: ${what} at character ${pos} of ${JSON.stringify(text.trim())}`);
+  const bad = (what: string): never => fail(`bad header: ${what} at character ${pos} of ${describeValue(text.trim())}`);
   const skip = () => {
     while (pos < text.length && /\s/.test(text[pos]!)) pos++;
   };
+  // Real headers nest two levels ({…: (…)}); a bound keeps a hostile one from exhausting the stack.
+  let depth = 0;
   const value = (): PyValue => {
     skip();
     const ch = text[pos];
+    if ((ch === '{' || ch === '(' || ch === '[') && ++depth > MAX_HEADER_DEPTH) bad(`nested deeper than ${MAX_HEADER_DEPTH} levels`);
+    try {
+      return literal(ch);
+    } finally {
+      if (ch === '{' || ch === '(' || ch === '[') depth--;
+    }
+  };
+  const literal = (ch: string | undefined): PyValue => {
     if (ch === '{') {
       pos++;
       const out: { [key: string]: PyValue } = {};

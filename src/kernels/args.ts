@@ -3,6 +3,7 @@
  * the same inputs with the same `KernelArgumentError` messages (each names the function and argument).
  */
 import { KernelArgumentError } from '../errors.js';
+import { describeValue } from '../text.js';
 import type {
   ChannelLayout,
   FakeQuantCandidates,
@@ -70,7 +71,7 @@ export function checkSameLength(fn: string, a: Float32Array, b: Float32Array): v
 
 export function checkQuantType(fn: string, type: unknown): QuantType {
   if (type !== 'int8' && type !== 'uint8' && type !== 'int16') {
-    fail(fn, `options.type must be 'int8', 'uint8' or 'int16', got ${JSON.stringify(type)}`);
+    fail(fn, `options.type must be 'int8', 'uint8' or 'int16', got ${describeValue(type)}`);
   }
   return type;
 }

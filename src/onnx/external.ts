@@ -7,7 +7,7 @@
  * model no longer depends on the files.
  */
 import { OnnxFormatError } from '../errors.js';
-import { joinPath, readFileBytes } from '../runtime/io.js';
+import { readFileInside } from '../runtime/io.js';
 import { checkTensorData, describeTensor, isExternal } from './tensor.js';
 import { forEachTensor } from './tensors-walk.js';
 import type { ModelProto, TensorProto } from './types.js';
@@ -122,14 +122,17 @@ async function fetchFile(t: TensorProto, location: string, options: ResolveOptio
     );
   }
   checkRelative(t, location);
-  const path = await joinPath(baseDir, location);
+  let bytes: Uint8Array | undefined;
   try {
-    return await readFileBytes(path);
+    bytes = await readFileInside(baseDir, location);
   } catch (err) {
-    const code = (err as { code?: string } | null)?.code;
+    const code = ((err as { cause?: { code?: string } }).cause ?? {}).code;
     const why = code === 'ENOENT' ? 'which does not exist' : `which cannot be read (${(err as Error).message})`;
-    throw new OnnxFormatError(`${describeTensor(t)} keeps its data in external file '${location}' (${path}), ${why}`, {
-      cause: err,
-    });
+    const where = (err as { path?: string }).path ?? baseDir;
+    throw new OnnxFormatError(`${describeTensor(t)} keeps its data in external file '${location}' (${where}), ${why}`, { cause: err });
   }
+  if (!bytes) {
+    throw new OnnxFormatError(`${describeTensor(t)} points to external file '${location}', a link to a file outside the model's directory; only files below it are read`);
+  }
+  return bytes;
 }

@@ -5,7 +5,7 @@
  * the caller's buffer (tensor raw_data fields are views into that private copy). Later writes to,
  * or transfers of, the caller's buffer cannot change the model.
  */
-import { OnnxFormatError, UnsupportedEnvironmentError } from '../errors.js';
+import { AutoquantError, OnnxFormatError } from '../errors.js';
 import { checkTensorData } from './tensor.js';
 import { forEachTensor } from './tensors-walk.js';
 import { resolveExternalData, type ExternalDataSource } from './external.js';
@@ -130,9 +130,9 @@ export async function loadModel(
 }
 
 export function wrapReadError(err: unknown, what: string): Error {
-  const code = (err as { code?: string } | null)?.code;
-  if (code === 'ENOENT') return new OnnxFormatError(`${what}: file not found`, { cause: err });
-  if (err instanceof UnsupportedEnvironmentError) return err;
+  // Already typed and naming the file: FileAccessError (missing, a directory, no permission), or a
+  // browser's UnsupportedEnvironmentError.
+  if (err instanceof AutoquantError) return err;
   return new OnnxFormatError(`${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 

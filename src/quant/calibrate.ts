@@ -5,6 +5,8 @@
  * not grow with `batch_num`; one batch's activations are alive at a time.
  */
 import { CalibrationError } from '../errors.js';
+import { quoteName } from '../text.js';
+import type { Kernels } from '../kernels/types.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
 import type { ModelProto } from '../onnx/types.js';
 import { onnx } from '../onnx/types.js';
@@ -26,6 +28,8 @@ export type CalibrationSource = CalibrationCallback | Iterable<Feeds> | AsyncIte
 export interface CalibrationOptions extends CreateSessionOptions {
   batchNum: number;
   onBatch?: (info: { pass: number; batch: number; batchNum: number }) => void;
+  /** Checks each activation for NaN and ±Infinity (see calibrateActivations). */
+  kernels: Kernels;
 }
 
 /** Per activation, the observers of the layers reading it, keyed by layer name. */
@@ -205,6 +209,16 @@ export async function calibrateActivations(
     }
     for (const name of fetched) {
       const x = activationData(out, name);
+      // Policy: non-finite values fail calibration, naming where. Skipping them would hide a broken
+      // input pipeline, and no observer can place a range around an infinity.
+      const { min, max } = x.length ? options.kernels.minMax(x) : { min: 0, max: 0 };
+      if (!Number.isFinite(min) || !Number.isFinite(max)) {
+        const readers = [...observers.get(name)!.keys()].map((k) => quoteName(k.replace(/^\0output:/, ''))).join(', ');
+        throw new CalibrationError(
+          `activation ${quoteName(name)} (calibrated for layer ${readers}) holds non-finite values (min ${min}, max ${max}) in calibration batch ${batch + 1}; ` +
+            'calibration data must give finite activations',
+        );
+      }
       if (batch === 0) stats.activationBytes.set(name, x.byteLength);
       for (const o of observers.get(name)!.values()) o.observe(x);
     }

@@ -3,6 +3,7 @@
  * layer keyed by node name. Overrides apply by precedence name > type > common > defaults.
  */
 import { QuantConfigError } from '../errors.js';
+import { describeValue } from '../text.js';
 import type { LayerInfo, QuantizableType } from './registry.js';
 import { QUANTIZABLE_TYPES } from './registry.js';
 
@@ -114,6 +115,9 @@ export const IFMR_DEFAULTS = Object.freeze({
   search_step: 0.01,
 });
 export const HFMG_DEFAULTS = Object.freeze({ num_of_bins: 4096 });
+/** Upper bounds a config may ask for: more would only run for hours or exhaust memory. */
+export const MAX_BATCH_NUM = 100_000;
+export const MAX_IFMR_CANDIDATES = 10_000;
 export const PERCENTILE_DEFAULTS = Object.freeze({ max_percentile: 0.99999, min_percentile: 0.99999 });
 
 export function defaultActivation(algo: ActivationAlgo, bits: 8 | 16): ActivationQuantParams {
@@ -199,26 +203,33 @@ function checkActivation(where: string, p: unknown, problems: string[]): void {
   }
   const allowed = new Set(['num_bits', 'act_algo', 'asymmetric', 'max_percentile', 'min_percentile', 'search_range', 'search_step', 'num_of_bins']);
   for (const k of Object.keys(p)) if (!allowed.has(k)) problems.push(`${where}.activation_quant_params.${k} is not a known field`);
-  if (p.num_bits !== 8 && p.num_bits !== 16) problems.push(`${where}.activation_quant_params.num_bits must be 8 or 16, got ${JSON.stringify(p.num_bits)}`);
+  if (p.num_bits !== 8 && p.num_bits !== 16) problems.push(`${where}.activation_quant_params.num_bits must be 8 or 16, got ${describeValue(p.num_bits)}`);
   if (!(ACTIVATION_ALGOS as readonly unknown[]).includes(p.act_algo)) {
-    problems.push(`${where}.activation_quant_params.act_algo must be one of ${ACTIVATION_ALGOS.join(', ')}, got ${JSON.stringify(p.act_algo)}`);
+    problems.push(`${where}.activation_quant_params.act_algo must be one of ${ACTIVATION_ALGOS.join(', ')}, got ${describeValue(p.act_algo)}`);
   }
   if (p.asymmetric !== undefined && typeof p.asymmetric !== 'boolean') problems.push(`${where}.activation_quant_params.asymmetric must be a boolean`);
   for (const k of ['max_percentile', 'min_percentile'] as const) {
     const v = p[k];
-    if (v !== undefined && !(typeof v === 'number' && v > 0.5 && v <= 1)) problems.push(`${where}.activation_quant_params.${k} must be a number in (0.5, 1], got ${JSON.stringify(v)}`);
+    if (v !== undefined && !(typeof v === 'number' && v > 0.5 && v <= 1)) problems.push(`${where}.activation_quant_params.${k} must be a number in (0.5, 1], got ${describeValue(v)}`);
   }
   if (p.search_range !== undefined) {
     const r = p.search_range;
     if (!Array.isArray(r) || r.length !== 2 || !r.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0) || !(r[0] < r[1])) {
-      problems.push(`${where}.activation_quant_params.search_range must be [lo, hi] with 0 < lo < hi, got ${JSON.stringify(r)}`);
+      problems.push(`${where}.activation_quant_params.search_range must be [lo, hi] with 0 < lo < hi, got ${describeValue(r)}`);
     }
   }
   if (p.search_step !== undefined && !(typeof p.search_step === 'number' && p.search_step > 0 && p.search_step <= 1)) {
-    problems.push(`${where}.activation_quant_params.search_step must be a number in (0, 1], got ${JSON.stringify(p.search_step)}`);
+    problems.push(`${where}.activation_quant_params.search_step must be a number in (0, 1], got ${describeValue(p.search_step)}`);
+  } else if (p.act_algo === 'ifmr') {
+    // Each candidate costs a pass over the layer's histogram: bound how many a config can ask for.
+    const [lo, hi] = Array.isArray(p.search_range) ? (p.search_range as number[]) : IFMR_DEFAULTS.search_range;
+    const candidates = ((hi as number) - (lo as number)) / ((p.search_step as number | undefined) ?? IFMR_DEFAULTS.search_step);
+    if (Number.isFinite(candidates) && candidates > MAX_IFMR_CANDIDATES) {
+      problems.push(`${where}.activation_quant_params: search_range ${describeValue(p.search_range ?? IFMR_DEFAULTS.search_range)} with search_step ${describeValue(p.search_step ?? IFMR_DEFAULTS.search_step)} gives ${candidates.toPrecision(3)} candidates; at most ${MAX_IFMR_CANDIDATES}`);
+    }
   }
   if (p.num_of_bins !== undefined && !(Number.isInteger(p.num_of_bins) && (p.num_of_bins as number) >= 256 && (p.num_of_bins as number) <= 65536)) {
-    problems.push(`${where}.activation_quant_params.num_of_bins must be an integer in [256, 65536], got ${JSON.stringify(p.num_of_bins)}`);
+    problems.push(`${where}.activation_quant_params.num_of_bins must be an integer in [256, 65536], got ${describeValue(p.num_of_bins)}`);
   }
 }
 
@@ -228,8 +239,8 @@ function checkWeight(where: string, p: unknown, layer: LayerInfo | undefined, pr
     return;
   }
   for (const k of Object.keys(p)) if (!['num_bits', 'wts_algo', 'channel_wise'].includes(k)) problems.push(`${where}.weight_quant_params.${k} is not a known field`);
-  if (p.num_bits !== 8) problems.push(`${where}.weight_quant_params.num_bits must be 8, got ${JSON.stringify(p.num_bits)}`);
-  if (p.wts_algo !== 'arq_quantize') problems.push(`${where}.weight_quant_params.wts_algo must be "arq_quantize", got ${JSON.stringify(p.wts_algo)}`);
+  if (p.num_bits !== 8) problems.push(`${where}.weight_quant_params.num_bits must be 8, got ${describeValue(p.num_bits)}`);
+  if (p.wts_algo !== 'arq_quantize') problems.push(`${where}.weight_quant_params.wts_algo must be "arq_quantize", got ${describeValue(p.wts_algo)}`);
   if (typeof p.channel_wise !== 'boolean') problems.push(`${where}.weight_quant_params.channel_wise must be a boolean`);
   else if (p.channel_wise && layer?.weight && layer.weight.channelAxis < 0) {
     problems.push(`${where}.weight_quant_params.channel_wise is true but a ${layer.opType} with groups has no per-channel weight axis`);
@@ -243,12 +254,14 @@ function checkWeight(where: string, p: unknown, layer: LayerInfo | undefined, pr
 export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[], source?: string): asserts config is QuantConfig {
   const problems: string[] = [];
   if (!isObj(config)) throw new QuantConfigError(['the config must be a JSON object'], source);
-  if (config.version !== 1) problems.push(`version must be 1, got ${JSON.stringify(config.version)}`);
-  if (!(Number.isInteger(config.batch_num) && (config.batch_num as number) >= 1)) problems.push(`batch_num must be an integer >= 1, got ${JSON.stringify(config.batch_num)}`);
-  if (typeof config.activation_offset !== 'boolean') problems.push(`activation_offset must be a boolean, got ${JSON.stringify(config.activation_offset)}`);
-  if (config.do_fusion !== undefined && typeof config.do_fusion !== 'boolean') problems.push(`do_fusion must be a boolean, got ${JSON.stringify(config.do_fusion)}`);
+  if (config.version !== 1) problems.push(`version must be 1, got ${describeValue(config.version)}`);
+  if (!(Number.isInteger(config.batch_num) && (config.batch_num as number) >= 1 && (config.batch_num as number) <= MAX_BATCH_NUM)) {
+    problems.push(`batch_num must be an integer in [1, ${MAX_BATCH_NUM}], got ${describeValue(config.batch_num)}`);
+  }
+  if (typeof config.activation_offset !== 'boolean') problems.push(`activation_offset must be a boolean, got ${describeValue(config.activation_offset)}`);
+  if (config.do_fusion !== undefined && typeof config.do_fusion !== 'boolean') problems.push(`do_fusion must be a boolean, got ${describeValue(config.do_fusion)}`);
   for (const k of ['quantize_outputs', 'cross_layer_equalization', 'bias_correction'] as const) {
-    if (config[k] !== undefined && typeof config[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${JSON.stringify(config[k])}`);
+    if (config[k] !== undefined && typeof config[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(config[k])}`);
   }
   if (config.skip_fusion_layers !== undefined && !(Array.isArray(config.skip_fusion_layers) && config.skip_fusion_layers.every((s) => typeof s === 'string'))) {
     problems.push('skip_fusion_layers must be an array of layer names');
@@ -274,7 +287,7 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
     for (const k of Object.keys(entry)) {
       if (!['quant_enable', 'activation_quant_params', 'weight_quant_params'].includes(k)) problems.push(`${where}.${k} is not a known field`);
     }
-    if (typeof entry.quant_enable !== 'boolean') problems.push(`${where}.quant_enable must be a boolean, got ${JSON.stringify(entry.quant_enable)}`);
+    if (typeof entry.quant_enable !== 'boolean') problems.push(`${where}.quant_enable must be a boolean, got ${describeValue(entry.quant_enable)}`);
     checkActivation(where, entry.activation_quant_params, problems);
     if (layer.weight) checkWeight(where, entry.weight_quant_params, layer, problems);
     else if (entry.weight_quant_params !== undefined) problems.push(`${where} is a ${layer.opType} and has no weight: remove weight_quant_params`);

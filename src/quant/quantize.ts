@@ -2,7 +2,8 @@
  * Post-training quantization: createQuantConfig, quantizeModel and saveModel (AMCT's
  * create_quant_config / quantize_model / save_model), orchestrating the pieces of src/quant.
  */
-import { CalibrationError, OnnxFormatError, QuantConfigError } from '../errors.js';
+import { AutoquantError, CalibrationError, OnnxFormatError, QuantConfigError } from '../errors.js';
+import { describeValue } from '../text.js';
 import { getKernels } from '../kernels/wasm.js';
 import type { Kernels } from '../kernels/types.js';
 import { assignStableNames, opsetVersion } from '../onnx/graph.js';
@@ -11,7 +12,7 @@ import { upgradeOpset } from '../onnx/opset.js';
 import { readTensorAsFloat32, tensorDims } from '../onnx/tensor.js';
 import { consumerMap, getConstant } from '../onnx/graph.js';
 import type { ModelProto } from '../onnx/types.js';
-import { readFileBytes, writeFileAtomic } from '../runtime/io.js';
+import { checkWritable, readFileBytes, writeFileAtomic } from '../runtime/io.js';
 import { createSession, Tensor, type CreateSessionOptions, type InferenceSession } from '../runtime/ort.js';
 import {
   calibrateActivations,
@@ -270,6 +271,7 @@ async function calibrateLayers(
     executionProviders: options.executionProviders,
     graphOptimizationLevel: options.graphOptimizationLevel,
     engine: options.engine,
+    kernels: q.kernels,
     onBatch: (b) => options.onProgress?.({ phase: 'calibration', ...b }),
   });
   if (!q.samples?.length) q.samples = samples;
@@ -558,7 +560,7 @@ function pruneRecord(q: QuantizationSession, record: QuantRecord): QuantRecord {
 async function readRecord(r: QuantizeModelOptions['record']): Promise<QuantRecord | undefined> {
   if (r === undefined) return undefined;
   if (typeof r === 'string' || r instanceof URL) return validateRecord(await readJsonFile(r), String(r));
-  return validateRecord(structuredClone(r));
+  return validateRecord(r);
 }
 
 /**
@@ -725,7 +727,12 @@ export async function quantizeModel(
  * (Node/Deno), each to a temporary name first and then renamed.
  */
 export async function saveModel(result: Pick<QuantizeResult, 'fakeQuantModel' | 'deployModel' | 'record'>, prefix: string): Promise<string[]> {
+  if (typeof result !== 'object' || result === null || !(result.fakeQuantModel instanceof Uint8Array) || !(result.deployModel instanceof Uint8Array) || typeof result.record !== 'object') {
+    throw new AutoquantError('SAVE_ARGUMENTS', `saveModel needs quantizeModel's result ({ fakeQuantModel, deployModel, record }), got ${describeValue(result)}`);
+  }
+  if (typeof prefix !== 'string' || prefix === '') throw new AutoquantError('SAVE_ARGUMENTS', `saveModel needs a non-empty path prefix, got ${describeValue(prefix)}`);
   const files = [`${prefix}_fake_quant_model.onnx`, `${prefix}_deploy_model.onnx`, `${prefix}_record.json`];
+  await checkWritable(files);
   await writeFileAtomic(files[0]!, result.fakeQuantModel);
   await writeFileAtomic(files[1]!, result.deployModel);
   await writeFileAtomic(files[2]!, JSON.stringify(result.record, null, 2) + '\n');

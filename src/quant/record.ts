@@ -4,6 +4,7 @@
  * Re-using a record skips calibration when only `quant_enable` changed.
  */
 import { QuantConfigError } from '../errors.js';
+import { describeValue, quoteName } from '../text.js';
 import { activationRange } from './params.js';
 
 export interface LayerRecord {
@@ -42,42 +43,72 @@ export function emptyRecord(): QuantRecord {
   return { version: 1, layers: {} };
 }
 
-/** Checks the shape of a record read from JSON; every problem is listed. */
+const FIELDS = new Set([
+  'scale_d', 'offset_d', 'num_bits_d', 'clip_min_d', 'clip_max_d', 'scale_w', 'offset_w',
+  'scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'bias_shift',
+]);
+
+/** Finite and, as a float32 (what the models store), still finite and nonzero where `positive`. */
+const isFloat32 = (v: unknown, positive: boolean): v is number =>
+  typeof v === 'number' && Number.isFinite(Math.fround(v)) && (!positive || Math.fround(v) > 0);
+
+const numbers = (v: unknown, ok: (x: unknown) => boolean): v is number[] => Array.isArray(v) && v.length <= 1 << 24 && v.every(ok);
+
+/**
+ * Checks the shape of a record (read from JSON, or passed by the caller) and returns a fresh copy of
+ * it holding only the known fields, so nothing of the caller's object is shared or kept; every
+ * problem is listed. Scales must be representable as float32, the type the models store.
+ */
 export function validateRecord(value: unknown, source = 'record'): QuantRecord {
   const problems: string[] = [];
   const r = value as QuantRecord;
-  if (typeof value !== 'object' || value === null || r.version !== 1 || typeof r.layers !== 'object' || r.layers === null) {
+  if (typeof value !== 'object' || value === null || r.version !== 1 || typeof r.layers !== 'object' || r.layers === null || Array.isArray(r.layers)) {
     throw new QuantConfigError(['a record must be an object { "version": 1, "layers": { ... } }'], source);
   }
+  const out = emptyRecord();
   for (const [name, l] of Object.entries(r.layers)) {
-    const where = `layer '${name}'`;
-    if (typeof l !== 'object' || l === null) {
+    const where = `layer ${quoteName(name)}`;
+    if (typeof l !== 'object' || l === null || Array.isArray(l)) {
       problems.push(`${where} must be an object`);
       continue;
     }
-    if (!(typeof l.scale_d === 'number' && l.scale_d > 0 && Number.isFinite(l.scale_d))) problems.push(`${where}.scale_d must be a finite number > 0`);
+    for (const k of Object.keys(l)) if (!FIELDS.has(k)) problems.push(`${where}.${describeValue(k).slice(1, -1)} is not a known field`);
+    if (!isFloat32(l.scale_d, true)) problems.push(`${where}.scale_d must be a number > 0 that float32 can hold, got ${describeValue(l.scale_d)}`);
     if (l.num_bits_d !== 8 && l.num_bits_d !== 16) problems.push(`${where}.num_bits_d must be 8 or 16`);
     else {
       const { qmin, qmax } = activationRange(l.num_bits_d);
       if (!(Number.isInteger(l.offset_d) && l.offset_d >= qmin && l.offset_d <= qmax)) {
-        problems.push(`${where}.offset_d must be an integer in [${qmin}, ${qmax}] for ${l.num_bits_d} bits, got ${JSON.stringify(l.offset_d)}`);
+        problems.push(`${where}.offset_d must be an integer in [${qmin}, ${qmax}] for ${l.num_bits_d} bits, got ${describeValue(l.offset_d)}`);
       }
     }
     for (const k of ['clip_min_d', 'clip_max_d'] as const) {
-      if (!(typeof l[k] === 'number' && Number.isFinite(l[k]))) problems.push(`${where}.${k} must be a finite number`);
+      if (!isFloat32(l[k], false)) problems.push(`${where}.${k} must be a finite number, got ${describeValue(l[k])}`);
     }
     if (l.scale_o !== undefined || l.offset_o !== undefined) {
-      if (!(typeof l.scale_o === 'number' && l.scale_o > 0 && Number.isFinite(l.scale_o))) problems.push(`${where}.scale_o must be a finite number > 0`);
-      if (!(Number.isInteger(l.offset_o) && l.offset_o! >= -128 && l.offset_o! <= 127)) problems.push(`${where}.offset_o must be an integer in [-128, 127], got ${JSON.stringify(l.offset_o)}`);
+      if (!isFloat32(l.scale_o, true)) problems.push(`${where}.scale_o must be a number > 0 that float32 can hold, got ${describeValue(l.scale_o)}`);
+      if (!(Number.isInteger(l.offset_o) && l.offset_o! >= -128 && l.offset_o! <= 127)) problems.push(`${where}.offset_o must be an integer in [-128, 127], got ${describeValue(l.offset_o)}`);
+    }
+    for (const k of ['clip_min_o', 'clip_max_o'] as const) {
+      if (l[k] !== undefined && !isFloat32(l[k], false)) problems.push(`${where}.${k} must be a finite number, got ${describeValue(l[k])}`);
     }
     if (l.output_quant !== undefined && typeof l.output_quant !== 'boolean') problems.push(`${where}.output_quant must be a boolean`);
-    if (l.bias_shift !== undefined && !(Array.isArray(l.bias_shift) && l.bias_shift.every((v) => typeof v === 'number' && Number.isFinite(v)))) {
+    if (l.bias_shift !== undefined && !numbers(l.bias_shift, (v) => isFloat32(v, false))) {
       problems.push(`${where}.bias_shift must be an array of finite numbers`);
     }
-    if (l.scale_w !== undefined && !(Array.isArray(l.scale_w) && l.scale_w.every((s) => typeof s === 'number' && s > 0))) {
-      problems.push(`${where}.scale_w must be an array of numbers > 0`);
+    if (l.scale_w !== undefined && !numbers(l.scale_w, (v) => isFloat32(v, true))) {
+      problems.push(`${where}.scale_w must be an array of numbers > 0 that float32 can hold`);
     }
+    if (l.offset_w !== undefined && !numbers(l.offset_w, (v) => Number.isInteger(v))) problems.push(`${where}.offset_w must be an array of integers`);
+    const copy: LayerRecord = { scale_d: l.scale_d, offset_d: l.offset_d, num_bits_d: l.num_bits_d, clip_min_d: l.clip_min_d, clip_max_d: l.clip_max_d };
+    for (const k of ['scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant'] as const) if (l[k] !== undefined) (copy as unknown as Record<string, unknown>)[k] = l[k];
+    for (const k of ['scale_w', 'offset_w', 'bias_shift'] as const) if (Array.isArray(l[k])) copy[k] = [...l[k]!];
+    setLayer(out, name, copy);
   }
   if (problems.length) throw new QuantConfigError(problems, source);
-  return r;
+  return out;
+}
+
+/** Sets a layer's entry; any name works, `__proto__` included (an own property, not the prototype). */
+export function setLayer(record: QuantRecord, name: string, entry: LayerRecord): void {
+  Object.defineProperty(record.layers, name, { value: entry, enumerable: true, writable: true, configurable: true });
 }

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import Long from 'long';
 import { describe, expect, it } from 'vitest';
-import { OnnxFormatError } from '../../src/errors.js';
+import { FileAccessError, OnnxFormatError } from '../../src/errors.js';
 import {
   DataType,
   decodeModel,
@@ -111,10 +111,10 @@ describe('loadModel sources', () => {
     expect(readTensor(t).length).toBeGreaterThan(0);
   });
 
-  it('reports a missing model file by name', async () => {
+  it('reports a missing model file by name, as a FileAccessError', async () => {
     const missing = fileURLToPath(new URL('does-not-exist.onnx', assets));
-    await expect(loadModel(missing)).rejects.toThrow(OnnxFormatError);
-    await expect(loadModel(missing)).rejects.toThrow(/does-not-exist\.onnx.*not found/);
+    await expect(loadModel(missing)).rejects.toThrow(FileAccessError);
+    await expect(loadModel(missing)).rejects.toThrow(/does-not-exist\.onnx.*does not exist/);
   });
 
   it('accepts paths given as file URLs built by the caller', async () => {
