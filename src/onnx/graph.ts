@@ -42,20 +42,21 @@ export function stableNodeName(node: NodeProto, index: number): string {
 
 /**
  * A unique name for every node of `graph` (not its subgraphs), in node order. Named nodes keep
- * their name; unnamed ones get `{opType}_{index}`. On a collision the later node (in node order)
- * gets the first free `{name}_{k}` for k = 1, 2, ..., so the result depends only on the graph.
+ * their name; unnamed ones get `{opType}_{index}`, and a name in `reserved` becomes `{name}_node`.
+ * On a collision the later node (in node order) gets the first free `{name}_{k}` for k = 1, 2, ...,
+ * so the result depends only on the graph.
  */
-export function nodeNames(graph: GraphProto): string[] {
+export function nodeNames(graph: GraphProto, reserved: ReadonlySet<string> = new Set()): string[] {
   const nodes = graph.node ?? [];
-  const taken = new Set<string>();
+  const taken = new Set<string>(reserved);
   // Explicit names win over generated ones, whatever their position.
   const firstExplicit = new Map<string, number>();
   nodes.forEach((n, i) => {
-    if (n.name && !firstExplicit.has(n.name)) firstExplicit.set(n.name, i);
+    if (n.name && !reserved.has(n.name) && !firstExplicit.has(n.name)) firstExplicit.set(n.name, i);
   });
   for (const name of firstExplicit.keys()) taken.add(name);
   return nodes.map((node, i) => {
-    const base = stableNodeName(node, i);
+    const base = node.name && reserved.has(node.name) ? `${node.name}_node` : stableNodeName(node, i);
     if (node.name && firstExplicit.get(node.name) === i) return base;
     if (!taken.has(base)) {
       taken.add(base);
@@ -69,9 +70,9 @@ export function nodeNames(graph: GraphProto): string[] {
   });
 }
 
-/** Writes nodeNames(graph) into node.name, in place. Returns the names. */
-export function assignStableNames(graph: GraphProto): string[] {
-  const names = nodeNames(graph);
+/** Writes nodeNames(graph, reserved) into node.name, in place. Returns the names. */
+export function assignStableNames(graph: GraphProto, reserved?: ReadonlySet<string>): string[] {
+  const names = nodeNames(graph, reserved);
   (graph.node ?? []).forEach((node, i) => {
     node.name = names[i]!;
   });

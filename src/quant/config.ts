@@ -106,7 +106,7 @@ export interface CreateQuantConfigOptions {
   configFile?: string;
 }
 
-const GLOBAL_KEYS = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction']);
+export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction']);
 
 export const IFMR_DEFAULTS = Object.freeze({
   max_percentile: 0.999999,

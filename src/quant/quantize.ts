@@ -26,7 +26,7 @@ import {
   type ObserverMap,
 } from './calibrate.js';
 import { compareLayers } from './layerwise.js';
-import { buildQuantConfig, validateQuantConfig, type ActivationQuantParams, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
+import { buildQuantConfig, GLOBAL_KEYS, validateQuantConfig, type ActivationQuantParams, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
 import { equalizeChannels, type EqualizedPair } from './equalize.js';
 import { foldAffines, foldBatchNorms, type FoldedAffine, type FoldedPair } from './fusion.js';
 import { createObserver } from './observers/index.js';
@@ -69,6 +69,12 @@ function perChannelBlocker(model: ModelProto): string | undefined {
   }
 }
 
+/**
+ * Node names a config cannot key a layer by: its own global keys, and `__proto__`, which would set
+ * the object's prototype. Such nodes are listed as `{name}_node` (see nodeNames).
+ */
+const RESERVED_NAMES: ReadonlySet<string> = new Set([...GLOBAL_KEYS, '__proto__']);
+
 /** The model as the quantizer sees it: stable node names, optionally with BN folded. */
 interface Prepared {
   model: ModelProto;
@@ -79,7 +85,7 @@ interface Prepared {
 
 function prepare(model: ModelProto): Prepared {
   if (!model.graph) throw new OnnxFormatError('the model has no graph');
-  assignStableNames(model.graph);
+  assignStableNames(model.graph, RESERVED_NAMES);
   const { layers, skipped } = scanLayers(model.graph);
   return { model, layers, skipped };
 }
