@@ -59,3 +59,12 @@ export function describeValue(value: unknown, limit = ECHO_LIMIT): string {
 export function quoteName(name: string): string {
   return `'${name.length > ECHO_LIMIT ? `${name.slice(0, ECHO_LIMIT)}…` : name}'`;
 }
+
+/** What went wrong, from anything thrown (an Error's message, else the value), bounded. */
+export function describeError(thrown: unknown): string {
+  if (thrown instanceof Error) {
+    const m = thrown.message;
+    return m.length > 300 ? `${m.slice(0, 300)}…` : m;
+  }
+  return describeValue(thrown);
+}

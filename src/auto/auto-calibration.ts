@@ -5,7 +5,8 @@
  * and costs exactly one evaluation.
  */
 import { AutoquantError, EvaluationError } from '../errors.js';
-import { describeValue } from '../text.js';
+import { describeError, describeValue } from '../text.js';
+import { checkSignal, withDeadline } from '../runtime/deadline.js';
 import { checkWritable, writeFileAtomic } from '../runtime/io.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
 import { DEFAULT_CALIBRATION_MEMORY, type BatchSource } from '../quant/calibrate.js';
@@ -62,6 +63,13 @@ export interface AutoCalibrationOptions extends CreateSessionOptions {
    * best passing configuration found so far (the fewest fallbacks) is returned.
    */
   maxSeconds?: number;
+  /**
+   * Cancels the run, as in `fetch`: checked before every evaluation and calibration batch, and an
+   * evaluation in progress is abandoned. The run rejects with an AbortedError and writes no file.
+   */
+  signal?: AbortSignal;
+  /** Seconds one `evaluate` call may take before the run rejects with an AbortedError (default: no limit). */
+  evaluationTimeoutSeconds?: number;
   /** Bound on activation bytes the sensitivity ranking holds at once (default 512 MiB; calibration holds fixed-size statistics). */
   memoryBudgetBytes?: number;
   onProgress?: (event: AutoProgressEvent) => void;
@@ -127,7 +135,14 @@ export async function accuracyBasedAutoCalibration(
   options: AutoCalibrationOptions = {},
 ): Promise<AutoCalibrationResult> {
   const t0 = now();
-  const progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry) => options.onProgress?.({ phase, message, evaluation });
+  checkAutoArguments(evaluator, options);
+  const progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry) => {
+    try {
+      options.onProgress?.({ phase, message, evaluation });
+    } catch (cause) {
+      throw new AutoquantError('PROGRESS_CALLBACK', `options.onProgress threw on a '${phase}' event: ${describeError(cause)}`, { cause });
+    }
+  };
   const sessionOptions: CreateSessionOptions = { executionProviders: options.executionProviders, graphOptimizationLevel: options.graphOptimizationLevel, engine: options.engine };
   const config = await readConfig(options, model);
   // Finds out now, not after the search, whether the deploy model's opset is reachable.
@@ -139,20 +154,33 @@ export async function accuracyBasedAutoCalibration(
   const history: HistoryEntry[] = [];
 
   const evaluate = async (bytes: Uint8Array, fallbackLayers: string[] | null, what: string, original?: number): Promise<HistoryEntry> => {
+    checkSignal(options.signal, what);
     const start = now();
     const session = await createSession(bytes, sessionOptions);
-    let metric: number;
+    let metric: unknown;
     try {
-      metric = await evaluator.evaluate(session);
-    } catch (cause) {
-      throw new EvaluationError(`evaluator.evaluate failed on ${what}: ${(cause as Error)?.message ?? cause}`, { cause });
+      metric = await withDeadline(
+        () => evaluator.evaluate(session),
+        (cause) => new EvaluationError(`evaluator.evaluate failed on ${what}: ${describeError(cause)}`, { cause }),
+        { signal: options.signal, seconds: options.evaluationTimeoutSeconds, what: `evaluator.evaluate on ${what}` },
+      );
     } finally {
-      await session.release();
+      // The evaluator may have released it already; a second release is not the user's error.
+      await session.release().catch(() => {});
     }
-    if (typeof metric !== 'number' || Number.isNaN(metric)) {
-      throw new EvaluationError(`evaluator.evaluate returned ${describeValue(metric)} for ${what}; it must return a number (higher is better)`);
+    if (typeof metric !== 'number' || !Number.isFinite(metric)) {
+      throw new EvaluationError(`evaluator.evaluate returned ${describeValue(metric)} for ${what}; it must return a finite number (higher is better)`);
     }
-    const [ok, loss] = evaluator.metricEval(original ?? metric, metric);
+    let verdict: unknown;
+    try {
+      verdict = evaluator.metricEval(original ?? metric, metric);
+    } catch (cause) {
+      throw new EvaluationError(`evaluator.metricEval failed on ${what}: ${describeError(cause)}`, { cause });
+    }
+    if (!(Array.isArray(verdict) && typeof verdict[0] === 'boolean' && typeof verdict[1] === 'number' && !Number.isNaN(verdict[1]))) {
+      throw new EvaluationError(`evaluator.metricEval returned ${describeValue(verdict)} for ${what}; it must return [ok: boolean, loss: number]`);
+    }
+    const [ok, loss] = verdict as [boolean, number];
     const entry = { fallbackLayers, metric, loss, ok, seconds: now() - start };
     history.push(entry);
     return entry;
@@ -199,6 +227,7 @@ export async function accuracyBasedAutoCalibration(
   const batches: BatchSource = { callback: (session) => evaluator.calibration(session) };
   const calibrationOptions = (what: string) => ({
     ...sessionOptions,
+    signal: options.signal,
     onProgress: (e: { pass: number; batch: number; batchNum: number }) => progress('calibration', `${what}: batch ${e.batch}/${e.batchNum}`),
   });
   const stats = await p.calibrate(batches.callback!, calibrationOptions('calibration'));
@@ -235,6 +264,7 @@ export async function accuracyBasedAutoCalibration(
     batchNum: p.config.batch_num,
     activationBytes: stats?.activationBytes,
     memoryBudgetBytes: options.memoryBudgetBytes ?? DEFAULT_CALIBRATION_MEMORY,
+    signal: options.signal,
   };
   let ranking: LayerScore[] = [];
   let rankingSeconds = 0;
@@ -430,4 +460,27 @@ async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOpt
   if (options.recordFile) writes.push([options.recordFile, json(r.record)]);
   for (const [file, bytes] of writes) await writeFileAtomic(file, bytes);
   return writes.map(([f]) => f);
+}
+
+/** Types a TypeScript caller would have caught, checked for JavaScript callers and the CLI. */
+function checkAutoArguments(evaluator: unknown, options: unknown): void {
+  const e = evaluator as Partial<AutoCalibrationEvaluator> | null;
+  if (typeof e !== 'object' || e === null || typeof e.evaluate !== 'function' || typeof e.calibration !== 'function' || typeof e.metricEval !== 'function') {
+    throw new EvaluationError(`the evaluator must be an AutoCalibrationEvaluator (with calibration, evaluate and metricEval), got ${describeValue(evaluator)}`);
+  }
+  if (typeof options !== 'object' || options === null) throw new AutoquantError('AUTO_OPTIONS', `options must be an object, got ${describeValue(options)}`);
+  const o = options as AutoCalibrationOptions;
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new AutoquantError('AUTO_OPTIONS', `onProgress must be a function, got ${describeValue(o.onProgress)}`);
+  if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && typeof o.signal.aborted === 'boolean')) {
+    throw new AutoquantError('AUTO_OPTIONS', `signal must be an AbortSignal, got ${describeValue(o.signal)}`);
+  }
+  if (o.evaluationTimeoutSeconds !== undefined && !(typeof o.evaluationTimeoutSeconds === 'number' && o.evaluationTimeoutSeconds > 0)) {
+    throw new AutoquantError('AUTO_OPTIONS', `evaluationTimeoutSeconds must be a number > 0, got ${describeValue(o.evaluationTimeoutSeconds)}`);
+  }
+  if (o.memoryBudgetBytes !== undefined && !(typeof o.memoryBudgetBytes === 'number' && o.memoryBudgetBytes >= 0)) {
+    throw new AutoquantError('AUTO_OPTIONS', `memoryBudgetBytes must be a number >= 0, got ${describeValue(o.memoryBudgetBytes)}`);
+  }
+  if (o.repairs !== undefined && !(Array.isArray(o.repairs) && o.repairs.every((r) => (REPAIRS as readonly unknown[]).includes(r)))) {
+    throw new AutoquantError('AUTO_OPTIONS', `repairs must be a list of ${REPAIRS.join(', ')}, got ${describeValue(o.repairs)}`);
+  }
 }

@@ -4,8 +4,9 @@
  * pass. Memory: the observers hold fixed-size statistics (histograms, see observers/), so it does
  * not grow with `batch_num`; one batch's activations are alive at a time.
  */
-import { CalibrationError } from '../errors.js';
-import { quoteName } from '../text.js';
+import { AutoquantError, CalibrationError } from '../errors.js';
+import { checkSignal, withDeadline } from '../runtime/deadline.js';
+import { describeError, describeValue, quoteName } from '../text.js';
 import type { Kernels } from '../kernels/types.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
 import type { ModelProto } from '../onnx/types.js';
@@ -30,6 +31,7 @@ export interface CalibrationOptions extends CreateSessionOptions {
   onBatch?: (info: { pass: number; batch: number; batchNum: number }) => void;
   /** Checks each activation for NaN and ±Infinity (see calibrateActivations). */
   kernels: Kernels;
+  signal?: AbortSignal;
 }
 
 /** Per activation, the observers of the layers reading it, keyed by layer name. */
@@ -88,7 +90,16 @@ export interface BatchSource {
 /** Normalizes a calibration source so that it can be replayed pass after pass. */
 export async function toBatchSource(source: CalibrationSource, batchNum: number): Promise<BatchSource> {
   if (typeof source === 'function') return { callback: source };
-  const feeds = await firstFeeds(source, batchNum);
+  const iterable = typeof source === 'object' && source !== null && (Symbol.iterator in source || Symbol.asyncIterator in source);
+  if (!iterable) {
+    throw new CalibrationError(`calibration must be a callback (session) => …, or an array or (async) iterable of feeds, got ${describeValue(source)}`);
+  }
+  let feeds: Feeds[];
+  try {
+    feeds = await firstFeeds(source, batchNum);
+  } catch (cause) {
+    throw new CalibrationError(`reading the calibration data failed: ${describeError(cause)}`, { cause });
+  }
   if (feeds.length === 0) throw new CalibrationError('the calibration data is empty: at least one batch of feeds is needed');
   return { feeds };
 }
@@ -104,7 +115,7 @@ export async function replayBatches(
   model: ModelProto,
   fetch: readonly string[],
   source: BatchSource,
-  options: CreateSessionOptions & { batchNum: number },
+  options: CreateSessionOptions & { batchNum: number; signal?: AbortSignal },
   onBatch: (outputs: Record<string, OrtTensor>, batch: number, feeds: Feeds) => Promise<void> | void,
 ): Promise<number> {
   const userOutputs = (model.graph?.output ?? []).map((o) => o.name ?? '');
@@ -114,6 +125,7 @@ export async function replayBatches(
     inputNames: session.inputNames,
     outputNames: userOutputs,
     run: async (feeds: Feeds) => {
+      checkSignal(options.signal, `calibration batch ${batch + 1}`);
       checkFeeds(feeds, session.inputNames);
       let out: Record<string, OrtTensor>;
       try {
@@ -131,12 +143,11 @@ export async function replayBatches(
     if (source.feeds) {
       for (const feeds of source.feeds) await wrapper.run(feeds);
     } else {
-      try {
-        await source.callback!(wrapper);
-      } catch (cause) {
-        if (cause instanceof CalibrationError) throw cause;
-        throw new CalibrationError(`the calibration callback failed: ${(cause as Error)?.message ?? cause}`, { cause });
-      }
+      await withDeadline(
+        () => source.callback!(wrapper),
+        (cause) => (cause instanceof AutoquantError ? cause : new CalibrationError(`the calibration callback failed: ${describeError(cause)}`, { cause })),
+        { signal: options.signal, what: 'the calibration callback' },
+      );
     }
   } finally {
     await session.release();

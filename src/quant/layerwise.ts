@@ -48,6 +48,7 @@ export interface LayerwiseOptions extends CreateSessionOptions {
   activationBytes?: ReadonlyMap<string, number>;
   memoryBudgetBytes: number;
   onBatch?: (info: { group: number; groups: number; batch: number }) => void;
+  signal?: AbortSignal;
 }
 
 /**

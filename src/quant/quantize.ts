@@ -91,7 +91,15 @@ function prepare(model: ModelProto): Prepared {
 }
 
 /** Lists every quantizable layer in AMCT's config form; with `configFile` also writes it (Node/Deno). */
+/** Options objects from JavaScript callers: an object or nothing. */
+function checkOptions(options: unknown, what: string): void {
+  if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
+    throw new AutoquantError('OPTIONS', `${what} options must be an object, got ${describeValue(options)}`);
+  }
+}
+
 export async function createQuantConfig(model: ModelSource, options: CreateQuantConfigOptions = {}): Promise<QuantConfig> {
+  checkOptions(options, 'createQuantConfig');
   const { model: copy, layers } = prepare(await privateCopy(model));
   const config = buildQuantConfig(layers, options, perChannelBlocker(copy) === undefined);
   if (options.configFile) await writeFileAtomic(options.configFile, JSON.stringify(config, null, 2) + '\n');
@@ -119,6 +127,8 @@ export async function loadQuantConfig(source: string | URL | QuantConfig, model:
 }
 
 export interface QuantizeModelOptions extends CreateSessionOptions {
+  /** Cancels calibration, as in `fetch` (checked before every batch; the callback is abandoned): rejects with an AbortedError. */
+  signal?: AbortSignal;
   /** Factors from an earlier run; layers found there are not calibrated again. */
   record?: QuantRecord | string | URL;
   onProgress?: (event: { phase: 'calibration'; pass: number; batch: number; batchNum: number }) => void;
@@ -277,6 +287,7 @@ async function calibrateLayers(
     executionProviders: options.executionProviders,
     graphOptimizationLevel: options.graphOptimizationLevel,
     engine: options.engine,
+    signal: options.signal,
     kernels: q.kernels,
     onBatch: (b) => options.onProgress?.({ phase: 'calibration', ...b }),
   });
@@ -321,7 +332,7 @@ async function correctBiases(
   layers: readonly LayerInfo[],
   record: QuantRecord,
   batches: () => Promise<BatchSource>,
-  options: CreateSessionOptions & { activationBytes?: ReadonlyMap<string, number> },
+  options: CreateSessionOptions & { activationBytes?: ReadonlyMap<string, number>; signal?: AbortSignal },
 ): Promise<number> {
   const todo = new Set(layers.filter((l) => l.bias && record.layers[l.name] && record.layers[l.name]!.bias_shift === undefined).map((l) => l.name));
   const plan = planLayers(q, layers.filter((l) => todo.has(l.name)), record).filter((p) => p.bias);
@@ -647,6 +658,7 @@ export class PreparedQuantization {
         executionProviders: options.executionProviders,
         graphOptimizationLevel: options.graphOptimizationLevel,
         engine: options.engine,
+        signal: options.signal,
         activationBytes: stats?.activationBytes,
       });
     }
@@ -707,6 +719,7 @@ export async function quantizeModel(
   calibration: CalibrationSource,
   options: QuantizeModelOptions = {},
 ): Promise<QuantizeResult> {
+  checkOptions(options, 'quantizeModel');
   const p = await PreparedQuantization.create(model, config, options);
   const stats = await p.calibrate(calibration, options);
   await p.chooseOutputs(options);

@@ -6,6 +6,7 @@
  */
 import * as defaultOrt from 'onnxruntime-web';
 import { EngineError, SessionCreationError } from '../errors.js';
+import { describeError, describeValue } from '../text.js';
 import { cpuCount, env } from './env.js';
 
 export type Ort = typeof defaultOrt;
@@ -108,6 +109,11 @@ export interface CreateSessionOptions {
 }
 
 export async function createSession(model: Uint8Array, options: CreateSessionOptions = {}): Promise<InferenceSession> {
+  if (!(model instanceof Uint8Array)) throw new SessionCreationError(`createSession needs the model as a Uint8Array, got ${describeValue(model)}`);
+  const requested = options.executionProviders;
+  if (requested !== undefined && !(Array.isArray(requested) && requested.every((ep) => typeof ep === 'string' || (typeof ep === 'object' && ep !== null && typeof ep.name === 'string')))) {
+    throw new SessionCreationError(`executionProviders must be a list such as ['wasm'] or ['webgpu', 'wasm'], got ${describeValue(requested)}`);
+  }
   const engine = options.engine ?? (await defaultEngine());
   const runtime = await engineRuntime(engine);
   // onnxruntime-node's CPU provider is 'cpu'; 'wasm' (the web default) means the same there.

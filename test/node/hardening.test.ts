@@ -9,7 +9,9 @@ import { describe, expect, it } from 'vitest';
 import {
   accuracyBasedAutoCalibration,
   AutoquantError,
+  AbortedError,
   CalibrationError,
+  EvaluationError,
   createQuantConfig,
   DataType,
   encodeModel,
@@ -189,5 +191,101 @@ describe('files', () => {
     await rejectsTyped(loadModel(join(dir, 'm.onnx')), AutoquantError, /outside the model's directory/);
     expect(existsSync(join(dir, 'w.bin'))).toBe(true);
     void chmodSync;
+  });
+});
+
+describe('evaluators that misbehave', () => {
+  const { bytes } = outlierModel(2, 0);
+  const make = () => new FidelityEvaluator(feedsOf(outlierInputs(1, ROWS, 2)), { calibrationInputs: feedsOf(outlierInputs(1, ROWS, 3)), mode: 'cosine', maxDrop: 0.5 });
+
+  it('a metricEval that returns undefined or throws, and evaluate results NaN, Infinity, BigInt or a cycle, are EvaluationErrors', async () => {
+    const undef = make();
+    undef.metricEval = () => undefined as never;
+    await rejectsTyped(accuracyBasedAutoCalibration(bytes, undef), EvaluationError, /metricEval returned undefined .* \[ok: boolean, loss: number\]/);
+    const throws = make();
+    throws.metricEval = () => {
+      throw new Error('no ground truth');
+    };
+    await rejectsTyped(accuracyBasedAutoCalibration(bytes, throws), EvaluationError, /metricEval failed on the float model: no ground truth/);
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    for (const [value, shown] of [[NaN, 'NaN'], [Infinity, 'Infinity'], [10n, '10n'], [cyclic, 'circular']] as const) {
+      const e = make();
+      e.evaluate = async () => value as never;
+      await rejectsTyped(accuracyBasedAutoCalibration(bytes, e), EvaluationError, new RegExp(`returned .*${shown}.*finite number`));
+    }
+  });
+
+  it('an evaluator that releases its session is not blamed for the second release; a null evaluator is an EvaluationError', async () => {
+    const e = make();
+    const original = e.evaluate.bind(e);
+    e.evaluate = async (s) => {
+      const m = await original(s);
+      await s.release();
+      return m;
+    };
+    expect((await accuracyBasedAutoCalibration(bytes, e)).passed).toBe(true);
+    await rejectsTyped(accuracyBasedAutoCalibration(bytes, null as never), EvaluationError, /must be an AutoCalibrationEvaluator/);
+  });
+
+  it('a throwing onProgress is named', async () => {
+    await rejectsTyped(
+      accuracyBasedAutoCalibration(bytes, make(), { onProgress: () => { throw new Error('ui gone'); } }),
+      AutoquantError,
+      /onProgress threw on a 'float-evaluation' event: ui gone/,
+    );
+  });
+});
+
+describe('no way to hang', () => {
+  const { bytes } = outlierModel(2, 0);
+  const make = () => new FidelityEvaluator(feedsOf(outlierInputs(1, ROWS, 2)), { calibrationInputs: feedsOf(outlierInputs(1, ROWS, 3)), mode: 'cosine', maxDrop: 0.5 });
+
+  it('an evaluate that never resolves ends with an AbortedError after evaluationTimeoutSeconds, writing nothing', async () => {
+    const e = make();
+    let calls = 0;
+    const original = e.evaluate.bind(e);
+    e.evaluate = (s) => (calls++ === 0 ? original(s) : new Promise<number>(() => {}));
+    const dir = tmp();
+    const t0 = performance.now();
+    await rejectsTyped(accuracyBasedAutoCalibration(bytes, e, { evaluationTimeoutSeconds: 0.3, savePrefix: join(dir, 'out', 'm') }), AbortedError, /evaluator\.evaluate on the model with 0 layer\(s\) in float.* did not finish within 0\.3 s/);
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('signal aborts a run in progress, and an aborted signal stops it before anything runs', async () => {
+    const controller = new AbortController();
+    const e = make();
+    const original = e.evaluate.bind(e);
+    e.evaluate = (s) => {
+      setTimeout(() => controller.abort(), 10);
+      return new Promise<number>((resolve) => setTimeout(() => resolve(original(s)), 10_000));
+    };
+    await rejectsTyped(accuracyBasedAutoCalibration(bytes, e, { signal: controller.signal }), AbortedError, /aborted during evaluator\.evaluate on the float model/);
+    await rejectsTyped(accuracyBasedAutoCalibration(bytes, make(), { signal: AbortSignal.abort() }), AbortedError, /aborted before/);
+    const config = await createQuantConfig(bytes);
+    await rejectsTyped(quantizeModel(bytes, config, () => new Promise<void>(() => {}), { signal: AbortSignal.timeout(200) }), AbortedError, /aborted during the calibration callback/);
+  });
+});
+
+describe('arguments of the wrong type', () => {
+  const { bytes } = outlierModel(2, 0);
+  it('are typed errors naming the argument', async () => {
+    await rejectsTyped(createQuantConfig(bytes, null as never), AutoquantError, /createQuantConfig options must be an object, got null/);
+    const config = await createQuantConfig(bytes);
+    await rejectsTyped(quantizeModel(bytes, config, 42 as never), CalibrationError, /calibration must be a callback .* got 42/);
+    await rejectsTyped(quantizeModel(bytes, config, feedsOf(outlierInputs(1, ROWS, 1)), { executionProviders: 'wasm' as never }), AutoquantError, /executionProviders must be a list/);
+    await rejectsTyped(saveModel(null as never, 'x'), AutoquantError, /saveModel needs quantizeModel's result/);
+    const failing = {
+      async *[Symbol.asyncIterator]() {
+        yield* [];
+        throw new Error('disk gone');
+      },
+    };
+    await rejectsTyped(quantizeModel(bytes, config, failing as never), CalibrationError, /reading the calibration data failed: disk gone/);
+    const make = () => new FidelityEvaluator(feedsOf(outlierInputs(1, ROWS, 2)), { mode: 'cosine' });
+    for (const bad of [-1, NaN]) {
+      await rejectsTyped(accuracyBasedAutoCalibration(bytes, make(), { memoryBudgetBytes: bad }), AutoquantError, /memoryBudgetBytes must be a number >= 0/);
+    }
   });
 });
