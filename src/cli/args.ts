@@ -66,6 +66,7 @@ export class Options {
   number(name: string, check: (n: number) => boolean, expected: string): number | undefined {
     const v = this.string(name);
     if (v === undefined) return undefined;
+    if (v.trim() === '') throw new UsageError(`--${name} needs a value (${expected})`);
     const n = Number(v);
     if (!Number.isFinite(n) || !check(n)) throw new UsageError(`--${name} must be ${expected}, got '${v}'`);
     return n;

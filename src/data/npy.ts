@@ -304,9 +304,14 @@ export async function parseNpz(bytes: Uint8Array, name = 'archive'): Promise<Map
     throw new NpyFormatError(`${name}: bad zip: ${problem}`);
   };
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const u16 = (at: number) => view.getUint16(at, true);
-  const u32 = (at: number) => view.getUint32(at, true);
+  // Every offset comes from the file: each read is bounds-checked so a lying one is a format error.
+  const inside = (at: number, n: number) => {
+    if (!(at >= 0 && at + n <= bytes.length)) fail(`a field at offset ${at} lies past the end of the ${bytes.length}-byte file`);
+  };
+  const u16 = (at: number) => (inside(at, 2), view.getUint16(at, true));
+  const u32 = (at: number) => (inside(at, 4), view.getUint32(at, true));
   const u64 = (at: number) => {
+    inside(at, 8);
     const v = view.getBigUint64(at, true);
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) fail(`64-bit field ${v} at offset ${at} is too large`);
     return Number(v);

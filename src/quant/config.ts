@@ -222,8 +222,9 @@ function checkActivation(where: string, p: unknown, problems: string[]): void {
     problems.push(`${where}.activation_quant_params.search_step must be a number in (0, 1], got ${describeValue(p.search_step)}`);
   } else if (p.act_algo === 'ifmr') {
     // Each candidate costs a pass over the layer's histogram: bound how many a config can ask for.
-    const [lo, hi] = Array.isArray(p.search_range) ? (p.search_range as number[]) : IFMR_DEFAULTS.search_range;
-    const candidates = ((hi as number) - (lo as number)) / ((p.search_step as number | undefined) ?? IFMR_DEFAULTS.search_step);
+    const range = Array.isArray(p.search_range) && p.search_range.every((x) => typeof x === 'number') ? (p.search_range as number[]) : IFMR_DEFAULTS.search_range;
+    const step = typeof p.search_step === 'number' ? p.search_step : IFMR_DEFAULTS.search_step;
+    const candidates = (range[1]! - range[0]!) / step;
     if (Number.isFinite(candidates) && candidates > MAX_IFMR_CANDIDATES) {
       problems.push(`${where}.activation_quant_params: search_range ${describeValue(p.search_range ?? IFMR_DEFAULTS.search_range)} with search_step ${describeValue(p.search_step ?? IFMR_DEFAULTS.search_step)} gives ${candidates.toPrecision(3)} candidates; at most ${MAX_IFMR_CANDIDATES}`);
     }

@@ -1,0 +1,268 @@
+/**
+ * Command-line entry. Parses arguments and delegates; all behaviour lives in the library so the CLI
+ * and `import` users get the same results. Progress goes to stderr, results to stdout.
+ * Exit status: 0 success, 1 error, 2 no acceptable model.
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { accuracyBasedAutoCalibration, autoCalibrationReport, type AutoCalibrationResult } from '../auto/auto-calibration.js';
+import { AutoCalibrationEvaluator } from '../auto/evaluator.js';
+import { FidelityEvaluator } from '../auto/evaluators.js';
+import type { SensitivityName } from '../auto/sensitivity.js';
+import type { StrategyName } from '../auto/strategies.js';
+import { REPAIRS, type RepairName } from '../auto/repairs.js';
+import { Options, parseArgs, UsageError } from './args.js';
+import { readFeeds } from './data.js';
+import { AutoquantError } from '../errors.js';
+import { describeError } from '../text.js';
+import { loadModel } from '../onnx/model.js';
+import type { ActivationAlgo } from '../quant/config.js';
+import { createQuantConfig, loadQuantConfig, quantizeModel, saveModel } from '../quant/quantize.js';
+import { ENGINES, useEngine, type Engine } from '../runtime/ort.js';
+import { VERSION } from '../version.js';
+
+const HELP = `autoquant ${VERSION}: accuracy-driven automatic int8 quantization of ONNX models
+
+Usage:
+  autoquant config <model.onnx> -o <config.json> [--batch-num N] [--skip a,b] [--act-algo ifmr|hfmg|minmax|percentile]
+                   [--activation-bits 8|16] [--symmetric] [--no-fusion] [--no-channel-wise]
+      List every quantizable layer in a quantization config (AMCT's JSON form).
+
+  autoquant quantize <model.onnx> --data <calib.npy|.npz> --save <prefix> [--config <config.json>] [--batch-size B]
+                     [--batch-num N]
+      Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json.
+
+  autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
+                 [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
+                 [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
+                 [--fidelity auto|top1|cosine] [--fallback float|int16] [--repairs weights,observer,int16|none]
+      Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
+      --repairs (default all three) are tried on those layers first, keeping them quantized where they suffice.
+      --evaluator: a module whose default export is an AutoCalibrationEvaluator instance, a subclass (constructed
+      with { maxDrop } or { maxRelativeDrop }) or a function returning one. --data: label-free, the metric is the
+      agreement with the float model's outputs on those inputs (top-1 for classifiers, mean cosine otherwise).
+
+Common options:
+  --json            Print a JSON summary on stdout
+  --runtime web|node  Engine: onnxruntime-web (wasm, all cores) or native onnxruntime-node (default: node when
+                      the onnxruntime-node package is installed, else web)
+  --ep <name,...>   Execution providers (default wasm on web, cpu on node)
+  --help, --version
+
+NumPy inputs: a .npy array feeds the model's only input; a .npz holds one array per input name. Arrays are split
+into batches of --batch-size rows along axis 0 (default: one batch); calibration uses the first --batch-num
+batches (default: the config's batch_num, 1 unless set).
+
+Exit status: 0 success, 1 error, 2 no acceptable model.`;
+
+type Out = { write(s: string): unknown };
+
+const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise']);
+/** Options that take a value, over all commands; each command rejects the ones it does not use. */
+const VALUED = new Set([
+  'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
+  'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity',
+  'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs',
+]);
+
+function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): string[] {
+  const inits = new Set((model.graph?.initializer ?? []).map((t) => t.name));
+  return (model.graph?.input ?? []).map((v) => v.name ?? '').filter((n) => n && !inits.has(n));
+}
+
+/** --repairs: a comma-separated subset of REPAIRS, or 'none'. */
+function repairList(v: string | undefined): RepairName[] | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'none') return [];
+  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = list.filter((r) => !(REPAIRS as readonly string[]).includes(r));
+  if (bad.length || list.length === 0) throw new UsageError(`--repairs must be 'none' or a comma-separated list of ${REPAIRS.join(', ')}, got '${v}'`);
+  return list as RepairName[];
+}
+
+function executionProviders(o: Options): string[] | undefined {
+  return o.string('ep')?.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function engine(o: Options): Engine | undefined {
+  return o.choice<Engine>('runtime', [...ENGINES]);
+}
+
+async function configCommand(model: string, o: Options, out: Out): Promise<number> {
+  const output = o.required('output', 'where to write the config');
+  const options = {
+    batchNum: o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
+    skipLayers: o.string('skip')?.split(',').filter(Boolean),
+    activationAlgo: o.choice<ActivationAlgo>('act-algo', ['ifmr', 'hfmg', 'minmax', 'percentile']),
+    activationBits: o.choice('activation-bits', ['8', '16'] as const) === '16' ? (16 as const) : undefined,
+    activationOffset: o.flag('symmetric') ? false : undefined,
+    doFusion: o.flag('no-fusion') ? false : undefined,
+    channelWise: o.flag('no-channel-wise') ? false : undefined,
+    configFile: output,
+  };
+  const json = o.flag('json');
+  o.finish();
+  const config = await createQuantConfig(model, options);
+  const layers = Object.keys(config).filter((k) => typeof config[k] === 'object' && !Array.isArray(config[k]));
+  if (json) out.write(JSON.stringify({ config: output, layers }) + '\n');
+  else out.write(`wrote ${output}: ${layers.length} quantizable layers\n`);
+  return 0;
+}
+
+async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out): Promise<number> {
+  const data = o.required('data', 'calibration inputs as .npy or .npz');
+  const save = o.required('save', 'the output prefix');
+  const configFile = o.string('config');
+  const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const batchNum = o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const eps = executionProviders(o);
+  const runtime = engine(o);
+  const json = o.flag('json');
+  o.finish();
+  if (runtime) await useEngine(runtime);
+  const model = await loadModel(modelPath);
+  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model);
+  if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
+  const feeds = await readFeeds(data, modelInputs(model), batchSize);
+  const t0 = performance.now();
+  const result = await quantizeModel(model, config, feeds, {
+    executionProviders: eps,
+    engine: runtime,
+    onProgress: (e) => err.write(`calibration: batch ${e.batch}/${e.batchNum}\n`),
+  });
+  const files = await saveModel(result, save);
+  const quantized = result.layers.filter((l) => l.quantized).map((l) => l.name);
+  const summary = { quantizedLayers: quantized, skipped: result.layers.filter((l) => !l.quantized), files, seconds: (performance.now() - t0) / 1000 };
+  if (json) out.write(JSON.stringify(summary) + '\n');
+  else out.write(`quantized ${quantized.length} layers; wrote ${files.join(', ')}\n`);
+  return 0;
+}
+
+async function loadEvaluator(file: string, limit: { maxDrop?: number; maxRelativeDrop?: number }): Promise<AutoCalibrationEvaluator> {
+  let mod: { default?: unknown };
+  try {
+    mod = await import(pathToFileURL(resolve(file)).href);
+  } catch (cause) {
+    throw new UsageError(`cannot load the evaluator module ${file}: ${(cause as Error)?.message ?? cause}`);
+  }
+  const d = mod.default;
+  let evaluator: unknown = d;
+  // A class is recognised by shape: the user's module imports its own copy of the package, so
+  // `instanceof` against this bundle's AutoCalibrationEvaluator would fail.
+  if (typeof d === 'function' && typeof (d as { prototype?: { evaluate?: unknown } }).prototype?.evaluate === 'function') {
+    evaluator = new (d as new (l: object) => AutoCalibrationEvaluator)(limit);
+  } else if (typeof d === 'function') {
+    evaluator = await (d as (l: object) => unknown)(limit);
+  }
+  const ok = evaluator instanceof AutoCalibrationEvaluator ||
+    (typeof evaluator === 'object' && evaluator !== null && ['calibration', 'evaluate', 'metricEval'].every((m) => typeof (evaluator as Record<string, unknown>)[m] === 'function'));
+  if (!ok) {
+    throw new UsageError(`${file}: the default export must be an AutoCalibrationEvaluator (instance, subclass, or a function returning one) with calibration, evaluate and metricEval`);
+  }
+  return evaluator as AutoCalibrationEvaluator;
+}
+
+function describeHistory(r: AutoCalibrationResult['history'][number]): string {
+  let what = r.fallbackLayers === null ? 'float model' : r.fallbackLayers.length === 0 && !r.repaired ? 'all layers int8' : `${r.fallbackLayers.length} layer(s) in float`;
+  if (r.repaired) what += `, ${r.repaired.length} repaired`;
+  return `${what}: metric ${r.metric.toFixed(6)}, loss ${r.loss.toFixed(6)} (${r.ok ? 'ok' : 'not ok'}, ${r.seconds.toFixed(2)} s)`;
+}
+
+async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): Promise<number> {
+  const evaluatorFile = o.string('evaluator');
+  const data = o.string('data');
+  const fidelity = o.choice('fidelity', ['auto', 'top1', 'cosine'] as const);
+  const maxDrop = o.number('max-drop', (n) => n >= 0, 'a number >= 0');
+  const maxRelativeDrop = o.number('max-relative-drop', (n) => n >= 0, 'a number >= 0');
+  const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const batchNum = o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const calibrationData = o.string('calibration-data');
+  const configFile = o.string('config');
+  const save = o.string('save');
+  const strategy = o.choice<StrategyName>('strategy', ['binary', 'sequential']);
+  const fallback = o.choice('fallback', ['float', 'int16'] as const);
+  const sensitivity = o.choice<SensitivityName>('sensitivity', ['cosine', 'mse', 'sqnr']);
+  const repairs = repairList(o.string('repairs'));
+  const maxEvaluations = o.number('max-evaluations', (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2');
+  const maxSeconds = o.number('max-seconds', (n) => n > 0, 'a number of seconds > 0');
+  const eps = executionProviders(o);
+  const runtime = engine(o);
+  const json = o.flag('json');
+  o.finish();
+  // Also the default for sessions an --evaluator module creates itself.
+  if (runtime) await useEngine(runtime);
+  if (!evaluatorFile === !data) throw new UsageError('auto: give exactly one of --evaluator <module> or --data <inputs.npy|.npz>');
+  if (evaluatorFile && (fidelity || calibrationData || batchSize)) {
+    throw new UsageError('auto: --fidelity, --calibration-data and --batch-size apply to --data; an --evaluator module brings its own data');
+  }
+
+  const model = await loadModel(modelPath);
+  const limit = maxDrop === undefined && maxRelativeDrop === undefined ? {} : { maxDrop, maxRelativeDrop };
+  let evaluator: AutoCalibrationEvaluator;
+  if (evaluatorFile) {
+    evaluator = await loadEvaluator(evaluatorFile, limit);
+  } else {
+    const inputs = modelInputs(model);
+    const feeds = await readFeeds(data!, inputs, batchSize);
+    const calib = calibrationData ? await readFeeds(calibrationData, inputs, batchSize) : undefined;
+    evaluator = new FidelityEvaluator(feeds, { ...limit, calibrationInputs: calib, batchNum: batchNum ?? 1, mode: fidelity });
+  }
+  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { batchNum });
+  if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
+  const result = await accuracyBasedAutoCalibration(model, evaluator, {
+    config,
+    configFile,
+    savePrefix: save,
+    strategy,
+    fallback,
+    sensitivity,
+    repairs,
+    maxEvaluations,
+    maxSeconds,
+    executionProviders: eps,
+    engine: runtime,
+    onProgress: (e) => err.write(`${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}\n`),
+  });
+  if (json) out.write(JSON.stringify({ ...autoCalibrationReport(result), files: result.files }) + '\n');
+  else {
+    out.write(`${result.passed ? 'passed' : 'FAILED'}: ${result.message}\n`);
+    out.write(`metric: float ${result.originalMetric}, quantized ${result.quantizedMetric}; ${result.evaluations} evaluations\n`);
+    if (result.ranking.length) {
+      const top = result.ranking.slice(0, 5).map((r) => `${r.layer} (${r.score.toFixed(5)})`).join(', ');
+      out.write(`most sensitive layers: ${top}\n`);
+    }
+    if (result.files.length) out.write(`wrote ${result.files.join(', ')}\n`);
+  }
+  return result.passed ? 0 : 2;
+}
+
+export async function main(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+  try {
+    const parsed = parseArgs(argv, FLAGS, VALUED);
+    const [command, model, ...extra] = parsed.positionals;
+    if (parsed.options.has('version')) {
+      out.write(VERSION + '\n');
+      return 0;
+    }
+    if (!command || parsed.options.has('help')) {
+      out.write(HELP + '\n');
+      return 0;
+    }
+    if (!['config', 'quantize', 'auto'].includes(command)) throw new UsageError(`unknown command '${command}' (commands: config, quantize, auto; see 'autoquant --help')`);
+    if (!model) throw new UsageError(`${command}: the model path is missing (autoquant ${command} <model.onnx> ...)`);
+    if (extra.length) throw new UsageError(`${command}: unexpected argument(s) ${extra.join(' ')}`);
+    const o = new Options(parsed, command);
+    if (command === 'config') return await configCommand(model, o, out);
+    if (command === 'quantize') return await quantizeCommand(model, o, out, err);
+    return await autoCommand(model, o, out, err);
+  } catch (e) {
+    // Never a stack: our errors say what to fix; anything else is a bug, shown in one line, with the
+    // stack only when asked for (AUTOQUANT_DEBUG=1).
+    if (e instanceof AutoquantError) err.write(`autoquant: ${e.message}\n`);
+    else {
+      const debug = typeof process !== 'undefined' && process.env?.AUTOQUANT_DEBUG;
+      err.write(`autoquant: internal error: ${describeError(e)}${debug ? `\n${(e as Error)?.stack ?? ''}` : ' (set AUTOQUANT_DEBUG=1 for details; please report it)'}\n`);
+    }
+    return 1;
+  }
+}
