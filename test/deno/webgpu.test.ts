@@ -27,4 +27,8 @@ Deno.test('the fake-quant model of the MNIST CNN runs on WebGPU and matches the 
   const onWasm = await run('wasm');
   const onGpu = await run('webgpu');
   assert.ok(k.cosine(onWasm, onGpu) > 0.9999, `wasm vs webgpu cosine ${k.cosine(onWasm, onGpu)}`);
+  // Release the GPU device before Deno exits: a live device at exit once aborted the process
+  // ("double free or corruption") after every test had passed.
+  const device = await (ortWebGpu.env.webgpu as unknown as { device?: Promise<{ destroy?: () => void }> | { destroy?: () => void } }).device;
+  device?.destroy?.();
 });
