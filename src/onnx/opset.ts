@@ -29,8 +29,12 @@ const COMPATIBLE = new Set(
 interface ConvertContext {
   editor: GraphEditor;
   name: string;
+  /** The opset the graph is being raised to (nodes a converter adds must be in that opset's form). */
+  target: number;
   /** The element type of a value where the graph states it (inputs, value_info, initializers, Constants). */
   elemType(value: string): number | undefined;
+  /** The rank of a value where the graph states it (inputs, value_info, outputs, initializers). */
+  rank(value: string): number | undefined;
   /** Queues a node to run right after `node` (GraphEditor only inserts before). */
   after(node: NodeProto, next: NodeProto): void;
 }
@@ -70,6 +74,34 @@ const attrsToIntInputs = (list: [attr: string, index: number][]): Converter => (
   }
 };
 
+/** Opset 7 dropped attributes that only training or old runtimes read. */
+const dropAttrs = (...names: string[]): Converter => (node) => {
+  for (const n of names) takeAttr(node, n);
+};
+
+/**
+ * Opset 7 made the arithmetic and comparison ops broadcast like numpy. Before it, `broadcast=1` let B
+ * match A's dims from `axis` on (default: A's trailing dims, which numpy's rule gives too); an
+ * explicit axis becomes trailing 1s appended to B with Unsqueeze, which needs both ranks.
+ */
+function legacyBroadcast(node: NodeProto, ctx: ConvertContext): string | void {
+  const broadcast = takeAttr(node, 'broadcast');
+  const axisAttr = takeAttr(node, 'axis');
+  if (!broadcast || int64ToNumber(broadcast.i ?? 0) === 0 || !axisAttr) return;
+  const axis = int64ToNumber(axisAttr.i ?? 0);
+  const [a, b] = [node.input?.[0] ?? '', node.input?.[1] ?? ''];
+  const [rankA, rankB] = [ctx.rank(a), ctx.rank(b)];
+  if (rankA === undefined || rankB === undefined) return `broadcast with axis=${axis} needs the ranks of both inputs, which the graph does not state`;
+  const trailing = rankA - (axis < 0 ? axis + rankA : axis) - rankB;
+  if (trailing < 0) return `broadcast with axis=${axis} does not fit input ranks ${rankA} and ${rankB}`;
+  if (trailing === 0) return;
+  const axes = Array.from({ length: trailing }, (_, i) => rankB + i);
+  const [expanded] = ctx.target >= 13
+    ? ctx.editor.insertBefore(node, { opType: 'Unsqueeze', name: `${ctx.name}/Unsqueeze`, inputs: [b, intsInput(ctx, 'axes', axes)] })
+    : ctx.editor.insertBefore(node, { opType: 'Unsqueeze', name: `${ctx.name}/Unsqueeze`, inputs: [b], attributes: [{ name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: axes }] });
+  setInput(node, 1, expanded!);
+}
+
 /** Versions at which an operator changed incompatibly, with the rewrite to the new form (or null: not convertible). */
 const BREAKING: Record<string, [version: number, convert: Converter | null][]> = {
   Slice: [[10, attrsToIntInputs([['starts', 1], ['ends', 2], ['axes', 3]])]],
@@ -98,12 +130,16 @@ const BREAKING: Record<string, [version: number, convert: Converter | null][]> =
     setInput(node, 1, intsInput(ctx, 'pads', pads?.ints ?? []));
     if (value) setInput(node, 2, ctx.editor.addInitializer(makeTensor(`${ctx.name}.value`, DataType.FLOAT, [], [value.f ?? 0])));
   }]],
-  BatchNormalization: [[9, (node) => {
+  BatchNormalization: [[7, (node) => {
+    const isTest = takeAttr(node, 'is_test');
+    takeAttr(node, 'consumed_inputs');
+    if (isTest && int64ToNumber(isTest.i ?? 0) === 0 && (node.output ?? []).slice(1).some((o) => o)) return 'training mode (is_test=0 with statistics outputs) has no equivalent from opset 7';
+  }], [9, (node) => {
     const spatial = takeAttr(node, 'spatial');
     if (spatial && int64ToNumber(spatial.i ?? 1) === 0) return 'spatial=0 (per-element statistics) has no equivalent from opset 9';
   }]],
   Scan: [[9, null]],
-  Dropout: [[10, (node) => {
+  Dropout: [[7, dropAttrs('is_test')], [10, (node) => {
     if (node.output?.[1]) return 'its mask output changes type at opset 10';
   }], [12, (node, ctx) => {
     const ratio = takeAttr(node, 'ratio');
@@ -125,7 +161,9 @@ const BREAKING: Record<string, [version: number, convert: Converter | null][]> =
   LogSoftmax: [[13, coerced2d]],
   Hardmax: [[13, coerced2d]],
   DFT: [[20, null]],
+  Gemm: [[7, dropAttrs('broadcast')]],
 };
+for (const op of ['Add', 'Sub', 'Mul', 'Div', 'Pow', 'And', 'Or', 'Xor', 'Equal', 'Greater', 'Less']) BREAKING[op] = [[7, legacyBroadcast]];
 for (const op of ['ReduceMean', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceL1', 'ReduceL2', 'ReduceLogSum', 'ReduceLogSumExp', 'ReduceSumSquare']) {
   BREAKING[op] = [[18, attrsToIntInputs([['axes', 1]])]];
 }
@@ -150,6 +188,44 @@ function coerced2d(node: NodeProto, ctx: ConvertContext): void {
   ctx.after(node, onnx.NodeProto.create({ name: ctx.editor.name(`${ctx.name}/Reshape`), opType: 'Reshape', input: [flatOut, shape!], output: [out] }));
 }
 
+/** Ops whose output has the rank of their first input. */
+const SAME_RANK = new Set(
+  `Abs BatchNormalization Cast Ceil Clip Conv ConvTranspose Dropout Elu Exp Floor GlobalAveragePool GlobalLpPool
+  GlobalMaxPool HardSigmoid HardSwish Identity InstanceNormalization LRN LeakyRelu Log LpNormalization LpPool MaxPool
+  AveragePool Neg PRelu Pad Reciprocal Relu Selu Sigmoid Softmax LogSoftmax Softplus Softsign Sqrt Tanh Upsample
+  Transpose Concat Sign Not`.split(/\s+/),
+);
+const ELEMENTWISE = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'And', 'Or', 'Xor', 'Equal', 'Greater', 'Less', 'Max', 'Min', 'Sum', 'Mean']);
+
+/**
+ * Fills in the ranks of values the graph computes, in node order, for the common operators (enough
+ * for the opset-7 broadcasting conversion of old exports, which rarely state intermediate shapes).
+ */
+function inferRanks(graph: GraphProto, ranks: Map<string, number>): void {
+  for (const n of graph.node ?? []) {
+    const out = n.output?.[0];
+    if (!out || ranks.has(out)) continue;
+    const inputs = (n.input ?? []).filter(Boolean).map((i) => ranks.get(i));
+    const first = inputs[0];
+    const op = n.opType ?? '';
+    let r: number | undefined;
+    if (SAME_RANK.has(op)) r = first;
+    else if (ELEMENTWISE.has(op)) {
+      // Legacy broadcast (broadcast=1) keeps A's rank; numpy's rule takes the largest.
+      const legacy = findAttribute(n, 'broadcast');
+      r = legacy && int64ToNumber(legacy.i ?? 0) === 1 ? first : inputs.every((x) => x !== undefined) ? Math.max(...(inputs as number[])) : undefined;
+    } else if (op === 'Flatten' || op === 'Gemm') r = 2;
+    else if (op === 'MatMul' && inputs[0] !== undefined && inputs[1] !== undefined) r = Math.max(inputs[0], inputs[1]);
+    else if (op === 'Shape') r = 1;
+    else if (op === 'Reshape') r = ranks.get(`\0shape:${n.input?.[1]}`);
+    else if ((op === 'Unsqueeze' || op === 'Squeeze') && first !== undefined) {
+      const axes = findAttribute(n, 'axes')?.ints?.length;
+      if (axes !== undefined) r = first + (op === 'Unsqueeze' ? axes : -axes);
+    }
+    if (r !== undefined) ranks.set(out, r);
+  }
+}
+
 function upgradeGraph(graph: GraphProto, from: number, to: number, problems: string[]): void {
   const names = nodeNames(graph);
   const editor = new GraphEditor(graph);
@@ -163,6 +239,22 @@ function upgradeGraph(graph: GraphProto, from: number, to: number, problems: str
     if (n.opType === 'Constant' && n.attribute?.[0]?.t?.dataType) types.set(n.output?.[0] ?? '', n.attribute[0].t.dataType);
   }
   const elemType = (value: string) => types.get(value);
+  const ranks = new Map<string, number>();
+  for (const v of [...(graph.input ?? []), ...(graph.valueInfo ?? []), ...(graph.output ?? [])]) {
+    const shape = v.type?.tensorType?.shape;
+    if (v.name && shape) ranks.set(v.name, shape.dim?.length ?? 0);
+  }
+  for (const t of graph.initializer ?? []) {
+    if (!t.name) continue;
+    ranks.set(t.name, t.dims?.length ?? 0);
+    // A 1-D constant can be a Reshape target: its length is the result's rank.
+    if (t.dims?.length === 1) ranks.set(`\0shape:${t.name}`, int64ToNumber(t.dims[0]!));
+  }
+  for (const n of graph.node ?? []) {
+    if (n.opType === 'Constant' && n.attribute?.[0]?.t) ranks.set(n.output?.[0] ?? '', n.attribute[0].t.dims?.length ?? 0);
+  }
+  inferRanks(graph, ranks);
+  const rank = (value: string) => ranks.get(value);
   const following = new Map<NodeProto, NodeProto>();
   const after = (node: NodeProto, next: NodeProto) => following.set(node, next);
   (graph.node ?? []).forEach((node, i) => {
@@ -178,7 +270,7 @@ function upgradeGraph(graph: GraphProto, from: number, to: number, problems: str
         problems.push(`${names[i]} (${op}): changed incompatibly at opset ${v} and cannot be converted`);
         return;
       }
-      const problem = convert(node, { editor, name: names[i]!, elemType, after });
+      const problem = convert(node, { editor, name: names[i]!, target: to, elemType, rank, after });
       if (problem) {
         problems.push(`${names[i]} (${op}): ${problem}`);
         return;
@@ -198,7 +290,7 @@ function upgradeGraph(graph: GraphProto, from: number, to: number, problems: str
 export function upgradeOpset(model: ModelProto, target: number): void {
   const from = opsetVersion(model) ?? 1;
   if (from >= target) return;
-  if (from < 7) throw new OnnxFormatError(`opset ${from} is older than this upgrader supports (7 or later)`);
+  if (from < 6) throw new OnnxFormatError(`opset ${from} is older than this upgrader supports (6 or later)`);
   const graph = model.graph;
   if (!graph) throw new OnnxFormatError('the model has no graph');
   // Check first on a copy so a failure leaves the model untouched.

@@ -83,8 +83,12 @@ interface Prepared {
   skipped: SkippedNode[];
 }
 
+/** The oldest opset ONNX Runtime runs; older models are raised to it before anything else. */
+const RUNNABLE_OPSET = 7;
+
 function prepare(model: ModelProto): Prepared {
   if (!model.graph) throw new OnnxFormatError('the model has no graph');
+  if ((opsetVersion(model) ?? 1) < RUNNABLE_OPSET) upgradeOpset(model, RUNNABLE_OPSET);
   assignStableNames(model.graph, RESERVED_NAMES);
   const { layers, skipped } = scanLayers(model.graph);
   return { model, layers, skipped };
