@@ -3,7 +3,7 @@
  * create_quant_config / quantize_model / save_model), orchestrating the pieces of src/quant.
  */
 import { AutoquantError, CalibrationError, OnnxFormatError, QuantConfigError } from '../errors.js';
-import { describeValue } from '../text.js';
+import { describeError, describeValue } from '../text.js';
 import { getKernels } from '../kernels/wasm.js';
 import type { Kernels } from '../kernels/types.js';
 import { assignStableNames, opsetVersion } from '../onnx/graph.js';
@@ -293,7 +293,13 @@ async function calibrateLayers(
     engine: options.engine,
     signal: options.signal,
     kernels: q.kernels,
-    onBatch: (b) => options.onProgress?.({ phase: 'calibration', ...b }),
+    onBatch: (b) => {
+      try {
+        options.onProgress?.({ phase: 'calibration', ...b });
+      } catch (cause) {
+        throw new AutoquantError('PROGRESS_CALLBACK', `options.onProgress threw on calibration batch ${b.batch}: ${describeError(cause)}`, { cause });
+      }
+    },
   });
   if (!q.samples?.length) q.samples = samples;
   const outputResults: [string, ActivationResult][] = [];

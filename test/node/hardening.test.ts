@@ -289,3 +289,15 @@ describe('arguments of the wrong type', () => {
     }
   });
 });
+
+describe('quantizeModel callbacks', () => {
+  it('a throwing onProgress is a typed error naming the batch', async () => {
+    const { bytes } = outlierModel(2, 0);
+    const config = await createQuantConfig(bytes);
+    await rejectsTyped(
+      quantizeModel(bytes, config, feedsOf(outlierInputs(1, ROWS, 1)), { onProgress: () => { throw new Error('ui gone'); } }),
+      AutoquantError,
+      /onProgress threw on calibration batch 1: ui gone/,
+    );
+  });
+});
