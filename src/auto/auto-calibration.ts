@@ -415,8 +415,26 @@ export async function accuracyBasedAutoCalibration(
   return result;
 }
 
+/** `{prefix}_auto_calibration.json`: the result's fields in snake_case, models and config left out (they have their own files). */
+export interface AutoCalibrationReport {
+  passed: boolean;
+  message: string;
+  original_metric: number;
+  quantized_metric: number;
+  evaluations: number;
+  quantized_layers: string[];
+  fallback_layers: string[];
+  fallback_to: 'float' | 'int16';
+  repaired_layers: LayerRepair[];
+  /** Ascending: the most sensitive layer first. */
+  ranking: LayerScore[];
+  history: { fallback_layers: string[] | null; repaired?: LayerRepair[]; metric: number; loss: number; ok: boolean; seconds: number }[];
+  timings: AutoCalibrationResult['timings'];
+  float_model_rewrites: string[];
+}
+
 /** The report file: metrics, ranking ascending, and every evaluation. */
-export function autoCalibrationReport(r: AutoCalibrationResult): object {
+export function autoCalibrationReport(r: AutoCalibrationResult): AutoCalibrationReport {
   return {
     passed: r.passed,
     message: r.message,
@@ -427,9 +445,9 @@ export function autoCalibrationReport(r: AutoCalibrationResult): object {
     fallback_layers: r.fallbackLayers,
     fallback_to: r.fallbackTo,
     repaired_layers: r.repairedLayers,
-    ranking: r.ranking.map((x) => [x.layer, x.score]),
+    ranking: r.ranking.map((x) => ({ layer: x.layer, score: x.score })),
     history: r.history.map((h) => ({
-      roll_back_layers: h.fallbackLayers,
+      fallback_layers: h.fallbackLayers,
       ...(h.repaired ? { repaired: h.repaired } : {}),
       metric: h.metric,
       loss: h.loss,

@@ -4,7 +4,7 @@ export type { MetricLimit } from './evaluator.js';
 export { ClassificationEvaluator, FidelityEvaluator } from './evaluators.js';
 export type { DataEvaluatorOptions, FidelityEvaluatorOptions, LabelledBatch } from './evaluators.js';
 export { accuracyBasedAutoCalibration, autoCalibrationReport } from './auto-calibration.js';
-export type { AutoCalibrationOptions, AutoCalibrationResult, AutoPhase, AutoProgressEvent, HistoryEntry } from './auto-calibration.js';
+export type { AutoCalibrationOptions, AutoCalibrationReport, AutoCalibrationResult, AutoPhase, AutoProgressEvent, HistoryEntry } from './auto-calibration.js';
 export { sensitivityFunction } from './sensitivity.js';
 export type { LayerScore, SensitivityFunction, SensitivityName } from './sensitivity.js';
 export type { StrategyName } from './strategies.js';

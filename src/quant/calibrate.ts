@@ -155,6 +155,12 @@ export async function replayBatches(
   if (batch === 0) {
     throw new CalibrationError(`the calibration callback ran no batch: it must call session.run(feeds) batch_num (${options.batchNum}) times`);
   }
+  // Fewer batches than asked for would quietly calibrate on less data than the config says.
+  if (batch < options.batchNum) {
+    throw new CalibrationError(
+      `the calibration data gave ${batch} batch${batch === 1 ? '' : 'es'} but batch_num is ${options.batchNum}: give ${options.batchNum} batches, or set batch_num to ${batch}`,
+    );
+  }
   return batch;
 }
 

@@ -151,8 +151,31 @@ function applyOverride(layer: LayerQuantConfig, o: LayerOverride | undefined): L
 }
 
 /** Builds the config for the given layers; unknown names in options are reported as errors. */
+const OPTION_KEYS = new Set([
+  'skipLayers', 'batchNum', 'activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'biasCorrection',
+  'activationAlgo', 'activationBits', 'weightBits', 'channelWise', 'common', 'byType', 'byName', 'configFile',
+]);
+
+/** The options themselves, each problem once (not once per layer it would reach). */
+function checkOptions(options: CreateQuantConfigOptions, problems: string[]): void {
+  for (const k of Object.keys(options)) if (!OPTION_KEYS.has(k)) problems.push(`unknown option ${describeValue(k)} (options: ${[...OPTION_KEYS].join(', ')})`);
+  if (options.activationAlgo !== undefined && !(ACTIVATION_ALGOS as readonly unknown[]).includes(options.activationAlgo)) {
+    problems.push(`activationAlgo must be one of ${ACTIVATION_ALGOS.join(', ')}, got ${describeValue(options.activationAlgo)}`);
+  }
+  if (options.activationBits !== undefined && options.activationBits !== 8 && options.activationBits !== 16) problems.push(`activationBits must be 8 or 16, got ${describeValue(options.activationBits)}`);
+  if (options.weightBits !== undefined && options.weightBits !== 8) problems.push(`weightBits must be 8, got ${describeValue(options.weightBits)}`);
+  for (const k of ['activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'biasCorrection', 'channelWise'] as const) {
+    if (options[k] !== undefined && typeof options[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(options[k])}`);
+  }
+  if (options.skipLayers !== undefined && !(Array.isArray(options.skipLayers) && options.skipLayers.every((n) => typeof n === 'string'))) {
+    problems.push(`skipLayers must be a list of layer names, got ${describeValue(options.skipLayers)}`);
+  }
+}
+
 export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQuantConfigOptions = {}, perChannelReachable = true): QuantConfig {
   const problems: string[] = [];
+  checkOptions(options, problems);
+  if (problems.length) throw new QuantConfigError(problems, 'createQuantConfig options');
   const known = new Set(layers.map((l) => l.name));
   for (const n of options.skipLayers ?? []) if (!known.has(n)) problems.push(`skipLayers: no quantizable layer named '${n}'`);
   for (const n of Object.keys(options.byName ?? {})) if (!known.has(n)) problems.push(`byName: no quantizable layer named '${n}'`);

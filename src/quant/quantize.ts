@@ -135,7 +135,7 @@ export interface QuantizeModelOptions extends CreateSessionOptions {
   signal?: AbortSignal;
   /** Factors from an earlier run; layers found there are not calibrated again. */
   record?: QuantRecord | string | URL;
-  onProgress?: (event: { phase: 'calibration'; pass: number; batch: number; batchNum: number }) => void;
+  onProgress?: (event: { phase: 'calibration'; message: string; pass: number; batch: number; batchNum: number }) => void;
   /** Kernels to use (defaults to the SIMD Wasm kernels). */
   kernels?: Kernels;
 }
@@ -295,7 +295,7 @@ async function calibrateLayers(
     kernels: q.kernels,
     onBatch: (b) => {
       try {
-        options.onProgress?.({ phase: 'calibration', ...b });
+        options.onProgress?.({ phase: 'calibration', message: `calibration: batch ${b.batch}/${b.batchNum}`, ...b });
       } catch (cause) {
         throw new AutoquantError('PROGRESS_CALLBACK', `options.onProgress threw on calibration batch ${b.batch}: ${describeError(cause)}`, { cause });
       }

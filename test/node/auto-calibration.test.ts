@@ -125,7 +125,7 @@ describe('accuracy-based automatic calibration on a model with one planted outli
     const finalConfig = JSON.parse(readFileSync(join(dir, 'out/model_quant_config.json'), 'utf8'));
     expect(finalConfig[fragile].quant_enable).toBe(false);
     const report = JSON.parse(readFileSync(join(dir, 'out/model_auto_calibration.json'), 'utf8'));
-    expect(report.ranking[0][0]).toBe(fragile);
+    expect(report.ranking[0].layer).toBe(fragile);
     expect(report.history.length).toBe(r.evaluations);
   });
 });

@@ -333,8 +333,8 @@ describe('autoquant auto --data (label-free fidelity)', () => {
     expect(report.passed).toBe(true);
     expect(report.fallback_layers).toEqual([fragile]);
     expect(report.evaluations).toBe(report.history.length);
-    expect(report.history[0].roll_back_layers).toBeNull();
-    expect(report.history[1].roll_back_layers).toEqual([]);
+    expect(report.history[0].fallback_layers).toBeNull();
+    expect(report.history[1].fallback_layers).toEqual([]);
     expect(report.files).toEqual([]);
     expect(readdirSync(dir).sort()).toEqual(['inputs.npy', 'model.onnx']);
   });

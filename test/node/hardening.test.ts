@@ -301,3 +301,20 @@ describe('quantizeModel callbacks', () => {
     );
   });
 });
+
+describe('options and batch counts are checked, not silently adjusted', () => {
+  const { bytes } = outlierModel(2, 0);
+  it('an unknown option or a bad algorithm is named once', async () => {
+    const e = await rejectsTyped(createQuantConfig(bytes, { activationAlgo: 'kl' } as never), QuantConfigError, /activationAlgo must be one of ifmr, hfmg, minmax, percentile, got "kl"/);
+    expect((e as QuantConfigError).problems.length).toBe(1);
+    await rejectsTyped(createQuantConfig(bytes, { batchnum: 2 } as never), QuantConfigError, /unknown option "batchnum"/);
+  });
+
+  it('fewer calibration batches than batch_num is a CalibrationError saying how many came', async () => {
+    const config = await createQuantConfig(bytes, { batchNum: 3 });
+    await rejectsTyped(quantizeModel(bytes, config, feedsOf(outlierInputs(2, ROWS, 1))), CalibrationError, /gave 2 batches but batch_num is 3/);
+    const events: string[] = [];
+    await quantizeModel(bytes, config, feedsOf(outlierInputs(3, ROWS, 1)), { onProgress: (e) => events.push(e.message) });
+    expect(events).toEqual(['calibration: batch 1/3', 'calibration: batch 2/3', 'calibration: batch 3/3']);
+  });
+});
