@@ -5,6 +5,8 @@ export { upgradeOpset } from './onnx/opset.js';
 export * from './kernels/index.js';
 export * from './quant/index.js';
 export * from './auto/index.js';
+export { htmlReport } from './report/html.js';
+export type { HtmlReportOptions } from './report/html.js';
 export { env } from './runtime/env.js';
 export { Tensor, useOrt, getOrt, createSession, useEngine, defaultEngine, ENGINES } from './runtime/ort.js';
 export type { InferenceSession, CreateSessionOptions, Ort, Engine } from './runtime/ort.js';

@@ -11,14 +11,15 @@ import { checkWritable, writeFileAtomic } from '../runtime/io.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
 import { DEFAULT_CALIBRATION_MEMORY, type BatchSource } from '../quant/calibrate.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config.js';
-import { createQuantConfig, PreparedQuantization, readJsonFile, type LayerReport, type ModelSource } from '../quant/quantize.js';
+import { createQuantConfig, PreparedQuantization, readJsonFile, type LayerError, type LayerReport, type ModelSource } from '../quant/quantize.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
 import { replaceAttributeClips } from '../quant/portable.js';
 import type { QuantRecord } from '../quant/record.js';
 import type { LayerQuantization } from '../quant/rewrite.js';
-import type { AutoCalibrationEvaluator } from './evaluator.js';
+import type { AutoCalibrationEvaluator, MetricLimit } from './evaluator.js';
 import { rankLayers, sensitivityFunction, type LayerScore, type SensitivityFunction, type SensitivityName } from './sensitivity.js';
 import { searchFallbackCount, type StrategyName } from './strategies.js';
+import { htmlReport } from '../report/html.js';
 import { REPAIRS, repairFallbacks, type LayerRepair, type RepairCandidate, type RepairName } from './repairs.js';
 
 export type AutoPhase = 'float-evaluation' | 'calibration' | 'quantized-evaluation' | 'ranking' | 'search' | 'repair' | 'saving';
@@ -70,6 +71,11 @@ export interface AutoCalibrationOptions extends CreateSessionOptions {
   signal?: AbortSignal;
   /** Seconds one `evaluate` call may take before the run rejects with an AbortedError (default: no limit). */
   evaluationTimeoutSeconds?: number;
+  /**
+   * Measure each quantized layer's output error in the returned model (`layerErrors`; one more pass
+   * over the calibration batches). Default: true with `savePrefix` (the HTML report shows them).
+   */
+  layerErrors?: boolean;
   /** Bound on activation bytes the sensitivity ranking holds at once (default 512 MiB; calibration holds fixed-size statistics). */
   memoryBudgetBytes?: number;
   onProgress?: (event: AutoProgressEvent) => void;
@@ -99,6 +105,10 @@ export interface AutoCalibrationResult {
   fallbackTo: 'float' | 'int16';
   /** Layers the search would have put in float that a repair kept quantized (see `repairs`). */
   repairedLayers: LayerRepair[];
+  /** Each quantized layer's output error in the returned model (see the `layerErrors` option). */
+  layerErrors?: LayerError[];
+  /** The evaluator's limit, as its `limit` says. */
+  limit: MetricLimit;
   /** Layers with their similarity score, ascending (most sensitive first); empty when not needed. */
   ranking: LayerScore[];
   history: HistoryEntry[];
@@ -393,6 +403,7 @@ export async function accuracyBasedAutoCalibration(
     fallbackLayers: passed ? fallback! : plan.map((l) => l.layer.name),
     fallbackTo,
     repairedLayers: [...repaired.values()].map((c) => c.repair),
+    limit: { ...(evaluator.limit ?? {}) },
     ranking,
     history,
     evaluations: history.length,
@@ -408,8 +419,10 @@ export async function accuracyBasedAutoCalibration(
   if (passed) {
     result.fakeQuantModel = p.fakeQuantModel(finalPlan).model;
     result.deployModel = p.deployModel(finalPlan);
+    if (options.layerErrors ?? options.savePrefix !== undefined) result.layerErrors = await p.layerErrors(finalPlan, rankingOptions);
   }
-  result.files = await saveOutputs(result, options);
+  result.timings.total = now() - t0; // as of the report; updated below with the writing
+  result.files = await saveOutputs(result, options, p.session.original.length);
   if (result.files.length) progress('saving', `wrote ${result.files.join(', ')}`);
   result.timings.total = now() - t0;
   return result;
@@ -464,17 +477,17 @@ function outputFiles(options: AutoCalibrationOptions): { models: string[]; repor
   const p = options.savePrefix;
   return {
     models: p ? [`${p}_fake_quant_model.onnx`, `${p}_deploy_model.onnx`] : [],
-    reports: [...(p ? [`${p}_quant_config.json`, `${p}_record.json`, `${p}_auto_calibration.json`] : []), ...(options.recordFile ? [options.recordFile] : [])],
+    reports: [...(p ? [`${p}_quant_config.json`, `${p}_record.json`, `${p}_auto_calibration.json`, `${p}_report.html`] : []), ...(options.recordFile ? [options.recordFile] : [])],
   };
 }
 
-async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOptions): Promise<string[]> {
+async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOptions, floatModelBytes: number): Promise<string[]> {
   const { models, reports } = outputFiles(options);
   const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
-  const data = [json(r.config), json(r.record), json(autoCalibrationReport(r))];
+  const data = [json(r.config), json(r.record), json(autoCalibrationReport(r)), htmlReport(r, { title: 'autoquant: accuracy-based automatic calibration', floatModelBytes })];
   const writes: [string, Uint8Array | string][] = [];
   if (r.passed) models.forEach((f, i) => writes.push([f, i === 0 ? r.fakeQuantModel! : r.deployModel!]));
-  if (options.savePrefix) reports.slice(0, 3).forEach((f, i) => writes.push([f, data[i]!]));
+  if (options.savePrefix) reports.slice(0, 4).forEach((f, i) => writes.push([f, data[i]!]));
   if (options.recordFile) writes.push([options.recordFile, json(r.record)]);
   for (const [file, bytes] of writes) await writeFileAtomic(file, bytes);
   return writes.map(([f]) => f);

@@ -33,7 +33,10 @@ export function parseArgs(argv: readonly string[], flags: ReadonlySet<string>, v
       continue;
     }
     const key = ALIASES[m[1]!] ?? m[1]!;
-    if (!flags.has(key) && !valued.has(key)) throw new UsageError(`unknown option(s) ${a.split('=')[0]} (see 'autoquant --help')`);
+    if (!flags.has(key) && !valued.has(key)) {
+      const guess = closest(key, [...flags, ...valued]);
+      throw new UsageError(`unknown option ${a.split('=')[0]}${guess ? ` (did you mean --${guess}?)` : ''} (see 'autoquant --help')`);
+    }
     if (m[2] !== undefined) options.set(key, m[2]);
     else if (flags.has(key)) options.set(key, true);
     else {
@@ -86,6 +89,33 @@ export class Options {
   /** Rejects options the command does not know, so typos do not pass silently. */
   finish(): void {
     const unknown = [...this.parsed.options.keys()].filter((k) => !this.used.has(k));
-    if (unknown.length) throw new UsageError(`${this.command}: unknown option(s) ${unknown.map((k) => `--${k}`).join(', ')} (see 'autoquant --help')`);
+    if (unknown.length) {
+      const hints = unknown.map((k) => {
+        const guess = closest(k, [...this.used]);
+        return guess ? `--${k} (did you mean --${guess}?)` : `--${k}`;
+      });
+      throw new UsageError(`${this.command}: unknown option(s) ${hints.join(', ')} (see 'autoquant --help')`);
+    }
   }
+}
+
+/** The known name nearest to `name` by edit distance, when it is close enough to be a typo. */
+export function closest(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const k of known) {
+    const d = editDistance(name, k);
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return bestDistance <= Math.max(1, Math.ceil(name.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
 }

@@ -22,8 +22,24 @@ function split(name: string, a: NpyArray, batchSize: number | undefined): { data
   return out;
 }
 
-/** Batches of feeds for a model with `inputNames`, from a .npy or .npz file. */
-export async function readFeeds(file: string, inputNames: readonly string[], batchSize?: number): Promise<Feeds[]> {
+/** A model input as the graph declares it: name and dims (a string or undefined for a free dimension). */
+export interface DeclaredInput {
+  name: string;
+  dims?: (number | string | undefined)[];
+}
+
+/** Fails before any session exists when an array cannot fit the input the model declares. */
+function checkShape(file: string, input: DeclaredInput, dims: readonly number[]): void {
+  if (!input.dims) return;
+  const want = input.dims.map((d) => (typeof d === 'number' && d > 0 ? String(d) : '?')).join(', ');
+  const fits = input.dims.length === dims.length && input.dims.every((d, i) => !(typeof d === 'number' && d > 0) || d === dims[i] || i === 0);
+  if (!fits) throw new UsageError(`${file}: a batch of input '${input.name}' has shape [${dims.join(', ')}], but the model expects [${want}] (axis 0 is the batch; use --batch-size to split)`);
+}
+
+/** Batches of feeds for a model with `inputs`, from a .npy or .npz file. */
+export async function readFeeds(file: string, inputs: readonly (string | DeclaredInput)[], batchSize?: number): Promise<Feeds[]> {
+  const declared = inputs.map((i) => (typeof i === 'string' ? { name: i } : i));
+  const inputNames = declared.map((i) => i.name);
   const bytes = await readFileBytes(file);
   let arrays: Map<string, NpyArray>;
   if (file.toLowerCase().endsWith('.npz')) {
@@ -39,6 +55,7 @@ export async function readFeeds(file: string, inputNames: readonly string[], bat
     arrays = new Map([[inputNames[0]!, parseNpy(bytes, file)]]);
   }
   const perInput = inputNames.map((n) => split(`${file}:${n}`, arrays.get(n)!, batchSize));
+  declared.forEach((input, j) => perInput[j]![0] && checkShape(file, input, perInput[j]![0]!.dims));
   const batches = perInput[0]!.length;
   if (perInput.some((b) => b.length !== batches)) throw new UsageError(`${file}: the arrays have different numbers of rows along axis 0`);
   if (batches === 0) throw new UsageError(`${file}: the arrays hold no rows`);

@@ -12,25 +12,29 @@ import type { SensitivityName } from '../auto/sensitivity.js';
 import type { StrategyName } from '../auto/strategies.js';
 import { REPAIRS, type RepairName } from '../auto/repairs.js';
 import { Options, parseArgs, UsageError } from './args.js';
-import { readFeeds } from './data.js';
+import { readFeeds, type DeclaredInput } from './data.js';
 import { AutoquantError } from '../errors.js';
 import { describeError } from '../text.js';
 import { loadModel } from '../onnx/model.js';
 import type { ActivationAlgo } from '../quant/config.js';
-import { createQuantConfig, loadQuantConfig, quantizeModel, saveModel } from '../quant/quantize.js';
+import { createQuantConfig, loadQuantConfig, quantizeModel, saveModel, type LayerReport } from '../quant/quantize.js';
+import { encodeModel } from '../onnx/model.js';
+import { htmlReport } from '../report/html.js';
+import { checkWritable, writeFileAtomic } from '../runtime/io.js';
 import { ENGINES, useEngine, type Engine } from '../runtime/ort.js';
 import { VERSION } from '../version.js';
 
 const HELP = `autoquant ${VERSION}: accuracy-driven automatic int8 quantization of ONNX models
 
 Usage:
-  autoquant config <model.onnx> -o <config.json> [--batch-num N] [--skip a,b] [--act-algo ifmr|hfmg|minmax|percentile]
+  autoquant config <model.onnx> -o <config.json|-> [--batch-num N] [--skip a,b] [--act-algo ifmr|hfmg|minmax|percentile]
                    [--activation-bits 8|16] [--symmetric] [--no-fusion] [--no-channel-wise]
       List every quantizable layer in a quantization config (AMCT's JSON form).
 
   autoquant quantize <model.onnx> --data <calib.npy|.npz> --save <prefix> [--config <config.json>] [--batch-size B]
                      [--batch-num N]
-      Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json.
+      Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json
+      and <prefix>_report.html.
 
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
@@ -43,7 +47,8 @@ Usage:
       agreement with the float model's outputs on those inputs (top-1 for classifiers, mean cosine otherwise).
 
 Common options:
-  --json            Print a JSON summary on stdout
+  --json            Print a JSON summary on stdout (errors too: {"error": {code, message}})
+  --quiet           No progress lines on stderr
   --runtime web|node  Engine: onnxruntime-web (wasm, all cores) or native onnxruntime-node (default: node when
                       the onnxruntime-node package is installed, else web)
   --ep <name,...>   Execution providers (default wasm on web, cpu on node)
@@ -57,7 +62,7 @@ Exit status: 0 success, 1 error, 2 no acceptable model.`;
 
 type Out = { write(s: string): unknown };
 
-const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise']);
+const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise', 'quiet']);
 /** Options that take a value, over all commands; each command rejects the ones it does not use. */
 const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
@@ -65,9 +70,26 @@ const VALUED = new Set([
   'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs',
 ]);
 
-function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): string[] {
+function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): DeclaredInput[] {
   const inits = new Set((model.graph?.initializer ?? []).map((t) => t.name));
-  return (model.graph?.input ?? []).map((v) => v.name ?? '').filter((n) => n && !inits.has(n));
+  return (model.graph?.input ?? [])
+    .filter((v) => v.name && !inits.has(v.name))
+    .map((v) => {
+      const shape = v.type?.tensorType?.shape;
+      const dims = shape?.dim?.map((d) => (d.dimValue !== undefined && d.dimValue !== null ? Number(d.dimValue) : d.dimParam ?? undefined));
+      return { name: v.name!, ...(dims ? { dims } : {}) };
+    });
+}
+
+/** Bytes as people read them. */
+const size = (n: number) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
+
+/** What was quantized and what was not, with the reason, one line per layer (plain-text output). */
+function describeLayers(layers: readonly LayerReport[], out: Out): void {
+  for (const l of layers) {
+    const detail = l.quantized ? [l.weights, l.repair && `repaired: ${l.repair}`, l.biasCorrected && 'bias corrected'].filter(Boolean).join(', ') : l.reason;
+    out.write(`  ${l.quantized ? 'int8 ' : 'float'} ${l.name} (${l.opType})${detail ? `: ${detail}` : ''}\n`);
+  }
 }
 
 /** --repairs: a comma-separated subset of REPAIRS, or 'none'. */
@@ -98,11 +120,16 @@ async function configCommand(model: string, o: Options, out: Out): Promise<numbe
     activationOffset: o.flag('symmetric') ? false : undefined,
     doFusion: o.flag('no-fusion') ? false : undefined,
     channelWise: o.flag('no-channel-wise') ? false : undefined,
-    configFile: output,
+    // '-' writes the config to stdout.
+    configFile: output === '-' ? undefined : output,
   };
   const json = o.flag('json');
   o.finish();
   const config = await createQuantConfig(model, options);
+  if (output === '-') {
+    out.write(JSON.stringify(config, null, 2) + '\n');
+    return 0;
+  }
   const layers = Object.keys(config).filter((k) => typeof config[k] === 'object' && !Array.isArray(config[k]));
   if (json) out.write(JSON.stringify({ config: output, layers }) + '\n');
   else out.write(`wrote ${output}: ${layers.length} quantizable layers\n`);
@@ -118,8 +145,12 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const eps = executionProviders(o);
   const runtime = engine(o);
   const json = o.flag('json');
+  const quiet = o.flag('quiet');
   o.finish();
   if (runtime) await useEngine(runtime);
+  // Cheap checks first: the outputs can be written, the data fits the model.
+  const report = `${save}_report.html`;
+  await checkWritable([`${save}_fake_quant_model.onnx`, `${save}_deploy_model.onnx`, `${save}_record.json`, report]);
   const model = await loadModel(modelPath);
   let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model);
   if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
@@ -128,13 +159,22 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const result = await quantizeModel(model, config, feeds, {
     executionProviders: eps,
     engine: runtime,
-    onProgress: (e) => err.write(`calibration: batch ${e.batch}/${e.batchNum}\n`),
+    layerErrors: true,
+    onProgress: (e) => quiet || err.write(`${e.message}\n`),
   });
+  const floatBytes = encodeModel(model).length;
   const files = await saveModel(result, save);
+  await writeFileAtomic(report, htmlReport(result, { title: `autoquant: ${modelPath}`, floatModelBytes: floatBytes }));
+  files.push(report);
   const quantized = result.layers.filter((l) => l.quantized).map((l) => l.name);
-  const summary = { quantizedLayers: quantized, skipped: result.layers.filter((l) => !l.quantized), files, seconds: (performance.now() - t0) / 1000 };
+  const sizes = { floatBytes, deployBytes: result.deployModel.length };
+  const summary = { quantizedLayers: quantized, skipped: result.layers.filter((l) => !l.quantized), layers: result.layers, sizes, files, seconds: (performance.now() - t0) / 1000 };
   if (json) out.write(JSON.stringify(summary) + '\n');
-  else out.write(`quantized ${quantized.length} layers; wrote ${files.join(', ')}\n`);
+  else {
+    out.write(`quantized ${quantized.length} of ${result.layers.length} layers; model ${size(floatBytes)} → deploy ${size(sizes.deployBytes)} (${((100 * sizes.deployBytes) / floatBytes).toFixed(1)}%)\n`);
+    describeLayers(result.layers, out);
+    out.write(`wrote ${files.join(', ')}\n`);
+  }
   return 0;
 }
 
@@ -188,7 +228,9 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const eps = executionProviders(o);
   const runtime = engine(o);
   const json = o.flag('json');
+  const quiet = o.flag('quiet');
   o.finish();
+  if (!save && !quiet) err.write('auto: no --save given: the result is reported here, but no model or report file is written\n');
   // Also the default for sessions an --evaluator module creates itself.
   if (runtime) await useEngine(runtime);
   if (!evaluatorFile === !data) throw new UsageError('auto: give exactly one of --evaluator <module> or --data <inputs.npy|.npz>');
@@ -221,7 +263,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     maxSeconds,
     executionProviders: eps,
     engine: runtime,
-    onProgress: (e) => err.write(`${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}\n`),
+    onProgress: (e) => quiet || err.write(`${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}\n`),
   });
   if (json) out.write(JSON.stringify({ ...autoCalibrationReport(result), files: result.files }) + '\n');
   else {
@@ -231,6 +273,11 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
       const top = result.ranking.slice(0, 5).map((r) => `${r.layer} (${r.score.toFixed(5)})`).join(', ');
       out.write(`most sensitive layers: ${top}\n`);
     }
+    if (result.deployModel) {
+      const floatBytes = encodeModel(model).length;
+      out.write(`model ${size(floatBytes)} → deploy ${size(result.deployModel.length)} (${((100 * result.deployModel.length) / floatBytes).toFixed(1)}%)\n`);
+    }
+    describeLayers(result.layers, out);
     if (result.files.length) out.write(`wrote ${result.files.join(', ')}\n`);
   }
   return result.passed ? 0 : 2;
@@ -256,6 +303,8 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
     if (command === 'quantize') return await quantizeCommand(model, o, out, err);
     return await autoCommand(model, o, out, err);
   } catch (e) {
+    // Under --json a script reads stdout: the error goes there too, as JSON.
+    if (argv.includes('--json')) out.write(JSON.stringify({ error: { code: e instanceof AutoquantError ? e.code : 'INTERNAL', message: e instanceof AutoquantError ? e.message : describeError(e) } }) + '\n');
     // Never a stack: our errors say what to fix; anything else is a bug, shown in one line, with the
     // stack only when asked for (AUTOQUANT_DEBUG=1).
     if (e instanceof AutoquantError) err.write(`autoquant: ${e.message}\n`);

@@ -1,6 +1,6 @@
 /** Public API of post-training quantization. */
 export { createQuantConfig, loadQuantConfig, quantizeModel, saveModel } from './quantize.js';
-export type { ModelSource, QuantizeModelOptions, QuantizeResult, LayerReport } from './quantize.js';
+export type { ModelSource, QuantizeModelOptions, QuantizeResult, LayerReport, LayerError } from './quantize.js';
 export { ACTIVATION_ALGOS, IFMR_DEFAULTS, HFMG_DEFAULTS, PERCENTILE_DEFAULTS } from './config.js';
 export type {
   ActivationAlgo,

@@ -138,6 +138,8 @@ export interface QuantizeModelOptions extends CreateSessionOptions {
   onProgress?: (event: { phase: 'calibration'; message: string; pass: number; batch: number; batchNum: number }) => void;
   /** Kernels to use (defaults to the SIMD Wasm kernels). */
   kernels?: Kernels;
+  /** Also measure each quantized layer's output error (`QuantizeResult.layerErrors`; one more pass over the batches). */
+  layerErrors?: boolean;
 }
 
 export interface LayerReport {
@@ -156,8 +158,18 @@ export interface LayerReport {
   biasCorrected?: boolean;
 }
 
+/** A layer's output error, fake-quant against float, the layer alone on float inputs (see `layerErrors`). */
+export interface LayerError {
+  layer: string;
+  cosine: number;
+  /** Signal-to-quantization-noise ratio in dB (Infinity when exact). */
+  sqnr: number;
+}
+
 export interface QuantizeResult {
   record: QuantRecord;
+  /** With `layerErrors: true`: each quantized layer's output error (one more pass over the batches). */
+  layerErrors?: LayerError[];
   config: QuantConfig;
   fakeQuantModel: Uint8Array;
   deployModel: Uint8Array;
@@ -662,6 +674,7 @@ export class PreparedQuantization {
     // so that a record covering everything needs no data.
     let taken: BatchSource | undefined;
     const batches = async () => (taken ??= await toBatchSource(calibration, this.session.config.batch_num));
+    this.source = batches;
     const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
     if (this.session.config.bias_correction === true) {
       await correctBiases(this.session, this.enabled, this.record, batches, {
@@ -673,6 +686,31 @@ export class PreparedQuantization {
       });
     }
     return stats;
+  }
+
+  /** The calibration batches, once calibrate() has taken them (replayable). */
+  private source?: () => Promise<BatchSource>;
+
+  /**
+   * Per layer of `plan`: the cosine and SQNR (dB) of its fake-quant output against its float output,
+   * each layer alone on the float activations of the calibration batches (means over batches). One
+   * more pass over the batches; needs calibrate() first.
+   */
+  async layerErrors(plan: readonly LayerQuantization[], options: CreateSessionOptions & { signal?: AbortSignal } = {}): Promise<LayerError[]> {
+    if (!this.source) throw new CalibrationError('layerErrors needs the calibration batches: call calibrate() first');
+    const k = this.session.kernels;
+    const sums = new Map<string, { cosine: number; sqnr: number; n: number }>();
+    await compareLayers(this.session.work, plan, await this.source(), { ...options, batchNum: this.config.batch_num, memoryBudgetBytes: DEFAULT_CALIBRATION_MEMORY }, (p, float, fake) => {
+      const e = sums.get(p.layer.name) ?? { cosine: 0, sqnr: 0, n: 0 };
+      e.cosine += k.cosine(float, fake);
+      e.sqnr += k.sqnr(float, fake);
+      e.n++;
+      sums.set(p.layer.name, e);
+    });
+    return plan.map((p) => {
+      const e = sums.get(p.layer.name)!;
+      return { layer: p.layer.name, cosine: e.cosine / e.n, sqnr: e.sqnr / e.n };
+    });
   }
 
   /** Keeps the calibrated output quantizations that stay within fidelity on the sample (see selectOutputs). */
@@ -736,7 +774,9 @@ export async function quantizeModel(
   const plan = p.plan();
   const fake = p.fakeQuantModel(plan);
   const q = p.session;
+  const layerErrors = options.layerErrors ? await p.layerErrors(plan, options) : undefined;
   return {
+    ...(layerErrors ? { layerErrors } : {}),
     record: p.prunedRecord(),
     config: q.config,
     fakeQuantModel: fake.model,

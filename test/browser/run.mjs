@@ -31,5 +31,18 @@ try {
   failed++;
   console.error(`browser suite crashed: ${e?.stack ?? e}`);
 }
+{
+  const name = 'the HTML report opens from a file without network, and its table and both charts render';
+  const t0 = performance.now();
+  try {
+    const { checkReport } = await import('./report.mjs');
+    await checkReport({ screenshot: process.env.REPORT_SCREENSHOT });
+    passed++;
+    console.log(`ok   ${name} (${(performance.now() - t0).toFixed(0)} ms)`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${name}\n     ${e?.message ?? e}`);
+  }
+}
 console.log(`browser: ${passed} passed, ${failed} failed`);
 process.exit(failed === 0 && passed > 0 ? 0 : 1);

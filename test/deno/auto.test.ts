@@ -20,7 +20,7 @@ Deno.test('auto-calibration falls back exactly the planted outlier layer (binary
   assert.ok(r.evaluations <= 1 + 1 + 3 + 1, `${r.evaluations} evaluations`);
   const files = [];
   for await (const e of Deno.readDir(dir)) files.push(e.name);
-  assert.deepEqual(files.sort(), ['m_auto_calibration.json', 'm_deploy_model.onnx', 'm_fake_quant_model.onnx', 'm_quant_config.json', 'm_record.json']);
+  assert.deepEqual(files.sort(), ['m_auto_calibration.json', 'm_deploy_model.onnx', 'm_fake_quant_model.onnx', 'm_quant_config.json', 'm_record.json', 'm_report.html']);
   await Deno.remove(dir, { recursive: true });
 });
 

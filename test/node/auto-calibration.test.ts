@@ -108,7 +108,7 @@ describe('accuracy-based automatic calibration on a model with one planted outli
     expect(small.fallbackLayers).toEqual(large.fallbackLayers);
   });
 
-  it('writes the five output files atomically and does not overwrite the config file it read', async () => {
+  it('writes the six output files atomically and does not overwrite the config file it read', async () => {
     const { bytes, fragile } = outlierModel();
     const dir = mkdtempSync(join(tmpdir(), 'aq-auto-'));
     const { createQuantConfig } = await import('../../src/index.js');
@@ -120,7 +120,7 @@ describe('accuracy-based automatic calibration on a model with one planted outli
     expect(r.passed).toBe(true);
     expect(readFileSync(configFile, 'utf8')).toBe(before);
     expect(readdirSync(join(dir, 'out')).sort()).toEqual(
-      ['model_auto_calibration.json', 'model_deploy_model.onnx', 'model_fake_quant_model.onnx', 'model_quant_config.json', 'model_record.json'],
+      ['model_auto_calibration.json', 'model_deploy_model.onnx', 'model_fake_quant_model.onnx', 'model_quant_config.json', 'model_record.json', 'model_report.html'],
     );
     const finalConfig = JSON.parse(readFileSync(join(dir, 'out/model_quant_config.json'), 'utf8'));
     expect(finalConfig[fragile].quant_enable).toBe(false);

@@ -133,18 +133,18 @@ describe('autoquant CLI: usage', () => {
     const dir = tempDir({ 'model.onnx': outlierModel(4, 1).bytes, 'calib.npy': outlierNpy(1, 16, 7) });
     const q = await runCli(['quantize', 'model.onnx', '--data', 'calib.npy', '--save', 'out/m', '--batch-sise', '8'], dir);
     expect(q.code).toBe(1);
-    expect(q.stderr).toMatch(/unknown option\(s\) --batch-sise/);
+    expect(q.stderr).toMatch(/unknown option --batch-sise \(did you mean --batch-size\?\)/);
     expect(existsSync(join(dir, 'out'))).toBe(false);
     const a = await runCli(['auto', 'model.onnx', '--data', 'calib.npy', '--max-dorp', '0.1'], dir);
     expect(a.code).toBe(1);
-    expect(a.stderr).toMatch(/unknown option\(s\) --max-dorp/);
+    expect(a.stderr).toMatch(/unknown option --max-dorp \(did you mean --max-drop\?\)/);
   });
 
   it('a mistyped config option exits 1 without writing the config file', async () => {
     const dir = tempDir({ 'model.onnx': outlierModel(4, 1).bytes });
     const r = await runCli(['config', 'model.onnx', '-o', 'config.json', '--skpi', 'layer0'], dir);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/unknown option\(s\) --skpi/);
+    expect(r.stderr).toMatch(/unknown option --skpi \(did you mean --skip\?\)/);
     // A usage error should have no side effects (quantize and auto check options before any work).
     expect(existsSync(join(dir, 'config.json'))).toBe(false);
   });
@@ -217,8 +217,10 @@ describe('autoquant quantize', () => {
     const r = await runCli(['quantize', 'model.onnx', '--config', 'config.json', '--data', 'calib.npy', '--batch-size', '64', '--save', 'out/model'], dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/calibration: batch 2\/2/);
-    expect(r.stdout).toMatch(/quantized 8 layers; wrote out\/model_fake_quant_model\.onnx, out\/model_deploy_model\.onnx, out\/model_record\.json/);
-    expect(readdirSync(join(dir, 'out')).sort()).toEqual(['model_deploy_model.onnx', 'model_fake_quant_model.onnx', 'model_record.json']);
+    expect(r.stdout).toMatch(/^quantized 8 of 8 layers; model [\d.]+ KiB → deploy [\d.]+ KiB \([\d.]+%\)$/m);
+    expect(r.stdout).toMatch(/^  int8  layer0 \(MatMul\): per-channel$/m);
+    expect(r.stdout).toMatch(/^wrote out\/model_fake_quant_model\.onnx, out\/model_deploy_model\.onnx, out\/model_record\.json, out\/model_report\.html$/m);
+    expect(readdirSync(join(dir, 'out')).sort()).toEqual(['model_deploy_model.onnx', 'model_fake_quant_model.onnx', 'model_record.json', 'model_report.html']);
     const record = json(dir, 'out/model_record.json');
     expect(typeof record).toBe('object');
     const x = outlierInputs(1, 4, 99)[0]!;
@@ -264,7 +266,7 @@ describe('autoquant quantize', () => {
     expect(r.code, r.stderr).toBe(0);
     const summary = JSON.parse(r.stdout);
     expect([...summary.quantizedLayers].sort()).toEqual([...names].sort());
-    expect(summary.files).toEqual(['m_fake_quant_model.onnx', 'm_deploy_model.onnx', 'm_record.json']);
+    expect(summary.files).toEqual(['m_fake_quant_model.onnx', 'm_deploy_model.onnx', 'm_record.json', 'm_report.html']);
     for (const f of summary.files) expect(existsSync(join(dir, f)), f).toBe(true);
   });
 
@@ -298,14 +300,14 @@ describe('autoquant auto --data (label-free fidelity)', () => {
   // AMCT's search, where float is the only way out (the default repairs are tested below).
   const searchArgs = [...autoArgs, '--repairs', 'none'];
 
-  it('falls back exactly the fragile layer, writes the five files and reports progress', async () => {
+  it('falls back exactly the fragile layer, writes the six files and reports progress', async () => {
     const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(2, 64, 11) });
     const r = await runCli([...searchArgs, '--save', 'out/m'], dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^passed: 7 of 8 layers .*; 1 fell back to float: layer3$/m);
     expect(r.stdout).toMatch(/^wrote out\/m_fake_quant_model\.onnx/m);
     expect(readdirSync(join(dir, 'out')).sort()).toEqual(
-      ['m_auto_calibration.json', 'm_deploy_model.onnx', 'm_fake_quant_model.onnx', 'm_quant_config.json', 'm_record.json'],
+      ['m_auto_calibration.json', 'm_deploy_model.onnx', 'm_fake_quant_model.onnx', 'm_quant_config.json', 'm_record.json', 'm_report.html'],
     );
     const report = json(dir, 'out/m_auto_calibration.json');
     expect(report.passed).toBe(true);
@@ -383,7 +385,7 @@ describe('autoquant auto --data (label-free fidelity)', () => {
     expect(onnxFiles(dir)).toEqual([]);
     const report = json(dir, 'out/m_auto_calibration.json');
     expect(report.passed).toBe(false);
-    expect(readdirSync(join(dir, 'out')).every((f) => f.endsWith('.json'))).toBe(true);
+    expect(readdirSync(join(dir, 'out')).every((f) => f.endsWith('.json') || f.endsWith('.html'))).toBe(true);
   });
 
   it('needs exactly one of --evaluator and --data', async () => {
@@ -424,7 +426,7 @@ describe('autoquant auto --evaluator', () => {
       expect(report.original_metric).toBeGreaterThan(0.9);
       expect(report.original_metric - report.quantized_metric).toBeLessThanOrEqual(0.01);
       expect(readdirSync(join(dir, 'out')).sort()).toEqual(
-        ['mnist_auto_calibration.json', 'mnist_deploy_model.onnx', 'mnist_fake_quant_model.onnx', 'mnist_quant_config.json', 'mnist_record.json'],
+        ['mnist_auto_calibration.json', 'mnist_deploy_model.onnx', 'mnist_fake_quant_model.onnx', 'mnist_quant_config.json', 'mnist_record.json', 'mnist_report.html'],
       );
     });
   }
@@ -482,5 +484,36 @@ export default new Broken({ maxDrop: 0.1 });`),
     expect(r.stderr).toMatch(/evaluate failed on the model with 0 layer\(s\) in float/);
     expect(existsSync(join(dir, 'out'))).toBe(false);
     expect(onnxFiles(dir)).toEqual([]);
+  });
+});
+
+describe('autoquant CLI: what a user sees', () => {
+  const { bytes } = outlierModel(3, 1);
+
+  it('checks the data shape against the model before calibrating, naming the file and the expected shape', async () => {
+    const dir = tempDir({ 'model.onnx': bytes, 'wrong.npy': encodeNpy(new Float32Array(8 * 5), [8, 5]) });
+    const r = await runCli(['quantize', 'model.onnx', '--data', 'wrong.npy', '--save', 'out/m'], dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/wrong\.npy: a batch of input 'x' has shape \[8, 5\], but the model expects \[\?, 16\]/);
+    expect(existsSync(join(dir, 'out'))).toBe(false);
+  });
+
+  it('--json prints errors as JSON on stdout too; -o - prints the config; auto without --save says nothing is written; --quiet silences progress', async () => {
+    const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(1, 32, 11) });
+    const bad = await runCli(['quantize', 'model.onnx', '--data', 'missing.npy', '--save', 'out/m', '--json'], dir);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.stdout)).toEqual({ error: { code: 'FILE_ACCESS', message: expect.stringMatching(/cannot read 'missing\.npy': it does not exist/) } });
+    const config = await runCli(['config', 'model.onnx', '-o', '-'], dir);
+    expect(config.code).toBe(0);
+    expect(JSON.parse(config.stdout).version).toBe(1);
+    expect(readdirSync(dir).sort()).toEqual(['inputs.npy', 'model.onnx']);
+    const auto = await runCli(['auto', 'model.onnx', '--data', 'inputs.npy', '--max-drop', '0.5'], dir);
+    expect(auto.code, auto.stderr).toBe(0);
+    expect(auto.stderr).toMatch(/^auto: no --save given: the result is reported here, but no model or report file is written$/m);
+    expect(auto.stdout).toMatch(/^  int8  layer0 \(MatMul\)/m);
+    const quiet = await runCli(['quantize', 'model.onnx', '--data', 'inputs.npy', '--save', 'out/m', '--quiet'], dir);
+    expect(quiet.code, quiet.stderr).toBe(0);
+    expect(quiet.stderr).toBe('');
+    expect(readFileSync(join(dir, 'out/m_report.html'), 'utf8')).toMatch(/<table id="layers">/);
   });
 });
