@@ -218,7 +218,7 @@ describe('autoquant quantize', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/calibration: batch 2\/2/);
     expect(r.stdout).toMatch(/^quantized 8 of 8 layers; model [\d.]+ KiB → deploy [\d.]+ KiB \([\d.]+%\)$/m);
-    expect(r.stdout).toMatch(/^  int8  layer0 \(MatMul\): per-channel$/m);
+    expect(r.stdout).toMatch(/^  quantized layer0 \(MatMul\): per-channel$/m);
     expect(r.stdout).toMatch(/^wrote out\/model_fake_quant_model\.onnx, out\/model_deploy_model\.onnx, out\/model_record\.json, out\/model_report\.html$/m);
     expect(readdirSync(join(dir, 'out')).sort()).toEqual(['model_deploy_model.onnx', 'model_fake_quant_model.onnx', 'model_record.json', 'model_report.html']);
     const record = json(dir, 'out/model_record.json');
@@ -510,7 +510,7 @@ describe('autoquant CLI: what a user sees', () => {
     const auto = await runCli(['auto', 'model.onnx', '--data', 'inputs.npy', '--max-drop', '0.5'], dir);
     expect(auto.code, auto.stderr).toBe(0);
     expect(auto.stderr).toMatch(/^auto: no --save given: the result is reported here, but no model or report file is written$/m);
-    expect(auto.stdout).toMatch(/^  int8  layer0 \(MatMul\)/m);
+    expect(auto.stdout).toMatch(/^  quantized layer0 \(MatMul\)/m);
     const quiet = await runCli(['quantize', 'model.onnx', '--data', 'inputs.npy', '--save', 'out/m', '--quiet'], dir);
     expect(quiet.code, quiet.stderr).toBe(0);
     expect(quiet.stderr).toBe('');
