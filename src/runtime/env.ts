@@ -29,13 +29,22 @@ export const env = Object.freeze({
 export type Env = typeof env;
 
 /**
+ * Imports a Node built-in (`node:${name}`) in Node and Deno. The specifier is computed so that
+ * bundlers for browsers (esbuild, Vite, webpack) leave the import alone instead of failing to resolve
+ * it; callers reach it only where `env.hasFileSystem` or the runtime says the module exists.
+ */
+export function importNodeBuiltin<T>(name: string): Promise<T> {
+  return import(/* @vite-ignore */ /* webpackIgnore: true */ ['node', name].join(':')) as Promise<T>;
+}
+
+/**
  * Hardware threads available to this process: `os.availableParallelism()` in Node (Node 20 has no
  * navigator.hardwareConcurrency), navigator.hardwareConcurrency elsewhere, 1 when unknown.
  */
 export async function cpuCount(): Promise<number> {
   if (runtime === 'node') {
     try {
-      const os = await import(/* @vite-ignore */ ['node', 'os'].join(':'));
+      const os = await importNodeBuiltin<typeof import('node:os')>('os');
       return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
     } catch {
       return env.hardwareConcurrency;

@@ -4,7 +4,7 @@
  */
 import { FileAccessError, UnsupportedEnvironmentError } from '../errors.js';
 import { quoteName } from '../text.js';
-import { env } from './env.js';
+import { env, importNodeBuiltin } from './env.js';
 
 type Fs = typeof import('node:fs/promises');
 type Path = typeof import('node:path');
@@ -18,9 +18,9 @@ function nodeModules() {
     );
   }
   modules ??= Promise.all([
-    import('node:fs/promises'),
-    import('node:path'),
-    import('node:url'),
+    importNodeBuiltin<Fs>('fs/promises'),
+    importNodeBuiltin<Path>('path'),
+    importNodeBuiltin<typeof import('node:url')>('url'),
   ]).then(([fs, path, url]) => ({ fs, path, url }));
   return modules;
 }

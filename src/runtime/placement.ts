@@ -10,7 +10,7 @@
  * every run.
  */
 import { SessionCreationError, UnsupportedEnvironmentError } from '../errors.js';
-import { env } from './env.js';
+import { env, importNodeBuiltin } from './env.js';
 import { getOrt, type SessionOptions } from './ort.js';
 
 export interface PlacedNode {
@@ -55,7 +55,7 @@ const isOrtLog = (text: string) => /\[[VIWEF]:onnxruntime/.test(text);
 
 /** Runs `body` with writes of onnxruntime's log lines to fds 1 and 2 diverted into `lines`. */
 async function capturingOrtLog<T>(lines: string[], body: () => Promise<T>): Promise<T> {
-  const fs = ((await import('node:fs')) as { default: { writeSync: (...a: unknown[]) => number } }).default;
+  const fs = (await importNodeBuiltin<{ default: { writeSync: (...a: unknown[]) => number } }>('fs')).default;
   const writeSync = fs.writeSync;
   fs.writeSync = function (fd: unknown, data: unknown, ...rest: unknown[]) {
     if ((fd === 1 || fd === 2) && typeof data === 'string' && isOrtLog(data)) {

@@ -32,6 +32,24 @@ try {
   console.error(`browser suite crashed: ${e?.stack ?? e}`);
 }
 {
+  const name = 'an app bundled by esbuild for the browser (no externals) quantizes the MNIST CNN and runs its deploy model';
+  const t0 = performance.now();
+  try {
+    const esbuild = await import('esbuild');
+    const outfile = new URL('./.bundle/app.js', import.meta.url).pathname;
+    const built = await esbuild.build({ entryPoints: [new URL('./bundle-app.js', import.meta.url).pathname], bundle: true, platform: 'browser', format: 'esm', outfile, logLevel: 'silent' });
+    if (built.errors.length) throw new Error(`esbuild: ${built.errors.map((e) => e.text).join('; ')}`);
+    const r = await runPage('/test/browser/bundle.html', { resultKey: '__bundleResult', timeoutMs: 120_000 });
+    if (!r.ok) throw new Error(r.error);
+    if (r.quantized !== 6 || String(r.logits) !== '4,10') throw new Error(`quantized ${r.quantized} layers, logits ${r.logits}`);
+    passed++;
+    console.log(`ok   ${name} (${(performance.now() - t0).toFixed(0)} ms)`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${name}\n     ${e?.message ?? e}`);
+  }
+}
+{
   const name = 'the HTML report opens from a file without network, and its table and both charts render';
   const t0 = performance.now();
   try {
