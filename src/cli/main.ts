@@ -13,6 +13,7 @@ import type { StrategyName } from '../auto/strategies.js';
 import { REPAIRS, type RepairName } from '../auto/repairs.js';
 import { Options, parseArgs, UsageError } from './args.js';
 import { readFeeds, type DeclaredInput } from './data.js';
+import { Logger } from './log.js';
 import { AutoquantError } from '../errors.js';
 import { describeError } from '../text.js';
 import { loadModel } from '../onnx/model.js';
@@ -55,7 +56,9 @@ Usage:
 
 Common options:
   --json            Print a JSON summary on stdout (errors too: {"error": {code, message}})
-  --quiet           No progress lines on stderr
+  --quiet | --verbose | --log-level error|warn|info|debug
+                    What is printed on stderr (default info: progress; --quiet: errors only; --verbose: debug)
+  --log-file <path> Save every message to this file (default with --save: <prefix>_autoquant.log)
   --runtime web|node  Engine: onnxruntime-web (wasm, all cores) or native onnxruntime-node (default: node when
                       the onnxruntime-node package is installed, else web)
   --ep <name,...>   Execution providers (default wasm on web, cpu on node)
@@ -69,12 +72,12 @@ Exit status: 0 success, 1 error, 2 no acceptable model.`;
 
 type Out = { write(s: string): unknown };
 
-const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise', 'quiet']);
+const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise', 'quiet', 'verbose']);
 /** Options that take a value, over all commands; each command rejects the ones it does not use. */
 const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
   'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity',
-  'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs',
+  'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs', 'log-level', 'log-file',
 ]);
 
 function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): DeclaredInput[] {
@@ -152,9 +155,10 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const eps = executionProviders(o);
   const runtime = engine(o);
   const json = o.flag('json');
-  const quiet = o.flag('quiet');
+  const log = Logger.fromOptions(o, err);
   o.finish();
   if (runtime) await useEngine(runtime);
+  log.defaultFile(`${save}_autoquant.log`);
   // Cheap checks first: the outputs can be written, the data fits the model.
   const report = `${save}_report.html`;
   await checkWritable([`${save}_fake_quant_model.onnx`, `${save}_deploy_model.onnx`, `${save}_record.json`, report]);
@@ -167,12 +171,16 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
     executionProviders: eps,
     engine: runtime,
     layerErrors: true,
-    onProgress: (e) => quiet || err.write(`${e.message}\n`),
+    onProgress: (e) => log.log('info', e.message),
   });
   const floatBytes = encodeModel(model).length;
   const files = await saveModel(result, save);
   await writeFileAtomic(report, htmlReport(result, { title: `autoquant: ${modelPath}`, floatModelBytes: floatBytes }));
   files.push(report);
+  for (const l of result.layers) log.log('debug', `layer ${l.name} (${l.opType}): ${l.quantized ? `quantized${l.weights ? `, ${l.weights} weights` : ''}` : `float: ${l.reason}`}`);
+  log.log('debug', `quantized ${result.layers.filter((l) => l.quantized).length} of ${result.layers.length} layers`);
+  const logFile = await log.flush();
+  if (logFile) files.push(logFile);
   const quantized = result.layers.filter((l) => l.quantized).map((l) => l.name);
   const sizes = { floatBytes, deployBytes: result.deployModel.length };
   const summary = { quantizedLayers: quantized, skipped: result.layers.filter((l) => !l.quantized), layers: result.layers, sizes, files, seconds: (performance.now() - t0) / 1000 };
@@ -235,9 +243,10 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const eps = executionProviders(o);
   const runtime = engine(o);
   const json = o.flag('json');
-  const quiet = o.flag('quiet');
+  const log = Logger.fromOptions(o, err);
   o.finish();
-  if (!save && !quiet) err.write('auto: no --save given: the result is reported here, but no model or report file is written\n');
+  if (save) log.defaultFile(`${save}_autoquant.log`);
+  else log.log('warn', 'auto: no --save given: the result is reported here, but no model or report file is written');
   // Also the default for sessions an --evaluator module creates itself.
   if (runtime) await useEngine(runtime);
   if (!evaluatorFile === !data) throw new UsageError('auto: give exactly one of --evaluator <module> or --data <inputs.npy|.npz>');
@@ -270,8 +279,11 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     maxSeconds,
     executionProviders: eps,
     engine: runtime,
-    onProgress: (e) => quiet || err.write(`${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}\n`),
+    onProgress: (e) => log.log('info', `${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}`),
   });
+  log.log('debug', `${result.passed ? 'passed' : 'FAILED'}: ${result.message}`);
+  const logFile = await log.flush();
+  if (logFile) result.files.push(logFile);
   printAutoResult(result, encodeModel(model).length, json, out);
   return result.passed ? 0 : 2;
 }
@@ -314,9 +326,10 @@ async function demoCommand(o: Options, out: Out, err: Out): Promise<number> {
   const save = o.string('save') ?? 'autoquant-demo/mnist';
   const runtime = engine(o);
   const json = o.flag('json');
-  const quiet = o.flag('quiet');
+  const log = Logger.fromOptions(o, err);
   o.finish();
   if (runtime) await useEngine(runtime);
+  log.defaultFile(`${save}_autoquant.log`);
   const dir = await demoDir();
   const model = await loadModel(new URL('mnist_cnn.onnx', dir));
   const arrays = await parseNpz(await readFileBytes(new URL('digits.npz', dir)), 'demo/digits.npz');
@@ -328,13 +341,16 @@ async function demoCommand(o: Options, out: Out, err: Out): Promise<number> {
   const data = [0, 1, 2].map((b) => ({ feeds: { input: images('images', b * 100, 100) }, labels: labels.slice(b * 100, (b + 1) * 100) }));
   const calibrationInputs = [0, 1].map((b) => ({ input: images('calibration', b * 32, 32) }));
   const evaluator = new ClassificationEvaluator(data, { calibrationInputs, batchNum: 2, maxDrop: 0.002 });
-  if (!quiet) err.write('demo: the MNIST CNN, 64 calibration digits, 300 held-out digits; top-1 accuracy may drop by at most 0.002 (tight, so that the search runs)\n');
+  log.log('info', 'demo: the MNIST CNN, 64 calibration digits, 300 held-out digits; top-1 accuracy may drop by at most 0.002 (tight, so that the search runs)');
   const result = await accuracyBasedAutoCalibration(model, evaluator, {
     config: await createQuantConfig(model, { batchNum: 2 }),
     savePrefix: save,
     engine: runtime,
-    onProgress: (e) => quiet || err.write(`${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}\n`),
+    onProgress: (e) => log.log('info', `${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}`),
   });
+  log.log('debug', `${result.passed ? 'passed' : 'FAILED'}: ${result.message}`);
+  const logFile = await log.flush();
+  if (logFile) result.files.push(logFile);
   printAutoResult(result, encodeModel(model).length, json, out);
   const report = result.files.find((f) => f.endsWith('_report.html'));
   if (report && !json) out.write(`open the report: ${report}\n`);

@@ -219,8 +219,8 @@ describe('autoquant quantize', () => {
     expect(r.stderr).toMatch(/calibration: batch 2\/2/);
     expect(r.stdout).toMatch(/^quantized 8 of 8 layers; model [\d.]+ KiB → deploy [\d.]+ KiB \([\d.]+%\)$/m);
     expect(r.stdout).toMatch(/^  quantized layer0 \(MatMul\): per-channel$/m);
-    expect(r.stdout).toMatch(/^wrote out\/model_fake_quant_model\.onnx, out\/model_deploy_model\.onnx, out\/model_record\.json, out\/model_report\.html$/m);
-    expect(readdirSync(join(dir, 'out')).sort()).toEqual(['model_deploy_model.onnx', 'model_fake_quant_model.onnx', 'model_record.json', 'model_report.html']);
+    expect(r.stdout).toMatch(/^wrote out\/model_fake_quant_model\.onnx, out\/model_deploy_model\.onnx, out\/model_record\.json, out\/model_report\.html, out\/model_autoquant\.log$/m);
+    expect(readdirSync(join(dir, 'out')).sort()).toEqual(['model_autoquant.log', 'model_deploy_model.onnx', 'model_fake_quant_model.onnx', 'model_record.json', 'model_report.html']);
     const record = json(dir, 'out/model_record.json');
     expect(typeof record).toBe('object');
     const x = outlierInputs(1, 4, 99)[0]!;
@@ -266,7 +266,7 @@ describe('autoquant quantize', () => {
     expect(r.code, r.stderr).toBe(0);
     const summary = JSON.parse(r.stdout);
     expect([...summary.quantizedLayers].sort()).toEqual([...names].sort());
-    expect(summary.files).toEqual(['m_fake_quant_model.onnx', 'm_deploy_model.onnx', 'm_record.json', 'm_report.html']);
+    expect(summary.files).toEqual(['m_fake_quant_model.onnx', 'm_deploy_model.onnx', 'm_record.json', 'm_report.html', 'm_autoquant.log']);
     for (const f of summary.files) expect(existsSync(join(dir, f)), f).toBe(true);
   });
 
@@ -300,14 +300,14 @@ describe('autoquant auto --data (label-free fidelity)', () => {
   // AMCT's search, where float is the only way out (the default repairs are tested below).
   const searchArgs = [...autoArgs, '--repairs', 'none'];
 
-  it('falls back exactly the fragile layer, writes the six files and reports progress', async () => {
+  it('falls back exactly the fragile layer, writes the six files and the log, and reports progress', async () => {
     const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(2, 64, 11) });
     const r = await runCli([...searchArgs, '--save', 'out/m'], dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^passed: 7 of 8 layers .*; 1 fell back to float: layer3$/m);
     expect(r.stdout).toMatch(/^wrote out\/m_fake_quant_model\.onnx/m);
     expect(readdirSync(join(dir, 'out')).sort()).toEqual(
-      ['m_auto_calibration.json', 'm_deploy_model.onnx', 'm_fake_quant_model.onnx', 'm_quant_config.json', 'm_record.json', 'm_report.html'],
+      ['m_auto_calibration.json', 'm_autoquant.log', 'm_deploy_model.onnx', 'm_fake_quant_model.onnx', 'm_quant_config.json', 'm_record.json', 'm_report.html'],
     );
     const report = json(dir, 'out/m_auto_calibration.json');
     expect(report.passed).toBe(true);
@@ -385,7 +385,7 @@ describe('autoquant auto --data (label-free fidelity)', () => {
     expect(onnxFiles(dir)).toEqual([]);
     const report = json(dir, 'out/m_auto_calibration.json');
     expect(report.passed).toBe(false);
-    expect(readdirSync(join(dir, 'out')).every((f) => f.endsWith('.json') || f.endsWith('.html'))).toBe(true);
+    expect(readdirSync(join(dir, 'out')).every((f) => /\.(json|html|log)$/.test(f))).toBe(true);
   });
 
   it('needs exactly one of --evaluator and --data', async () => {
@@ -426,7 +426,7 @@ describe('autoquant auto --evaluator', () => {
       expect(report.original_metric).toBeGreaterThan(0.9);
       expect(report.original_metric - report.quantized_metric).toBeLessThanOrEqual(0.01);
       expect(readdirSync(join(dir, 'out')).sort()).toEqual(
-        ['mnist_auto_calibration.json', 'mnist_deploy_model.onnx', 'mnist_fake_quant_model.onnx', 'mnist_quant_config.json', 'mnist_record.json', 'mnist_report.html'],
+        ['mnist_auto_calibration.json', 'mnist_autoquant.log', 'mnist_deploy_model.onnx', 'mnist_fake_quant_model.onnx', 'mnist_quant_config.json', 'mnist_record.json', 'mnist_report.html'],
       );
     });
   }
@@ -515,5 +515,25 @@ describe('autoquant CLI: what a user sees', () => {
     expect(quiet.code, quiet.stderr).toBe(0);
     expect(quiet.stderr).toBe('');
     expect(readFileSync(join(dir, 'out/m_report.html'), 'utf8')).toMatch(/<table id="layers">/);
+  });
+});
+
+describe('autoquant CLI: logging', () => {
+  const { bytes } = outlierModel(3, 1);
+  it('--verbose prints debug lines, --log-file saves every message with its level, and two level options conflict', async () => {
+    const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(1, 32, 11) });
+    const v = await runCli(['quantize', 'model.onnx', '--data', 'inputs.npy', '--save', 'out/m', '--verbose', '--log-file', 'run.log'], dir);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stderr).toMatch(/^layer layer0 \(MatMul\): quantized, per-channel weights$/m);
+    const saved = readFileSync(join(dir, 'run.log'), 'utf8');
+    expect(saved).toMatch(/^\S+Z INFO  calibration: batch 1\/1$/m);
+    expect(saved).toMatch(/^\S+Z DEBUG layer layer0 \(MatMul\)/m);
+    expect(existsSync(join(dir, 'out/m_autoquant.log'))).toBe(false);
+    const plain = await runCli(['quantize', 'model.onnx', '--data', 'inputs.npy', '--save', 'out/n'], dir);
+    expect(plain.stderr).not.toMatch(/^layer /m);
+    expect(readFileSync(join(dir, 'out/n_autoquant.log'), 'utf8')).toMatch(/DEBUG layer layer0/);
+    const both = await runCli(['quantize', 'model.onnx', '--data', 'inputs.npy', '--save', 'out/o', '--quiet', '--verbose'], dir);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toMatch(/give at most one of --quiet, --verbose and --log-level/);
   });
 });
