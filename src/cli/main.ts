@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { accuracyBasedAutoCalibration, autoCalibrationReport, type AutoCalibrationResult } from '../auto/auto-calibration.js';
+import { accuracyBasedAutoCalibration, autoCalibrationReport, type AutoCalibrationResult, type AutoProgressEvent } from '../auto/auto-calibration.js';
 import { AutoCalibrationEvaluator } from '../auto/evaluator.js';
 import { ClassificationEvaluator, FidelityEvaluator } from '../auto/evaluators.js';
 import type { SensitivityName } from '../auto/sensitivity.js';
@@ -171,7 +171,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
     executionProviders: eps,
     engine: runtime,
     layerErrors: true,
-    onProgress: (e) => log.log('info', e.message),
+    onProgress: (e) => log.progress('calibration', e.message, e.batch, e.batchNum),
   });
   const floatBytes = encodeModel(model).length;
   const files = await saveModel(result, save);
@@ -279,13 +279,21 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     maxSeconds,
     executionProviders: eps,
     engine: runtime,
-    onProgress: (e) => log.log('info', `${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}`),
+    onProgress: (e) => autoProgress(log, e),
   });
   log.log('debug', `${result.passed ? 'passed' : 'FAILED'}: ${result.message}`);
   const logFile = await log.flush();
   if (logFile) result.files.push(logFile);
   printAutoResult(result, encodeModel(model).length, json, out);
   return result.passed ? 0 : 2;
+}
+
+/** Evaluations as lines; calibration and ranking batches ("… batch i/n") as progress. */
+function autoProgress(log: Logger, e: AutoProgressEvent): void {
+  const text = `${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}`;
+  const batch = e.evaluation ? undefined : /batch (\d+)\/(\d+)$/.exec(e.message);
+  if (batch) log.progress(e.message.replace(/: batch \d+\/\d+$/, ''), text, Number(batch[1]), Number(batch[2]));
+  else log.log('info', text);
 }
 
 function printAutoResult(result: AutoCalibrationResult, floatBytes: number, json: boolean, out: Out): void {
@@ -346,7 +354,7 @@ async function demoCommand(o: Options, out: Out, err: Out): Promise<number> {
     config: await createQuantConfig(model, { batchNum: 2 }),
     savePrefix: save,
     engine: runtime,
-    onProgress: (e) => log.log('info', `${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}`),
+    onProgress: (e) => autoProgress(log, e),
   });
   log.log('debug', `${result.passed ? 'passed' : 'FAILED'}: ${result.message}`);
   const logFile = await log.flush();
