@@ -244,6 +244,6 @@ export async function calibrateActivations(
     stats.peakObserverBytes = Math.max(stats.peakObserverBytes, held);
     options.onBatch?.({ pass: 1, batch: batch + 1, batchNum: options.batchNum });
   });
-  for (const [name, list] of observers) for (const [layer, o] of list) results.set(layer, o.compute());
+  for (const list of observers.values()) for (const [layer, o] of list) results.set(layer, o.compute());
   return { results, stats, samples };
 }

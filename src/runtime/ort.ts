@@ -130,7 +130,7 @@ export async function createSession(model: Uint8Array, options: CreateSessionOpt
     const eps = executionProviders.map((ep) => (typeof ep === 'string' ? ep : ep.name)).join(', ');
     const name = engine === 'node' ? 'onnxruntime-node' : 'onnxruntime-web';
     throw new SessionCreationError(
-      `${name} could not create a session on [${eps}]: ${(cause as Error)?.message ?? cause}. ` +
+      `${name} could not create a session on [${eps}]: ${describeError(cause)}. ` +
         `Known execution providers: ${KNOWN_EXECUTION_PROVIDERS.join(', ')} (webgpu needs onnxruntime-web/webgpu via useOrt() and engine 'web').`,
       { cause },
     );
