@@ -120,7 +120,13 @@ export async function loadModel(
     const bytes = await readFileBytes(source).catch((err: unknown) => {
       throw wrapReadError(err, `cannot read ONNX model ${String(source)}`);
     });
-    model = decodeOwned(bytes);
+    try {
+      model = decodeOwned(bytes);
+    } catch (err) {
+      // The bytes' problem, said about the file they came from.
+      if (err instanceof OnnxFormatError) throw new OnnxFormatError(`${String(source)}: ${err.message}`, { cause: err });
+      throw err;
+    }
     baseDir ??= await dirnameOf(source);
   } else {
     model = decodeModel(source);

@@ -537,3 +537,12 @@ describe('autoquant CLI: logging', () => {
     expect(both.stderr).toMatch(/give at most one of --quiet, --verbose and --log-level/);
   });
 });
+
+describe('autoquant CLI: errors name their file', () => {
+  it('a file that is not an ONNX model is named in the message', async () => {
+    const dir = tempDir({ 'bad.onnx': 'garbage' });
+    const r = await runCli(['config', 'bad.onnx', '-o', 'c.json'], dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^autoquant: bad\.onnx: not a valid ONNX protobuf/m);
+  });
+});
