@@ -281,10 +281,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     engine: runtime,
     onProgress: (e) => autoProgress(log, e),
   });
-  log.log('debug', `${result.passed ? 'passed' : 'FAILED'}: ${result.message}`);
-  const logFile = await log.flush();
-  if (logFile) result.files.push(logFile);
-  printAutoResult(result, encodeModel(model).length, json, out);
+  await finishAuto(result, log, encodeModel(model).length, json, out);
   return result.passed ? 0 : 2;
 }
 
@@ -294,6 +291,14 @@ function autoProgress(log: Logger, e: AutoProgressEvent): void {
   const batch = e.evaluation ? undefined : /batch (\d+)\/(\d+)$/.exec(e.message);
   if (batch) log.progress(e.message.replace(/: batch \d+\/\d+$/, ''), text, Number(batch[1]), Number(batch[2]));
   else log.log('info', text);
+}
+
+/** The end of an automatic calibration: the verdict logged, the log file written (and listed), the result printed. */
+async function finishAuto(result: AutoCalibrationResult, log: Logger, floatBytes: number, json: boolean, out: Out): Promise<void> {
+  log.log('debug', `${result.passed ? 'passed' : 'FAILED'}: ${result.message}`);
+  const logFile = await log.flush();
+  if (logFile) result.files.push(logFile);
+  printAutoResult(result, floatBytes, json, out);
 }
 
 function printAutoResult(result: AutoCalibrationResult, floatBytes: number, json: boolean, out: Out): void {
@@ -356,10 +361,7 @@ async function demoCommand(o: Options, out: Out, err: Out): Promise<number> {
     engine: runtime,
     onProgress: (e) => autoProgress(log, e),
   });
-  log.log('debug', `${result.passed ? 'passed' : 'FAILED'}: ${result.message}`);
-  const logFile = await log.flush();
-  if (logFile) result.files.push(logFile);
-  printAutoResult(result, encodeModel(model).length, json, out);
+  await finishAuto(result, log, encodeModel(model).length, json, out);
   const report = result.files.find((f) => f.endsWith('_report.html'));
   if (report && !json) out.write(`open the report: ${report}\n`);
   return result.passed ? 0 : 2;
