@@ -8,6 +8,8 @@ export * from './auto/index.js';
 export { htmlReport } from './report/html.js';
 export type { HtmlReportOptions } from './report/html.js';
 export { env } from './runtime/env.js';
+export { setLogLevel, LOG_LEVELS } from './runtime/log.js';
+export type { LogLevel } from './runtime/log.js';
 export { Tensor, useOrt, getOrt, createSession, useEngine, defaultEngine, ENGINES } from './runtime/ort.js';
 export type { InferenceSession, CreateSessionOptions, Ort, Engine } from './runtime/ort.js';
 export { nodePlacement, parsePlacement } from './runtime/placement.js';

@@ -20,6 +20,7 @@ import type { AutoCalibrationEvaluator, MetricLimit } from './evaluator.js';
 import { rankLayers, sensitivityFunction, type LayerScore, type SensitivityFunction, type SensitivityName } from './sensitivity.js';
 import { searchFallbackCount, type StrategyName } from './strategies.js';
 import { htmlReport } from '../report/html.js';
+import { RunLog } from '../runtime/log.js';
 import { REPAIRS, repairFallbacks, type LayerRepair, type RepairCandidate, type RepairName } from './repairs.js';
 
 export type AutoPhase = 'float-evaluation' | 'calibration' | 'quantized-evaluation' | 'ranking' | 'search' | 'repair' | 'saving';
@@ -146,7 +147,9 @@ export async function accuracyBasedAutoCalibration(
 ): Promise<AutoCalibrationResult> {
   const t0 = now();
   checkAutoArguments(evaluator, options);
+  const runLog = new RunLog();
   const progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry) => {
+    runLog.log('info', `${phase}: ${message}`);
     try {
       options.onProgress?.({ phase, message, evaluation });
     } catch (cause) {
@@ -422,7 +425,8 @@ export async function accuracyBasedAutoCalibration(
     if (options.layerErrors ?? options.savePrefix !== undefined) result.layerErrors = await p.layerErrors(finalPlan, rankingOptions);
   }
   result.timings.total = now() - t0; // as of the report; updated below with the writing
-  result.files = await saveOutputs(result, options, p.session.original.length);
+  runLog.log('info', message);
+  result.files = await saveOutputs(result, options, p.session.original.length, runLog.text());
   if (result.files.length) progress('saving', `wrote ${result.files.join(', ')}`);
   result.timings.total = now() - t0;
   return result;
@@ -481,7 +485,7 @@ function outputFiles(options: AutoCalibrationOptions): { models: string[]; repor
   };
 }
 
-async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOptions, floatModelBytes: number): Promise<string[]> {
+async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOptions, floatModelBytes: number, log?: string): Promise<string[]> {
   const { models, reports } = outputFiles(options);
   const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
   const data = [json(r.config), json(r.record), json(autoCalibrationReport(r)), htmlReport(r, { title: 'autoquant: accuracy-based automatic calibration', floatModelBytes })];
@@ -489,6 +493,8 @@ async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOpt
   if (r.passed) models.forEach((f, i) => writes.push([f, i === 0 ? r.fakeQuantModel! : r.deployModel!]));
   if (options.savePrefix) reports.slice(0, 4).forEach((f, i) => writes.push([f, data[i]!]));
   if (options.recordFile) writes.push([options.recordFile, json(r.record)]);
+  // The saved log (see setLogLevel), beside the other files.
+  if (options.savePrefix && log) writes.push([`${options.savePrefix}_autoquant.log`, log]);
   for (const [file, bytes] of writes) await writeFileAtomic(file, bytes);
   return writes.map(([f]) => f);
 }

@@ -10,6 +10,7 @@ import { assignStableNames, opsetVersion } from '../onnx/graph.js';
 import { decodeModel, encodeModel, loadModel } from '../onnx/model.js';
 import { upgradeOpset } from '../onnx/opset.js';
 import { readTensorAsFloat32, tensorDims } from '../onnx/tensor.js';
+import { RunLog } from '../runtime/log.js';
 import { consumerMap, getConstant } from '../onnx/graph.js';
 import type { ModelProto } from '../onnx/types.js';
 import { checkWritable, readFileBytes, writeFileAtomic } from '../runtime/io.js';
@@ -298,6 +299,8 @@ async function calibrateLayers(
   }
   if (observers.size === 0) return undefined;
   const source = await batches();
+  // quantizeModel saves no log file; its messages are printed when setLogLevel asks.
+  const printLog = new RunLog();
   const { results, stats, samples } = await calibrateActivations(q.work, observers, source.callback ?? source.feeds!, {
     batchNum: q.config.batch_num,
     executionProviders: options.executionProviders,
@@ -306,8 +309,10 @@ async function calibrateLayers(
     signal: options.signal,
     kernels: q.kernels,
     onBatch: (b) => {
+      const message = `calibration: batch ${b.batch}/${b.batchNum}`;
+      printLog.log('info', message);
       try {
-        options.onProgress?.({ phase: 'calibration', message: `calibration: batch ${b.batch}/${b.batchNum}`, ...b });
+        options.onProgress?.({ phase: 'calibration', message, ...b });
       } catch (cause) {
         throw new AutoquantError('PROGRESS_CALLBACK', `options.onProgress threw on calibration batch ${b.batch}: ${describeError(cause)}`, { cause });
       }

@@ -318,3 +318,32 @@ describe('options and batch counts are checked, not silently adjusted', () => {
     expect(events).toEqual(['calibration: batch 1/3', 'calibration: batch 2/3', 'calibration: batch 3/3']);
   });
 });
+
+describe('setLogLevel', () => {
+  it('prints nothing by default; prints and saves {prefix}_autoquant.log when asked', async () => {
+    const { setLogLevel } = await import('../../src/index.js');
+    const { bytes } = outlierModel(2, 0);
+    const errors: string[] = [];
+    const original = console.error;
+    console.error = (...a: unknown[]) => void errors.push(a.join(' '));
+    try {
+      const make = () => new FidelityEvaluator(feedsOf(outlierInputs(1, ROWS, 2)), { calibrationInputs: feedsOf(outlierInputs(1, ROWS, 3)), mode: 'cosine', maxDrop: 0.5 });
+      const quiet = tmp();
+      await accuracyBasedAutoCalibration(bytes, make(), { savePrefix: join(quiet, 'm') });
+      expect(errors).toEqual([]);
+      expect(existsSync(join(quiet, 'm_autoquant.log'))).toBe(false);
+      setLogLevel('info', 'debug');
+      const dir = tmp();
+      const r = await accuracyBasedAutoCalibration(bytes, make(), { savePrefix: join(dir, 'm') });
+      expect(errors.some((e) => /^autoquant: float-evaluation: float model: metric 1/.test(e))).toBe(true);
+      expect(r.files).toContain(join(dir, 'm_autoquant.log'));
+      const saved = (await import('node:fs')).readFileSync(join(dir, 'm_autoquant.log'), 'utf8');
+      expect(saved).toMatch(/^\S+Z INFO  quantized-evaluation: 0 layer\(s\) in float/m);
+      expect(saved.trimEnd().endsWith(r.message)).toBe(true);
+      expect(() => setLogLevel('loud' as never)).toThrow(/print must be one of off, error, warn, info, debug/);
+    } finally {
+      setLogLevel('off', 'off');
+      console.error = original;
+    }
+  });
+});
