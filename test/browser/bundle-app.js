@@ -1,7 +1,8 @@
 // A browser app as a user would write it: it imports the package and nothing else, and is bundled
-// by esbuild for the browser with no externals (see run.mjs). onnxruntime-web's wasm files are not
-// part of a bundle; the app says where they are served (env.wasm.wasmPaths), as the README shows.
-import { createQuantConfig, createSession, getOrt, quantizeModel, Tensor } from '../../dist/index.js';
+// by esbuild for the browser with no externals (see run.mjs, which points 'autoquant' at the package's
+// default entry or at 'autoquant/wasm'). onnxruntime-web's wasm files are not part of a bundle; the app
+// says where they are served (env.wasm.wasmPaths), as the README shows.
+import { createQuantConfig, createSession, getOrt, quantizeModel, Tensor } from 'autoquant';
 
 async function main() {
   getOrt().env.wasm.wasmPaths = '/node_modules/onnxruntime-web/dist/';

@@ -31,14 +31,18 @@ try {
   failed++;
   console.error(`browser suite crashed: ${e?.stack ?? e}`);
 }
-{
-  const name = 'an app bundled by esbuild for the browser (no externals) quantizes the MNIST CNN and runs its deploy model';
+for (const [entry, wasm] of [['autoquant', 'ort-wasm-simd-threaded.jsep.wasm'], ['autoquant/wasm', 'ort-wasm-simd-threaded.wasm']]) {
+  const name = `an app importing '${entry}', bundled by esbuild for the browser (no externals), quantizes the MNIST CNN and runs its deploy model`;
   const t0 = performance.now();
   try {
     const esbuild = await import('esbuild');
     const outfile = new URL('./.bundle/app.js', import.meta.url).pathname;
-    const built = await esbuild.build({ entryPoints: [new URL('./bundle-app.js', import.meta.url).pathname], bundle: true, platform: 'browser', format: 'esm', outfile, logLevel: 'silent' });
+    const dist = new URL(`../../dist/${entry === 'autoquant' ? 'index' : 'wasm'}.js`, import.meta.url).pathname;
+    const built = await esbuild.build({ entryPoints: [new URL('./bundle-app.js', import.meta.url).pathname], bundle: true, platform: 'browser', format: 'esm', outfile, alias: { autoquant: dist }, logLevel: 'silent' });
     if (built.errors.length) throw new Error(`esbuild: ${built.errors.map((e) => e.text).join('; ')}`);
+    // Which onnxruntime-web build the bundle holds: the wasm file its loader asks for.
+    const wasmFiles = [...new Set((await import('node:fs')).readFileSync(outfile, 'utf8').match(/ort-wasm-simd-threaded[a-z.]*\.wasm/g) ?? [])];
+    if (wasmFiles.join() !== wasm) throw new Error(`the bundle refers to ${wasmFiles.join(', ')}, expected only ${wasm}`);
     const r = await runPage('/test/browser/bundle.html', { resultKey: '__bundleResult', timeoutMs: 120_000 });
     if (!r.ok) throw new Error(r.error);
     if (r.quantized !== 6 || String(r.logits) !== '4,10') throw new Error(`quantized ${r.quantized} layers, logits ${r.logits}`);
