@@ -20,7 +20,7 @@ import type { AutoCalibrationEvaluator, MetricLimit } from './evaluator.js';
 import { rankLayers, sensitivityFunction, type LayerScore, type SensitivityFunction, type SensitivityName } from './sensitivity.js';
 import { searchFallbackCount, type StrategyName } from './strategies.js';
 import { htmlReport } from '../report/html.js';
-import { RunLog } from '../runtime/log.js';
+import { emitProgress, RunLog } from '../runtime/log.js';
 import { REPAIRS, repairFallbacks, type LayerRepair, type RepairCandidate, type RepairName } from './repairs.js';
 
 export type AutoPhase = 'float-evaluation' | 'calibration' | 'quantized-evaluation' | 'ranking' | 'search' | 'repair' | 'saving';
@@ -148,14 +148,8 @@ export async function accuracyBasedAutoCalibration(
   const t0 = now();
   checkAutoArguments(evaluator, options);
   const runLog = new RunLog();
-  const progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry) => {
-    runLog.log('info', `${phase}: ${message}`);
-    try {
-      options.onProgress?.({ phase, message, evaluation });
-    } catch (cause) {
-      throw new AutoquantError('PROGRESS_CALLBACK', `options.onProgress threw on a '${phase}' event: ${describeError(cause)}`, { cause });
-    }
-  };
+  const progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry) =>
+    emitProgress(runLog, options.onProgress, { phase, message, evaluation }, `a '${phase}' event`, `${phase}: ${message}`);
   const sessionOptions: CreateSessionOptions = { executionProviders: options.executionProviders, graphOptimizationLevel: options.graphOptimizationLevel, engine: options.engine };
   const config = await readConfig(options, model);
   // Finds out now, not after the search, whether the deploy model's opset is reachable.

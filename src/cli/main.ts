@@ -120,6 +120,21 @@ function engine(o: Options): Engine | undefined {
   return o.choice<Engine>('runtime', [...ENGINES]);
 }
 
+/**
+ * The options every running command shares (--runtime, --json, the logging ones), read last: rejects
+ * unknown options, selects the engine (also the default for sessions an --evaluator module creates),
+ * and saves the log beside `save`'s outputs when there are any.
+ */
+async function finishOptions(o: Options, err: Out, save?: string): Promise<{ runtime: Engine | undefined; json: boolean; log: Logger }> {
+  const runtime = engine(o);
+  const json = o.flag('json');
+  const log = Logger.fromOptions(o, err);
+  o.finish();
+  if (runtime) await useEngine(runtime);
+  if (save) log.defaultFile(`${save}_autoquant.log`);
+  return { runtime, json, log };
+}
+
 async function configCommand(model: string, o: Options, out: Out): Promise<number> {
   const output = o.required('output', 'where to write the config');
   const options = {
@@ -153,12 +168,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   const batchNum = o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   const eps = executionProviders(o);
-  const runtime = engine(o);
-  const json = o.flag('json');
-  const log = Logger.fromOptions(o, err);
-  o.finish();
-  if (runtime) await useEngine(runtime);
-  log.defaultFile(`${save}_autoquant.log`);
+  const { runtime, json, log } = await finishOptions(o, err, save);
   // Cheap checks first: the outputs can be written, the data fits the model.
   const report = `${save}_report.html`;
   await checkWritable([`${save}_fake_quant_model.onnx`, `${save}_deploy_model.onnx`, `${save}_record.json`, report]);
@@ -241,14 +251,8 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const maxEvaluations = o.number('max-evaluations', (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2');
   const maxSeconds = o.number('max-seconds', (n) => n > 0, 'a number of seconds > 0');
   const eps = executionProviders(o);
-  const runtime = engine(o);
-  const json = o.flag('json');
-  const log = Logger.fromOptions(o, err);
-  o.finish();
-  if (save) log.defaultFile(`${save}_autoquant.log`);
-  else log.log('warn', 'auto: no --save given: the result is reported here, but no model or report file is written');
-  // Also the default for sessions an --evaluator module creates itself.
-  if (runtime) await useEngine(runtime);
+  const { runtime, json, log } = await finishOptions(o, err, save);
+  if (!save) log.log('warn', 'auto: no --save given: the result is reported here, but no model or report file is written');
   if (!evaluatorFile === !data) throw new UsageError('auto: give exactly one of --evaluator <module> or --data <inputs.npy|.npz>');
   if (evaluatorFile && (fidelity || calibrationData || batchSize)) {
     throw new UsageError('auto: --fidelity, --calibration-data and --batch-size apply to --data; an --evaluator module brings its own data');
@@ -338,12 +342,7 @@ async function demoDir(): Promise<URL> {
  */
 async function demoCommand(o: Options, out: Out, err: Out): Promise<number> {
   const save = o.string('save') ?? 'autoquant-demo/mnist';
-  const runtime = engine(o);
-  const json = o.flag('json');
-  const log = Logger.fromOptions(o, err);
-  o.finish();
-  if (runtime) await useEngine(runtime);
-  log.defaultFile(`${save}_autoquant.log`);
+  const { runtime, json, log } = await finishOptions(o, err, save);
   const dir = await demoDir();
   const model = await loadModel(new URL('mnist_cnn.onnx', dir));
   const arrays = await parseNpz(await readFileBytes(new URL('digits.npz', dir)), 'demo/digits.npz');

@@ -3,14 +3,14 @@
  * create_quant_config / quantize_model / save_model), orchestrating the pieces of src/quant.
  */
 import { AutoquantError, CalibrationError, OnnxFormatError, QuantConfigError } from '../errors.js';
-import { describeError, describeValue } from '../text.js';
+import { describeValue } from '../text.js';
 import { getKernels } from '../kernels/wasm.js';
 import type { Kernels } from '../kernels/types.js';
 import { assignStableNames, opsetVersion } from '../onnx/graph.js';
 import { decodeModel, encodeModel, loadModel } from '../onnx/model.js';
 import { upgradeOpset } from '../onnx/opset.js';
 import { readTensorAsFloat32, tensorDims } from '../onnx/tensor.js';
-import { RunLog } from '../runtime/log.js';
+import { emitProgress, RunLog } from '../runtime/log.js';
 import { consumerMap, getConstant } from '../onnx/graph.js';
 import type { ModelProto } from '../onnx/types.js';
 import { checkWritable, readFileBytes, writeFileAtomic } from '../runtime/io.js';
@@ -308,15 +308,7 @@ async function calibrateLayers(
     engine: options.engine,
     signal: options.signal,
     kernels: q.kernels,
-    onBatch: (b) => {
-      const message = `calibration: batch ${b.batch}/${b.batchNum}`;
-      printLog.log('info', message);
-      try {
-        options.onProgress?.({ phase: 'calibration', message, ...b });
-      } catch (cause) {
-        throw new AutoquantError('PROGRESS_CALLBACK', `options.onProgress threw on calibration batch ${b.batch}: ${describeError(cause)}`, { cause });
-      }
-    },
+    onBatch: (b) => emitProgress(printLog, options.onProgress, { phase: 'calibration', message: `calibration: batch ${b.batch}/${b.batchNum}`, ...b }, `calibration batch ${b.batch}`),
   });
   if (!q.samples?.length) q.samples = samples;
   const outputResults: [string, ActivationResult][] = [];

@@ -4,6 +4,9 @@
  * which are saved to `{prefix}_autoquant.log` beside the files of a run with `savePrefix`. Both are
  * off by default: a library stays quiet unless asked. The messages are the runs' progress events.
  */
+import { AutoquantError } from '../errors.js';
+import { describeError } from '../text.js';
+
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export const LOG_LEVELS: readonly LogLevel[] = Object.freeze(['error', 'warn', 'info', 'debug']);
 
@@ -34,5 +37,24 @@ export class RunLog {
   /** The log file's text, or undefined when nothing is to be saved. */
   text(): string | undefined {
     return this.lines.length ? this.lines.join('\n') + '\n' : undefined;
+  }
+}
+
+/**
+ * Logs an event's message (or `logged`) and hands the event to the caller's `onProgress`; a throw there becomes a
+ * typed error naming `what` the event was about, not a raw error from inside a run.
+ */
+export function emitProgress<E extends { message: string }>(
+  log: RunLog,
+  onProgress: ((event: E) => void) | undefined,
+  event: E,
+  what: string,
+  logged = event.message,
+): void {
+  log.log('info', logged);
+  try {
+    onProgress?.(event);
+  } catch (cause) {
+    throw new AutoquantError('PROGRESS_CALLBACK', `options.onProgress threw on ${what}: ${describeError(cause)}`, { cause });
   }
 }
