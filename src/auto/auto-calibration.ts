@@ -235,7 +235,8 @@ export async function accuracyBasedAutoCalibration(
   const calibrationOptions = (what: string) => ({
     ...sessionOptions,
     signal: options.signal,
-    onProgress: (e: { pass: number; batch: number; batchNum: number }) => progress('calibration', `${what}: batch ${e.batch}/${e.batchNum}`),
+    // The event's own message tells the equalization pass from calibration's.
+    onProgress: (e: { message: string; batch: number; batchNum: number }) => progress('calibration', what === 'calibration' ? e.message : `${what}: ${e.message}`),
   });
   const stats = await p.calibrate(batches.callback!, calibrationOptions('calibration'));
   // The evaluator judges the output quantizations here (see step 2 below), so all are kept at first.

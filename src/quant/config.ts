@@ -65,6 +65,13 @@ export interface QuantConfigGlobals {
    * losses on the PP-OCR models depend on the data (see correctBiases).
    */
   bias_correction?: boolean;
+  /**
+   * Activation equalization before calibration (see activation-equalize.ts): the input channels of
+   * depthwise convolutions are rescaled by powers of two, measured on the calibration batches (one
+   * more pass), so that one int8 scale fits them all; the float function and the int8 weights are
+   * unchanged. Default (absent) true; false gives AMCT's form.
+   */
+  activation_equalization?: boolean;
 }
 
 /** Globals plus one `LayerQuantConfig` per layer name. */
@@ -86,6 +93,8 @@ export interface CreateQuantConfigOptions {
   quantizeOutputs?: boolean;
   /** See `cross_layer_equalization` (default true). */
   crossLayerEqualization?: boolean;
+  /** See `activation_equalization` (default true). */
+  activationEqualization?: boolean;
   /** See `bias_correction` (default false). */
   biasCorrection?: boolean;
   activationAlgo?: ActivationAlgo;
@@ -106,7 +115,7 @@ export interface CreateQuantConfigOptions {
   configFile?: string;
 }
 
-export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction']);
+export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization']);
 
 export const IFMR_DEFAULTS = Object.freeze({
   max_percentile: 0.999999,
@@ -152,7 +161,7 @@ function applyOverride(layer: LayerQuantConfig, o: LayerOverride | undefined): L
 
 /** Builds the config for the given layers; unknown names in options are reported as errors. */
 const OPTION_KEYS = new Set([
-  'skipLayers', 'batchNum', 'activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'biasCorrection',
+  'skipLayers', 'batchNum', 'activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'biasCorrection',
   'activationAlgo', 'activationBits', 'weightBits', 'channelWise', 'common', 'byType', 'byName', 'configFile',
 ]);
 
@@ -164,7 +173,7 @@ function checkOptions(options: CreateQuantConfigOptions, problems: string[]): vo
   }
   if (options.activationBits !== undefined && options.activationBits !== 8 && options.activationBits !== 16) problems.push(`activationBits must be 8 or 16, got ${describeValue(options.activationBits)}`);
   if (options.weightBits !== undefined && options.weightBits !== 8) problems.push(`weightBits must be 8, got ${describeValue(options.weightBits)}`);
-  for (const k of ['activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'biasCorrection', 'channelWise'] as const) {
+  for (const k of ['activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'biasCorrection', 'channelWise'] as const) {
     if (options[k] !== undefined && typeof options[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(options[k])}`);
   }
   if (options.skipLayers !== undefined && !(Array.isArray(options.skipLayers) && options.skipLayers.every((n) => typeof n === 'string'))) {
@@ -192,6 +201,7 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
     skip_fusion_layers: [],
     quantize_outputs: options.quantizeOutputs ?? true,
     cross_layer_equalization: options.crossLayerEqualization ?? true,
+    activation_equalization: options.activationEqualization ?? true,
     bias_correction: options.biasCorrection ?? false,
   };
   const skip = new Set(options.skipLayers ?? []);
@@ -248,7 +258,7 @@ function checkActivation(where: string, p: unknown, problems: string[]): void {
     const range = Array.isArray(p.search_range) && p.search_range.every((x) => typeof x === 'number') ? (p.search_range as number[]) : IFMR_DEFAULTS.search_range;
     const step = typeof p.search_step === 'number' ? p.search_step : IFMR_DEFAULTS.search_step;
     const candidates = (range[1]! - range[0]!) / step;
-    if (Number.isFinite(candidates) && candidates > MAX_IFMR_CANDIDATES) {
+    if (candidates > MAX_IFMR_CANDIDATES) {
       problems.push(`${where}.activation_quant_params: search_range ${describeValue(p.search_range ?? IFMR_DEFAULTS.search_range)} with search_step ${describeValue(p.search_step ?? IFMR_DEFAULTS.search_step)} gives ${candidates.toPrecision(3)} candidates; at most ${MAX_IFMR_CANDIDATES}`);
     }
   }
@@ -284,7 +294,7 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
   }
   if (typeof config.activation_offset !== 'boolean') problems.push(`activation_offset must be a boolean, got ${describeValue(config.activation_offset)}`);
   if (config.do_fusion !== undefined && typeof config.do_fusion !== 'boolean') problems.push(`do_fusion must be a boolean, got ${describeValue(config.do_fusion)}`);
-  for (const k of ['quantize_outputs', 'cross_layer_equalization', 'bias_correction'] as const) {
+  for (const k of ['quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization'] as const) {
     if (config[k] !== undefined && typeof config[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(config[k])}`);
   }
   if (config.skip_fusion_layers !== undefined && !(Array.isArray(config.skip_fusion_layers) && config.skip_fusion_layers.every((s) => typeof s === 'string'))) {

@@ -81,7 +81,7 @@ export interface FoldedAffine {
  * Per-channel values of a constant that broadcasts against a Conv output of rank `rank` along the
  * channel axis only (a scalar, [C], [C,1,1], [1,C,1,1], ...), expanded to `cout`; else undefined.
  */
-function channelValues(value: Float32Array, dims: readonly number[], rank: number, cout: number): Float32Array | undefined {
+export function channelValues(value: Float32Array, dims: readonly number[], rank: number, cout: number): Float32Array | undefined {
   if (dims.length > rank) return undefined;
   const padded = [...new Array(rank - dims.length).fill(1), ...dims];
   if (padded.some((d, i) => i !== 1 && d !== 1)) return undefined;

@@ -3,7 +3,7 @@
  * create_quant_config / quantize_model / save_model), orchestrating the pieces of src/quant.
  */
 import { AutoquantError, CalibrationError, OnnxFormatError, QuantConfigError } from '../errors.js';
-import { describeValue } from '../text.js';
+import { describeValue, quoteName } from '../text.js';
 import { getKernels } from '../kernels/wasm.js';
 import type { Kernels } from '../kernels/types.js';
 import { assignStableNames, opsetVersion } from '../onnx/graph.js';
@@ -18,6 +18,7 @@ import { createSession, Tensor, type CreateSessionOptions, type InferenceSession
 import {
   calibrateActivations,
   DEFAULT_CALIBRATION_MEMORY,
+  replayBatches,
   toBatchSource,
   type BatchSource,
   type Feeds,
@@ -29,6 +30,8 @@ import {
 import { compareLayers } from './layerwise.js';
 import { buildQuantConfig, GLOBAL_KEYS, validateQuantConfig, type ActivationQuantParams, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
 import { equalizeChannels, type EqualizedPair } from './equalize.js';
+import { applyFactors, channelRanges, chooseFactors, findEqualizationPaths, weightProfile, type ActivationEqualized } from './activation-equalize.js';
+import { GraphEditor } from '../onnx/editor.js';
 import { foldAffines, foldBatchNorms, type FoldedAffine, type FoldedPair } from './fusion.js';
 import { createObserver } from './observers/index.js';
 import { emptyRecord, validateRecord, type QuantRecord } from './record.js';
@@ -185,6 +188,8 @@ export interface QuantizeResult {
   fusedHardSwish: string[];
   /** Layer pairs balanced by cross-layer equalization (`cross_layer_equalization`). */
   equalized: EqualizedPair[];
+  /** Depthwise layers whose input channels activation equalization rescaled (`activation_equalization`). */
+  activationEqualized: ActivationEqualized[];
   calibration: CalibrationStats | undefined;
   /**
    * The model's own nodes written differently in the fake-quant model so that onnxruntime-web's
@@ -210,6 +215,11 @@ export interface QuantizationSession {
   hardSwish: string[];
   /** Layer pairs whose channels were rescaled (cross-layer equalization). */
   equalized: EqualizedPair[];
+  /**
+   * Depthwise layers whose input channels were rescaled (activation equalization); set by the first
+   * calibration, which variants of the session share (the working model is the same object).
+   */
+  activationEqualized?: ActivationEqualized[];
   kernels: Kernels;
   /** The first calibration batch, kept to choose which layer outputs to quantize. */
   samples?: Sample[];
@@ -325,6 +335,62 @@ async function calibrateLayers(
     if (r.noise !== undefined) (q.outputNoise ??= new Map()).set(name, r.noise);
   }
   return stats;
+}
+
+/**
+ * Activation equalization (see activation-equalize.ts), before the layers are calibrated: factors
+ * from the record where it has them (`equalize_d`), none for layers the record calibrated without
+ * them (their factors would no longer fit), and from one pass over the batches for the rest. The
+ * working model changes in place; the layers' node indices and weight names are refreshed.
+ */
+async function equalizeActivations(
+  q: QuantizationSession,
+  layers: readonly LayerInfo[],
+  record: QuantRecord,
+  batches: () => Promise<BatchSource>,
+  options: QuantizeModelOptions,
+): Promise<{ done: ActivationEqualized[]; factors: Map<string, number[]>; passes: number }> {
+  const graph = q.work.graph!;
+  const recorded = layers.filter((l) => record.layers[l.name]?.equalize_d !== undefined);
+  if (q.config.activation_equalization === false && recorded.length === 0) return { done: [], factors: new Map(), passes: 0 };
+  const perChannel = (name: string) => {
+    const c = layerConfig(q.config, name);
+    return c?.quant_enable !== true || c.weight_quant_params?.channel_wise === true;
+  };
+  const paths = findEqualizationPaths(graph, layers, perChannel);
+  const byLayer = new Map(paths.map((p) => [p.layer.name, p]));
+  const misfits = recorded.filter((l) => !byLayer.has(l.name)).map((l) => `layer ${quoteName(l.name)} has equalize_d, but its input cannot be equalized exactly here (not a depthwise Conv with per-channel weights behind a constant Mul, Div, BatchNormalization or Conv)`);
+  if (misfits.length) throw new QuantConfigError(misfits, 'record');
+  const factors = new Map<string, number[]>();
+  for (const l of recorded) factors.set(l.name, record.layers[l.name]!.equalize_d!);
+  const todo = q.config.activation_equalization === false ? [] : paths.filter((p) => record.layers[p.layer.name] === undefined);
+  if (todo.length) {
+    const source = await batches();
+    const printLog = new RunLog();
+    const ranges = await channelRanges(todo, q.kernels, async (fetch, onBatch) => {
+      await replayBatches(q.work, fetch, source, { ...options, batchNum: q.config.batch_num }, (outputs, batch) => {
+        onBatch(outputs);
+        emitProgress(printLog, options.onProgress, { phase: 'calibration', message: `activation equalization: batch ${batch + 1}/${q.config.batch_num}`, pass: 1, batch: batch + 1, batchNum: q.config.batch_num }, `equalization batch ${batch + 1}`);
+      });
+    });
+    for (const p of todo) {
+      const r = ranges.get(p)!;
+      const c = layerConfig(q.config, p.layer.name)!;
+      const profile = weightProfile(graph, p, c.weight_quant_params?.channel_wise === true);
+      const a = c.activation_quant_params;
+      const f = chooseFactors(r, profile, { symmetric: !(a.asymmetric ?? q.config.activation_offset), levels: 2 ** a.num_bits - 1 });
+      if (f) factors.set(p.layer.name, Array.from(f));
+    }
+  }
+  const passes = todo.length ? 1 : 0;
+  if (factors.size === 0) return { done: [], factors, passes };
+  const editor = new GraphEditor(graph);
+  const done = paths.filter((p) => factors.has(p.layer.name)).map((p) => applyFactors(graph, p, factors.get(p.layer.name)!, editor));
+  editor.commit();
+  // Constants the edits orphaned are gone, so node indices moved: refresh every layer in place.
+  const fresh = new Map(scanLayers(graph).layers.map((l) => [l.name, l]));
+  for (const l of q.layers) Object.assign(l, fresh.get(l.name));
+  return { done, factors, passes };
 }
 
 /** Observer keys of output factors; NUL cannot start a layer name read from a config file's keys in practice. */
@@ -672,7 +738,16 @@ export class PreparedQuantization {
     let taken: BatchSource | undefined;
     const batches = async () => (taken ??= await toBatchSource(calibration, this.session.config.batch_num));
     this.source = batches;
+    let factors = new Map<string, number[]>();
+    let passes = 0;
+    if (!this.session.activationEqualized) {
+      const eq = await equalizeActivations(this.session, this.enabled, this.record, batches, options);
+      this.session.activationEqualized = eq.done;
+      ({ factors, passes } = eq);
+    }
     const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
+    if (stats) stats.passes += passes;
+    for (const [name, f] of factors) this.record.layers[name]!.equalize_d = f;
     if (this.session.config.bias_correction === true) {
       await correctBiases(this.session, this.enabled, this.record, batches, {
         executionProviders: options.executionProviders,
@@ -783,6 +858,7 @@ export async function quantizeModel(
     fusedAffines: q.affines,
     fusedHardSwish: q.hardSwish,
     equalized: q.equalized,
+    activationEqualized: q.activationEqualized ?? [],
     calibration: stats,
     gpuRewrites: fake.gpuRewrites,
   };

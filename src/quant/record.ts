@@ -32,6 +32,11 @@ export interface LayerRecord {
    * the calibration batches; the quantized layer's bias is the float bias minus this.
    */
   bias_shift?: number[];
+  /**
+   * Activation equalization: per input channel, the power of two the layer's input was multiplied
+   * by (and its filters divided by) before calibration; see activation-equalize.ts.
+   */
+  equalize_d?: number[];
 }
 
 export interface QuantRecord {
@@ -45,7 +50,7 @@ export function emptyRecord(): QuantRecord {
 
 const FIELDS = new Set([
   'scale_d', 'offset_d', 'num_bits_d', 'clip_min_d', 'clip_max_d', 'scale_w', 'offset_w',
-  'scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'bias_shift',
+  'scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'bias_shift', 'equalize_d',
 ]);
 
 /** Finite and, as a float32 (what the models store), still finite and nonzero where `positive`. */
@@ -95,13 +100,16 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
     if (l.bias_shift !== undefined && !numbers(l.bias_shift, (v) => isFloat32(v, false))) {
       problems.push(`${where}.bias_shift must be an array of finite numbers`);
     }
+    if (l.equalize_d !== undefined && !numbers(l.equalize_d, (v) => typeof v === 'number' && v > 0 && 2 ** Math.round(Math.log2(v)) === v && Math.abs(Math.log2(v)) <= 64)) {
+      problems.push(`${where}.equalize_d must be an array of powers of two`);
+    }
     if (l.scale_w !== undefined && !numbers(l.scale_w, (v) => isFloat32(v, true))) {
       problems.push(`${where}.scale_w must be an array of numbers > 0 that float32 can hold`);
     }
     if (l.offset_w !== undefined && !numbers(l.offset_w, (v) => Number.isInteger(v))) problems.push(`${where}.offset_w must be an array of integers`);
     const copy: LayerRecord = { scale_d: l.scale_d, offset_d: l.offset_d, num_bits_d: l.num_bits_d, clip_min_d: l.clip_min_d, clip_max_d: l.clip_max_d };
     for (const k of ['scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant'] as const) if (l[k] !== undefined) (copy as unknown as Record<string, unknown>)[k] = l[k];
-    for (const k of ['scale_w', 'offset_w', 'bias_shift'] as const) if (Array.isArray(l[k])) copy[k] = [...l[k]!];
+    for (const k of ['scale_w', 'offset_w', 'bias_shift', 'equalize_d'] as const) if (Array.isArray(l[k])) copy[k] = [...l[k]!];
     setLayer(out, name, copy);
   }
   if (problems.length) throw new QuantConfigError(problems, source);

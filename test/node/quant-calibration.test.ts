@@ -69,7 +69,7 @@ async function accuracy(bytes: Uint8Array): Promise<number> {
 }
 
 let floatAccuracy: number;
-/** The reference run: batch_num 2, a callback running exactly 2 batches, one pass. */
+/** The reference run: batch_num 2, a callback running exactly 2 batches, twice (activation equalization's pass, then calibration's). */
 let base: QuantizeResult;
 
 beforeAll(async () => {
@@ -80,7 +80,7 @@ beforeAll(async () => {
 
 describe('calibration sources', () => {
   it('batch_num 2 with a callback that runs exactly 2 batches', () => {
-    expect(base.calibration).toMatchObject({ batches: 2, passes: 1 });
+    expect(base.calibration).toMatchObject({ batches: 2, passes: 2 });
     expect(Object.keys(base.record.layers).sort()).toEqual(
       ['/conv1/Conv', '/dw/Conv', '/conv2/Conv', '/pool/AveragePool', '/fc1/Gemm', '/fc2/Gemm'].sort(),
     );
@@ -114,7 +114,7 @@ describe('calibration sources', () => {
     const result = await quantizeModel(model, config, source());
     expect(pulled).toBe(2);
     expect(finished).toBe(true); // the generator was closed, not left suspended
-    expect(result.calibration).toMatchObject({ batches: 2, passes: 1 });
+    expect(result.calibration).toMatchObject({ batches: 2, passes: 2 });
     expect(result.record).toEqual(base.record);
   });
 
@@ -125,7 +125,8 @@ describe('calibration sources', () => {
   });
 
   it("the calibration session exposes only the model's own outputs, and run returns only those", async () => {
-    const config = await createQuantConfig(model, { batchNum: 2, biasCorrection: false });
+    // Without activation equalization's pass over the batches, the callback runs once.
+    const config = await createQuantConfig(model, { batchNum: 2, biasCorrection: false, activationEqualization: false });
     const seen: { inputNames: string[]; outputNames: string[]; keys: string[][] } = { inputNames: [], outputNames: [], keys: [] };
     const logits: Float32Array[] = [];
     await quantizeModel(model, config, async (s) => {
@@ -154,7 +155,7 @@ describe('calibration sources', () => {
   });
 
   it('a callback running 5 batches when batch_num is 2: the extra batches are ignored', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2, biasCorrection: false });
+    const config = await createQuantConfig(model, { batchNum: 2, biasCorrection: false, activationEqualization: false });
     let ran = 0;
     const result = await quantizeModel(model, config, async (s) => {
       for (let i = 0; i < 5; i++) {
@@ -203,28 +204,33 @@ describe('calibration sources', () => {
 });
 
 describe('bounded calibration memory', () => {
-  it('one pass over the batches whatever batch_num is (two with bias correction), with observer memory that does not grow with it', async () => {
+  it('one pass over the batches whatever batch_num is (one more for activation equalization, one more for bias correction), with observer memory that does not grow with it', async () => {
     const peaks: number[] = [];
     for (const batchNum of [1, 4]) {
       for (const biasCorrection of [false, true]) {
-        const config = await createQuantConfig(model, { batchNum, biasCorrection });
-        let calls = 0;
-        await quantizeModel(model, config, async (s) => {
-          calls++;
-          await runBatches(batchNum)(s);
-        });
-        expect(calls).toBe(biasCorrection ? 2 : 1);
+        for (const activationEqualization of [false, true]) {
+          const config = await createQuantConfig(model, { batchNum, biasCorrection, activationEqualization });
+          let calls = 0;
+          await quantizeModel(model, config, async (s) => {
+            calls++;
+            await runBatches(batchNum)(s);
+          });
+          // The fixture's depthwise layer sits behind Conv → Relu, which can take its factors.
+          expect(calls).toBe(1 + (biasCorrection ? 1 : 0) + (activationEqualization ? 1 : 0));
+        }
       }
-      const config = await createQuantConfig(model, { batchNum });
+      const config = await createQuantConfig(model, { batchNum, activationEqualization: false });
       const result = await quantizeModel(model, config, runBatches(batchNum));
       expect(result.calibration).toMatchObject({ batches: batchNum, passes: 1 });
+      const equalized = await quantizeModel(model, await createQuantConfig(model, { batchNum }), runBatches(batchNum));
+      expect(equalized.calibration).toMatchObject({ batches: batchNum, passes: 2 });
       peaks.push(result.calibration!.peakObserverBytes);
     }
     console.log(`calibration observer memory: batch_num 1 → ${peaks[0]} B, batch_num 4 → ${peaks[1]} B`);
     expect(peaks[1]).toBe(peaks[0]);
   });
 
-  it('an async generator is pulled once (batch_num items)', async () => {
+  it('an async generator is pulled once (batch_num items), though the batches are replayed', async () => {
     let pulled = 0;
     async function* source() {
       for (const f of calib) {
@@ -234,7 +240,7 @@ describe('bounded calibration memory', () => {
     }
     const config = await createQuantConfig(model, { batchNum: 2 });
     const result = await quantizeModel(model, config, source());
-    expect(result.calibration!.passes).toBe(1);
+    expect(result.calibration!.passes).toBe(2);
     expect(pulled).toBe(2);
     expect(result.record).toEqual(base.record);
   });

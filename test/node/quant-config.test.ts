@@ -28,7 +28,7 @@ const CONVS = ['/conv1/Conv', '/dw/Conv', '/conv2/Conv'];
 const GEMMS = ['/fc1/Gemm', '/fc2/Gemm'];
 const POOL = '/pool/AveragePool';
 const LAYERS = ['/conv1/Conv', '/dw/Conv', '/conv2/Conv', POOL, '/fc1/Gemm', '/fc2/Gemm'];
-const GLOBALS = ['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction'];
+const GLOBALS = ['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization'];
 
 const IFMR_DEFAULT = {
   num_bits: 8,
