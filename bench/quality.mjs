@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Quality beyond AMCT, before and after (after `npm run build`), on held-out inputs, onnxruntime-node:
 //   1. PTQ fidelity of the fake-quant model to float, adding one technique at a time to AMCT's form:
-//      per-channel Gemm/MatMul weights, cross-layer equalization, bias correction, then the default
+//      per-channel Gemm/MatMul weights, cross-layer equalization, activation equalization, bias
+//      correction, then the default
 //      (which also quantizes layer outputs, for speed);
 //   2. automatic calibration with a label-free evaluator: layers left in float by AMCT's form and search,
-//      against autoquant's defaults (equalization and repairs before float).
+//      against autoquant's defaults (equalizations and repairs before float).
 // Run: node bench/quality.mjs [--only name]
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -69,9 +70,10 @@ const cases = [
 ];
 
 const forms = [
-  ['AMCT', { channelWise: false, crossLayerEqualization: false, quantizeOutputs: false }],
-  ['+ per-channel FC', { crossLayerEqualization: false, quantizeOutputs: false }],
-  ['+ equalization', { quantizeOutputs: false }],
+  ['AMCT', { channelWise: false, crossLayerEqualization: false, activationEqualization: false, quantizeOutputs: false }],
+  ['+ per-channel FC', { crossLayerEqualization: false, activationEqualization: false, quantizeOutputs: false }],
+  ['+ cross-layer eq.', { activationEqualization: false, quantizeOutputs: false }],
+  ['+ activation eq.', { quantizeOutputs: false }],
   ['+ bias correction', { quantizeOutputs: false, biasCorrection: true }],
   ['default', {}],
 ];

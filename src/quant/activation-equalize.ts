@@ -141,7 +141,7 @@ export function findEqualizationPaths(graph: GraphProto, layers: readonly LayerI
         absorber = { node: p, kind: 'mul', constant: constantAt };
       } else if (op === 'Div' && p.input?.length === 2 && constantAt === 1) {
         absorber = { node: p, kind: 'div', constant: 1 };
-      } else if (op === 'BatchNormalization' && [1, 2].every((i) => channelConstant(graph, p.input?.[i] ?? '', rank, channels)?.length === channels)) {
+      } else if (op === 'BatchNormalization' && [1, 2].every((i) => bnParameter(graph, p.input?.[i] ?? '', channels))) {
         absorber = { node: p, kind: 'batchnorm' };
       } else if (op === 'Conv' && absorbingConv(graph, p, channels, perChannel(nameOf.get(p)!))) {
         absorber = { node: p, kind: 'conv' };
@@ -153,6 +153,13 @@ export function findEqualizationPaths(graph: GraphProto, layers: readonly LayerI
     if (absorber) paths.push({ layer, node, channels, rank, steps, absorber });
   }
   return paths;
+}
+
+/** A BatchNormalization scale or bias: a float [C] constant. */
+function bnParameter(graph: GraphProto, name: string, channels: number): Float32Array | undefined {
+  const t = getConstant(graph, name);
+  const v = t && t.dataType === DataType.FLOAT && tensorDims(t).length === 1 ? readTensorAsFloat32(t) : undefined;
+  return v?.length === channels ? v : undefined;
 }
 
 /** A Conv whose output channels can take the factors: float constant weight and bias, per-channel quantized if at all. */
@@ -279,7 +286,19 @@ export function chooseFactors(stats: ChannelStats, weights: WeightProfile, optio
       bestNoise = e;
     }
   }
-  return best && best.some((x) => x !== 1) ? best : undefined;
+  if (!best) return undefined;
+  // The estimate ignores a common power of two; take the one that keeps the widest channel's range
+  // where it was, so values stay on the model's own scale.
+  let widestBefore = 0;
+  let widestAfter = 0;
+  for (let c = 0; c < n; c++) {
+    const a = Math.max(high[c]!, -low[c]!);
+    widestBefore = Math.max(widestBefore, a);
+    widestAfter = Math.max(widestAfter, a * best[c]!);
+  }
+  const common = 2 ** Math.round(Math.log2(widestBefore / widestAfter));
+  for (let c = 0; c < n; c++) best[c] = clamp(Math.log2(best[c]! * common));
+  return best.some((x) => x !== 1) ? best : undefined;
 }
 
 /**
@@ -364,8 +383,10 @@ export function applyFactors(graph: GraphProto, path: EqualizationPath, factors:
   if (a.kind === 'mul') perChannel(a.node, a.constant!, (v, ch) => v * factors[ch]!, `input${a.constant}`);
   else if (a.kind === 'div') perChannel(a.node, 1, (v, ch) => v / factors[ch]!, 'input1');
   else if (a.kind === 'batchnorm') {
-    perChannel(a.node, 1, (v, ch) => v * factors[ch]!, 'scale');
-    perChannel(a.node, 2, (v, ch) => v * factors[ch]!, 'bias');
+    for (const [input, suffix] of [[1, 'scale'], [2, 'bias']] as const) {
+      const v = bnParameter(graph, a.node.input![input]!, c)!;
+      a.node.input![input] = editor.addInitializer(makeTensor(`${nameOf.get(a.node)}.${suffix}_equalized`, DataType.FLOAT, [c], Float32Array.from(v, (x, ch) => x * factors[ch]!)));
+    }
   } else {
     rescaleWeight(a.node, (i, dims) => Math.floor(i / (dims.slice(1).reduce((x, y) => x * y, 1))), (v, ch) => v * factors[ch]!);
     if (a.node.input?.[2]) {

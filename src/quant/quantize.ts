@@ -41,7 +41,7 @@ import { outputTensor, placeOutputs, type OutputPlacement, type OutputQuantizati
 import type { ActivationResult } from './observers/index.js';
 import { requiredDeployOpset, writeDeploy, writeFakeQuant, type LayerQuantization } from './rewrite.js';
 import { scanLayers, type LayerInfo, type SkippedNode } from './registry.js';
-import { quantizeBias, quantizeWeight } from './weights.js';
+import { biasScaleFloor, quantizeBias, quantizeWeight } from './weights.js';
 
 export type ModelSource = ModelProto | Uint8Array | ArrayBuffer | string | URL;
 
@@ -462,19 +462,21 @@ function planLayers(q: QuantizationSession, layers: readonly LayerInfo[], record
     if (l.weight) {
       const w = readTensorAsFloat32(getConstant(q.work.graph!, l.weight.name)!);
       const axis = layerConfig(q.config, l.name)?.weight_quant_params?.channel_wise ? l.weight.channelAxis : -1;
-      lq.weight = quantizeWeight(q.kernels, w, l.weight.dims, axis);
-      rec.scale_w = Array.from(lq.weight.scale);
-      rec.offset_w = rec.scale_w.map(() => 0);
+      const channels = axis < 0 ? 1 : l.weight.dims[axis]!;
       const bias = l.bias ? getConstant(q.work.graph!, l.bias)! : undefined;
       const biasDims = bias ? tensorDims(bias) : [];
       // A per-channel bias scale needs the channels on the bias's last axis; otherwise the bias stays float.
-      if (bias && (lq.weight.scale.length === 1 || biasDims[biasDims.length - 1] === lq.weight.scale.length)) {
-        let values = readTensorAsFloat32(bias);
+      let values: Float32Array | undefined;
+      if (bias && (channels === 1 || biasDims[biasDims.length - 1] === channels)) {
+        values = readTensorAsFloat32(bias);
         const shift = rec.bias_shift;
         // The shift is per output channel, which a bias carries on its last axis.
         if (shift?.length) values = values.map((v, i) => v - shift[i % shift.length]!);
-        lq.bias = quantizeBias(values, biasDims, rec.scale_d, lq.weight.scale);
       }
+      lq.weight = quantizeWeight(q.kernels, w, l.weight.dims, axis, values && biasScaleFloor(values, channels, rec.scale_d));
+      rec.scale_w = Array.from(lq.weight.scale);
+      rec.offset_w = rec.scale_w.map(() => 0);
+      if (values) lq.bias = quantizeBias(values, biasDims, rec.scale_d, lq.weight.scale);
     }
     return lq;
   });

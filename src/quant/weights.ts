@@ -16,7 +16,11 @@ export interface QuantizedWeight {
   fq: Float32Array;
 }
 
-export function quantizeWeight(k: Kernels, w: Float32Array, dims: readonly number[], axis: number): QuantizedWeight {
+/**
+ * `minScale` (one value, or one per channel): a floor on the scale, so that a bias still fits int32
+ * (see biasScaleFloor).
+ */
+export function quantizeWeight(k: Kernels, w: Float32Array, dims: readonly number[], axis: number, minScale?: Float32Array): QuantizedWeight {
   let absmax: Float32Array;
   if (axis < 0) {
     const { min, max } = k.minMax(w);
@@ -24,7 +28,7 @@ export function quantizeWeight(k: Kernels, w: Float32Array, dims: readonly numbe
   } else {
     absmax = k.absMaxPerChannel(w, dims, axis);
   }
-  const scale = absmax.map((a) => guardScale(Math.fround(a / WEIGHT_RANGE.qmax)));
+  const scale = absmax.map((a, c) => guardScale(Math.max(Math.fround(a / WEIGHT_RANGE.qmax), minScale?.[minScale.length === 1 ? 0 : c] ?? 0)));
   const layout = axis < 0 ? {} : { axis, shape: dims };
   const q = k.quantize(w, axis < 0 ? scale[0]! : scale, 0, { type: 'int8', ...layout });
   const fq = k.dequantize(q, axis < 0 ? scale[0]! : scale, 0, layout);
@@ -40,6 +44,23 @@ export interface QuantizedBias {
 }
 
 const INT32_MAX = 2 ** 31 - 1;
+/** Bias values stay below this many steps, leaving int32 headroom for float32 rounding of the scale. */
+const BIAS_STEPS = 2 ** 30;
+
+/**
+ * Per channel (`channels` along the bias's last axis, or 1), the smallest weight scale with which
+ * |b| / (s_x · s_w) stays within int32. A channel whose weights are tiny beside its bias (a dead
+ * filter, or one that equalization divided) would otherwise have its bias clipped, the integer kernels
+ * then adding a wrong constant; ONNX Runtime's quantizer raises the weight scale the same way.
+ */
+export function biasScaleFloor(b: Float32Array, channels: number, activationScale: number): Float32Array {
+  const floor = new Float32Array(channels);
+  for (let i = 0; i < b.length; i++) {
+    const c = i % channels;
+    floor[c] = Math.max(floor[c]!, Math.abs(b[i]!) / (activationScale * BIAS_STEPS));
+  }
+  return floor;
+}
 
 /**
  * b_q = round(b / (s_x · s_w[c])) in int32, c being the index along the bias's last axis (Gemm's C
