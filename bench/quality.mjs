@@ -113,7 +113,7 @@ for (const c of cases) {
     const evaluator = new FidelityEvaluator(held, { calibrationInputs: calib, batchNum: 2, mode: 'cosine', maxDrop: c.maxDrop });
     const config = await createQuantConfig(model, { batchNum: 2, ...configOptions });
     const t0 = performance.now();
-    const r = await accuracyBasedAutoCalibration(model, evaluator, { config, repairs, engine: 'node' });
+    const r = await accuracyBasedAutoCalibration(model, evaluator, { config, repairs, engine: 'node', ...(label === 'AMCT' ? { ranking: 'layer-output' } : {}) });
     const seconds = (performance.now() - t0) / 1000;
     const kinds = {};
     for (const x of r.repairedLayers) kinds[x.repair] = (kinds[x.repair] ?? 0) + 1;

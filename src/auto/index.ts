@@ -6,7 +6,7 @@ export type { DataEvaluatorOptions, FidelityEvaluatorOptions, LabelledBatch } fr
 export { accuracyBasedAutoCalibration, autoCalibrationReport } from './auto-calibration.js';
 export type { AutoCalibrationOptions, AutoCalibrationReport, AutoCalibrationResult, AutoPhase, AutoProgressEvent, HistoryEntry } from './auto-calibration.js';
 export { sensitivityFunction } from './sensitivity.js';
-export type { LayerScore, SensitivityFunction, SensitivityName } from './sensitivity.js';
+export type { LayerScore, RankingName, SensitivityFunction, SensitivityName } from './sensitivity.js';
 export type { StrategyName } from './strategies.js';
 export { REPAIRS } from './repairs.js';
 export type { LayerRepair, RepairName } from './repairs.js';

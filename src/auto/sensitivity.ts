@@ -1,17 +1,24 @@
 /**
- * Layer sensitivity: each quantized layer runs alone, in float and fake-quantized, on the input
- * activations the calibration batches produce (see quant/layerwise.ts), and its two outputs are
- * compared. The lowest scores are the layers quantization hurts most.
+ * Layer sensitivity, two ways. AMCT's ('layer-output'): each quantized layer runs alone, in float and
+ * fake-quantized, on the input activations the calibration batches produce (see quant/layerwise.ts),
+ * and its two outputs are compared: one pass, whatever the number of layers. 'model-output': each
+ * layer is quantized alone in the calibrated model and the model's output on the first calibration
+ * batch is compared with float's, so a layer counts by what its error does to the output, downstream
+ * amplification included: one session per layer. The lowest scores are the layers quantization hurts most.
  */
 import type { Kernels } from '../kernels/types.js';
 import type { ModelProto } from '../onnx/types.js';
-import type { BatchSource } from '../quant/calibrate.js';
+import type { BatchSource, Sample } from '../quant/calibrate.js';
+import { checkSignal } from '../runtime/deadline.js';
+import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
 import { compareLayers, type LayerwiseOptions } from '../quant/layerwise.js';
 import type { LayerQuantization } from '../quant/rewrite.js';
 
 /** Similarity of a layer's fake-quant output to its float output; higher is more similar. */
 export type SensitivityFunction = (float: Float32Array, quantized: Float32Array) => number;
 export type SensitivityName = 'cosine' | 'mse' | 'sqnr';
+export const RANKINGS = Object.freeze(['layer-output', 'model-output'] as const);
+export type RankingName = (typeof RANKINGS)[number];
 
 export interface LayerScore {
   layer: string;
@@ -63,4 +70,34 @@ export async function rankLayers(
       return { layer: p.layer.name, score: t.sum / t.n };
     })
     .sort((a, b) => a.score - b.score);
+}
+
+/**
+ * Scores every layer of `plan` by the model's first output on `samples` with that layer alone
+ * quantized (`modelWith` builds that fake-quant model), mean over the samples, sorted ascending.
+ */
+export async function rankByModelOutput(
+  plan: readonly LayerQuantization[],
+  modelWith: (only: LayerQuantization) => Uint8Array,
+  samples: readonly Required<Sample>[],
+  similarity: SensitivityFunction,
+  options: CreateSessionOptions & { signal?: AbortSignal; onLayer?: (done: number, total: number) => void },
+): Promise<LayerScore[]> {
+  const scores: LayerScore[] = [];
+  for (const [i, p] of plan.entries()) {
+    checkSignal(options.signal, `ranking layer ${i + 1}`);
+    const session = await createSession(modelWith(p), options);
+    try {
+      let sum = 0;
+      for (const sample of samples) {
+        const out = await session.run(sample.feeds);
+        sum += similarity(sample.output, out[session.outputNames[0]!]!.data as Float32Array);
+      }
+      scores.push({ layer: p.layer.name, score: sum / samples.length });
+    } finally {
+      await session.release();
+    }
+    options.onLayer?.(i + 1, plan.length);
+  }
+  return scores.sort((a, b) => a.score - b.score);
 }

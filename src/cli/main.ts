@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { accuracyBasedAutoCalibration, autoCalibrationReport, type AutoCalibrationResult, type AutoProgressEvent } from '../auto/auto-calibration.js';
 import { AutoCalibrationEvaluator } from '../auto/evaluator.js';
 import { ClassificationEvaluator, FidelityEvaluator } from '../auto/evaluators.js';
-import type { SensitivityName } from '../auto/sensitivity.js';
+import type { RankingName, SensitivityName } from '../auto/sensitivity.js';
 import type { StrategyName } from '../auto/strategies.js';
 import { REPAIRS, type RepairName } from '../auto/repairs.js';
 import { Options, parseArgs, UsageError } from './args.js';
@@ -41,7 +41,7 @@ Usage:
 
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
-                 [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
+                 [--ranking model-output|layer-output] [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
                  [--fidelity auto|top1|cosine] [--fallback float|int16] [--repairs weights,observer,int16|none]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
       --repairs (default all three) are tried on those layers first, keeping them quantized where they suffice.
@@ -76,7 +76,7 @@ const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-
 /** Options that take a value, over all commands; each command rejects the ones it does not use. */
 const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
-  'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity',
+  'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity', 'ranking',
   'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs', 'log-level', 'log-file',
 ]);
 
@@ -247,6 +247,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const strategy = o.choice<StrategyName>('strategy', ['binary', 'sequential']);
   const fallback = o.choice('fallback', ['float', 'int16'] as const);
   const sensitivity = o.choice<SensitivityName>('sensitivity', ['cosine', 'mse', 'sqnr']);
+  const ranking = o.choice<RankingName>('ranking', ['model-output', 'layer-output']);
   const repairs = repairList(o.string('repairs'));
   const maxEvaluations = o.number('max-evaluations', (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2');
   const maxSeconds = o.number('max-seconds', (n) => n > 0, 'a number of seconds > 0');
@@ -278,6 +279,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     strategy,
     fallback,
     sensitivity,
+    ranking,
     repairs,
     maxEvaluations,
     maxSeconds,

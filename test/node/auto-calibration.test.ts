@@ -86,7 +86,7 @@ describe('accuracy-based automatic calibration on a model with one planted outli
     await s.release();
   });
 
-  it('ranks the same when a tiny memory budget makes ranking run one layer group at a time', async () => {
+  it("ranks the same when a tiny memory budget makes AMCT's layer-output ranking run one layer group at a time", async () => {
     const { bytes } = outlierModel();
     const make = () => new FidelityEvaluator(feedsOf(outlierInputs(2, ROWS, 11)), {
       calibrationInputs: feedsOf(outlierInputs(2, ROWS, 3)),
@@ -96,13 +96,14 @@ describe('accuracy-based automatic calibration on a model with one planted outli
     });
     const groups: number[] = [];
     const small = await accuracyBasedAutoCalibration(bytes, make(), {
+      ranking: 'layer-output',
       memoryBudgetBytes: 1,
       onProgress: (e) => {
         const m = /ranking group \d+\/(\d+)/.exec(e.message);
         if (m) groups.push(Number(m[1]));
       },
     });
-    const large = await accuracyBasedAutoCalibration(bytes, make());
+    const large = await accuracyBasedAutoCalibration(bytes, make(), { ranking: 'layer-output' });
     expect(Math.max(...groups)).toBe(8); // one activation per group
     expect(small.ranking).toEqual(large.ranking);
     expect(small.fallbackLayers).toEqual(large.fallbackLayers);
