@@ -3,9 +3,10 @@
  * is free): one int8 scale serves every channel of a layer's input, so a channel whose values span
  * 0.1 beside one spanning 12 gets a handful of levels, and a depthwise filter amplifies that noise
  * on its own output channels. Multiplying input channel c by a power of two f_c and dividing the
- * filters reading it by f_c changes nothing in float, and nothing in the int8 weights either:
- * depthwise filters read one input channel each and are quantized per output channel, so their
- * integer values are the same. Only the activation gains resolution. Measured on PP-OCRv4 (PTQ,
+ * filters reading it by f_c changes nothing in float, and with per-channel weights (the default)
+ * nothing in the int8 weights either: depthwise filters read one input channel each and are
+ * quantized per output channel, so their integer values are the same. Only the activation gains
+ * resolution. (With per-tensor weights the estimate below counts what the weights lose.) Measured on PP-OCRv4 (PTQ,
  * bench/quality.mjs inputs): one depthwise layer's int8 input alone cost the recognizer 6% per-step
  * top-1 agreement with float.
  *

@@ -4,7 +4,7 @@
  * by a Mul that is not quantized). A single int8 scale for that activation wipes out the small
  * channels, which carry the signal (int16 keeps them); every other layer quantizes harmlessly.
  */
-import { encodeModel } from '../../src/index.js';
+import { encodeModel, FidelityEvaluator, Tensor } from '../../src/index.js';
 import { buildModel, GraphBuilder } from './graph-builder.js';
 import { Random } from './random.js';
 
@@ -43,3 +43,10 @@ export function outlierInputs(batches: number, rows: number, seed = 7): Float32A
   const rng = new Random(seed);
   return Array.from({ length: batches }, () => Float32Array.from({ length: rows * WIDTH }, () => rng.uniform(-1, 1)));
 }
+
+/** `xs` as feeds of the model's input `x`. */
+export const outlierFeeds = (xs: Float32Array[]) => xs.map((x) => ({ x: new Tensor('float32', x, [x.length / WIDTH, WIDTH]) }));
+
+/** The label-free evaluator the tests judge this model with: cosine to float within 0.002, 2 calibration batches. */
+export const outlierEvaluator = (rows = 64) =>
+  new FidelityEvaluator(outlierFeeds(outlierInputs(2, rows, 11)), { calibrationInputs: outlierFeeds(outlierInputs(2, rows, 3)), batchNum: 2, mode: 'cosine', maxDrop: 0.002 });

@@ -7,12 +7,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { accuracyBasedAutoCalibration, AutoquantError, createQuantConfig, FidelityEvaluator, Tensor } from '../../src/index.js';
 import { textLine } from '../helpers/mnist.js';
-import { outlierInputs, outlierModel, WIDTH } from '../helpers/outlier-model.js';
+import { outlierEvaluator, outlierModel } from '../helpers/outlier-model.js';
 
-const ROWS = 64;
-const feedsOf = (xs: Float32Array[]) => xs.map((x) => ({ x: new Tensor('float32', x, [x.length / WIDTH, WIDTH]) }));
-const outlierEvaluator = () =>
-  new FidelityEvaluator(feedsOf(outlierInputs(2, ROWS, 11)), { calibrationInputs: feedsOf(outlierInputs(2, ROWS, 3)), batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
 
 describe("ranking 'model-output' (the default)", () => {
   it('puts the planted fragile layer first and scores by the model output on the first calibration batch', async () => {
