@@ -5,7 +5,8 @@
 //      correction, then the default
 //      (which also quantizes layer outputs, for speed);
 //   2. automatic calibration with a label-free evaluator: layers left in float by AMCT's form and search,
-//      against autoquant's defaults (equalizations and repairs before float).
+//      by autoquant's config with AMCT's search, by the model-output ranking without repairs, and by
+//      autoquant's defaults (equalizations, model-output ranking and repairs before float).
 // Run: node bench/quality.mjs [--only name]
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -109,11 +110,18 @@ for (const c of cases) {
   ptqRows.push(row);
   console.error(`${c.name}: ${row.cells.map((x) => `${x.form} ${x.cos.toFixed(5)}`).join(', ')}`);
 
-  for (const [label, configOptions, repairs] of [['AMCT', forms[0][1], []], ['autoquant', {}, undefined]]) {
+  // AMCT's form and search; autoquant's config with AMCT's search (layer-output ranking, no repairs); the
+  // default ranking without repairs; the defaults.
+  for (const [label, configOptions, repairs, ranking] of [
+    ['AMCT', forms[0][1], [], 'layer-output'],
+    ['autoquant config, AMCT search', {}, [], 'layer-output'],
+    ['autoquant, no repairs', {}, [], undefined],
+    ['autoquant', {}, undefined, undefined],
+  ]) {
     const evaluator = new FidelityEvaluator(held, { calibrationInputs: calib, batchNum: 2, mode: 'cosine', maxDrop: c.maxDrop });
     const config = await createQuantConfig(model, { batchNum: 2, ...configOptions });
     const t0 = performance.now();
-    const r = await accuracyBasedAutoCalibration(model, evaluator, { config, repairs, engine: 'node', ...(label === 'AMCT' ? { ranking: 'layer-output' } : {}) });
+    const r = await accuracyBasedAutoCalibration(model, evaluator, { config, repairs, ranking, engine: 'node' });
     const seconds = (performance.now() - t0) / 1000;
     const kinds = {};
     for (const x of r.repairedLayers) kinds[x.repair] = (kinds[x.repair] ?? 0) + 1;
