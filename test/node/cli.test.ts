@@ -356,6 +356,17 @@ describe('autoquant auto --data (label-free fidelity)', () => {
     expect(bad.stderr).toMatch(/--repairs must be 'none' or a comma-separated list of weights, observer, int16, got 'int8'/);
   });
 
+  it("--ranking layer-output with --repairs none is AMCT's search (the fragile layer in float); a bad --ranking lists the choices", async () => {
+    const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(2, 64, 11) });
+    const r = await runCli([...autoArgs, '--repairs', 'none', '--ranking', 'layer-output', '--json'], dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).fallback_layers).toEqual([fragile]);
+    expect(r.stderr).toMatch(/^ranking: ranking group /m);
+    const bad = await runCli([...autoArgs, '--ranking', 'model'], dir);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--ranking.*model-output.*layer-output/);
+  });
+
   it('--fallback int16 keeps the fragile layer quantized with 16-bit activations', async () => {
     const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(2, 64, 11) });
     const r = await runCli([...autoArgs, '--fallback', 'int16', '--save', 'out/m', '--json'], dir);
