@@ -359,7 +359,12 @@ async function equalizeActivations(
   };
   const paths = findEqualizationPaths(graph, layers, perChannel);
   const byLayer = new Map(paths.map((p) => [p.layer.name, p]));
-  const misfits = recorded.filter((l) => !byLayer.has(l.name)).map((l) => `layer ${quoteName(l.name)} has equalize_d, but its input cannot be equalized exactly here (not a depthwise Conv with per-channel weights behind a constant Mul, Div, BatchNormalization or Conv)`);
+  const misfits = recorded.flatMap((l) => {
+    const path = byLayer.get(l.name);
+    if (!path) return [`layer ${quoteName(l.name)} has equalize_d, but its input cannot be equalized exactly here (not a depthwise Conv behind a constant Mul, Div, BatchNormalization or a Conv with per-channel weights)`];
+    const n = record.layers[l.name]!.equalize_d!.length;
+    return n === path.channels ? [] : [`layer ${quoteName(l.name)}.equalize_d has ${n} factors; its input has ${path.channels} channels`];
+  });
   if (misfits.length) throw new QuantConfigError(misfits, 'record');
   const factors = new Map<string, number[]>();
   for (const l of recorded) factors.set(l.name, record.layers[l.name]!.equalize_d!);

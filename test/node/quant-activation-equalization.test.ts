@@ -168,6 +168,7 @@ describe('on a depthwise layer with a shrunk input channel', () => {
     const config = await createQuantConfig(model, { batchNum: 2 });
     const record = structuredClone((await quantizeModel(model, config, data)).record);
     expect(() => validateRecord({ version: 1, layers: { dw: { ...record.layers.dw, equalize_d: [1, 3, 1, 1] } } })).toThrow(/equalize_d must be an array of powers of two/);
+    await expect(quantizeModel(model, config, [], { record: { version: 1, layers: { dw: { ...record.layers.dw!, equalize_d: [1, 2] } } } })).rejects.toThrow(/'dw'.equalize_d has 2 factors; its input has 4 channels/);
     const mnist = new Uint8Array(readFileSync('test/fixtures/mnist_cnn.onnx'));
     const mnistConfig = await createQuantConfig(mnist);
     const entry = { ...record.layers.dw!, equalize_d: [1, 2] };
