@@ -95,10 +95,10 @@ function channelConstant(graph: GraphProto, name: string, rank: number, channels
 }
 
 /**
- * The layers of `layers` whose input `equalizable` paths reach: depthwise Convs (one input channel
- * per group) with per-channel weights (`perChannel`), in graph order. `perChannel(name)` also tells
- * whether a Conv that would absorb the factors quantizes its weights per channel (else its int8
- * weights would change, and the path is not taken).
+ * The depthwise Convs (one input channel per group) of `layers` whose input can be equalized
+ * exactly, with the path that pays for it, in graph order. `perChannel(name)` tells whether a Conv
+ * that would absorb the factors quantizes its weights per channel (else its int8 weights would
+ * change, and the path is not taken).
  */
 export function findEqualizationPaths(graph: GraphProto, layers: readonly LayerInfo[], perChannel: (layer: string) => boolean): EqualizationPath[] {
   const names = nodeNames(graph);
