@@ -381,7 +381,7 @@ async function equalizeActivations(
     for (const p of todo) {
       const r = ranges.get(p)!;
       const c = layerConfig(q.config, p.layer.name)!;
-      const profile = weightProfile(graph, p, c.weight_quant_params?.channel_wise === true);
+      const profile = weightProfile(graph, p, perChannel(p.layer.name));
       const a = c.activation_quant_params;
       const f = chooseFactors(r, profile, { symmetric: !(a.asymmetric ?? q.config.activation_offset), levels: 2 ** a.num_bits - 1 });
       if (f) factors.set(p.layer.name, Array.from(f));
