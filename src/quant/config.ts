@@ -72,7 +72,17 @@ export interface QuantConfigGlobals {
    * unchanged. Default (absent) true; false gives AMCT's form.
    */
   activation_equalization?: boolean;
+  /**
+   * How weights are rounded to int8 (see rounding.ts): 'nearest' (default, AMCT's), or 'adaptive':
+   * each weight rounded down or up so that each layer's output on the input the quantized model
+   * feeds it comes closest to float's, kept per layer only where the model's output on the first
+   * calibration batches gets closer to float (one more pass, plus one forward pass per layer).
+   */
+  weight_rounding?: WeightRounding;
 }
+
+export const WEIGHT_ROUNDINGS = Object.freeze(['nearest', 'adaptive'] as const);
+export type WeightRounding = (typeof WEIGHT_ROUNDINGS)[number];
 
 /** Globals plus one `LayerQuantConfig` per layer name. */
 export type QuantConfig = QuantConfigGlobals & { [layer: string]: LayerQuantConfig | QuantConfigGlobals[keyof QuantConfigGlobals] };
@@ -97,6 +107,8 @@ export interface CreateQuantConfigOptions {
   activationEqualization?: boolean;
   /** See `bias_correction` (default false). */
   biasCorrection?: boolean;
+  /** See `weight_rounding` (default 'nearest'). */
+  weightRounding?: WeightRounding;
   activationAlgo?: ActivationAlgo;
   /** Activation bits: 8, or 16 for sensitive layers. */
   activationBits?: 8 | 16;
@@ -115,7 +127,7 @@ export interface CreateQuantConfigOptions {
   configFile?: string;
 }
 
-export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization']);
+export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization', 'weight_rounding']);
 
 export const IFMR_DEFAULTS = Object.freeze({
   max_percentile: 0.999999,
@@ -161,7 +173,7 @@ function applyOverride(layer: LayerQuantConfig, o: LayerOverride | undefined): L
 
 /** Builds the config for the given layers; unknown names in options are reported as errors. */
 const OPTION_KEYS = new Set([
-  'skipLayers', 'batchNum', 'activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'biasCorrection',
+  'skipLayers', 'batchNum', 'activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'biasCorrection', 'weightRounding',
   'activationAlgo', 'activationBits', 'weightBits', 'channelWise', 'common', 'byType', 'byName', 'configFile',
 ]);
 
@@ -170,6 +182,9 @@ function checkOptions(options: CreateQuantConfigOptions, problems: string[]): vo
   for (const k of Object.keys(options)) if (!OPTION_KEYS.has(k)) problems.push(`unknown option ${describeValue(k)} (options: ${[...OPTION_KEYS].join(', ')})`);
   if (options.activationAlgo !== undefined && !(ACTIVATION_ALGOS as readonly unknown[]).includes(options.activationAlgo)) {
     problems.push(`activationAlgo must be one of ${ACTIVATION_ALGOS.join(', ')}, got ${describeValue(options.activationAlgo)}`);
+  }
+  if (options.weightRounding !== undefined && !(WEIGHT_ROUNDINGS as readonly unknown[]).includes(options.weightRounding)) {
+    problems.push(`weightRounding must be one of ${WEIGHT_ROUNDINGS.join(', ')}, got ${describeValue(options.weightRounding)}`);
   }
   if (options.activationBits !== undefined && options.activationBits !== 8 && options.activationBits !== 16) problems.push(`activationBits must be 8 or 16, got ${describeValue(options.activationBits)}`);
   if (options.weightBits !== undefined && options.weightBits !== 8) problems.push(`weightBits must be 8, got ${describeValue(options.weightBits)}`);
@@ -203,6 +218,7 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
     cross_layer_equalization: options.crossLayerEqualization ?? true,
     activation_equalization: options.activationEqualization ?? true,
     bias_correction: options.biasCorrection ?? false,
+    weight_rounding: options.weightRounding ?? 'nearest',
   };
   const skip = new Set(options.skipLayers ?? []);
   for (const layer of layers) {
@@ -296,6 +312,9 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
   if (config.do_fusion !== undefined && typeof config.do_fusion !== 'boolean') problems.push(`do_fusion must be a boolean, got ${describeValue(config.do_fusion)}`);
   for (const k of ['quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization'] as const) {
     if (config[k] !== undefined && typeof config[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(config[k])}`);
+  }
+  if (config.weight_rounding !== undefined && !(WEIGHT_ROUNDINGS as readonly unknown[]).includes(config.weight_rounding)) {
+    problems.push(`weight_rounding must be one of ${WEIGHT_ROUNDINGS.map((r) => `'${r}'`).join(', ')}, got ${describeValue(config.weight_rounding)}`);
   }
   if (config.skip_fusion_layers !== undefined && !(Array.isArray(config.skip_fusion_layers) && config.skip_fusion_layers.every((s) => typeof s === 'string'))) {
     problems.push('skip_fusion_layers must be an array of layer names');

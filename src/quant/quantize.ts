@@ -42,6 +42,8 @@ import type { ActivationResult } from './observers/index.js';
 import { requiredDeployOpset, writeDeploy, writeFakeQuant, type LayerQuantization } from './rewrite.js';
 import { scanLayers, type LayerInfo, type SkippedNode } from './registry.js';
 import { biasScaleFloor, quantizeBias, quantizeWeight } from './weights.js';
+import { applyRounding, decodeRounding, encodeRounding } from './rounding.js';
+import { chooseRoundings } from './rounding-search.js';
 
 export type ModelSource = ModelProto | Uint8Array | ArrayBuffer | string | URL;
 
@@ -190,6 +192,8 @@ export interface QuantizeResult {
   equalized: EqualizedPair[];
   /** Depthwise layers whose input channels activation equalization rescaled (`activation_equalization`). */
   activationEqualized: ActivationEqualized[];
+  /** What adaptive rounding did (`weight_rounding: 'adaptive'`), when it ran. */
+  adaptiveRounding?: RoundingSummary;
   calibration: CalibrationStats | undefined;
   /**
    * The model's own nodes written differently in the fake-quant model so that onnxruntime-web's
@@ -199,6 +203,16 @@ export interface QuantizeResult {
 }
 
 /** A model ready to be quantized: private copy, stable names, BN folded per the config. */
+export interface RoundingSummary {
+  /** Layers whose adaptive rounding was kept, in graph order. */
+  layers: string[];
+  /** Layers it was tried on (2-D Conv, Gemm and MatMul with at most 1024 inputs per output). */
+  considered: number;
+  /** 1 − cosine of the model's first output to float on the first calibration batches, with nearest rounding and after. */
+  errorBefore: number;
+  errorAfter: number;
+}
+
 export interface QuantizationSession {
   /** The working model (fused); never the caller's. */
   work: ModelProto;
@@ -448,6 +462,34 @@ async function correctBiases(
   return sums.size;
 }
 
+/**
+ * Adaptive rounding (rounding.ts, rounding-search.ts) of the enabled layers whose record has no
+ * `round_w` yet; records the choice (a layer that keeps nearest rounding gets ""). Returns the
+ * layers kept and the model-output error before and after, on the first calibration batches.
+ */
+async function roundWeights(
+  q: QuantizationSession,
+  layers: readonly LayerInfo[],
+  record: QuantRecord,
+  batches: () => Promise<BatchSource>,
+  options: CreateSessionOptions & { activationBytes?: ReadonlyMap<string, number>; signal?: AbortSignal },
+): Promise<RoundingSummary | undefined> {
+  const todo = new Set(layers.filter((l) => l.weight && record.layers[l.name] && record.layers[l.name]!.round_w === undefined).map((l) => l.name));
+  if (todo.size === 0) return undefined;
+  const plan = planLayers(q, layers, record);
+  const choice = await chooseRoundings(q.work, plan, todo, await batches(), q.kernels, {
+    ...options,
+    batchNum: q.config.batch_num,
+    memoryBudgetBytes: DEFAULT_CALIBRATION_MEMORY,
+  });
+  for (const p of plan) {
+    if (!choice.considered.includes(p.layer.name)) continue;
+    const chosen = choice.kept.get(p.layer.name);
+    record.layers[p.layer.name]!.round_w = chosen ? encodeRounding(chosen, p.weight!.q) : '';
+  }
+  return { layers: [...choice.kept.keys()], considered: choice.considered.length, errorBefore: choice.errorBefore, errorAfter: choice.errorAfter };
+}
+
 /** The quantization of each layer from the record's activation factors and the layer's weights. */
 function planLayers(q: QuantizationSession, layers: readonly LayerInfo[], record: QuantRecord): LayerQuantization[] {
   const graph = q.work.graph!;
@@ -479,6 +521,12 @@ function planLayers(q: QuantizationSession, layers: readonly LayerInfo[], record
         if (shift?.length) values = values.map((v, i) => v - shift[i % shift.length]!);
       }
       lq.weight = quantizeWeight(q.kernels, w, l.weight.dims, axis, values && biasScaleFloor(values, channels, rec.scale_d));
+      if (rec.round_w) {
+        const bits = decodeRounding(rec.round_w);
+        const chosen = bits ? applyRounding(w, lq.weight.q, l.weight.dims, axis, lq.weight.scale, bits) : 'is not base64';
+        if (typeof chosen === 'string') throw new QuantConfigError([`layer ${quoteName(l.name)}: round_w ${chosen}`], 'the record');
+        lq.weight = { ...lq.weight, q: chosen, fq: q.kernels.dequantize(chosen, axis < 0 ? lq.weight.scale[0]! : lq.weight.scale, 0, axis < 0 ? {} : { axis, shape: l.weight.dims }) };
+      }
       rec.scale_w = Array.from(lq.weight.scale);
       rec.offset_w = rec.scale_w.map(() => 0);
       if (values) lq.bias = quantizeBias(values, biasDims, rec.scale_d, lq.weight.scale);
@@ -755,6 +803,16 @@ export class PreparedQuantization {
     const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
     if (stats) stats.passes += passes;
     for (const [name, f] of factors) this.record.layers[name]!.equalize_d = f;
+    if (this.session.config.weight_rounding === 'adaptive') {
+      const rounding = await roundWeights(this.session, this.enabled, this.record, batches, {
+        executionProviders: options.executionProviders,
+        graphOptimizationLevel: options.graphOptimizationLevel,
+        engine: options.engine,
+        signal: options.signal,
+        activationBytes: stats?.activationBytes,
+      });
+      if (rounding) this.rounding = rounding;
+    }
     if (this.session.config.bias_correction === true) {
       await correctBiases(this.session, this.enabled, this.record, batches, {
         executionProviders: options.executionProviders,
@@ -769,6 +827,9 @@ export class PreparedQuantization {
 
   /** The calibration batches, once calibrate() has taken them (replayable). */
   private source?: () => Promise<BatchSource>;
+
+  /** What adaptive rounding did in calibrate(), when it ran. */
+  rounding?: RoundingSummary;
 
   /**
    * Per layer of `plan`: the cosine and SQNR (dB) of its fake-quant output against its float output,
@@ -866,6 +927,7 @@ export async function quantizeModel(
     fusedHardSwish: q.hardSwish,
     equalized: q.equalized,
     activationEqualized: q.activationEqualized ?? [],
+    ...(p.rounding ? { adaptiveRounding: p.rounding } : {}),
     calibration: stats,
     gpuRewrites: fake.gpuRewrites,
   };

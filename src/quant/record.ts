@@ -37,6 +37,11 @@ export interface LayerRecord {
    * by (and its filters divided by) before calibration; see activation-equalize.ts.
    */
   equalize_d?: number[];
+  /**
+   * Adaptive rounding (see rounding.ts): a bitset, base64, of the weights rounded to their other
+   * grid neighbour than nearest, in the weight's element order; "" for nearest rounding everywhere.
+   */
+  round_w?: string;
 }
 
 export interface QuantRecord {
@@ -50,7 +55,7 @@ export function emptyRecord(): QuantRecord {
 
 const FIELDS = new Set([
   'scale_d', 'offset_d', 'num_bits_d', 'clip_min_d', 'clip_max_d', 'scale_w', 'offset_w',
-  'scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'bias_shift', 'equalize_d',
+  'scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'bias_shift', 'equalize_d', 'round_w',
 ]);
 
 /** Finite and, as a float32 (what the models store), still finite and nonzero where `positive`. */
@@ -100,6 +105,9 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
     if (l.bias_shift !== undefined && !numbers(l.bias_shift, (v) => isFloat32(v, false))) {
       problems.push(`${where}.bias_shift must be an array of finite numbers`);
     }
+    if (l.round_w !== undefined && (typeof l.round_w !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(l.round_w))) {
+      problems.push(`${where}.round_w must be a base64 string`);
+    }
     if (l.equalize_d !== undefined && !numbers(l.equalize_d, (v) => typeof v === 'number' && v > 0 && 2 ** Math.round(Math.log2(v)) === v && Math.abs(Math.log2(v)) <= 64)) {
       problems.push(`${where}.equalize_d must be an array of powers of two`);
     }
@@ -108,7 +116,7 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
     }
     if (l.offset_w !== undefined && !numbers(l.offset_w, (v) => Number.isInteger(v))) problems.push(`${where}.offset_w must be an array of integers`);
     const copy: LayerRecord = { scale_d: l.scale_d, offset_d: l.offset_d, num_bits_d: l.num_bits_d, clip_min_d: l.clip_min_d, clip_max_d: l.clip_max_d };
-    for (const k of ['scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant'] as const) if (l[k] !== undefined) (copy as unknown as Record<string, unknown>)[k] = l[k];
+    for (const k of ['scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'round_w'] as const) if (l[k] !== undefined) (copy as unknown as Record<string, unknown>)[k] = l[k];
     for (const k of ['scale_w', 'offset_w', 'bias_shift', 'equalize_d'] as const) if (Array.isArray(l[k])) copy[k] = [...l[k]!];
     setLayer(out, name, copy);
   }
