@@ -76,6 +76,7 @@ const forms = [
   ['+ cross-layer eq.', { activationEqualization: false, quantizeOutputs: false }],
   ['+ activation eq.', { quantizeOutputs: false }],
   ['+ bias correction', { quantizeOutputs: false, biasCorrection: true }],
+  ['+ adaptive rounding', { quantizeOutputs: false, weightRounding: 'adaptive' }],
   ['default', {}],
 ];
 

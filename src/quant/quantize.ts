@@ -482,8 +482,9 @@ async function roundWeights(
     batchNum: q.config.batch_num,
     memoryBudgetBytes: DEFAULT_CALIBRATION_MEMORY,
   });
+  // Layers it could not try (see chooseRoundings) are decided too: nearest, so a reused record needs no data.
   for (const p of plan) {
-    if (!choice.considered.includes(p.layer.name)) continue;
+    if (!todo.has(p.layer.name)) continue;
     const chosen = choice.kept.get(p.layer.name);
     record.layers[p.layer.name]!.round_w = chosen ? encodeRounding(chosen, p.weight!.q) : '';
   }
@@ -767,6 +768,8 @@ export class PreparedQuantization {
   variant(layers: readonly string[], edit: (entry: LayerQuantConfig) => void, keepFactors = false): PreparedQuantization {
     const config = structuredClone(this.session.config);
     config.quantize_outputs = false;
+    // A repair is judged by the user's evaluator on its own; adaptive rounding's pass per candidate would cost more than the repair.
+    if (config.weight_rounding !== undefined) config.weight_rounding = 'nearest';
     for (const name of layers) edit(config[name] as LayerQuantConfig);
     const only = new Set(layers);
     const enabled = this.enabled.filter((l) => only.has(l.name));

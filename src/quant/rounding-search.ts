@@ -24,6 +24,12 @@ import { activationData, admitWithinBudget, replayBatches, type BatchSource, typ
 import { writeFakeQuant, type LayerQuantization } from './rewrite.js';
 import { accumulate, inputsPerOutput, MAX_INPUTS, newStats, patchGeometry, roundAdaptively, statsBytes, type PatchGeometry, type RoundingStats } from './rounding.js';
 
+/**
+ * The relative drop in the model-output error a layer's adaptive rounding must bring to be kept;
+ * smaller gains on the calibration batches did not carry over to other data.
+ */
+const MIN_GAIN = 0.02;
+
 /** Calibration batches the model-output check runs on (the first ones). */
 export const ROUNDING_BATCHES = 4;
 
@@ -191,7 +197,7 @@ async function keepHelpful(
       checkSignal(options.signal, `adaptive rounding of '${layer}'`);
       on.add(layer);
       const e = await error();
-      if (e < best) best = e;
+      if (e < best * (1 - MIN_GAIN)) best = e;
       else on.delete(layer);
     }
     return { kept: new Map([...on].map((l) => [l, candidates.get(l)!])), errorBefore, errorAfter: best };
