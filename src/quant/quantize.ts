@@ -806,24 +806,20 @@ export class PreparedQuantization {
     const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
     if (stats) stats.passes += passes;
     for (const [name, f] of factors) this.record.layers[name]!.equalize_d = f;
+    // The passes after calibration: the same runtime, and the activation sizes calibration measured.
+    const passOptions = {
+      executionProviders: options.executionProviders,
+      graphOptimizationLevel: options.graphOptimizationLevel,
+      engine: options.engine,
+      signal: options.signal,
+      activationBytes: stats?.activationBytes,
+    };
     if (this.session.config.weight_rounding === 'adaptive') {
-      const rounding = await roundWeights(this.session, this.enabled, this.record, batches, {
-        executionProviders: options.executionProviders,
-        graphOptimizationLevel: options.graphOptimizationLevel,
-        engine: options.engine,
-        signal: options.signal,
-        activationBytes: stats?.activationBytes,
-      });
+      const rounding = await roundWeights(this.session, this.enabled, this.record, batches, passOptions);
       if (rounding) this.rounding = rounding;
     }
     if (this.session.config.bias_correction === true) {
-      await correctBiases(this.session, this.enabled, this.record, batches, {
-        executionProviders: options.executionProviders,
-        graphOptimizationLevel: options.graphOptimizationLevel,
-        engine: options.engine,
-        signal: options.signal,
-        activationBytes: stats?.activationBytes,
-      });
+      await correctBiases(this.session, this.enabled, this.record, batches, passOptions);
     }
     return stats;
   }

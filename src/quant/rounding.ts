@@ -70,34 +70,28 @@ export function patchGeometry(node: NodeProto, layer: LayerInfo): PatchGeometry 
 export interface RoundingStats {
   /** Inputs per output channel. */
   d: number;
-  /** Per group: Σ x̃ x̃ᵀ (upper triangle, row-major d×d), Σ x̃ xᵀ (G[j·d + i] = Σ x̃_j x_i), Σ x̃, Σ x. */
+  /** Per group: Σ x̃ x̃ᵀ (upper triangle, row-major d×d) and Σ x̃ xᵀ (G[j·d + i] = Σ x̃_j x_i). */
   hh: Float64Array[];
   gg: Float64Array[];
-  sq: Float64Array[];
-  sf: Float64Array[];
   count: number;
 }
 
 export function newStats(d: number, groups: number): RoundingStats {
   const make = (n: number) => Array.from({ length: groups }, () => new Float64Array(n));
-  return { d, hh: make(d * d), gg: make(d * d), sq: make(d), sf: make(d), count: 0 };
+  return { d, hh: make(d * d), gg: make(d * d), count: 0 };
 }
 
 /** Bytes newStats allocates, to size groups of layers against a budget. */
 export function statsBytes(d: number, groups: number): number {
-  return groups * (2 * d * d + 2 * d) * 8;
+  return groups * 2 * d * d * 8;
 }
 
 function addPatch(s: RoundingStats, g: number, pf: Float64Array, pq: Float64Array): void {
   const d = s.d;
   const hh = s.hh[g]!;
   const gg = s.gg[g]!;
-  const sq = s.sq[g]!;
-  const sf = s.sf[g]!;
   for (let j = 0; j < d; j++) {
     const qj = pq[j]!;
-    sq[j] = sq[j]! + qj;
-    sf[j] = sf[j]! + pf[j]!;
     if (qj === 0) continue;
     const row = j * d;
     for (let i = j; i < d; i++) hh[row + i] = hh[row + i]! + qj * pq[i]!;
@@ -197,8 +191,6 @@ export interface RoundingResult {
   /** E[(w·x − v·x̃)²] − E[(w·x)²] summed over output channels, before (nearest) and after. */
   errorBefore: number;
   errorAfter: number;
-  /** Per output channel, E[v·x̃ − w·x]: the mean output error left, which a bias can take off. */
-  meanError: Float64Array;
 }
 
 /**
@@ -229,7 +221,6 @@ export function roundAdaptively(
   let flipped = 0;
   let errorBefore = 0;
   let errorAfter = 0;
-  const meanError = new Float64Array(outputs);
   const wo = new Float64Array(d);
   const v = new Float64Array(d);
   const t = new Float64Array(d);
@@ -283,16 +274,9 @@ export function roundAdaptively(
     const after = objective();
     errorBefore += before;
     errorAfter += after;
-    const sq = stats.sq[g]!;
-    const sf = stats.sf[g]!;
-    let m = 0;
-    for (let i = 0; i < d; i++) {
-      m += v[i]! * sq[i]! * inv - wo[i]! * sf[i]! * inv;
-      if (q[layout.at(o, i)] !== nearest[layout.at(o, i)]) flipped++;
-    }
-    meanError[o] = m;
+    for (let i = 0; i < d; i++) if (q[layout.at(o, i)] !== nearest[layout.at(o, i)]) flipped++;
   }
-  return { q, flipped, errorBefore, errorAfter, meanError };
+  return { q, flipped, errorBefore, errorAfter };
 }
 
 /** The channel index of each flat weight element along `axis` (0 for a single scale). */
