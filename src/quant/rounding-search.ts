@@ -25,8 +25,9 @@ import { writeFakeQuant, type LayerQuantization } from './rewrite.js';
 import { accumulate, inputsPerOutput, MAX_INPUTS, newStats, patchGeometry, roundAdaptively, statsBytes, type PatchGeometry, type RoundingStats } from './rounding.js';
 
 /**
- * The relative drop in the model-output error a layer's adaptive rounding must bring to be kept;
- * smaller gains on the calibration batches did not carry over to other data.
+ * The relative drop in the mean model-output error a layer's adaptive rounding must bring to be
+ * kept, no batch getting worse: gains on the calibration batches' mean alone did not carry over to
+ * other data (PP-OCRv4 recognizer on 192-wide lines: 0.9898 → 0.9882 cosine; with this rule 0.9954).
  */
 const MIN_GAIN = 0.02;
 
@@ -149,7 +150,7 @@ export async function chooseRoundings(
 
 /**
  * Greedy, in graph order: a layer's adaptive rounding is kept when the model's output on the kept
- * batches gets closer to float with it (on top of those kept before it).
+ * batches gets closer to float with it (on top of those kept before it), on every batch.
  */
 async function keepHelpful(
   work: ModelProto,
@@ -181,24 +182,29 @@ async function keepHelpful(
   editor.commit();
   const session = await createSession(encodeModel(fake), options);
   const on = new Set<string>();
-  const error = async () => {
+  const errors = async () => {
     const extra = Object.fromEntries([...flags].map(([layer, flag]) => [flag, new Tensor('bool', [on.has(layer)], [])]));
-    let sum = 0;
+    const each: number[] = [];
     for (const b of batches) {
       const out = await session.run({ ...b.feeds, ...extra });
-      sum += 1 - kernels.cosine(b.output, out[session.outputNames[0]!]!.data as Float32Array);
+      each.push(1 - kernels.cosine(b.output, out[session.outputNames[0]!]!.data as Float32Array));
     }
-    return sum / batches.length;
+    return each;
   };
+  const mean = (e: number[]) => e.reduce((a, b) => a + b, 0) / e.length;
   try {
-    const errorBefore = await error();
+    let bestEach = await errors();
+    const errorBefore = mean(bestEach);
     let best = errorBefore;
     for (const layer of flags.keys()) {
       checkSignal(options.signal, `adaptive rounding of '${layer}'`);
       on.add(layer);
-      const e = await error();
-      if (e < best * (1 - MIN_GAIN)) best = e;
-      else on.delete(layer);
+      const each = await errors();
+      const e = mean(each);
+      if (e < best * (1 - MIN_GAIN) && each.every((v, i) => v <= bestEach[i]!)) {
+        best = e;
+        bestEach = each;
+      } else on.delete(layer);
     }
     return { kept: new Map([...on].map((l) => [l, candidates.get(l)!])), errorBefore, errorAfter: best };
   } finally {

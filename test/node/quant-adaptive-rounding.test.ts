@@ -142,9 +142,9 @@ describe('weight_rounding in the config and round_w in the record', () => {
 });
 
 describe('on the PP-OCRv4 recognizer', () => {
-  // On these lines the kept roundings cost held-out fidelity a little (0.9898 → 0.9882 cosine) while
-  // bench/quality.mjs's lines gain (README); what holds everywhere is the gain on the calibration batches.
-  it('keeps roundings that bring the all-int8 output closer to float on the calibration batches, at little cost on held-out lines', async () => {
+  // Kept only where no calibration batch got worse: judged on the batches' mean alone, the kept
+  // roundings cost these held-out lines a little (0.9898 → 0.9882 cosine).
+  it('brings the all-int8 model closer to float on held-out lines', async () => {
     const bytes = new Uint8Array(readFileSync(join(assets, 'ch_PP-OCRv4_rec_infer.onnx')));
     const lines = (seed: number, n: number) => {
       const data = new Float32Array(n * 3 * 48 * 192);
@@ -171,7 +171,6 @@ describe('on the PP-OCRv4 recognizer', () => {
     summary = summary!;
     console.log(`recognizer: cosine to float ${cosines[0]!.toFixed(5)} nearest, ${cosines[1]!.toFixed(5)} adaptive; ${summary.layers.length} of ${summary.considered} layers kept`);
     expect(summary.errorAfter).toBeLessThan(summary.errorBefore);
-    expect(summary.layers.length).toBeGreaterThan(0);
-    expect(cosines[1]).toBeGreaterThan(cosines[0]! - 0.005);
+    expect(cosines[1]).toBeGreaterThan(cosines[0]!);
   }, 120_000);
 });
