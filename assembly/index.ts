@@ -97,3 +97,6 @@ export function dot3(a: usize, b: usize, n: i32, out: usize): void {
 export function energy_and_error(a: usize, b: usize, n: i32, out: usize): void {
   simd.energyAndError(a, b, n, out);
 }
+export function cross_moments(a: usize, b: usize, rows: i32, d: i32, hh: usize, gg: usize): void {
+  simd.crossMoments(a, b, rows, d, hh, gg);
+}

@@ -665,3 +665,44 @@ export function energyAndError(a: usize, b: usize, n: i32, out: usize): void {
   store<f64>(out, load<f64>(out) + saa);
   store<f64>(out, load<f64>(out, 8) + sdd, 8);
 }
+
+/** Σ a[i]·b[i] over n float32 values, in float64. */
+function dot(a: usize, b: usize, n: i32): f64 {
+  let s0 = f64x2.splat(0);
+  let s1 = s0;
+  const n8 = n & ~7;
+  let i = 0;
+  for (; i < n8; i += 8) {
+    const off = <usize>i << 2;
+    const p = a + off;
+    const q = b + off;
+    s0 = f64x2.add(s0, f64x2.add(f64x2.mul(ld64(p, 0), ld64(q, 0)), f64x2.mul(ld64(p, 8), ld64(q, 8))));
+    s1 = f64x2.add(s1, f64x2.add(f64x2.mul(ld64(p, 16), ld64(q, 16)), f64x2.mul(ld64(p, 24), ld64(q, 24))));
+  }
+  let s = hsum(f64x2.add(s0, s1));
+  for (; i < n; i++) {
+    const off = <usize>i << 2;
+    s += <f64>load<f32>(a + off) * <f64>load<f32>(b + off);
+  }
+  return s;
+}
+
+/**
+ * Cross moments of column-major samples (see Kernels.crossMoments): each sum is a dot product of two
+ * contiguous columns, so every read is sequential.
+ */
+export function crossMoments(a: usize, b: usize, rows: i32, d: i32, hh: usize, gg: usize): void {
+  const col = <usize>rows << 2;
+  for (let j = 0; j < d; j++) {
+    const aj = a + <usize>j * col;
+    const row = <usize>j * <usize>d;
+    for (let i = j; i < d; i++) {
+      const at = hh + ((row + <usize>i) << 3);
+      store<f64>(at, load<f64>(at) + dot(aj, a + <usize>i * col, rows));
+    }
+    for (let i = 0; i < d; i++) {
+      const at = gg + ((row + <usize>i) << 3);
+      store<f64>(at, load<f64>(at) + dot(aj, b + <usize>i * col, rows));
+    }
+  }
+}

@@ -17,7 +17,7 @@ import { Logger } from './log.js';
 import { AutoquantError } from '../errors.js';
 import { describeError } from '../text.js';
 import { loadModel } from '../onnx/model.js';
-import type { ActivationAlgo } from '../quant/config.js';
+import { WEIGHT_ROUNDINGS, type ActivationAlgo, type WeightRounding } from '../quant/config.js';
 import { createQuantConfig, loadQuantConfig, quantizeModel, saveModel, type LayerReport } from '../quant/quantize.js';
 import { encodeModel } from '../onnx/model.js';
 import { htmlReport } from '../report/html.js';
@@ -31,18 +31,21 @@ const HELP = `autoquant ${VERSION}: accuracy-driven automatic int8 quantization 
 
 Usage:
   autoquant config <model.onnx> -o <config.json|-> [--batch-num N] [--skip a,b] [--act-algo ifmr|hfmg|minmax|percentile]
+                   [--weight-rounding nearest|adaptive]
                    [--activation-bits 8|16] [--symmetric] [--no-fusion] [--no-channel-wise]
       List every quantizable layer in a quantization config (AMCT's JSON form).
 
   autoquant quantize <model.onnx> --data <calib.npy|.npz> --save <prefix> [--config <config.json>] [--batch-size B]
-                     [--batch-num N]
+                     [--batch-num N] [--weight-rounding nearest|adaptive]
       Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json
-      and <prefix>_report.html.
+      and <prefix>_report.html. --weight-rounding sets the config's weight_rounding (adaptive: each layer's weights
+      rounded to fit its quantized input, kept where the output on the calibration batches gets closer to float).
 
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
                  [--ranking model-output|layer-output] [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
                  [--fidelity auto|top1|cosine] [--fallback float|int16] [--repairs weights,observer,int16|none]
+                 [--weight-rounding nearest|adaptive]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
       --repairs (default all three) are tried on those layers first, keeping them quantized where they suffice.
       --evaluator: a module whose default export is an AutoCalibrationEvaluator instance, a subclass (constructed
@@ -77,7 +80,7 @@ const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-
 const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
   'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity', 'ranking',
-  'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs', 'log-level', 'log-file',
+  'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs', 'log-level', 'log-file', 'weight-rounding',
 ]);
 
 function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): DeclaredInput[] {
@@ -145,6 +148,7 @@ async function configCommand(model: string, o: Options, out: Out): Promise<numbe
     activationOffset: o.flag('symmetric') ? false : undefined,
     doFusion: o.flag('no-fusion') ? false : undefined,
     channelWise: o.flag('no-channel-wise') ? false : undefined,
+    weightRounding: o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS),
     // '-' writes the config to stdout.
     configFile: output === '-' ? undefined : output,
   };
@@ -167,6 +171,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const configFile = o.string('config');
   const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   const batchNum = o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const weightRounding = o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS);
   const eps = executionProviders(o);
   const { runtime, json, log } = await finishOptions(o, err, save);
   // Cheap checks first: the outputs can be written, the data fits the model.
@@ -175,6 +180,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const model = await loadModel(modelPath);
   let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model);
   if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
+  if (weightRounding !== undefined) config = { ...config, weight_rounding: weightRounding };
   const feeds = await readFeeds(data, modelInputs(model), batchSize);
   const t0 = performance.now();
   const result = await quantizeModel(model, config, feeds, {
@@ -193,10 +199,14 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   if (logFile) files.push(logFile);
   const quantized = result.layers.filter((l) => l.quantized).map((l) => l.name);
   const sizes = { floatBytes, deployBytes: result.deployModel.length };
-  const summary = { quantizedLayers: quantized, skipped: result.layers.filter((l) => !l.quantized), layers: result.layers, sizes, files, seconds: (performance.now() - t0) / 1000 };
+  const rounding = result.adaptiveRounding;
+  const summary = { quantizedLayers: quantized, skipped: result.layers.filter((l) => !l.quantized), layers: result.layers, sizes, files, seconds: (performance.now() - t0) / 1000, ...(rounding ? { adaptiveRounding: rounding } : {}) };
   if (json) out.write(JSON.stringify(summary) + '\n');
   else {
     out.write(`quantized ${quantized.length} of ${result.layers.length} layers; model ${size(floatBytes)} → deploy ${size(sizes.deployBytes)} (${((100 * sizes.deployBytes) / floatBytes).toFixed(1)}%)\n`);
+    if (rounding) {
+      out.write(`adaptive rounding kept for ${rounding.layers.length} of ${rounding.considered} layers; output error on the calibration batches ${rounding.errorBefore.toExponential(2)} → ${rounding.errorAfter.toExponential(2)}\n`);
+    }
     describeLayers(result.layers, out);
     out.write(`wrote ${files.join(', ')}\n`);
   }
@@ -237,6 +247,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const evaluatorFile = o.string('evaluator');
   const data = o.string('data');
   const fidelity = o.choice('fidelity', ['auto', 'top1', 'cosine'] as const);
+  const weightRounding = o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS);
   const maxDrop = o.number('max-drop', (n) => n >= 0, 'a number >= 0');
   const maxRelativeDrop = o.number('max-relative-drop', (n) => n >= 0, 'a number >= 0');
   const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
@@ -272,6 +283,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   }
   let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { batchNum });
   if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
+  if (weightRounding !== undefined) config = { ...config, weight_rounding: weightRounding };
   const result = await accuracyBasedAutoCalibration(model, evaluator, {
     config,
     configFile,

@@ -69,6 +69,19 @@ export function checkSameLength(fn: string, a: Float32Array, b: Float32Array): v
   if (a.length !== b.length) fail(fn, `a and b must have the same length, got ${a.length} and ${b.length}`);
 }
 
+/** crossMoments' arguments: rows·d values in a and b, d·d sums in hh and gg. */
+export function checkMoments(a: Float32Array, b: Float32Array, rows: number, d: number, hh: Float64Array, gg: Float64Array): void {
+  const fn = 'crossMoments';
+  checkSameLength(fn, a, b);
+  for (const [name, v] of [['rows', rows], ['d', d]] as const) {
+    if (!Number.isInteger(v) || v < 0) fail(fn, `${name} must be an integer >= 0, got ${describe(v)}`);
+  }
+  if (a.length !== rows * d) fail(fn, `a and b must hold rows × d = ${rows * d} values, got ${a.length}`);
+  for (const [name, v] of [['hh', hh], ['gg', gg]] as const) {
+    if (!(v instanceof Float64Array) || v.length !== d * d) fail(fn, `${name} must be a Float64Array of d × d = ${d * d} sums, got ${describe(v)}`);
+  }
+}
+
 export function checkQuantType(fn: string, type: unknown): QuantType {
   if (type !== 'int8' && type !== 'uint8' && type !== 'int16') {
     fail(fn, `options.type must be 'int8', 'uint8' or 'int16', got ${describeValue(type)}`);

@@ -11,6 +11,7 @@ import {
   checkHistogram,
   checkQuantType,
   checkLength,
+  checkMoments,
   checkSameLength,
   channelShape,
   fakeQuantRange,
@@ -202,6 +203,23 @@ function cosine(a: Float32Array, b: Float32Array): number {
   return cosineFromSums(ab, aa, bb);
 }
 
+function crossMoments(a: Float32Array, b: Float32Array, rows: number, d: number, hh: Float64Array, gg: Float64Array): void {
+  checkMoments(a, b, rows, d, hh, gg);
+  for (let j = 0; j < d; j++) {
+    for (let i = 0; i < d; i++) {
+      let ab = 0;
+      let aa = 0;
+      for (let r = 0; r < rows; r++) {
+        const x = a[j * rows + r]!;
+        ab += x * b[i * rows + r]!;
+        if (i >= j) aa += x * a[i * rows + r]!;
+      }
+      gg[j * d + i] = gg[j * d + i]! + ab;
+      if (i >= j) hh[j * d + i] = hh[j * d + i]! + aa;
+    }
+  }
+}
+
 /** cos = ab / (|a| |b|) with the zero-vector conventions, clamped to [-1, 1]. */
 export function cosineFromSums(ab: number, aa: number, bb: number): number {
   if (aa === 0 && bb === 0) return 1;
@@ -268,4 +286,5 @@ export const referenceKernels: Kernels = Object.freeze({
   cosine,
   mse,
   sqnr,
+  crossMoments,
 });

@@ -169,4 +169,11 @@ export interface Kernels {
    * approximation of a. Identical inputs (also empty): +Infinity; all-zero a with b != a: -Infinity.
    */
   sqnr(a: Float32Array, b: Float32Array): number;
+
+  /**
+   * Cross moments of `rows` samples of `d` values, added in float64 (the statistics of adaptive
+   * rounding): hh[j·d + i] += Σ_r a[r][j]·a[r][i] for i ≥ j (the upper triangle; the rest untouched) and
+   * gg[j·d + i] += Σ_r a[r][j]·b[r][i]. `a` and `b` are column-major: value j of sample r at j·rows + r.
+   */
+  crossMoments(a: Float32Array, b: Float32Array, rows: number, d: number, hh: Float64Array, gg: Float64Array): void;
 }

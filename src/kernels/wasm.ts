@@ -33,6 +33,7 @@ import {
   checkFloat32,
   checkHistogram,
   checkQuantType,
+  checkMoments,
   checkSameLength,
   channelShape,
   fakeQuantRange,
@@ -116,6 +117,7 @@ interface KernelExports {
   fq_squared_error: Fn;
   dot3: Fn;
   energy_and_error: Fn;
+  cross_moments: Fn;
 }
 
 const SUFFIX: Record<QuantType, 'i8' | 'u8' | 'i16'> = { int8: 'i8', uint8: 'u8', int16: 'i16' };
@@ -603,6 +605,26 @@ class WasmKernels implements Kernels {
     }
     sums.set(v.f64.subarray(rp >>> 3, (rp >>> 3) + count));
     return sums;
+  }
+
+  crossMoments(a: Float32Array, b: Float32Array, rows: number, d: number, hh: Float64Array, gg: Float64Array): void {
+    checkMoments(a, b, rows, d, hh, gg);
+    if (rows === 0 || d === 0) return;
+    const m = this.m;
+    m.reset();
+    const ap = m.alloc(a.length * 4);
+    const bp = m.alloc(b.length * 4);
+    const hp = m.alloc(d * d * 8);
+    const gp = m.alloc(d * d * 8);
+    const v = m.views();
+    v.f32.set(a, ap >>> 2);
+    v.f32.set(b, bp >>> 2);
+    v.f64.set(hh, hp >>> 3);
+    v.f64.set(gg, gp >>> 3);
+    this.ex.cross_moments(ap, bp, rows, d, hp, gp);
+    const w = m.views();
+    hh.set(w.f64.subarray(hp >>> 3, (hp >>> 3) + d * d));
+    gg.set(w.f64.subarray(gp >>> 3, (gp >>> 3) + d * d));
   }
 
   cosine(a: Float32Array, b: Float32Array): number {

@@ -133,7 +133,7 @@ export async function chooseRoundings(
     await replayBatches(model, fetch, source, options, (out, batch, feeds) => {
       for (const t of group) {
         const float = activationData(out, t.p.layer.activation);
-        accumulate(stats.get(t.p.layer.name)!, t.geometry, float, activationData(out, fakeInput.get(t.p.layer.name)!), out[t.p.layer.activation]!.dims);
+        accumulate(kernels, stats.get(t.p.layer.name)!, t.geometry, float, activationData(out, fakeInput.get(t.p.layer.name)!), out[t.p.layer.activation]!.dims);
       }
       if (keep && batch < ROUNDING_BATCHES) kept.push({ feeds, output: Float32Array.from(activationData(out, outputName)) });
     });

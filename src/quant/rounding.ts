@@ -18,6 +18,7 @@
  */
 import { findAttribute } from '../onnx/graph.js';
 import type { NodeProto } from '../onnx/types.js';
+import type { Kernels } from '../kernels/types.js';
 import type { LayerInfo } from './registry.js';
 
 /** The most inputs per output channel whose d×d statistics are kept. */
@@ -86,38 +87,27 @@ export function statsBytes(d: number, groups: number): number {
   return groups * 2 * d * d * 8;
 }
 
-function addPatch(s: RoundingStats, g: number, pf: Float64Array, pq: Float64Array): void {
-  const d = s.d;
-  const hh = s.hh[g]!;
-  const gg = s.gg[g]!;
-  for (let j = 0; j < d; j++) {
-    const qj = pq[j]!;
-    if (qj === 0) continue;
-    const row = j * d;
-    for (let i = j; i < d; i++) hh[row + i] = hh[row + i]! + qj * pq[i]!;
-    for (let i = 0; i < d; i++) gg[row + i] = gg[row + i]! + qj * pf[i]!;
-  }
-}
-
 /**
  * Adds one batch: `float` and `fake` are the layer's input in the float and the fake-quant model,
- * both of shape `dims` (NCHW for a Conv; rows over the last axis otherwise).
+ * both of shape `dims` (NCHW for a Conv; rows over the last axis otherwise). The sampled patches of
+ * each group are laid out column-major for the kernels' crossMoments.
  */
-export function accumulate(s: RoundingStats, geometry: PatchGeometry, float: Float32Array, fake: Float32Array, dims: readonly number[]): void {
+export function accumulate(k: Kernels, s: RoundingStats, geometry: PatchGeometry, float: Float32Array, fake: Float32Array, dims: readonly number[]): void {
   const d = s.d;
-  const pf = new Float64Array(d);
-  const pq = new Float64Array(d);
   if (geometry.kind === 'rows') {
     const rows = float.length / d;
     const step = Math.max(1, Math.ceil(rows / patchesPerBatch(d, 1)));
-    for (let r = 0; r < rows; r += step) {
+    const m = Math.ceil(rows / step);
+    const qa = new Float32Array(m * d);
+    const fa = new Float32Array(m * d);
+    for (let r = 0, t = 0; r < rows; r += step, t++) {
       for (let i = 0; i < d; i++) {
-        pf[i] = float[r * d + i]!;
-        pq[i] = fake[r * d + i]!;
+        qa[i * m + t] = fake[r * d + i]!;
+        fa[i * m + t] = float[r * d + i]!;
       }
-      addPatch(s, 0, pf, pq);
-      s.count++;
     }
+    k.crossMoments(qa, fa, m, d, s.hh[0]!, s.gg[0]!);
+    s.count += m;
     return;
   }
   const [n, c, h, w] = dims as [number, number, number, number];
@@ -127,28 +117,31 @@ export function accumulate(s: RoundingStats, geometry: PatchGeometry, float: Flo
   const cg = c / group;
   const positions = n * ho * wo;
   const step = Math.max(1, Math.ceil(positions / patchesPerBatch(d, group)));
-  for (let p = 0; p < positions; p += step) {
-    const b = Math.floor(p / (ho * wo));
-    const y = Math.floor(p / wo) % ho;
-    const x = p % wo;
-    for (let g = 0; g < group; g++) {
-      let k = 0;
+  const m = Math.ceil(positions / step);
+  const qa = new Float32Array(m * d);
+  const fa = new Float32Array(m * d);
+  for (let g = 0; g < group; g++) {
+    for (let p = 0, t = 0; p < positions; p += step, t++) {
+      const b = Math.floor(p / (ho * wo));
+      const y = Math.floor(p / wo) % ho;
+      const x = p % wo;
+      let j = 0;
       for (let ci = 0; ci < cg; ci++) {
         const plane = (b * c + g * cg + ci) * h * w;
         for (let ky = 0; ky < kh; ky++) {
           const iy = y * sh - pt + ky * dh;
-          for (let kx = 0; kx < kw; kx++, k++) {
+          for (let kx = 0; kx < kw; kx++, j++) {
             const ix = x * sw - pl + kx * dw;
             const inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
-            pf[k] = inside ? float[plane + iy * w + ix]! : 0;
-            pq[k] = inside ? fake[plane + iy * w + ix]! : 0;
+            qa[j * m + t] = inside ? fake[plane + iy * w + ix]! : 0;
+            fa[j * m + t] = inside ? float[plane + iy * w + ix]! : 0;
           }
         }
       }
-      addPatch(s, g, pf, pq);
     }
-    s.count++;
+    k.crossMoments(qa, fa, m, d, s.hh[g]!, s.gg[g]!);
   }
+  s.count += m;
 }
 
 /** How a weight tensor's output channels map to rows of d inputs. */

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createQuantConfig, createSession, getKernels, loadQuantConfig, quantizeModel, QuantConfigError, Tensor } from '../../src/index.js';
+import { createQuantConfig, createSession, getKernels, loadQuantConfig, quantizeModel, QuantConfigError, referenceKernels, Tensor } from '../../src/index.js';
 import { validateRecord } from '../../src/quant/record.js';
 import { accumulate, applyRounding, decodeRounding, encodeRounding, newStats, roundAdaptively } from '../../src/quant/rounding.js';
 import type { LayerInfo } from '../../src/quant/registry.js';
@@ -67,12 +67,13 @@ describe('adaptive rounding of one layer', () => {
   }
   const near = nearest(w, n, scale);
 
-  it('lowers the output error well below nearest rounding, changing only which neighbour each weight takes', () => {
+  it('lowers the output error well below nearest rounding, changing only which neighbour each weight takes', async () => {
+    const k = await getKernels();
     for (const noisy of [false, true]) {
       // The quantized model's input: the float input plus its own 8-bit error.
       const xq = noisy ? x.map((v) => Math.round(v / 0.15) * 0.15) : x;
       const stats = newStats(d, 1);
-      accumulate(stats, { kind: 'rows' }, x, xq, [rows, d]);
+      accumulate(k, stats, { kind: 'rows' }, x, xq, [rows, d]);
       const r = roundAdaptively(matmul(d, n), { kind: 'rows' }, false, w, near, scale, stats);
       const before = outputError(w, near, scale, x, xq, d, n);
       const after = outputError(w, r.q, scale, x, xq, d, n);
@@ -86,9 +87,10 @@ describe('adaptive rounding of one layer', () => {
     }
   });
 
-  it('round-trips through the record field, bit for bit', () => {
+  it('round-trips through the record field, bit for bit', async () => {
+    const k = await getKernels();
     const stats = newStats(d, 1);
-    accumulate(stats, { kind: 'rows' }, x, x, [rows, d]);
+    accumulate(k, stats, { kind: 'rows' }, x, x, [rows, d]);
     const r = roundAdaptively(matmul(d, n), { kind: 'rows' }, false, w, near, scale, stats);
     const field = encodeRounding(r.q, near);
     expect(field).toMatch(/^[A-Za-z0-9+/]+=*$/);
@@ -96,6 +98,30 @@ describe('adaptive rounding of one layer', () => {
     expect(encodeRounding(near, near)).toBe('');
     expect(applyRounding(w, near, [d, n], 1, scale, decodeRounding('')!)).toBe(near);
     expect(applyRounding(w, near, [d, n], 1, scale, new Uint8Array(2))).toMatch(/bits for 54 weights/);
+  });
+});
+
+describe('crossMoments', () => {
+  it('the SIMD kernel adds the same sums as the scalar reference, tails and the lower triangle included', async () => {
+    const k = await getKernels();
+    expect(k.backend).toBe('wasm-simd');
+    const rng = new Random(11);
+    for (const [rows, d] of [[1, 1], [7, 3], [33, 9], [100, 17], [0, 4]] as const) {
+      const a = Float32Array.from({ length: rows * d }, () => rng.normal());
+      const b = Float32Array.from({ length: rows * d }, () => rng.normal());
+      const start = Float64Array.from({ length: d * d }, () => rng.normal());
+      const [h1, g1, h2, g2] = [start.slice(), start.slice(), start.slice(), start.slice()];
+      k.crossMoments(a, b, rows, d, h1, g1);
+      referenceKernels.crossMoments(a, b, rows, d, h2, g2);
+      for (let i = 0; i < d * d; i++) {
+        expect(h1[i]).toBeCloseTo(h2[i]!, 9);
+        expect(g1[i]).toBeCloseTo(g2[i]!, 9);
+      }
+      // Below the diagonal hh keeps what it had.
+      for (let j = 0; j < d; j++) for (let i = 0; i < j; i++) expect(h1[j * d + i]).toBe(start[j * d + i]);
+    }
+    expect(() => k.crossMoments(new Float32Array(5), new Float32Array(5), 2, 3, new Float64Array(9), new Float64Array(9))).toThrow(/rows × d = 6/);
+    expect(() => k.crossMoments(new Float32Array(6), new Float32Array(6), 2, 3, new Float64Array(8), new Float64Array(9))).toThrow(/hh must be a Float64Array of d × d = 9/);
   });
 });
 
