@@ -481,12 +481,16 @@ async function roundWeights(
     ...options,
     batchNum: q.config.batch_num,
     memoryBudgetBytes: DEFAULT_CALIBRATION_MEMORY,
+    biasCorrection: q.config.bias_correction === true,
   });
   // Layers it could not try (see chooseRoundings) are decided too: nearest, so a reused record needs no data.
   for (const p of plan) {
     if (!todo.has(p.layer.name)) continue;
     const chosen = choice.kept.get(p.layer.name);
-    record.layers[p.layer.name]!.round_w = chosen ? encodeRounding(chosen, p.weight!.q) : '';
+    const rec = record.layers[p.layer.name]!;
+    rec.round_w = chosen ? encodeRounding(chosen.q, p.weight!.q) : '';
+    // Added to a shift the record may already hold: the rounding was chosen with that bias.
+    if (chosen?.shift) rec.bias_shift = Array.from(chosen.shift, (v, i) => v + (rec.bias_shift?.[i] ?? 0));
   }
   return { layers: [...choice.kept.keys()], considered: choice.considered.length, errorBefore: choice.errorBefore, errorAfter: choice.errorAfter };
 }

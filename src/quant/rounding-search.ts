@@ -76,6 +76,8 @@ interface Candidate {
 
 export interface RoundingOptions extends CreateSessionOptions {
   batchNum: number;
+  /** Also try each layer's rounding with the mean error it leaves taken off its bias (`bias_correction`). */
+  biasCorrection?: boolean;
   memoryBudgetBytes: number;
   activationBytes?: ReadonlyMap<string, number>;
   signal?: AbortSignal;
@@ -84,8 +86,8 @@ export interface RoundingOptions extends CreateSessionOptions {
 export interface RoundingChoice {
   /** Layers whose statistics allowed adaptive rounding (the others keep nearest, see patchGeometry). */
   considered: string[];
-  /** The chosen int8 weights of the layers whose adaptive rounding was kept. */
-  kept: Map<string, Int8Array>;
+  /** The chosen int8 weights (and bias shift, where it helped) of the layers whose adaptive rounding was kept. */
+  kept: Map<string, KeptRounding>;
   /** 1 − cosine of the model's first output to float on the kept batches: nearest, then chosen. */
   errorBefore: number;
   errorAfter: number;
@@ -120,7 +122,7 @@ export async function chooseRoundings(
   const { model, fakeInput } = twinModel(work, plan);
   const outputName = work.graph!.output![0]!.name!;
   const kept: { feeds: Feeds; output: Float32Array }[] = [];
-  const candidates = new Map<string, Int8Array>();
+  const candidates = new Map<string, RoundingCandidate>();
   const bytesOf = new Map(todo.map((t) => [t.p.layer.name, 2 * (options.activationBytes?.get(t.p.layer.activation) ?? 0) + statsBytes(t.d, t.groups)]));
   let pending = todo;
   while (pending.length) {
@@ -140,7 +142,7 @@ export async function chooseRoundings(
     for (const t of group) {
       const w = readTensorAsFloat32(getConstant(work.graph!, t.p.layer.weight!.name)!);
       const r = roundAdaptively(t.p.layer, t.geometry, t.transB, w, t.p.weight!.q, t.p.weight!.scale, stats.get(t.p.layer.name)!);
-      if (r.flipped > 0) candidates.set(t.p.layer.name, r.q);
+      if (r.flipped > 0) candidates.set(t.p.layer.name, { q: r.q, shift: r.shift });
     }
   }
   const considered = todo.map((t) => t.p.layer.name);
@@ -148,42 +150,68 @@ export async function chooseRoundings(
   return { considered, ...(await keepHelpful(work, plan, candidates, kept, kernels, options)) };
 }
 
+/** A layer's adaptive rounding and the mean output error left with it (see roundAdaptively). */
+export interface RoundingCandidate {
+  q: Int8Array;
+  shift: Float64Array;
+}
+
+/** What keepHelpful kept for a layer: the rounding, and the bias shift when it also helped. */
+export interface KeptRounding {
+  q: Int8Array;
+  shift?: Float64Array;
+}
+
 /**
  * Greedy, in graph order: a layer's adaptive rounding is kept when the model's output on the kept
- * batches gets closer to float with it (on top of those kept before it), on every batch.
+ * batches gets closer to float with it (on top of those kept before it), on every batch. With
+ * `biasCorrection`, a layer with a bias also tries the rounding with the mean error it leaves taken off
+ * the bias (empirical bias correction on the quantized model's input), and keeps whichever of the two
+ * does better.
  */
 async function keepHelpful(
   work: ModelProto,
   plan: readonly LayerQuantization[],
-  candidates: ReadonlyMap<string, Int8Array>,
+  candidates: ReadonlyMap<string, RoundingCandidate>,
   batches: readonly { feeds: Feeds; output: Float32Array }[],
   kernels: Kernels,
   options: RoundingOptions,
-): Promise<{ kept: Map<string, Int8Array>; errorBefore: number; errorAfter: number }> {
+): Promise<{ kept: Map<string, KeptRounding>; errorBefore: number; errorAfter: number }> {
   const fake = clone(work);
   writeFakeQuant(fake, plan);
   const graph = fake.graph!;
   const editor = new GraphEditor(graph);
   const byName = new Map((graph.node ?? []).map((n) => [n.name ?? '', n]));
-  const flags = new Map<string, string>();
+  const switches = new Map<string, { weight: string; bias?: string }>();
+  const flagInput = (name: string) => {
+    const flag = editor.name(name);
+    graph.input = [...(graph.input ?? []), onnx.ValueInfoProto.create({ name: flag, type: { tensorType: { elemType: DataType.BOOL, shape: { dim: [] } } } })];
+    return flag;
+  };
   for (const p of plan) {
-    const q = candidates.get(p.layer.name);
-    if (!q) continue;
+    const c = candidates.get(p.layer.name);
+    if (!c) continue;
     const node = byName.get(p.layer.name)!;
     const w = p.weight!;
-    const fq = kernels.dequantize(q, w.axis < 0 ? w.scale[0]! : w.scale, 0, w.axis < 0 ? {} : { axis: w.axis, shape: p.layer.weight!.dims });
+    const fq = kernels.dequantize(c.q, w.axis < 0 ? w.scale[0]! : w.scale, 0, w.axis < 0 ? {} : { axis: w.axis, shape: p.layer.weight!.dims });
     const alt = editor.addInitializer(makeTensor(`${p.layer.name}.weight_adaptive`, DataType.FLOAT, p.layer.weight!.dims, fq));
-    const flag = editor.name(`${p.layer.name}.adaptive_rounding`);
-    graph.input = [...(graph.input ?? []), onnx.ValueInfoProto.create({ name: flag, type: { tensorType: { elemType: DataType.BOOL, shape: { dim: [] } } } })];
-    const [chosen] = editor.insertBefore(node, { opType: 'Where', name: `${p.layer.name}/AdaptiveRounding`, inputs: [flag, alt, node.input![1]!] });
-    node.input![1] = chosen!;
-    flags.set(p.layer.name, flag);
+    const weight = flagInput(`${p.layer.name}.adaptive_rounding`);
+    node.input![1] = editor.insertBefore(node, { opType: 'Where', name: `${p.layer.name}/AdaptiveRounding`, inputs: [weight, alt, node.input![1]!] })[0]!;
+    let bias: string | undefined;
+    if (options.biasCorrection && p.bias && node.input![2]) {
+      const shifted = p.bias.fq.map((b, i) => b - c.shift[i % c.shift.length]!);
+      const altBias = editor.addInitializer(makeTensor(`${p.layer.name}.bias_adaptive`, DataType.FLOAT, p.bias.dims, shifted));
+      bias = flagInput(`${p.layer.name}.adaptive_bias`);
+      node.input![2] = editor.insertBefore(node, { opType: 'Where', name: `${p.layer.name}/AdaptiveBias`, inputs: [bias, altBias, node.input![2]!] })[0]!;
+    }
+    switches.set(p.layer.name, { weight, bias });
   }
   editor.commit();
   const session = await createSession(encodeModel(fake), options);
   const on = new Set<string>();
   const errors = async () => {
-    const extra = Object.fromEntries([...flags].map(([layer, flag]) => [flag, new Tensor('bool', [on.has(layer)], [])]));
+    const extra: Feeds = {};
+    for (const f of switches.values()) for (const flag of [f.weight, f.bias]) if (flag) extra[flag] = new Tensor('bool', [on.has(flag)], []);
     const each: number[] = [];
     for (const b of batches) {
       const out = await session.run({ ...b.feeds, ...extra });
@@ -196,17 +224,26 @@ async function keepHelpful(
     let bestEach = await errors();
     const errorBefore = mean(bestEach);
     let best = errorBefore;
-    for (const layer of flags.keys()) {
+    const kept = new Map<string, KeptRounding>();
+    for (const [layer, f] of switches) {
       checkSignal(options.signal, `adaptive rounding of '${layer}'`);
-      on.add(layer);
-      const each = await errors();
-      const e = mean(each);
-      if (e < best * (1 - MIN_GAIN) && each.every((v, i) => v <= bestEach[i]!)) {
-        best = e;
-        bestEach = each;
-      } else on.delete(layer);
+      const trials = f.bias ? [[f.weight, f.bias], [f.weight]] : [[f.weight]];
+      let chosen: { flags: string[]; each: number[]; e: number } | undefined;
+      for (const flags of trials) {
+        for (const x of flags) on.add(x);
+        const each = await errors();
+        const e = mean(each);
+        for (const x of flags) on.delete(x);
+        if (e < best * (1 - MIN_GAIN) && each.every((v, i) => v <= bestEach[i]!) && (!chosen || e < chosen.e)) chosen = { flags, each, e };
+      }
+      if (!chosen) continue;
+      for (const x of chosen.flags) on.add(x);
+      best = chosen.e;
+      bestEach = chosen.each;
+      const c = candidates.get(layer)!;
+      kept.set(layer, chosen.flags.length > 1 ? { q: c.q, shift: c.shift } : { q: c.q });
     }
-    return { kept: new Map([...on].map((l) => [l, candidates.get(l)!])), errorBefore, errorAfter: best };
+    return { kept, errorBefore, errorAfter: best };
   } finally {
     await session.release();
   }

@@ -71,20 +71,22 @@ export function patchGeometry(node: NodeProto, layer: LayerInfo): PatchGeometry 
 export interface RoundingStats {
   /** Inputs per output channel. */
   d: number;
-  /** Per group: Σ x̃ x̃ᵀ (upper triangle, row-major d×d) and Σ x̃ xᵀ (G[j·d + i] = Σ x̃_j x_i). */
+  /** Per group: Σ x̃ x̃ᵀ (upper triangle, row-major d×d), Σ x̃ xᵀ (G[j·d + i] = Σ x̃_j x_i), Σ x̃ and Σ x. */
   hh: Float64Array[];
   gg: Float64Array[];
+  sq: Float64Array[];
+  sf: Float64Array[];
   count: number;
 }
 
 export function newStats(d: number, groups: number): RoundingStats {
   const make = (n: number) => Array.from({ length: groups }, () => new Float64Array(n));
-  return { d, hh: make(d * d), gg: make(d * d), count: 0 };
+  return { d, hh: make(d * d), gg: make(d * d), sq: make(d), sf: make(d), count: 0 };
 }
 
 /** Bytes newStats allocates, to size groups of layers against a budget. */
 export function statsBytes(d: number, groups: number): number {
-  return groups * 2 * d * d * 8;
+  return groups * (2 * d * d + 2 * d) * 8;
 }
 
 /**
@@ -107,6 +109,7 @@ export function accumulate(k: Kernels, s: RoundingStats, geometry: PatchGeometry
       }
     }
     k.crossMoments(qa, fa, m, d, s.hh[0]!, s.gg[0]!);
+    addSums(s, 0, qa, fa, m);
     s.count += m;
     return;
   }
@@ -140,8 +143,25 @@ export function accumulate(k: Kernels, s: RoundingStats, geometry: PatchGeometry
       }
     }
     k.crossMoments(qa, fa, m, d, s.hh[g]!, s.gg[g]!);
+    addSums(s, g, qa, fa, m);
   }
   s.count += m;
+}
+
+/** Adds each column's sum (one input's values over the m samples) to the group's Σ x̃ and Σ x. */
+function addSums(s: RoundingStats, g: number, qa: Float32Array, fa: Float32Array, m: number): void {
+  const sq = s.sq[g]!;
+  const sf = s.sf[g]!;
+  for (let j = 0; j < s.d; j++) {
+    let a = 0;
+    let b = 0;
+    for (let t = j * m, end = t + m; t < end; t++) {
+      a += qa[t]!;
+      b += fa[t]!;
+    }
+    sq[j] = sq[j]! + a;
+    sf[j] = sf[j]! + b;
+  }
 }
 
 /** How a weight tensor's output channels map to rows of d inputs. */
@@ -184,6 +204,8 @@ export interface RoundingResult {
   /** E[(w·x − v·x̃)²] − E[(w·x)²] summed over output channels, before (nearest) and after. */
   errorBefore: number;
   errorAfter: number;
+  /** Per output channel, E[v·x̃ − w·x] with the chosen rounding: the mean error a bias can take off. */
+  shift: Float64Array;
 }
 
 /**
@@ -214,6 +236,7 @@ export function roundAdaptively(
   let flipped = 0;
   let errorBefore = 0;
   let errorAfter = 0;
+  const shift = new Float64Array(outputs);
   const wo = new Float64Array(d);
   const v = new Float64Array(d);
   const t = new Float64Array(d);
@@ -267,9 +290,16 @@ export function roundAdaptively(
     const after = objective();
     errorBefore += before;
     errorAfter += after;
-    for (let i = 0; i < d; i++) if (q[layout.at(o, i)] !== nearest[layout.at(o, i)]) flipped++;
+    const sq = stats.sq[g]!;
+    const sf = stats.sf[g]!;
+    let mean = 0;
+    for (let i = 0; i < d; i++) {
+      mean += (v[i]! * sq[i]! - wo[i]! * sf[i]!) * inv;
+      if (q[layout.at(o, i)] !== nearest[layout.at(o, i)]) flipped++;
+    }
+    shift[o] = mean;
   }
-  return { q, flipped, errorBefore, errorAfter };
+  return { q, flipped, errorBefore, errorAfter, shift };
 }
 
 /** The channel index of each flat weight element along `axis` (0 for a single scale). */

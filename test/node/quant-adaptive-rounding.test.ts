@@ -167,6 +167,24 @@ describe('weight_rounding in the config and round_w in the record', () => {
   }, 60_000);
 });
 
+describe('with bias_correction', () => {
+  it('the check also tries each rounding with its mean error taken off the bias; the record reproduces the result', async () => {
+    const model = fixture('mnist_cnn.onnx');
+    const rng = new Random(3);
+    const probe = await createSession(model);
+    const inputName = probe.inputNames[0]!;
+    await probe.release();
+    const feeds = [0, 1].map(() => ({ [inputName]: new Tensor('float32', Float32Array.from({ length: 4 * 28 * 28 }, () => Math.max(0, rng.normal())), [4, 1, 28, 28]) }));
+    const config = await createQuantConfig(model, { batchNum: 2, weightRounding: 'adaptive', biasCorrection: true });
+    const r = await quantizeModel(model, config, feeds);
+    expect(r.adaptiveRounding!.errorAfter).toBeLessThanOrEqual(r.adaptiveRounding!.errorBefore);
+    // Every layer with a bias has its shift: from the check where its rounding was kept with one, else from bias correction.
+    for (const l of r.layers.filter((x) => x.weights)) expect(r.record.layers[l.name]!.bias_shift?.length, l.name).toBeGreaterThan(0);
+    const again = await quantizeModel(model, config, [], { record: r.record });
+    expect(Buffer.compare(Buffer.from(again.deployModel), Buffer.from(r.deployModel))).toBe(0);
+  }, 60_000);
+});
+
 describe('on the PP-OCRv4 recognizer', () => {
   // Kept only where no calibration batch got worse: judged on the batches' mean alone, the kept
   // roundings cost these held-out lines a little (0.9898 → 0.9882 cosine).
