@@ -4,6 +4,8 @@
  *   - 'weights':  per-channel weights for a layer the config left per tensor (needs opset 13);
  *   - 'observer': another activation observer (min-max, percentile), chosen per layer by its
  *                 layer-wise similarity on the calibration batches, where it beats the current one;
+ *   - 'rounding': adaptive weight rounding (see quant/rounding-search.ts), chosen with every layer
+ *                 quantized and kept where the model's output on the calibration batches improves;
  *   - 'int16':    16-bit activations (the deploy model then needs opset 21).
  * Each repair is first tried on every remaining float layer at once (one evaluation); if that fails,
  * a bisection finds the largest set of the least sensitive ones it repairs, under the search's own
@@ -16,8 +18,8 @@ import { defaultActivation, type ActivationAlgo, type LayerQuantConfig } from '.
 import type { LayerQuantization } from '../quant/rewrite.js';
 import type { LayerScore } from './sensitivity.js';
 
-export type RepairName = 'weights' | 'observer' | 'int16';
-export const REPAIRS: readonly RepairName[] = Object.freeze(['weights', 'observer', 'int16']);
+export type RepairName = 'weights' | 'observer' | 'rounding' | 'int16';
+export const REPAIRS: readonly RepairName[] = Object.freeze(['weights', 'observer', 'rounding', 'int16']);
 
 export interface LayerRepair {
   layer: string;
@@ -82,6 +84,12 @@ export async function buildRepair(ctx: RepairContext, repair: RepairName, layers
       if (!v) return new Map();
       await ctx.calibrate(v, 'per-channel weights');
       return candidates(v, names, 'weights', () => 'per-channel weights', edit);
+    }
+    case 'rounding': {
+      const found = await p.roundingRepairs(layers);
+      return new Map(
+        [...found].map(([name, f]) => [name, { repair: { layer: name, repair: 'rounding' as const, detail: 'adaptive weight rounding' }, quantization: f.quantization, record: f.record, edit: () => {} }]),
+      );
     }
     case 'int16': {
       const names = layers.filter((n) => entry(n).activation_quant_params.num_bits === 8);

@@ -44,10 +44,10 @@ Usage:
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
                  [--ranking model-output|layer-output] [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
-                 [--fidelity auto|top1|cosine] [--fallback float|int16] [--repairs weights,observer,int16|none]
+                 [--fidelity auto|top1|cosine] [--fallback float|int16] [--repairs weights,observer,rounding,int16|none]
                  [--weight-rounding nearest|adaptive]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
-      --repairs (default all three) are tried on those layers first, keeping them quantized where they suffice.
+      --repairs (default all four) are tried on those layers first, keeping them quantized where they suffice.
       --evaluator: a module whose default export is an AutoCalibrationEvaluator instance, a subclass (constructed
       with { maxDrop } or { maxRelativeDrop }) or a function returning one. --data: label-free, the metric is the
       agreement with the float model's outputs on those inputs (top-1 for classifiers, mean cosine otherwise).

@@ -472,23 +472,32 @@ async function roundWeights(
   layers: readonly LayerInfo[],
   record: QuantRecord,
   batches: () => Promise<BatchSource>,
-  options: CreateSessionOptions & { activationBytes?: ReadonlyMap<string, number>; signal?: AbortSignal },
+  options: RoundingPassOptions,
 ): Promise<RoundingSummary | undefined> {
   const todo = new Set(layers.filter((l) => l.weight && record.layers[l.name] && record.layers[l.name]!.round_w === undefined).map((l) => l.name));
   if (todo.size === 0) return undefined;
-  const plan = planLayers(q, layers, record);
-  const choice = await chooseRoundings(q.work, plan, todo, await batches(), q.kernels, {
+  return chooseInto(q, planLayers(q, layers, record), todo, record, await batches(), options);
+}
+
+type RoundingPassOptions = CreateSessionOptions & { activationBytes?: ReadonlyMap<string, number>; signal?: AbortSignal };
+
+/**
+ * Chooses the rounding of the `todo` layers of `plan` (see rounding-search.ts) and writes it into
+ * `record`: `round_w` for each of them ("" where nearest stays, so a reused record needs no data)
+ * and, where the check kept a bias shift, `bias_shift`.
+ */
+async function chooseInto(q: QuantizationSession, plan: readonly LayerQuantization[], todo: ReadonlySet<string>, record: QuantRecord, source: BatchSource, options: RoundingPassOptions): Promise<RoundingSummary> {
+  const choice = await chooseRoundings(q.work, plan, todo, source, q.kernels, {
     ...options,
     batchNum: q.config.batch_num,
     memoryBudgetBytes: DEFAULT_CALIBRATION_MEMORY,
     biasCorrection: q.config.bias_correction === true,
   });
-  // Layers it could not try (see chooseRoundings) are decided too: nearest, so a reused record needs no data.
   for (const p of plan) {
-    if (!todo.has(p.layer.name)) continue;
+    if (!todo.has(p.layer.name) || !p.weight) continue;
     const chosen = choice.kept.get(p.layer.name);
     const rec = record.layers[p.layer.name]!;
-    rec.round_w = chosen ? encodeRounding(chosen.q, p.weight!.q) : '';
+    rec.round_w = chosen ? encodeRounding(chosen.q, p.weight.q) : '';
     // Added to a shift the record may already hold: the rounding was chosen with that bias.
     if (chosen?.shift) rec.bias_shift = Array.from(chosen.shift, (v, i) => v + (rec.bias_shift?.[i] ?? 0));
   }
@@ -811,13 +820,13 @@ export class PreparedQuantization {
     if (stats) stats.passes += passes;
     for (const [name, f] of factors) this.record.layers[name]!.equalize_d = f;
     // The passes after calibration: the same runtime, and the activation sizes calibration measured.
-    const passOptions = {
+    const passOptions = (this.passOptions = {
       executionProviders: options.executionProviders,
       graphOptimizationLevel: options.graphOptimizationLevel,
       engine: options.engine,
       signal: options.signal,
       activationBytes: stats?.activationBytes,
-    };
+    });
     if (this.session.config.weight_rounding === 'adaptive') {
       const rounding = await roundWeights(this.session, this.enabled, this.record, batches, passOptions);
       if (rounding) this.rounding = rounding;
@@ -833,6 +842,27 @@ export class PreparedQuantization {
 
   /** What adaptive rounding did in calibrate(), when it ran. */
   rounding?: RoundingSummary;
+
+  /** The runtime options calibrate() ran with, for the passes that replay its batches later. */
+  private passOptions?: RoundingPassOptions;
+
+  /**
+   * Adaptive rounding (see rounding-search.ts) for `layers`, judged in the model with every enabled
+   * layer quantized: the layers whose rounding the check kept, each with its plan entry and record
+   * entry (`round_w`, and `bias_shift` where the check kept one). Only layers still at nearest
+   * rounding are tried. One pass over the calibration batches; needs calibrate() first.
+   */
+  async roundingRepairs(layers: readonly string[]): Promise<Map<string, { quantization: LayerQuantization; record: QuantRecord['layers'][string] }>> {
+    if (!this.source) throw new CalibrationError('adaptive rounding needs the calibration batches: call calibrate() first');
+    const todo = new Set(layers.filter((n) => this.enabled.some((l) => l.name === n && l.weight) && !this.record.layers[n]?.round_w));
+    if (todo.size === 0) return new Map();
+    const record = structuredClone(this.record);
+    for (const n of todo) delete record.layers[n]!.round_w;
+    const summary = await chooseInto(this.session, planLayers(this.session, this.enabled, record), todo, record, await this.source(), this.passOptions ?? {});
+    const kept = new Set(summary.layers);
+    const plan = planLayers(this.session, this.enabled.filter((l) => kept.has(l.name)), record);
+    return new Map(plan.map((quantization) => [quantization.layer.name, { quantization, record: record.layers[quantization.layer.name]! }]));
+  }
 
   /**
    * Per layer of `plan`: the cosine and SQNR (dB) of its fake-quant output against its float output,

@@ -365,7 +365,7 @@ describe('autoquant auto --data (label-free fidelity)', () => {
     expect(observerOnly.fallback_layers).toEqual([fragile]);
     const bad = await runCli([...autoArgs, '--repairs', 'int8'], dir);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/--repairs must be 'none' or a comma-separated list of weights, observer, int16, got 'int8'/);
+    expect(bad.stderr).toMatch(/--repairs must be 'none' or a comma-separated list of weights, observer, rounding, int16, got 'int8'/);
   });
 
   it("--ranking layer-output with --repairs none is AMCT's search (the fragile layer in float); a bad --ranking lists the choices", async () => {

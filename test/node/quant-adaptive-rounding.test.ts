@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createQuantConfig, createSession, getKernels, loadQuantConfig, quantizeModel, QuantConfigError, referenceKernels, Tensor } from '../../src/index.js';
+import { PreparedQuantization } from '../../src/quant/quantize.js';
 import { validateRecord } from '../../src/quant/record.js';
 import { accumulate, applyRounding, decodeRounding, encodeRounding, newStats, roundAdaptively } from '../../src/quant/rounding.js';
 import type { LayerInfo } from '../../src/quant/registry.js';
@@ -182,6 +183,36 @@ describe('with bias_correction', () => {
     for (const l of r.layers.filter((x) => x.weights)) expect(r.record.layers[l.name]!.bias_shift?.length, l.name).toBeGreaterThan(0);
     const again = await quantizeModel(model, config, [], { record: r.record });
     expect(Buffer.compare(Buffer.from(again.deployModel), Buffer.from(r.deployModel))).toBe(0);
+  }, 60_000);
+});
+
+describe('as a repair of the automatic calibration', () => {
+  it('offers, for layers at nearest rounding, the roundings the check kept, with their plan and record entries, and leaves the prepared record alone', async () => {
+    const model = fixture('mnist_cnn.onnx');
+    const rng = new Random(9);
+    const probe = await createSession(model);
+    const inputName = probe.inputNames[0]!;
+    await probe.release();
+    const feeds = [0, 1].map(() => ({ [inputName]: new Tensor('float32', Float32Array.from({ length: 4 * 28 * 28 }, () => Math.max(0, rng.normal())), [4, 1, 28, 28]) }));
+    const p = await PreparedQuantization.create(model, await createQuantConfig(model, { batchNum: 2 }));
+    await p.calibrate(feeds);
+    const before = structuredClone(p.record);
+    const names = p.enabled.filter((l) => l.weight).map((l) => l.name);
+    const found = await p.roundingRepairs(names);
+    expect(found.size).toBeGreaterThan(0);
+    expect(p.record).toEqual(before);
+    const k = await getKernels();
+    for (const [name, f] of found) {
+      expect(f.record.round_w, name).toMatch(/^[A-Za-z0-9+/]+=*$/);
+      const nearest = p.plan().find((q) => q.layer.name === name)!.weight!;
+      expect(f.quantization.weight!.scale).toEqual(nearest.scale);
+      expect(f.quantization.weight!.q).not.toEqual(nearest.q);
+      expect(f.quantization.weight!.fq).toEqual(k.dequantize(f.quantization.weight!.q, nearest.axis < 0 ? nearest.scale[0]! : nearest.scale, 0, nearest.axis < 0 ? {} : { axis: nearest.axis, shape: f.quantization.layer.weight!.dims }));
+    }
+    // A layer the record already rounds adaptively is not offered again.
+    const [first] = found;
+    p.record.layers[first![0]] = first![1].record;
+    expect((await p.roundingRepairs([first![0]])).size).toBe(0);
   }, 60_000);
 });
 
