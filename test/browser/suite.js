@@ -225,6 +225,17 @@ test('accuracy-based auto-calibration in the browser falls back exactly the plan
   assert(r.deployModel instanceof Uint8Array && r.fakeQuantModel instanceof Uint8Array, 'models returned');
 });
 
+test('adaptive weight rounding runs in the browser and a reused record rebuilds the same deploy model', async () => {
+  const model = await fetchBytes('/test/fixtures/outlier_mlp.onnx');
+  const batches = Array.from({ length: 2 }, (_, i) => ({ x: new aq.Tensor('float32', randomFloats(64 * 16, 3 + i, 1), [64, 16]) }));
+  const config = await aq.createQuantConfig(model, { batchNum: 2, weightRounding: 'adaptive' });
+  const r = await aq.quantizeModel(model, config, batches);
+  assert(r.adaptiveRounding && r.adaptiveRounding.errorAfter <= r.adaptiveRounding.errorBefore, `adaptiveRounding ${JSON.stringify(r.adaptiveRounding)}`);
+  assert(r.layers.filter((l) => l.weights).every((l) => typeof r.record.layers[l.name].round_w === 'string'), 'every weighted layer records round_w');
+  const again = await aq.quantizeModel(model, config, [], { record: r.record });
+  assert(equalArrays(again.deployModel, r.deployModel), 'same deploy model from the record');
+});
+
 (async () => {
   const results = [];
   for (const t of tests) {

@@ -2,7 +2,7 @@
 // onnxruntime-web sessions: the planted-outlier fixture must end with exactly layer3 in float
 // (AMCT's search), or with layer3 at 16-bit activations (the default repairs).
 import assert from 'node:assert/strict';
-import { accuracyBasedAutoCalibration, FidelityEvaluator, Tensor } from '../../dist/index.js';
+import { accuracyBasedAutoCalibration, createQuantConfig, FidelityEvaluator, quantizeModel, Tensor } from '../../dist/index.js';
 import { rng } from './random.ts';
 
 function batches(n: number, rows: number, seed: number) {
@@ -31,4 +31,15 @@ Deno.test('auto-calibration repairs the planted outlier layer with 16-bit activa
   assert.equal(r.passed, true, r.message);
   assert.deepEqual(r.fallbackLayers, []);
   assert.deepEqual(r.repairedLayers.map((x) => [x.layer, x.repair]), [['layer3', 'int16']]);
+});
+
+Deno.test('adaptive weight rounding records its choice and a reused record rebuilds the same deploy model', async () => {
+  const model = await Deno.readFile(new URL('../fixtures/outlier_mlp.onnx', import.meta.url));
+  const config = await createQuantConfig(model, { batchNum: 2, weightRounding: 'adaptive' });
+  const r = await quantizeModel(model, config, batches(2, 64, 3));
+  assert.ok(r.adaptiveRounding, 'adaptiveRounding is reported');
+  assert.ok(r.adaptiveRounding.errorAfter <= r.adaptiveRounding.errorBefore);
+  for (const l of r.layers.filter((x) => x.weights)) assert.equal(typeof r.record.layers[l.name]!.round_w, 'string', l.name);
+  const again = await quantizeModel(model, config, [], { record: r.record });
+  assert.deepEqual(again.deployModel, r.deployModel);
 });

@@ -84,3 +84,19 @@ Deno.test('reductions match the reference', async () => {
   const e2 = referenceKernels.fakeQuantSquaredError(a, c);
   for (let i = 0; i < 3; i++) assert.ok(Math.abs(e1[i]! / e2[i]! - 1) < 1e-12);
 });
+
+Deno.test('crossMoments matches the reference', async () => {
+  const k = await getKernels();
+  const next = rng(21);
+  const rows = 101;
+  const d = 13;
+  const a = new Float32Array(rows * d).map(() => next() * 2 - 1);
+  const b = new Float32Array(rows * d).map(() => next() * 2 - 1);
+  const [h1, g1, h2, g2] = [0, 1, 2, 3].map(() => new Float64Array(d * d));
+  k.crossMoments(a, b, rows, d, h1!, g1!);
+  referenceKernels.crossMoments(a, b, rows, d, h2!, g2!);
+  for (let i = 0; i < d * d; i++) {
+    assert.ok(Math.abs(h1![i]! - h2![i]!) < 1e-9);
+    assert.ok(Math.abs(g1![i]! - g2![i]!) < 1e-9);
+  }
+});
