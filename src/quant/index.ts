@@ -1,9 +1,10 @@
 /** Public API of post-training quantization. */
 export { createQuantConfig, loadQuantConfig, quantizeModel, saveModel } from './quantize.js';
-export type { ModelSource, QuantizeModelOptions, QuantizeResult, LayerReport, LayerError } from './quantize.js';
-export { ACTIVATION_ALGOS, IFMR_DEFAULTS, HFMG_DEFAULTS, PERCENTILE_DEFAULTS } from './config.js';
+export type { ModelSource, QuantizeModelOptions, QuantizeResult, LayerReport, LayerError, RoundingSummary } from './quantize.js';
+export { ACTIVATION_ALGOS, IFMR_DEFAULTS, HFMG_DEFAULTS, PERCENTILE_DEFAULTS, WEIGHT_ROUNDINGS } from './config.js';
 export type {
   ActivationAlgo,
+  WeightRounding,
   ActivationQuantParams,
   WeightQuantParams,
   LayerQuantConfig,
