@@ -41,7 +41,7 @@ import { outputTensor, placeOutputs, type OutputPlacement, type OutputQuantizati
 import type { ActivationResult } from './observers/index.js';
 import { requiredDeployOpset, writeDeploy, writeFakeQuant, type LayerQuantization } from './rewrite.js';
 import { scanLayers, type LayerInfo, type SkippedNode } from './registry.js';
-import { biasScaleFloor, quantizeBias, quantizeWeight } from './weights.js';
+import { biasScaleFloor, dequantizeWeight, quantizeBias, quantizeWeight } from './weights.js';
 import { applyRounding, decodeRounding, encodeRounding } from './rounding.js';
 import { chooseRoundings } from './rounding-search.js';
 
@@ -539,7 +539,7 @@ function planLayers(q: QuantizationSession, layers: readonly LayerInfo[], record
         const bits = decodeRounding(rec.round_w);
         const chosen = bits ? applyRounding(w, lq.weight.q, l.weight.dims, axis, lq.weight.scale, bits) : 'is not base64';
         if (typeof chosen === 'string') throw new QuantConfigError([`layer ${quoteName(l.name)}: round_w ${chosen}`], 'the record');
-        lq.weight = { ...lq.weight, q: chosen, fq: q.kernels.dequantize(chosen, axis < 0 ? lq.weight.scale[0]! : lq.weight.scale, 0, axis < 0 ? {} : { axis, shape: l.weight.dims }) };
+        lq.weight = { ...lq.weight, q: chosen, fq: dequantizeWeight(q.kernels, chosen, lq.weight.scale, axis, l.weight.dims) };
       }
       rec.scale_w = Array.from(lq.weight.scale);
       rec.offset_w = rec.scale_w.map(() => 0);

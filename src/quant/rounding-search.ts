@@ -7,7 +7,7 @@
  *
  * Cost: one pass over the calibration batches for the statistics (both models side by side in one
  * session, layers grouped against the calibration memory budget), then one forward pass over the
- * kept batches per candidate layer in a single session where a bool input per layer switches its
+ * sampled batches per candidate layer in a single session where a bool input per layer switches its
  * weight between nearest and adaptive rounding.
  * Memory: the statistics of one group of layers (see rounding.ts), and the feeds and float output of
  * the first ROUNDING_BATCHES batches.
@@ -22,6 +22,7 @@ import { checkSignal } from '../runtime/deadline.js';
 import { createSession, Tensor, type CreateSessionOptions } from '../runtime/ort.js';
 import { activationData, admitWithinBudget, replayBatches, type BatchSource, type Feeds } from './calibrate.js';
 import { writeFakeQuant, type LayerQuantization } from './rewrite.js';
+import { dequantizeWeight } from './weights.js';
 import { accumulate, inputsPerOutput, MAX_INPUTS, newStats, patchGeometry, roundAdaptively, statsBytes, type PatchGeometry, type RoundingStats } from './rounding.js';
 
 /**
@@ -88,7 +89,7 @@ export interface RoundingChoice {
   considered: string[];
   /** The chosen int8 weights (and bias shift, where it helped) of the layers whose adaptive rounding was kept. */
   kept: Map<string, KeptRounding>;
-  /** 1 − cosine of the model's first output to float on the kept batches: nearest, then chosen. */
+  /** 1 − cosine of the model's first output to float on the sampled batches: nearest, then chosen. */
   errorBefore: number;
   errorAfter: number;
 }
@@ -102,10 +103,11 @@ export async function chooseRoundings(
   kernels: Kernels,
   options: RoundingOptions,
 ): Promise<RoundingChoice> {
+  const none: RoundingChoice = { considered: [], kept: new Map(), errorBefore: 0, errorAfter: 0 };
+  // The switches are Where nodes (opset 9).
+  if ((opsetVersion(work) ?? 1) < 9) return none;
   const nodes = new Map((work.graph!.node ?? []).map((n) => [n.name ?? '', n]));
   const todo: Candidate[] = [];
-  // The switches are Where nodes (opset 9).
-  if ((opsetVersion(work) ?? 1) < 9) return { considered: [], kept: new Map(), errorBefore: 0, errorAfter: 0 };
   for (const p of plan) {
     if (!p.weight || !consider.has(p.layer.name)) continue;
     const node = nodes.get(p.layer.name)!;
@@ -115,13 +117,12 @@ export async function chooseRoundings(
     const { d, groups } = inputsPerOutput(p.layer, geometry, transB);
     if (d <= MAX_INPUTS) todo.push({ p, geometry, transB, d, groups });
   }
-  const none: RoundingChoice = { considered: [], kept: new Map(), errorBefore: 0, errorAfter: 0 };
   if (todo.length === 0) return none;
   checkSignal(options.signal, 'adaptive rounding');
 
   const { model, fakeInput } = twinModel(work, plan);
   const outputName = work.graph!.output![0]!.name!;
-  const kept: { feeds: Feeds; output: Float32Array }[] = [];
+  const sampled: { feeds: Feeds; output: Float32Array }[] = [];
   const candidates = new Map<string, RoundingCandidate>();
   const bytesOf = new Map(todo.map((t) => [t.p.layer.name, 2 * (options.activationBytes?.get(t.p.layer.activation) ?? 0) + statsBytes(t.d, t.groups)]));
   let pending = todo;
@@ -131,13 +132,13 @@ export async function chooseRoundings(
     pending = pending.filter((t) => !chosen.has(t.p.layer.name));
     const stats = new Map<string, RoundingStats>(group.map((t) => [t.p.layer.name, newStats(t.d, t.groups)]));
     const fetch = [...new Set(group.flatMap((t) => [t.p.layer.activation, fakeInput.get(t.p.layer.name)!]))];
-    const keep = kept.length === 0;
+    const keep = sampled.length === 0;
     await replayBatches(model, fetch, source, options, (out, batch, feeds) => {
       for (const t of group) {
         const float = activationData(out, t.p.layer.activation);
         accumulate(kernels, stats.get(t.p.layer.name)!, t.geometry, float, activationData(out, fakeInput.get(t.p.layer.name)!), out[t.p.layer.activation]!.dims);
       }
-      if (keep && batch < ROUNDING_BATCHES) kept.push({ feeds, output: Float32Array.from(activationData(out, outputName)) });
+      if (keep && batch < ROUNDING_BATCHES) sampled.push({ feeds, output: Float32Array.from(activationData(out, outputName)) });
     });
     for (const t of group) {
       const w = readTensorAsFloat32(getConstant(work.graph!, t.p.layer.weight!.name)!);
@@ -147,7 +148,7 @@ export async function chooseRoundings(
   }
   const considered = todo.map((t) => t.p.layer.name);
   if (candidates.size === 0) return { ...none, considered };
-  return { considered, ...(await keepHelpful(work, plan, candidates, kept, kernels, options)) };
+  return { considered, ...(await keepHelpful(work, plan, candidates, sampled, kernels, options)) };
 }
 
 /** A layer's adaptive rounding and the mean output error left with it (see roundAdaptively). */
@@ -163,7 +164,7 @@ export interface KeptRounding {
 }
 
 /**
- * Greedy, in graph order: a layer's adaptive rounding is kept when the model's output on the kept
+ * Greedy, in graph order: a layer's adaptive rounding is kept when the model's output on the sampled
  * batches gets closer to float with it (on top of those kept before it), on every batch. With
  * `biasCorrection`, a layer with a bias also tries the rounding with the mean error it leaves taken off
  * the bias (empirical bias correction on the quantized model's input), and keeps whichever of the two
@@ -192,8 +193,7 @@ async function keepHelpful(
     const c = candidates.get(p.layer.name);
     if (!c) continue;
     const node = byName.get(p.layer.name)!;
-    const w = p.weight!;
-    const fq = kernels.dequantize(c.q, w.axis < 0 ? w.scale[0]! : w.scale, 0, w.axis < 0 ? {} : { axis: w.axis, shape: p.layer.weight!.dims });
+    const fq = dequantizeWeight(kernels, c.q, p.weight!.scale, p.weight!.axis, p.layer.weight!.dims);
     const alt = editor.addInitializer(makeTensor(`${p.layer.name}.weight_adaptive`, DataType.FLOAT, p.layer.weight!.dims, fq));
     const weight = flagInput(`${p.layer.name}.adaptive_rounding`);
     node.input![1] = editor.insertBefore(node, { opType: 'Where', name: `${p.layer.name}/AdaptiveRounding`, inputs: [weight, alt, node.input![1]!] })[0]!;

@@ -29,10 +29,13 @@ export function quantizeWeight(k: Kernels, w: Float32Array, dims: readonly numbe
     absmax = k.absMaxPerChannel(w, dims, axis);
   }
   const scale = absmax.map((a, c) => guardScale(Math.max(Math.fround(a / WEIGHT_RANGE.qmax), minScale?.[minScale.length === 1 ? 0 : c] ?? 0)));
-  const layout = axis < 0 ? {} : { axis, shape: dims };
-  const q = k.quantize(w, axis < 0 ? scale[0]! : scale, 0, { type: 'int8', ...layout });
-  const fq = k.dequantize(q, axis < 0 ? scale[0]! : scale, 0, layout);
-  return { scale, axis, q, fq };
+  const q = k.quantize(w, axis < 0 ? scale[0]! : scale, 0, { type: 'int8', ...(axis < 0 ? {} : { axis, shape: dims }) });
+  return { scale, axis, q, fq: dequantizeWeight(k, q, scale, axis, dims) };
+}
+
+/** The float values of int8 weights `q` with per-tensor (axis < 0) or per-channel `scale`. */
+export function dequantizeWeight(k: Kernels, q: Int8Array, scale: Float32Array, axis: number, dims: readonly number[]): Float32Array {
+  return axis < 0 ? k.dequantize(q, scale[0]!, 0) : k.dequantize(q, scale, 0, { axis, shape: dims });
 }
 
 export interface QuantizedBias {
