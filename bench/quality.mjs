@@ -5,8 +5,9 @@
 //      correction, then the default
 //      (which also quantizes layer outputs, for speed);
 //   2. automatic calibration with a label-free evaluator: layers left in float by AMCT's form and search,
-//      by autoquant's config with AMCT's search, by the model-output ranking without repairs, and by
-//      autoquant's defaults (equalizations, model-output ranking and repairs before float).
+//      by autoquant's config with AMCT's search, by the model-output ranking without repairs, by
+//      autoquant's defaults (equalizations, model-output ranking and repairs before float), and by the
+//      defaults with `refine` (each layer left out of int8 tried back).
 // Run: node bench/quality.mjs [--only name]
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -113,22 +114,23 @@ for (const c of cases) {
 
   // AMCT's form and search; autoquant's config with AMCT's search (layer-output ranking, no repairs); the
   // default ranking without repairs; the defaults.
-  for (const [label, configOptions, repairs, ranking] of [
+  for (const [label, configOptions, repairs, ranking, refine] of [
     ['AMCT', forms[0][1], [], 'layer-output'],
     ['autoquant config, AMCT search', {}, [], 'layer-output'],
     ['autoquant, no repairs', {}, [], undefined],
     ['autoquant', {}, undefined, undefined],
+    ['autoquant, refine', {}, undefined, undefined, true],
   ]) {
     const evaluator = new FidelityEvaluator(held, { calibrationInputs: calib, batchNum: 2, mode: 'cosine', maxDrop: c.maxDrop });
     const config = await createQuantConfig(model, { batchNum: 2, ...configOptions });
     const t0 = performance.now();
-    const r = await accuracyBasedAutoCalibration(model, evaluator, { config, repairs, ranking, engine: 'node' });
+    const r = await accuracyBasedAutoCalibration(model, evaluator, { config, repairs, ranking, refine, engine: 'node' });
     const seconds = (performance.now() - t0) / 1000;
     const kinds = {};
     for (const x of r.repairedLayers) kinds[x.repair] = (kinds[x.repair] ?? 0) + 1;
     // 16-bit repairs run as float behind Q/DQ in onnxruntime: only the rest are integer kernels.
     autoRows.push({ model: c.name, maxDrop: c.maxDrop, label, layers: r.quantizedLayers.length + r.fallbackLayers.length, float: r.fallbackLayers.length, int8: r.quantizedLayers.length - (kinds.int16 ?? 0),
-      repaired: Object.entries(kinds).map(([kk, v]) => `${v} ${kk}`).join(', ') || '-', evaluations: r.evaluations, metric: r.quantizedMetric, passed: r.passed, seconds });
+      repaired: [...Object.entries(kinds).map(([kk, v]) => `${v} ${kk}`), ...(r.refinedLayers.length ? [`${r.refinedLayers.length} refined`] : [])].join(', ') || '-', evaluations: r.evaluations, metric: r.quantizedMetric, passed: r.passed, seconds });
     console.error(`${c.name} auto ${label}: ${r.message}`);
   }
 }

@@ -24,7 +24,7 @@ import { htmlReport } from '../report/html.js';
 import { emitProgress, RunLog } from '../runtime/log.js';
 import { REPAIRS, repairFallbacks, type LayerRepair, type RepairCandidate, type RepairName } from './repairs.js';
 
-export type AutoPhase = 'float-evaluation' | 'calibration' | 'quantized-evaluation' | 'ranking' | 'search' | 'repair' | 'saving';
+export type AutoPhase = 'float-evaluation' | 'calibration' | 'quantized-evaluation' | 'ranking' | 'search' | 'repair' | 'refine' | 'saving';
 
 export interface AutoProgressEvent {
   phase: AutoPhase;
@@ -66,6 +66,14 @@ export interface AutoCalibrationOptions extends CreateSessionOptions {
    * Only with fallback 'float'.
    */
   repairs?: readonly RepairName[];
+  /**
+   * After the search and the repairs, try each layer still in float (or int16, with `fallback: 'int16'`)
+   * or repaired with 16-bit activations back in plain int8, least sensitive first, keeping it there
+   * when the evaluator still passes: one evaluation per layer, within `maxEvaluations` and `maxSeconds`. The search assumes that fewer
+   * fallbacks in ranking order never pass where more fail; on real models they sometimes do (a layer's
+   * quantization error can cancel another's), and this pass collects those layers. Default false.
+   */
+  refine?: boolean;
   /** Upper bound on evaluate() calls, the float and first quantized evaluations included. */
   maxEvaluations?: number;
   /**
@@ -114,6 +122,11 @@ export interface AutoCalibrationResult {
   fallbackTo: 'float' | 'int16';
   /** Layers the search would have put in float that a repair kept quantized (see `repairs`). */
   repairedLayers: LayerRepair[];
+  /**
+   * Layers `refine` brought back to plain int8, in the order tried: from float, or from a 16-bit
+   * activation repair (then no longer in repairedLayers).
+   */
+  refinedLayers: string[];
   /** Each quantized layer's output error in the returned model (see the `layerErrors` option). */
   layerErrors?: LayerError[];
   /** The evaluator's limit, as its `limit` says. */
@@ -126,7 +139,7 @@ export interface AutoCalibrationResult {
   record: QuantRecord;
   layers: LayerReport[];
   /** Seconds per phase. */
-  timings: { floatEvaluation: number; calibration: number; ranking: number; search: number; repair: number; total: number };
+  timings: { floatEvaluation: number; calibration: number; ranking: number; search: number; repair: number; refine: number; total: number };
   fakeQuantModel?: Uint8Array;
   deployModel?: Uint8Array;
   /** Files written (with savePrefix / recordFile). */
@@ -389,6 +402,41 @@ export async function accuracyBasedAutoCalibration(
       message += fallback.length ? `; ${fallback.length} fell back to float: ${fallback.join(', ')}` : '; none is left in float';
     }
   }
+
+  // 6. Refinement: each layer still out of int8 (in float, or repaired with 16-bit activations, which
+  // onnxruntime runs as float behind Q/DQ) tried back in plain int8, least sensitive first.
+  const refined: string[] = [];
+  let refineSeconds = 0;
+  const wideRepairs = () => [...repaired.values()].filter((c) => c.repair.repair === 'int16').map((c) => c.repair.layer);
+  if (options.refine && fallback && fallback.length + wideRepairs().length > 0 && withinBudget()) {
+    const refineStart = now();
+    const rank = new Map(ranking.map((r, i) => [r.layer, i]));
+    const candidates = [...fallback, ...wideRepairs()].sort((a, b) => (rank.get(b) ?? 0) - (rank.get(a) ?? 0));
+    let cut = false;
+    let left: string[] = fallback;
+    for (const layer of candidates) {
+      if (!withinBudget()) {
+        cut = true;
+        break;
+      }
+      const trialFloat = left.filter((n) => n !== layer);
+      const trialRepaired = new Map([...repaired].filter(([n]) => n !== layer));
+      const subPlan = planWith(trialFloat).map((l) => trialRepaired.get(l.layer.name)?.quantization ?? l);
+      const was = left.includes(layer) ? fallbackTo : '16-bit activations';
+      const entry = await evaluate(p.fakeQuantModel(subPlan).model, trialFloat, `the model with ${layer} back in int8 from ${was}`, originalMetric);
+      if (trialRepaired.size) entry.repaired = [...trialRepaired.values()].map((c) => c.repair);
+      progress('refine', `${layer} back in int8 from ${was}: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok, kept' : 'not ok'}`, entry);
+      if (!entry.ok) continue;
+      left = trialFloat;
+      repaired = trialRepaired;
+      finalEntry = entry;
+      refined.push(layer);
+    }
+    fallback = left;
+    refineSeconds = now() - refineStart;
+    message += `; refinement: ${refined.length} of the ${candidates.length} layers not in int8 passed back in int8${refined.length ? ` (${refined.join(', ')})` : ''}`;
+    if (cut) message += ' (the budget ended it early)';
+  }
   const passed = fallback !== undefined;
 
   // Outputs: the final config has quant_enable false for the fallen-back layers.
@@ -405,6 +453,8 @@ export async function accuracyBasedAutoCalibration(
   const off = new Set(fallback ?? []);
   const finalPlan = passed ? planWith(fallback!).map((l) => repaired.get(l.layer.name)?.quantization ?? l) : [];
   for (const name of fallback ?? []) if (record16) p.record.layers[name] = record16.layers[name]!;
+  // The returned config and record must rebuild this model without data, fallbacks in float included.
+  if (passed) p.settleOutputs(finalPlan.map((l) => l.layer.name));
   const result: AutoCalibrationResult = {
     passed,
     message,
@@ -414,6 +464,7 @@ export async function accuracyBasedAutoCalibration(
     fallbackLayers: passed ? fallback! : plan.map((l) => l.layer.name),
     fallbackTo,
     repairedLayers: [...repaired.values()].map((c) => c.repair),
+    refinedLayers: refined,
     limit: { ...(evaluator.limit ?? {}) },
     ranking,
     history,
@@ -423,7 +474,7 @@ export async function accuracyBasedAutoCalibration(
     layers: p.layerReport(new Set(passed ? finalPlan.map((l) => l.layer.name) : []), (name) =>
       off.has(name) ? 'fell back to float: the metric drop exceeded the limit' : passed ? undefined : message,
     ).map((l) => (repaired.has(l.name) ? { ...l, repair: repaired.get(l.name)!.repair.detail } : l)),
-    timings: { floatEvaluation: floatSeconds, calibration: calibrationSeconds, ranking: rankingSeconds, search: searchSeconds, repair: repairSeconds, total: 0 },
+    timings: { floatEvaluation: floatSeconds, calibration: calibrationSeconds, ranking: rankingSeconds, search: searchSeconds, repair: repairSeconds, refine: refineSeconds, total: 0 },
     files: [],
     floatModelRewrites,
   };
@@ -451,6 +502,7 @@ export interface AutoCalibrationReport {
   fallback_layers: string[];
   fallback_to: 'float' | 'int16';
   repaired_layers: LayerRepair[];
+  refined_layers: string[];
   /** Ascending: the most sensitive layer first. */
   ranking: LayerScore[];
   history: { fallback_layers: string[] | null; repaired?: LayerRepair[]; metric: number; loss: number; ok: boolean; seconds: number }[];
@@ -470,6 +522,7 @@ export function autoCalibrationReport(r: AutoCalibrationResult): AutoCalibration
     fallback_layers: r.fallbackLayers,
     fallback_to: r.fallbackTo,
     repaired_layers: r.repairedLayers,
+    refined_layers: r.refinedLayers,
     ranking: r.ranking.map((x) => ({ layer: x.layer, score: x.score })),
     history: r.history.map((h) => ({
       fallback_layers: h.fallbackLayers,

@@ -45,9 +45,10 @@ Usage:
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
                  [--ranking model-output|layer-output] [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
                  [--fidelity auto|top1|cosine] [--fallback float|int16] [--repairs weights,observer,rounding,int16|none]
-                 [--weight-rounding nearest|adaptive]
+                 [--weight-rounding nearest|adaptive] [--refine]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
       --repairs (default all four) are tried on those layers first, keeping them quantized where they suffice.
+      --refine then tries each layer still in float back in int8, least sensitive first (one evaluation each).
       --evaluator: a module whose default export is an AutoCalibrationEvaluator instance, a subclass (constructed
       with { maxDrop } or { maxRelativeDrop }) or a function returning one. --data: label-free, the metric is the
       agreement with the float model's outputs on those inputs (top-1 for classifiers, mean cosine otherwise).
@@ -75,7 +76,7 @@ Exit status: 0 success, 1 error, 2 no acceptable model.`;
 
 type Out = { write(s: string): unknown };
 
-const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise', 'quiet', 'verbose']);
+const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise', 'quiet', 'verbose', 'refine']);
 /** Options that take a value, over all commands; each command rejects the ones it does not use. */
 const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
@@ -260,6 +261,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const sensitivity = o.choice<SensitivityName>('sensitivity', ['cosine', 'mse', 'sqnr']);
   const ranking = o.choice<RankingName>('ranking', ['model-output', 'layer-output']);
   const repairs = repairList(o.string('repairs'));
+  const refine = o.flag('refine') || undefined;
   const maxEvaluations = o.number('max-evaluations', (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2');
   const maxSeconds = o.number('max-seconds', (n) => n > 0, 'a number of seconds > 0');
   const eps = executionProviders(o);
@@ -293,6 +295,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     sensitivity,
     ranking,
     repairs,
+    refine,
     maxEvaluations,
     maxSeconds,
     executionProviders: eps,

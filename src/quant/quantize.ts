@@ -317,7 +317,8 @@ async function calibrateLayers(
     for (const l of layers) {
       const p = layerConfig(q.config, l.name)!.activation_quant_params;
       const tensor = outputTensor(graph, l, readers);
-      if (p.num_bits !== 8 || read.has(tensor) || record.layers[l.name]?.scale_o !== undefined) continue;
+      // A record that keeps the output float (output_quant false) needs no factors for it.
+      if (p.num_bits !== 8 || read.has(tensor) || record.layers[l.name]?.scale_o !== undefined || record.layers[l.name]?.output_quant === false) continue;
       observe(tensor, OUTPUT_KEY + l.name, p);
     }
   }
@@ -903,6 +904,18 @@ export class PreparedQuantization {
     const kept = Object.values(this.record.layers).filter((l) => l.output_quant === true);
     for (const l of kept) l.output_quant = false;
     return kept.length;
+  }
+
+  /**
+   * Marks `output_quant: false` for those of `layers` whose record has no output factors and no
+   * decision: their outputs stay float in any plan from this record, and saying so keeps a reuse of
+   * the record from calibrating them (which needs data) when a reader of theirs is no longer quantized.
+   */
+  settleOutputs(layers: Iterable<string>): void {
+    for (const name of layers) {
+      const l = this.record.layers[name];
+      if (l && l.scale_o === undefined && l.output_quant === undefined) l.output_quant = false;
+    }
   }
 
   /** The plan of every enabled layer, from the record. */

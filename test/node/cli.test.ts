@@ -368,6 +368,17 @@ describe('autoquant auto --data (label-free fidelity)', () => {
     expect(bad.stderr).toMatch(/--repairs must be 'none' or a comma-separated list of weights, observer, rounding, int16, got 'int8'/);
   });
 
+  it('--refine tries the layer left in float back in int8 and reports it in refined_layers', async () => {
+    const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(2, 64, 11) });
+    const r = await runCli([...searchArgs, '--refine', '--json'], dir);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.fallback_layers).toEqual([fragile]);
+    expect(report.refined_layers).toEqual([]);
+    expect(report.history.at(-1).fallback_layers).toEqual([]);
+    expect(r.stderr).toMatch(/^refine: all layers int8: metric [\d.]+, loss [\d.]+ \(not ok/m);
+  });
+
   it("--ranking layer-output with --repairs none is AMCT's search (the fragile layer in float); a bad --ranking lists the choices", async () => {
     const dir = tempDir({ 'model.onnx': bytes, 'inputs.npy': outlierNpy(2, 64, 11) });
     const r = await runCli([...autoArgs, '--repairs', 'none', '--ranking', 'layer-output', '--json'], dir);
