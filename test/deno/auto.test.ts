@@ -1,6 +1,6 @@
 // Deno: accuracy-based automatic calibration end to end on the built package, with real
 // onnxruntime-web sessions: the planted-outlier fixture must end with exactly layer3 in float
-// (AMCT's search), or with layer3 at 16-bit activations (the default repairs).
+// (AMCT's search, and after the refinement too), or with layer3 at 16-bit activations (the default repairs).
 import assert from 'node:assert/strict';
 import { accuracyBasedAutoCalibration, createQuantConfig, FidelityEvaluator, quantizeModel, Tensor } from '../../dist/index.js';
 import { rng } from './random.ts';
@@ -41,5 +41,18 @@ Deno.test('adaptive weight rounding records its choice and a reused record rebui
   assert.ok(r.adaptiveRounding.errorAfter <= r.adaptiveRounding.errorBefore);
   for (const l of r.layers.filter((x) => x.weights)) assert.equal(typeof r.record.layers[l.name]!.round_w, 'string', l.name);
   const again = await quantizeModel(model, config, [], { record: r.record });
+  assert.deepEqual(again.deployModel, r.deployModel);
+});
+
+Deno.test('refine tries the layer left in float back in int8; the returned config and record rebuild the deploy model without data', async () => {
+  const model = await Deno.readFile(new URL('../fixtures/outlier_mlp.onnx', import.meta.url));
+  const evaluator = new FidelityEvaluator(batches(2, 64, 11), { calibrationInputs: batches(2, 64, 3), batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
+  const r = await accuracyBasedAutoCalibration(model, evaluator, { repairs: [], refine: true });
+  assert.equal(r.passed, true, r.message);
+  assert.deepEqual(r.fallbackLayers, ['layer3']);
+  assert.deepEqual(r.refinedLayers, []);
+  assert.deepEqual(r.history.at(-1)!.fallbackLayers, []);
+  assert.equal(r.history.at(-1)!.ok, false);
+  const again = await quantizeModel(model, r.config, [], { record: r.record });
   assert.deepEqual(again.deployModel, r.deployModel);
 });

@@ -43,7 +43,7 @@ describe('refinement on the PaddleOCR classifier at a 0.05% cosine budget', () =
     const last = r.history.filter((h) => h.ok).at(-1)!;
     expect(last.fallbackLayers).toEqual(r.fallbackLayers);
     expect(r.quantizedMetric).toBe(last.metric);
-    expect(r.message).toMatch(new RegExp(`refinement: ${r.refinedLayers.length} of the ${plain.fallbackLayers.length} layers not in int8 passed back in int8`));
+    expect(r.message).toMatch(new RegExp(`^${r.quantizedLayers.length} of ${r.quantizedLayers.length + r.fallbackLayers.length} layers quantized; the refinement brought ${r.refinedLayers.length} of the ${plain.fallbackLayers.length} layers not in int8 back in int8: ${r.refinedLayers.join(', ')}; ${r.fallbackLayers.length} stay in float`));
     expect(autoCalibrationReport(r).refined_layers).toEqual(r.refinedLayers);
 
     // The returned config and record rebuild the model the evaluator accepted.
@@ -85,7 +85,7 @@ describe('refinement on the model with one planted outlier layer', () => {
     const tried = r.history.at(-1)!;
     expect(tried.ok).toBe(false);
     expect(tried.fallbackLayers).toEqual([]);
-    expect(r.message).toMatch(/refinement: 0 of the 1 layers not in int8 passed back in int8/);
+    expect(r.message).toMatch(/; the refinement brought none of the 1 layers not in int8 back in int8$/);
   });
 
   it('tries a layer repaired with 16-bit activations back in int8, and keeps the repair when int8 fails', async () => {
