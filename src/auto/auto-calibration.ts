@@ -437,12 +437,12 @@ export async function accuracyBasedAutoCalibration(
     const early = cut ? ' (the budget ended it early)' : '';
     if (refined.length) {
       const wide = wideRepairs();
-      message = `${plan.length - left.length} of ${plan.length} layers quantized; the refinement brought ${refined.length} of the ${candidates.length} layers not in int8 back in int8${early}: ${refined.join(', ')}`
+      message = `${plan.length - left.length} of ${plan.length} layers quantized; the refinement brought ${refined.length} of the ${candidates.length} layer(s) not in int8 back in int8${early}: ${refined.join(', ')}`
         + (left.length ? `; ${left.length} stay in ${fallbackTo}: ${left.join(', ')}` : `; none is left in ${fallbackTo}`)
         + (wide.length ? `; ${wide.length} keep 16-bit activations: ${wide.join(', ')}` : '')
         + `. Before the refinement: ${message}`;
     } else {
-      message += `; the refinement brought none of the ${candidates.length} layers not in int8 back in int8${early}`;
+      message += `; the refinement brought none of the ${candidates.length} layer(s) not in int8 back in int8${early}`;
     }
   }
   const passed = fallback !== undefined;

@@ -43,7 +43,7 @@ describe('refinement on the PaddleOCR classifier at a 0.05% cosine budget', () =
     const last = r.history.filter((h) => h.ok).at(-1)!;
     expect(last.fallbackLayers).toEqual(r.fallbackLayers);
     expect(r.quantizedMetric).toBe(last.metric);
-    expect(r.message).toMatch(new RegExp(`^${r.quantizedLayers.length} of ${r.quantizedLayers.length + r.fallbackLayers.length} layers quantized; the refinement brought ${r.refinedLayers.length} of the ${plain.fallbackLayers.length} layers not in int8 back in int8: ${r.refinedLayers.join(', ')}; ${r.fallbackLayers.length} stay in float`));
+    expect(r.message).toMatch(new RegExp(`^${r.quantizedLayers.length} of ${r.quantizedLayers.length + r.fallbackLayers.length} layers quantized; the refinement brought ${r.refinedLayers.length} of the ${plain.fallbackLayers.length} layer\\(s\\) not in int8 back in int8: ${r.refinedLayers.join(', ')}; ${r.fallbackLayers.length} stay in float`));
     expect(autoCalibrationReport(r).refined_layers).toEqual(r.refinedLayers);
 
     // The returned config and record rebuild the model the evaluator accepted.
@@ -85,7 +85,7 @@ describe('refinement on the model with one planted outlier layer', () => {
     const tried = r.history.at(-1)!;
     expect(tried.ok).toBe(false);
     expect(tried.fallbackLayers).toEqual([]);
-    expect(r.message).toMatch(/; the refinement brought none of the 1 layers not in int8 back in int8$/);
+    expect(r.message).toMatch(/; the refinement brought none of the 1 layer\(s\) not in int8 back in int8$/);
   });
 
   it('tries a layer repaired with 16-bit activations back in int8, and keeps the repair when int8 fails', async () => {
@@ -99,5 +99,16 @@ describe('refinement on the model with one planted outlier layer', () => {
     expect(tried).toMatchObject({ ok: false, fallbackLayers: [] });
     expect(tried.repaired).toBeUndefined();
     expect(r.quantizedMetric).toBe(r.history.filter((h) => h.ok).at(-1)!.metric);
+  });
+
+  it("with fallback 'int16', tries the int16 layer back in int8 and leaves it at 16 bits when int8 fails", async () => {
+    const { bytes, fragile } = outlierModel();
+    const r = await accuracyBasedAutoCalibration(bytes, outlierEvaluator(), { config: await createQuantConfig(bytes, { batchNum: 2 }), fallback: 'int16', refine: true });
+    expect(r.passed).toBe(true);
+    expect(r.fallbackLayers).toEqual([fragile]);
+    expect(r.refinedLayers).toEqual([]);
+    expect(r.history.at(-1)).toMatchObject({ ok: false, fallbackLayers: [] });
+    expect((r.config[fragile] as { activation_quant_params: { num_bits: number } }).activation_quant_params.num_bits).toBe(16);
+    expect(r.message).toMatch(/; the refinement brought none of the 1 layer\(s\) not in int8 back in int8$/);
   });
 });
