@@ -225,6 +225,20 @@ test('accuracy-based auto-calibration in the browser falls back exactly the plan
   assert(r.deployModel instanceof Uint8Array && r.fakeQuantModel instanceof Uint8Array, 'models returned');
 });
 
+test('the refinement tries the planted outlier layer back in int8, leaves it in float, and the result rebuilds without data', async () => {
+  const model = await fetchBytes('/test/fixtures/outlier_mlp.onnx');
+  const batches = (n, rows, seed) =>
+    Array.from({ length: n }, (_, i) => ({ x: new aq.Tensor('float32', randomFloats(rows * 16, seed + i, 1), [rows, 16]) }));
+  const evaluator = new aq.FidelityEvaluator(batches(2, 64, 11), { calibrationInputs: batches(2, 64, 3), batchNum: 2, mode: 'cosine', maxDrop: 0.002 });
+  const phases = new Set();
+  const r = await aq.accuracyBasedAutoCalibration(model, evaluator, { repairs: [], refine: true, onProgress: (e) => phases.add(e.phase) });
+  assert(r.passed, r.message);
+  assert(r.fallbackLayers.join() === 'layer3' && r.refinedLayers.length === 0, `fell back ${r.fallbackLayers}, refined ${r.refinedLayers}`);
+  assert(phases.has('refine') && r.history.at(-1).ok === false && r.history.at(-1).fallbackLayers.length === 0, 'the refinement tried layer3 once');
+  const again = await aq.quantizeModel(model, r.config, [], { record: r.record });
+  assert(equalArrays(again.deployModel, r.deployModel), 'same deploy model from the returned config and record');
+});
+
 test('adaptive weight rounding runs in the browser and a reused record rebuilds the same deploy model', async () => {
   const model = await fetchBytes('/test/fixtures/outlier_mlp.onnx');
   const batches = Array.from({ length: 2 }, (_, i) => ({ x: new aq.Tensor('float32', randomFloats(64 * 16, 3 + i, 1), [64, 16]) }));
