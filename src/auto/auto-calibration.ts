@@ -610,4 +610,5 @@ function checkAutoArguments(evaluator: unknown, options: unknown): void {
   if (o.repairs !== undefined && !(Array.isArray(o.repairs) && o.repairs.every((r) => (REPAIRS as readonly unknown[]).includes(r)))) {
     throw new AutoquantError('AUTO_OPTIONS', `repairs must be a list of ${REPAIRS.join(', ')}, got ${describeValue(o.repairs)}`);
   }
+  if (o.refine !== undefined && typeof o.refine !== 'boolean') throw new AutoquantError('AUTO_OPTIONS', `refine must be a boolean, got ${describeValue(o.refine)}`);
 }

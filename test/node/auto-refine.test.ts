@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { accuracyBasedAutoCalibration, autoCalibrationReport, createQuantConfig, createSession, FidelityEvaluator, quantizeModel, Tensor } from '../../src/index.js';
+import { accuracyBasedAutoCalibration, autoCalibrationReport, AutoquantError, createQuantConfig, createSession, FidelityEvaluator, quantizeModel, Tensor } from '../../src/index.js';
 import { outlierEvaluator, outlierModel } from '../helpers/outlier-model.js';
 import { textLine } from '../helpers/mnist.js';
 
@@ -110,5 +110,12 @@ describe('refinement on the model with one planted outlier layer', () => {
     expect(r.history.at(-1)).toMatchObject({ ok: false, fallbackLayers: [] });
     expect((r.config[fragile] as { activation_quant_params: { num_bits: number } }).activation_quant_params.num_bits).toBe(16);
     expect(r.message).toMatch(/; the refinement brought none of the 1 layer\(s\) not in int8 back in int8$/);
+  });
+
+  it('a refine that is not a boolean is an AutoquantError naming the option', async () => {
+    const { bytes } = outlierModel();
+    const run = () => accuracyBasedAutoCalibration(bytes, outlierEvaluator(), { refine: 'yes' as never });
+    await expect(run()).rejects.toThrow(AutoquantError);
+    await expect(run()).rejects.toThrow(/refine must be a boolean, got/);
   });
 });
