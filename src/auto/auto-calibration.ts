@@ -19,7 +19,7 @@ import type { QuantRecord } from '../quant/record.js';
 import type { LayerQuantization } from '../quant/rewrite.js';
 import type { AutoCalibrationEvaluator, MetricLimit } from './evaluator.js';
 import { RANKINGS, rankByModelOutput, rankLayers, sensitivityFunction, type LayerScore, type RankingName, type SensitivityFunction, type SensitivityName } from './sensitivity.js';
-import { searchFallbackCount, type StrategyName } from './strategies.js';
+import { refineGreedily, searchFallbackCount, type StrategyName } from './strategies.js';
 import { htmlReport } from '../report/html.js';
 import { emitProgress, RunLog } from '../runtime/log.js';
 import { REPAIRS, repairFallbacks, type LayerRepair, type RepairCandidate, type RepairName } from './repairs.js';
@@ -405,40 +405,36 @@ export async function accuracyBasedAutoCalibration(
 
   // 6. Refinement: each layer still out of int8 (in float, or repaired with 16-bit activations, which
   // onnxruntime runs as float behind Q/DQ) tried back in plain int8, least sensitive first.
-  const refined: string[] = [];
+  let refined: string[] = [];
   let refineSeconds = 0;
   const wideRepairs = () => [...repaired.values()].filter((c) => c.repair.repair === 'int16').map((c) => c.repair.layer);
   if (options.refine && fallback && fallback.length + wideRepairs().length > 0 && withinBudget()) {
     const refineStart = now();
     const rank = new Map(ranking.map((r, i) => [r.layer, i]));
     const candidates = [...fallback, ...wideRepairs()].sort((a, b) => (rank.get(b) ?? 0) - (rank.get(a) ?? 0));
-    let cut = false;
-    let left: string[] = fallback;
-    for (const layer of candidates) {
-      if (!withinBudget()) {
-        cut = true;
-        break;
-      }
-      const trialFloat = left.filter((n) => n !== layer);
-      const trialRepaired = new Map([...repaired].filter(([n]) => n !== layer));
-      const subPlan = planWith(trialFloat).map((l) => trialRepaired.get(l.layer.name)?.quantization ?? l);
-      const was = left.includes(layer) ? fallbackTo : '16-bit activations';
-      const entry = await evaluate(p.fakeQuantModel(subPlan).model, trialFloat, `the model with ${layer} back in int8 from ${was}`, originalMetric);
-      if (trialRepaired.size) entry.repaired = [...trialRepaired.values()].map((c) => c.repair);
+    const inFloat = fallback;
+    const without = (back: ReadonlySet<string>) => ({
+      float: inFloat.filter((n) => !back.has(n)),
+      repaired: new Map([...repaired].filter(([n]) => !back.has(n))),
+    });
+    const outcome = await refineGreedily(candidates, async (back, layer) => {
+      const trial = without(back);
+      const subPlan = planWith(trial.float).map((l) => trial.repaired.get(l.layer.name)?.quantization ?? l);
+      const was = inFloat.includes(layer) ? fallbackTo : '16-bit activations';
+      const entry = await evaluate(p.fakeQuantModel(subPlan).model, trial.float, `the model with ${layer} back in int8 from ${was}`, originalMetric);
+      if (trial.repaired.size) entry.repaired = [...trial.repaired.values()].map((c) => c.repair);
       progress('refine', `${layer} back in int8 from ${was}: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok, kept' : 'not ok'}`, entry);
-      if (!entry.ok) continue;
-      left = trialFloat;
-      repaired = trialRepaired;
-      finalEntry = entry;
-      refined.push(layer);
-    }
-    fallback = left;
+      if (entry.ok) finalEntry = entry;
+      return entry.ok;
+    }, withinBudget);
+    refined = outcome.kept;
+    ({ float: fallback, repaired } = without(new Set(refined)));
     refineSeconds = now() - refineStart;
-    const early = cut ? ' (the budget ended it early)' : '';
+    const early = outcome.exhausted ? ' (the budget ended it early)' : '';
     if (refined.length) {
       const wide = wideRepairs();
-      message = `${plan.length - left.length} of ${plan.length} layers quantized; the refinement brought ${refined.length} of the ${candidates.length} layer(s) not in int8 back in int8${early}: ${refined.join(', ')}`
-        + (left.length ? `; ${left.length} stay in ${fallbackTo}: ${left.join(', ')}` : `; none is left in ${fallbackTo}`)
+      message = `${plan.length - fallback.length} of ${plan.length} layers quantized; the refinement brought ${refined.length} of the ${candidates.length} layer(s) not in int8 back in int8${early}: ${refined.join(', ')}`
+        + (fallback.length ? `; ${fallback.length} stay in ${fallbackTo}: ${fallback.join(', ')}` : `; none is left in ${fallbackTo}`)
         + (wide.length ? `; ${wide.length} keep 16-bit activations: ${wide.join(', ')}` : '')
         + `. Before the refinement: ${message}`;
     } else {

@@ -58,3 +58,21 @@ export async function searchFallbackCount(
   }
   return { count: passedHi ? hi : undefined, exhausted: false };
 }
+
+/**
+ * The refinement pass (AutoCalibrationOptions.refine) drops that assumption: each of `candidates`, in
+ * order, is probed back in int8 on top of the ones kept so far (`probe` gets the whole set) and kept
+ * when the probe passes. One probe per candidate, while `mayProbe` allows.
+ */
+export async function refineGreedily(
+  candidates: readonly string[],
+  probe: (back: ReadonlySet<string>, layer: string) => Promise<boolean>,
+  mayProbe: () => boolean,
+): Promise<{ kept: string[]; exhausted: boolean }> {
+  const kept: string[] = [];
+  for (const layer of candidates) {
+    if (!mayProbe()) return { kept, exhausted: true };
+    if (await probe(new Set([...kept, layer]), layer)) kept.push(layer);
+  }
+  return { kept, exhausted: false };
+}

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { accuracyBasedAutoCalibration, autoCalibrationReport, AutoquantError, createQuantConfig, createSession, FidelityEvaluator, quantizeModel, Tensor } from '../../src/index.js';
+import { refineGreedily } from '../../src/auto/strategies.js';
 import { outlierEvaluator, outlierModel } from '../helpers/outlier-model.js';
 import { textLine } from '../helpers/mnist.js';
 
@@ -119,3 +120,24 @@ describe('refinement on the model with one planted outlier layer', () => {
     await expect(run()).rejects.toThrow(/refine must be a boolean, got/);
   });
 });
+
+describe('refineGreedily', () => {
+  it('probes each candidate in order on top of those kept so far, and keeps the ones that pass', async () => {
+    const seen: string[][] = [];
+    // b fails alone; d fails only together with a (an interaction the bisection cannot see).
+    const probe = async (back: ReadonlySet<string>) => {
+      seen.push([...back]);
+      return !back.has('b') && !(back.has('a') && back.has('d'));
+    };
+    const r = await refineGreedily(['a', 'b', 'c', 'd'], probe, () => true);
+    expect(r).toEqual({ kept: ['a', 'c'], exhausted: false });
+    expect(seen).toEqual([['a'], ['a', 'b'], ['a', 'c'], ['a', 'c', 'd']]);
+  });
+
+  it('stops when the budget says so and reports it', async () => {
+    let probes = 0;
+    const r = await refineGreedily(['a', 'b', 'c'], async () => true, () => probes++ < 2);
+    expect(r).toEqual({ kept: ['a', 'b'], exhausted: true });
+  });
+});
+
