@@ -209,19 +209,21 @@ async function keepHelpful(
   editor.commit();
   const session = await createSession(encodeModel(fake), options);
   const on = new Set<string>();
-  const errors = async () => {
+  // Per batch; undefined as soon as one exceeds `bound` (no batch may get worse, so the rest need not run).
+  const errors = async (bound?: readonly number[]) => {
     const extra: Feeds = {};
     for (const f of switches.values()) for (const flag of [f.weight, f.bias]) if (flag) extra[flag] = new Tensor('bool', [on.has(flag)], []);
     const each: number[] = [];
-    for (const b of batches) {
+    for (const [i, b] of batches.entries()) {
       const out = await session.run({ ...b.feeds, ...extra });
       each.push(1 - kernels.cosine(b.output, out[session.outputNames[0]!]!.data as Float32Array));
+      if (bound && each[i]! > bound[i]!) return undefined;
     }
     return each;
   };
   const mean = (e: number[]) => e.reduce((a, b) => a + b, 0) / e.length;
   try {
-    let bestEach = await errors();
+    let bestEach = (await errors())!;
     const errorBefore = mean(bestEach);
     let best = errorBefore;
     const kept = new Map<string, KeptRounding>();
@@ -231,10 +233,11 @@ async function keepHelpful(
       let chosen: { flags: string[]; each: number[]; e: number } | undefined;
       for (const flags of trials) {
         for (const x of flags) on.add(x);
-        const each = await errors();
-        const e = mean(each);
+        const each = await errors(bestEach);
         for (const x of flags) on.delete(x);
-        if (e < best * (1 - MIN_GAIN) && each.every((v, i) => v <= bestEach[i]!) && (!chosen || e < chosen.e)) chosen = { flags, each, e };
+        if (!each) continue;
+        const e = mean(each);
+        if (e < best * (1 - MIN_GAIN) && (!chosen || e < chosen.e)) chosen = { flags, each, e };
       }
       if (!chosen) continue;
       for (const x of chosen.flags) on.add(x);
