@@ -452,13 +452,13 @@ export async function accuracyBasedAutoCalibration(
   }
   for (const [name, c] of repaired) {
     c.edit(finalConfig[name] as LayerQuantConfig);
-    p.record.layers[name] = c.record;
+    p.adoptRecord(name, c.record);
   }
   const off = new Set(fallback ?? []);
   const finalPlan = passed ? planWith(fallback!).map((l) => repaired.get(l.layer.name)?.quantization ?? l) : [];
-  for (const name of fallback ?? []) if (record16) p.record.layers[name] = record16.layers[name]!;
+  for (const name of fallback ?? []) if (record16) p.adoptRecord(name, record16.layers[name]!);
   // The returned config and record must rebuild this model without data, fallbacks in float included.
-  if (passed) p.settleOutputs(finalPlan.map((l) => l.layer.name));
+  if (passed) p.settleOutputs(finalPlan);
   const result: AutoCalibrationResult = {
     passed,
     message,

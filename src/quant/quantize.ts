@@ -507,20 +507,16 @@ async function chooseInto(q: QuantizationSession, plan: readonly LayerQuantizati
 
 /** The quantization of each layer from the record's activation factors and the layer's weights. */
 function planLayers(q: QuantizationSession, layers: readonly LayerInfo[], record: QuantRecord): LayerQuantization[] {
-  const graph = q.work.graph!;
-  const readers = consumerMap(graph);
-  const readerOf = new Map<string, LayerInfo>();
-  for (const l of layers) if (!readerOf.has(l.activation)) readerOf.set(l.activation, l);
   return layers.map((l) => {
     const rec = record.layers[l.name];
     if (!rec) throw new CalibrationError(`layer '${l.name}' has no calibration result`);
     const lq: LayerQuantization = { layer: l, activation: { scale: rec.scale_d, zeroPoint: rec.offset_d, bits: rec.num_bits_d } };
-    // Output factors: calibrated for this layer, or those a quantized reader calibrated on the same tensor.
-    const reader = readerOf.get(outputTensor(graph, l, readers));
-    const readerRec = reader && record.layers[reader.name];
+    // Output factors: calibrated for this layer. An output read by a quantized layer takes that
+    // reader's factors where the plan has the reader (see outputs.ts); a plan without it (a layer
+    // fallen back to float) must leave the output float, or the fallen-back layer's input would still
+    // be rounded on its int8 grid.
     if (rec.output_quant === false) lq.keepOutputFloat = true;
     else if (rec.scale_o !== undefined && rec.offset_o !== undefined) lq.output = { scale: rec.scale_o, zeroPoint: rec.offset_o, bits: 8 };
-    else if (readerRec && readerRec.num_bits_d === 8) lq.output = { scale: readerRec.scale_d, zeroPoint: readerRec.offset_d, bits: 8 };
     if (l.weight) {
       const w = readTensorAsFloat32(getConstant(q.work.graph!, l.weight.name)!);
       const axis = layerConfig(q.config, l.name)?.weight_quant_params?.channel_wise ? l.weight.channelAxis : -1;
@@ -907,14 +903,33 @@ export class PreparedQuantization {
   }
 
   /**
-   * Marks `output_quant: false` for those of `layers` whose record has no output factors and no
-   * decision: their outputs stay float in any plan from this record, and saying so keeps a reuse of
-   * the record from calibrating them (which needs data) when a reader of theirs is no longer quantized.
+   * Takes `entry`, calibrated by a variant or withActivationBits session, as `layer`'s record entry,
+   * with what only this session's record knows: the activation equalization factors the shared
+   * working model already carries (without them a reuse would not equalize, and the entry's factors
+   * were calibrated on the equalized input), and, under adaptive rounding, that the variant's weights
+   * were rounded to nearest (without it a reuse would choose a rounding, from data).
    */
-  settleOutputs(layers: Iterable<string>): void {
-    for (const name of layers) {
-      const l = this.record.layers[name];
-      if (l && l.scale_o === undefined && l.output_quant === undefined) l.output_quant = false;
+  adoptRecord(layer: string, entry: QuantRecord['layers'][string]): void {
+    const own = this.record.layers[layer];
+    const adopted = { ...entry };
+    if (adopted.equalize_d === undefined && own?.equalize_d) adopted.equalize_d = own.equalize_d;
+    const weighted = this.enabled.some((l) => l.name === layer && l.weight);
+    if (adopted.round_w === undefined && weighted && this.session.config.weight_rounding === 'adaptive') adopted.round_w = '';
+    this.record.layers[layer] = adopted;
+  }
+
+  /**
+   * Marks `output_quant: false` for the layers of `plan` whose output the plan leaves float and whose
+   * record has no output factors: a plan from this record would leave them float too, and saying so
+   * keeps a reuse of the record with the layers `plan` left out disabled (the automatic calibration's
+   * fallbacks) from calibrating those outputs, which needs data. Outputs the plan quantizes (with a
+   * quantized reader's factors) keep their entry.
+   */
+  settleOutputs(plan: readonly LayerQuantization[]): void {
+    const placed = new Set(outputPlacement(this.session, plan).outputs.map((o) => o.layer));
+    for (const p of plan) {
+      const l = this.record.layers[p.layer.name];
+      if (l && !placed.has(p.layer.name) && l.scale_o === undefined && l.output_quant !== false) l.output_quant = false;
     }
   }
 
