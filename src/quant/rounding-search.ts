@@ -12,6 +12,7 @@
  * Memory: the statistics of one group of layers (see rounding.ts), and the feeds and float output of
  * the first ROUNDING_BATCHES batches.
  */
+import { CalibrationError } from '../errors.js';
 import type { Kernels } from '../kernels/types.js';
 import { GraphEditor } from '../onnx/editor.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
@@ -138,7 +139,11 @@ export async function chooseRoundings(
         const float = activationData(out, t.p.layer.activation);
         accumulate(kernels, stats.get(t.p.layer.name)!, t.geometry, float, activationData(out, fakeInput.get(t.p.layer.name)!), out[t.p.layer.activation]!.dims);
       }
-      if (keep && batch < ROUNDING_BATCHES) sampled.push({ feeds, output: Float32Array.from(activationData(out, outputName)) });
+      if (keep && batch < ROUNDING_BATCHES) {
+        // The check compares the model's first output, as the model-output ranking does.
+        if (out[outputName]?.type !== 'float32') throw new CalibrationError(`adaptive rounding compares the model's first output '${outputName}', which is ${out[outputName]?.type ?? 'missing'}; it needs float32 (use weight_rounding 'nearest' for this model)`);
+        sampled.push({ feeds, output: Float32Array.from(activationData(out, outputName)) });
+      }
     });
     for (const t of group) {
       const w = readTensorAsFloat32(getConstant(work.graph!, t.p.layer.weight!.name)!);

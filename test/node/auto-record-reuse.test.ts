@@ -35,7 +35,7 @@ function convChain(kind: 'chain' | 'fanOut' | 'depthwise') {
   return { bytes, feeds };
 }
 
-async function run(model: Uint8Array, feeds: Record<string, Tensor>): Promise<Float32Array> {
+async function run(model: Uint8Array, feeds: Record<string, InstanceType<typeof Tensor>>): Promise<Float32Array> {
   const s = await createSession(model);
   try {
     return (await s.run(feeds))[s.outputNames[0]!]!.data as Float32Array;

@@ -6,11 +6,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createQuantConfig, createSession, getKernels, loadQuantConfig, quantizeModel, QuantConfigError, referenceKernels, Tensor } from '../../src/index.js';
+import { CalibrationError, createQuantConfig, createSession, DataType, encodeModel, getKernels, loadQuantConfig, quantizeModel, QuantConfigError, referenceKernels, Tensor } from '../../src/index.js';
 import { PreparedQuantization } from '../../src/quant/quantize.js';
 import { validateRecord } from '../../src/quant/record.js';
 import { accumulate, applyRounding, decodeRounding, encodeRounding, newStats, roundAdaptively } from '../../src/quant/rounding.js';
 import type { LayerInfo } from '../../src/quant/registry.js';
+import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { textLine } from '../helpers/mnist.js';
 import { Random } from '../helpers/random.js';
 
@@ -170,6 +171,24 @@ describe('weight_rounding in the config and round_w in the record', () => {
       await expect(quantizeModel(model, config, [], { record: bad })).rejects.toThrow(new RegExp(`${summary.layers[0]}.*round_w holds 24 bits`));
     }
   }, 60_000);
+});
+
+describe('on a model whose first output is not float', () => {
+  it('fails with a CalibrationError naming the output and the way out', async () => {
+    const rng = new Random(5);
+    const g = new GraphBuilder('t').input('x', DataType.FLOAT, [4, 8])
+      .initializer('w', [8, 6], Float32Array.from({ length: 48 }, () => rng.normal()))
+      .node('MatMul', ['x', 'w'], ['y'], {}, { name: 'mm' })
+      .node('ArgMax', ['y'], ['idx'], { axis: 1, keepdims: 0 }, { name: 'argmax' })
+      .output('idx', DataType.INT64).output('y', DataType.FLOAT);
+    const bytes = encodeModel(buildModel(g, { opset: 13 }));
+    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: 32 }, () => rng.normal()), [4, 8]) }));
+    const config = await createQuantConfig(bytes, { batchNum: 2, weightRounding: 'adaptive' });
+    const run = () => quantizeModel(bytes, config, feeds);
+    await expect(run()).rejects.toThrow(CalibrationError);
+    await expect(run()).rejects.toThrow(/adaptive rounding compares the model's first output 'idx', which is int64; .*weight_rounding 'nearest'/);
+    expect((await quantizeModel(bytes, { ...config, weight_rounding: 'nearest' }, feeds)).layers.find((l) => l.name === 'mm')?.quantized).toBe(true);
+  });
 });
 
 describe('with bias_correction', () => {
