@@ -274,9 +274,10 @@ export async function accuracyBasedAutoCalibration(
   };
   let record16: QuantRecord | undefined;
   const byCount = new Map<number, HistoryEntry>();
-  const planWith = (fallback: readonly string[]) => {
+  // The plan with `fallback` out of int8 (in float, or at 16 bits) and `repairs` in place of their layers.
+  const planWith = (fallback: readonly string[], repairs: ReadonlyMap<string, RepairCandidate> = new Map()) => {
     const off = new Set(fallback);
-    return plan.flatMap((l) => (!off.has(l.layer.name) ? [l] : wide ? [wide.get(l.layer.name)!] : []));
+    return plan.flatMap((l) => (!off.has(l.layer.name) ? [repairs.get(l.layer.name)?.quantization ?? l] : wide ? [wide.get(l.layer.name)!] : []));
   };
   const tryFallback = async (fallback: readonly string[], note = '') => {
     const subPlan = planWith(fallback);
@@ -383,8 +384,7 @@ export async function accuracyBasedAutoCalibration(
       repairs,
       async (trial) => {
         const still = inFloat.filter((n) => !trial.has(n));
-        const off = new Set(still);
-        const subPlan = plan.filter((l) => !off.has(l.layer.name)).map((l) => trial.get(l.layer.name)?.quantization ?? l);
+        const subPlan = planWith(still, trial);
         const what = `the model with ${still.length} layer(s) in float and ${trial.size} repaired`;
         const entry = await evaluate(p.fakeQuantModel(subPlan).model, still, what, originalMetric);
         entry.repaired = [...trial.values()].map((c) => c.repair);
@@ -419,7 +419,7 @@ export async function accuracyBasedAutoCalibration(
     });
     const outcome = await refineGreedily(candidates, async (back, layer) => {
       const trial = without(back);
-      const subPlan = planWith(trial.float).map((l) => trial.repaired.get(l.layer.name)?.quantization ?? l);
+      const subPlan = planWith(trial.float, trial.repaired);
       const was = inFloat.includes(layer) ? fallbackTo : '16-bit activations';
       const entry = await evaluate(p.fakeQuantModel(subPlan).model, trial.float, `the model with ${layer} back in int8 from ${was}`, originalMetric);
       if (trial.repaired.size) entry.repaired = [...trial.repaired.values()].map((c) => c.repair);
@@ -455,7 +455,7 @@ export async function accuracyBasedAutoCalibration(
     p.adoptRecord(name, c.record);
   }
   const off = new Set(fallback ?? []);
-  const finalPlan = passed ? planWith(fallback!).map((l) => repaired.get(l.layer.name)?.quantization ?? l) : [];
+  const finalPlan = passed ? planWith(fallback!, repaired) : [];
   for (const name of fallback ?? []) if (record16) p.adoptRecord(name, record16.layers[name]!);
   // The returned config and record must rebuild this model without data, fallbacks in float included.
   if (passed) p.settleOutputs(finalPlan);

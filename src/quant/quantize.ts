@@ -317,8 +317,9 @@ async function calibrateLayers(
     for (const l of layers) {
       const p = layerConfig(q.config, l.name)!.activation_quant_params;
       const tensor = outputTensor(graph, l, readers);
+      const known = record.layers[l.name];
       // A record that keeps the output float (output_quant false) needs no factors for it.
-      if (p.num_bits !== 8 || read.has(tensor) || record.layers[l.name]?.scale_o !== undefined || record.layers[l.name]?.output_quant === false) continue;
+      if (p.num_bits !== 8 || read.has(tensor) || known?.scale_o !== undefined || known?.output_quant === false) continue;
       observe(tensor, OUTPUT_KEY + l.name, p);
     }
   }
