@@ -486,13 +486,12 @@ type RoundingPassOptions = CreateSessionOptions & { activationBytes?: ReadonlyMa
 /**
  * Chooses the rounding of the `todo` layers of `plan` (see rounding-search.ts) and writes it into
  * `record`: `round_w` for each of them ("" where nearest stays, so a reused record needs no data)
- * and, where the check kept a bias shift, `bias_shift`.
+ * and, with `bias_correction`, the `bias_shift` that goes with it.
  */
 async function chooseInto(q: QuantizationSession, plan: readonly LayerQuantization[], todo: ReadonlySet<string>, record: QuantRecord, source: BatchSource, options: RoundingPassOptions): Promise<RoundingSummary> {
   const choice = await chooseRoundings(q.work, plan, todo, source, q.kernels, {
     ...options,
     batchNum: q.config.batch_num,
-    memoryBudgetBytes: DEFAULT_CALIBRATION_MEMORY,
     biasCorrection: q.config.bias_correction === true,
   });
   for (const p of plan) {
@@ -503,7 +502,9 @@ async function chooseInto(q: QuantizationSession, plan: readonly LayerQuantizati
     // Added to a shift the record may already hold: the rounding was chosen with that bias.
     if (chosen?.shift) rec.bias_shift = Array.from(chosen.shift, (v, i) => v + (rec.bias_shift?.[i] ?? 0));
   }
-  return { layers: [...choice.kept.keys()], considered: choice.considered.length, errorBefore: choice.errorBefore, errorAfter: choice.errorAfter };
+  // A layer whose chosen rounding is nearest (its bias shifted only) does not count as rounded.
+  const layers = [...choice.kept.keys()].filter((n) => record.layers[n]!.round_w !== '');
+  return { layers, considered: choice.considered.length, errorBefore: choice.errorBefore, errorAfter: choice.errorAfter };
 }
 
 /** The quantization of each layer from the record's activation factors and the layer's weights. */

@@ -13,8 +13,8 @@
  * mean, which is often much larger than the edge it detects; H sees that.
  *
  * Memory: H and G are d×d per group (d = inputs per output: C_in/group · kh · kw), held for one
- * group of layers at a time, sized against the calibration budget; layers with d above MAX_INPUTS
- * keep nearest rounding. Patches are subsampled per batch, evenly spaced (see patchesPerBatch).
+ * layer at a time; layers with d above MAX_INPUTS keep nearest rounding. Patches are subsampled per
+ * batch, evenly spaced (see patchesPerBatch).
  */
 import { findAttribute } from '../onnx/graph.js';
 import type { NodeProto } from '../onnx/types.js';
@@ -210,7 +210,8 @@ export interface RoundingResult {
 
 /**
  * Chooses the rounding of `w` (see the module comment) given nearest-rounded `nearest` and the
- * per-channel (or single) `scale`. Values stay within ±127 like nearest rounding's.
+ * per-channel (or single) `scale`. Values stay within ±127 like nearest rounding's. `centered`
+ * minimizes the error left once its mean per output channel (`shift`) is taken off the bias.
  */
 export function roundAdaptively(
   layer: LayerInfo,
@@ -220,18 +221,26 @@ export function roundAdaptively(
   nearest: Int8Array,
   scale: Float32Array,
   stats: RoundingStats,
+  centered = false,
 ): RoundingResult {
   const layout = weightLayout(layer, geometry, transB);
   const { d, outputs } = layout;
   const inv = 1 / Math.max(1, stats.count);
-  // Symmetric H from its upper triangle, and G, as expectations.
+  // Symmetric H from its upper triangle, and G, as expectations; centered, they are covariances, the
+  // error left once the bias takes off its mean.
   const groups = stats.hh.length;
-  const H = stats.hh.map((u) => {
+  const c = centered ? inv * inv : 0;
+  const H = stats.hh.map((u, g) => {
     const m = new Float64Array(d * d);
-    for (let j = 0; j < d; j++) for (let i = j; i < d; i++) m[j * d + i] = m[i * d + j] = u[j * d + i]! * inv;
+    const mq = stats.sq[g]!;
+    for (let j = 0; j < d; j++) for (let i = j; i < d; i++) m[j * d + i] = m[i * d + j] = u[j * d + i]! * inv - c * mq[j]! * mq[i]!;
     return m;
   });
-  const G = stats.gg.map((g) => g.map((v) => v * inv));
+  const G = stats.gg.map((u, g) => {
+    const mq = stats.sq[g]!;
+    const mf = stats.sf[g]!;
+    return u.map((v, k) => v * inv - c * mq[Math.floor(k / d)]! * mf[k % d]!);
+  });
   const q = Int8Array.from(nearest);
   let flipped = 0;
   let errorBefore = 0;

@@ -112,6 +112,64 @@ describe('adaptive rounding of one layer', () => {
   });
 });
 
+describe('in sequence', () => {
+  it("rounds each layer for the input that the roundings chosen before it give it", async () => {
+    const rng = new Random(21);
+    const [d0, d1, d2, rows] = [16, 24, 8, 64];
+    const w1 = Float32Array.from({ length: d0 * d1 }, () => rng.normal());
+    const w2 = Float32Array.from({ length: d1 * d2 }, () => rng.normal());
+    const g = new GraphBuilder('mlp').input('x', DataType.FLOAT, [rows, d0])
+      .initializer('w1', [d0, d1], w1).initializer('w2', [d1, d2], w2)
+      .node('MatMul', ['x', 'w1'], ['h'], {}, { name: 'mm1' })
+      .node('Relu', ['h'], ['r'], {}, { name: 'relu' })
+      .node('MatMul', ['r', 'w2'], ['y'], {}, { name: 'mm2' })
+      .output('y', DataType.FLOAT);
+    const bytes = encodeModel(buildModel(g, { opset: 13 }));
+    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: rows * d0 }, () => 2 + rng.normal()), [rows, d0]) }));
+    const config = await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, crossLayerEqualization: false, weightRounding: 'adaptive' });
+    const result = await quantizeModel(bytes, config, feeds);
+    expect(result.adaptiveRounding!.layers).toEqual(['mm1', 'mm2']);
+
+    // The same steps by hand: the nearest-rounded plan, the fake-quant activations in float32.
+    const p = await PreparedQuantization.create(bytes, { ...config, weight_rounding: 'nearest' });
+    await p.calibrate(feeds);
+    const [l1, l2] = p.plan();
+    const k = await getKernels();
+    const fakeQuant = (x: Float32Array, f: { scale: number; zeroPoint: number }) =>
+      x.map((v) => Math.fround(Math.round(Math.min(127 - f.zeroPoint, Math.max(-128 - f.zeroPoint, Math.fround(v / f.scale)))) * f.scale));
+    const layer = (x: Float32Array, w: Float32Array, n: number) => {
+      const m = x.length / (w.length / n);
+      const out = new Float32Array(m * n);
+      for (let r = 0; r < m; r++) for (let o = 0; o < n; o++) {
+        let acc = 0;
+        for (let i = 0; i < w.length / n; i++) acc += x[r * (w.length / n) + i]! * w[i * n + o]!;
+        out[r * n + o] = Math.max(0, acc);
+      }
+      return out;
+    };
+    const stats1 = newStats(d0, 1);
+    for (const f of feeds) accumulate(k, stats1, { kind: 'rows' }, f.x.data as Float32Array, fakeQuant(f.x.data as Float32Array, l1!.activation), [rows, d0]);
+    const r1 = roundAdaptively(l1!.layer, { kind: 'rows' }, false, w1, l1!.weight!.q, l1!.weight!.scale, stats1);
+    const fq1 = k.dequantize(r1.q, l1!.weight!.scale, 0, { axis: 1, shape: [d0, d1] });
+    const second = (first: Float32Array) => {
+      const stats = newStats(d1, 1);
+      for (const f of feeds) {
+        const x = f.x.data as Float32Array;
+        accumulate(k, stats, { kind: 'rows' }, layer(x, w1, d1), fakeQuant(layer(fakeQuant(x, l1!.activation), first, d1), l2!.activation), [rows, d1]);
+      }
+      return roundAdaptively(l2!.layer, { kind: 'rows' }, false, w2, l2!.weight!.q, l2!.weight!.scale, stats).q;
+    };
+    const inSequence = second(fq1);
+    const allAtOnce = second(l1!.weight!.fq);
+    const chosen = (name: string, w: Float32Array, l: typeof l1) => applyRounding(w, l!.weight!.q, l!.layer.weight!.dims, 1, l!.weight!.scale, decodeRounding(result.record.layers[name]!.round_w!)!) as Int8Array;
+    const differ = (a: Int8Array, b: Int8Array) => a.reduce((c, v, i) => c + (v !== b[i] ? 1 : 0), 0);
+    expect(differ(chosen('mm1', w1, l1), r1.q)).toBe(0);
+    // onnxruntime's float32 sums may move a rare activation across a rounding boundary.
+    expect(differ(chosen('mm2', w2, l2), inSequence)).toBeLessThanOrEqual(2);
+    expect(differ(inSequence, allAtOnce)).toBeGreaterThan(10);
+  });
+});
+
 describe('crossMoments', () => {
   it('the SIMD kernel adds the same sums as the scalar reference, tails and the lower triangle included', async () => {
     const k = await getKernels();
@@ -146,7 +204,7 @@ describe('weight_rounding in the config and round_w in the record', () => {
     expect(() => validateRecord({ version: 1, layers: { a: { scale_d: 1, offset_d: 0, num_bits_d: 8, clip_min_d: 0, clip_max_d: 1, round_w: 'not base64!' } } })).toThrow(/a.*round_w must be a base64 string/);
   });
 
-  it('on the MNIST CNN: kept only where the output improves, reproduced from the record without data, and a record for other weights is refused', async () => {
+  it('on the MNIST CNN: recorded for every weighted layer, reproduced from the record without data, and a record for other weights is refused', async () => {
     const model = fixture('mnist_cnn.onnx');
     const config = await createQuantConfig(model, { batchNum: 2, weightRounding: 'adaptive' });
     const feeds = await mnistFeeds(model, 9);
@@ -192,13 +250,13 @@ describe('on a model whose first output is not float', () => {
 });
 
 describe('with bias_correction', () => {
-  it('the check also tries each rounding with its mean error taken off the bias; the record reproduces the result', async () => {
+  it('rounds each layer for the error left once its mean is off the bias, records that shift, and the record reproduces the result', async () => {
     const model = fixture('mnist_cnn.onnx');
     const feeds = await mnistFeeds(model, 3);
     const config = await createQuantConfig(model, { batchNum: 2, weightRounding: 'adaptive', biasCorrection: true });
     const r = await quantizeModel(model, config, feeds);
     expect(r.adaptiveRounding!.errorAfter).toBeLessThanOrEqual(r.adaptiveRounding!.errorBefore);
-    // Every layer with a bias has its shift: from the check where its rounding was kept with one, else from bias correction.
+    // Every layer with a bias has its shift: with its rounding where it was rounded adaptively, else from bias correction.
     for (const l of r.layers.filter((x) => x.weights)) expect(r.record.layers[l.name]!.bias_shift?.length, l.name).toBeGreaterThan(0);
     const again = await quantizeModel(model, config, [], { record: r.record });
     expect(Buffer.compare(Buffer.from(again.deployModel), Buffer.from(r.deployModel))).toBe(0);
@@ -206,7 +264,7 @@ describe('with bias_correction', () => {
 });
 
 describe('as a repair of the automatic calibration', () => {
-  it('offers, for layers at nearest rounding, the roundings the check kept, with their plan and record entries, and leaves the prepared record alone', async () => {
+  it('offers, for layers at nearest rounding, their adaptive roundings with their plan and record entries, and leaves the prepared record alone', async () => {
     const model = fixture('mnist_cnn.onnx');
     const feeds = await mnistFeeds(model, 9);
     const p = await PreparedQuantization.create(model, await createQuantConfig(model, { batchNum: 2 }));
@@ -232,8 +290,8 @@ describe('as a repair of the automatic calibration', () => {
 });
 
 describe('on the PP-OCRv4 recognizer', () => {
-  // Kept only where no calibration batch got worse: judged on the batches' mean alone, the kept
-  // roundings cost these held-out lines a little (0.9898 → 0.9882 cosine).
+  // 24 held-out lines: on single sets of 8 the gain varies (4 of 6 such sets gain, up to 0.018; 2 lose
+  // under 0.006).
   it('brings the all-int8 model closer to float on held-out lines', async () => {
     const bytes = new Uint8Array(readFileSync(join(assets, 'ch_PP-OCRv4_rec_infer.onnx')));
     const lines = (seed: number, n: number) => {
@@ -242,7 +300,7 @@ describe('on the PP-OCRv4 recognizer', () => {
       return new Tensor('float32', data, [n, 3, 48, 192]);
     };
     const calib = [0, 1].map((i) => ({ x: lines(100 * i, 4) }));
-    const held = { x: lines(900, 8) };
+    const held = { x: lines(900, 24) };
     const run = async (b: Uint8Array) => {
       const s = await createSession(b);
       const out = (await s.run(held))[s.outputNames[0]!]!.data as Float32Array;
@@ -259,7 +317,7 @@ describe('on the PP-OCRv4 recognizer', () => {
       summary ??= r.adaptiveRounding;
     }
     summary = summary!;
-    console.log(`recognizer: cosine to float ${cosines[0]!.toFixed(5)} nearest, ${cosines[1]!.toFixed(5)} adaptive; ${summary.layers.length} of ${summary.considered} layers kept`);
+    console.log(`recognizer: cosine to float ${cosines[0]!.toFixed(5)} nearest, ${cosines[1]!.toFixed(5)} adaptive; ${summary.layers.length} of ${summary.considered} layers rounded`);
     expect(summary.errorAfter).toBeLessThan(summary.errorBefore);
     expect(cosines[1]).toBeGreaterThan(cosines[0]!);
   }, 120_000);
