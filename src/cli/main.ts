@@ -39,7 +39,7 @@ Usage:
                      [--batch-num N] [--weight-rounding nearest|adaptive]
       Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json
       and <prefix>_report.html. --weight-rounding sets the config's weight_rounding (adaptive: each layer's weights
-      rounded to fit its quantized input, kept where the output on the calibration batches gets closer to float).
+      rounded, one layer after another, to fit the input the quantized layers before it give it).
 
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
@@ -206,7 +206,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   else {
     out.write(`quantized ${quantized.length} of ${result.layers.length} layers; model ${size(floatBytes)} → deploy ${size(sizes.deployBytes)} (${((100 * sizes.deployBytes) / floatBytes).toFixed(1)}%)\n`);
     if (rounding) {
-      out.write(`adaptive rounding kept for ${rounding.layers.length} of ${rounding.considered} layers; output error on the calibration batches ${rounding.errorBefore.toExponential(2)} → ${rounding.errorAfter.toExponential(2)}\n`);
+      out.write(`adaptive rounding changed ${rounding.layers.length} of ${rounding.considered} layers; output error on the calibration batches ${rounding.errorBefore.toExponential(2)} → ${rounding.errorAfter.toExponential(2)}\n`);
     }
     describeLayers(result.layers, out);
     out.write(`wrote ${files.join(', ')}\n`);

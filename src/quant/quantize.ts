@@ -846,10 +846,10 @@ export class PreparedQuantization {
   private passOptions?: RoundingPassOptions;
 
   /**
-   * Adaptive rounding (see rounding-search.ts) for `layers`, judged in the model with every enabled
-   * layer quantized: the layers whose rounding the check kept, each with its plan entry and record
-   * entry (`round_w`, and `bias_shift` where the check kept one). Only layers still at nearest
-   * rounding are tried. One pass over the calibration batches; needs calibrate() first.
+   * Adaptive rounding (see rounding-search.ts) of `layers`, in graph order, in the model with every
+   * enabled layer quantized: the layers rounded other than nearest, each with its plan entry and
+   * record entry (`round_w`, and `bias_shift` under `bias_correction`). Only layers still at nearest
+   * rounding are tried. Per layer, one run of each calibration batch; needs calibrate() first.
    */
   async roundingRepairs(layers: readonly string[]): Promise<Map<string, { quantization: LayerQuantization; record: QuantRecord['layers'][string] }>> {
     if (!this.source) throw new CalibrationError('adaptive rounding needs the calibration batches: call calibrate() first');

@@ -234,11 +234,11 @@ describe('autoquant quantize', () => {
     }
   });
 
-  it('--weight-rounding adaptive records a rounding for every weighted layer and prints what it kept; a bad value lists the choices', async () => {
+  it('--weight-rounding adaptive records a rounding for every weighted layer and prints what it changed; a bad value lists the choices', async () => {
     const dir = tempDir({ 'model.onnx': bytes, 'calib.npy': outlierNpy(2, 64, 7) });
     const r = await runCli(['quantize', 'model.onnx', '--data', 'calib.npy', '--batch-size', '64', '--batch-num', '2', '--save', 'out/model', '--weight-rounding', 'adaptive'], dir);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^adaptive rounding kept for \d+ of \d+ layers; output error on the calibration batches \S+ → \S+$/m);
+    expect(r.stdout).toMatch(/^adaptive rounding changed \d+ of \d+ layers; output error on the calibration batches \S+ → \S+$/m);
     const record = json(dir, 'out/model_record.json') as { layers: Record<string, { round_w?: unknown }> };
     for (const name of names.filter((n) => record.layers[n])) expect(typeof record.layers[name]!.round_w, name).toBe('string');
     const bad = await runCli(['quantize', 'model.onnx', '--data', 'calib.npy', '--save', 'out/b', '--weight-rounding', 'up'], dir);
