@@ -47,14 +47,14 @@ interface Candidate {
 /**
  * The fake-quant graph of `plan` beside the float one in one model, its tensors prefixed, so that one
  * run yields each layer's float input and the input the quantized model feeds it. The fake-quant
- * weights (and, with `biases`, biases) of `fed` are graph inputs rather than initializers: the
- * JavaScript bindings feed only a session's inputs.
+ * weights of the `fed` layers, and the quantized biases of the `biases` ones, are graph inputs rather
+ * than initializers: the JavaScript bindings feed only a session's inputs.
  */
 function twinModel(
   work: ModelProto,
   plan: readonly LayerQuantization[],
   fed: ReadonlySet<string>,
-  biases: boolean,
+  biases: ReadonlySet<string>,
 ): { model: ModelProto; fakeInput: Map<string, string>; fakeOutput: string; inputs: Map<string, { weight: string; bias?: string }> } {
   const fake = clone(work);
   writeFakeQuant(fake, plan);
@@ -77,7 +77,7 @@ function twinModel(
     if (!fed.has(layer)) continue;
     fakeInput.set(layer, n.input[0]!);
     const [, weight, bias] = n.input;
-    const entry = { weight: weight!, bias: biases && bias ? bias : undefined };
+    const entry = { weight: weight!, bias: biases.has(layer) && bias ? bias : undefined };
     inputs.set(layer, entry);
     asInput.add(entry.weight);
     if (entry.bias) asInput.add(entry.bias);
@@ -145,7 +145,9 @@ export async function chooseRoundings(
   if (todo.length === 0) return none;
   checkSignal(options.signal, 'adaptive rounding');
 
-  const { model, fakeInput, fakeOutput, inputs } = twinModel(work, plan, new Set(considered), options.biasCorrection === true);
+  // Under bias correction, the layers whose bias is quantized (see planLayers) take the mean error off it.
+  const biased = new Set(options.biasCorrection ? todo.filter((t) => t.p.bias).map((t) => t.p.layer.name) : []);
+  const { model, fakeInput, fakeOutput, inputs } = twinModel(work, plan, new Set(considered), biased);
   const outputName = work.graph!.output![0]!.name!;
   const batches = await collectFeeds(work, source, options);
   const session = await createSession(encodeModel(model), options);

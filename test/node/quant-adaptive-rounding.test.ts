@@ -168,6 +168,34 @@ describe('in sequence', () => {
     expect(differ(chosen('mm2', w2, l2), inSequence)).toBeLessThanOrEqual(2);
     expect(differ(inSequence, allAtOnce)).toBeGreaterThan(10);
   });
+
+  it("keeps nearest rounding everywhere when the roundings do not bring the model's first output closer to float", async () => {
+    const rng = new Random(3);
+    const w = Float32Array.from({ length: 72 }, () => rng.normal());
+    // The first output does not depend on the quantized layer, so no rounding can improve it.
+    const g = new GraphBuilder('side').input('x', DataType.FLOAT, [32, 12])
+      .initializer('w', [12, 6], w)
+      .node('Relu', ['x'], ['z'], {}, { name: 'relu' })
+      .node('MatMul', ['x', 'w'], ['y'], {}, { name: 'mm' })
+      .output('z', DataType.FLOAT).output('y', DataType.FLOAT);
+    const bytes = encodeModel(buildModel(g, { opset: 13 }));
+    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: 32 * 12 }, () => 1 + rng.normal()), [32, 12]) }));
+    const config = await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive' });
+    const r = await quantizeModel(bytes, config, feeds);
+    expect(r.adaptiveRounding).toMatchObject({ layers: [], considered: 1 });
+    expect(r.adaptiveRounding!.errorAfter).toBe(r.adaptiveRounding!.errorBefore);
+    expect(r.record.layers.mm!.round_w).toBe('');
+    // Reading the second output instead, the same layer is rounded.
+    const g2 = new GraphBuilder('main').input('x', DataType.FLOAT, [32, 12])
+      .initializer('w', [12, 6], w)
+      .node('Relu', ['x'], ['z'], {}, { name: 'relu' })
+      .node('MatMul', ['x', 'w'], ['y'], {}, { name: 'mm' })
+      .output('y', DataType.FLOAT).output('z', DataType.FLOAT);
+    const bytes2 = encodeModel(buildModel(g2, { opset: 13 }));
+    const r2 = await quantizeModel(bytes2, await createQuantConfig(bytes2, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive' }), feeds);
+    expect(r2.adaptiveRounding!.layers).toEqual(['mm']);
+    expect(r2.adaptiveRounding!.errorAfter).toBeLessThan(r2.adaptiveRounding!.errorBefore);
+  });
 });
 
 describe('crossMoments', () => {
@@ -261,6 +289,26 @@ describe('with bias_correction', () => {
     const again = await quantizeModel(model, config, [], { record: r.record });
     expect(Buffer.compare(Buffer.from(again.deployModel), Buffer.from(r.deployModel))).toBe(0);
   }, 60_000);
+});
+
+describe('with bias_correction, on a layer whose bias stays float', () => {
+  it('rounds the weights and leaves that bias alone', async () => {
+    const rng = new Random(8);
+    // A [rows, 1] bias does not carry the output channels on its last axis, so it is not quantized.
+    const g = new GraphBuilder('gemm').input('x', DataType.FLOAT, [32, 12])
+      .initializer('w', [12, 6], Float32Array.from({ length: 72 }, () => rng.normal()))
+      .initializer('c', [32, 1], Float32Array.from({ length: 32 }, () => rng.normal()))
+      .node('Gemm', ['x', 'w', 'c'], ['y'], {}, { name: 'gemm' })
+      .output('y', DataType.FLOAT);
+    const bytes = encodeModel(buildModel(g, { opset: 13 }));
+    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: 32 * 12 }, () => 1 + rng.normal()), [32, 12]) }));
+    const config = await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive', biasCorrection: true });
+    const r = await quantizeModel(bytes, config, feeds);
+    expect(r.adaptiveRounding!.layers).toEqual(['gemm']);
+    expect(r.record.layers.gemm!.bias_shift).toBeUndefined();
+    const again = await quantizeModel(bytes, config, [], { record: r.record });
+    expect(Buffer.compare(Buffer.from(again.deployModel), Buffer.from(r.deployModel))).toBe(0);
+  });
 });
 
 describe('as a repair of the automatic calibration', () => {
