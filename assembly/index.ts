@@ -100,3 +100,8 @@ export function energy_and_error(a: usize, b: usize, n: i32, out: usize): void {
 export function cross_moments(a: usize, b: usize, rows: i32, d: i32, hh: usize, gg: usize): void {
   simd.crossMoments(a, b, rows, d, hh, gg);
 }
+export function round_rows(
+  h: usize, g: usize, w: usize, s: usize, q: usize, rows: i32, d: i32, sweeps: i32, t: usize, v: usize, hv: usize, out: usize,
+): void {
+  simd.roundRows(h, g, w, s, q, rows, d, sweeps, t, v, hv, out);
+}

@@ -706,3 +706,78 @@ export function crossMoments(a: usize, b: usize, rows: i32, d: i32, hh: usize, g
     }
   }
 }
+
+/**
+ * Adaptive rounding's coordinate descent (see Kernels.roundRows) for `rows` rows sharing h and g.
+ * The dot products run in order, as the reference does, so both choose the same flips; the update of
+ * h·v after a flip is elementwise (row j of the symmetric h), the same in any lane order.
+ * t, v, hv: d f64 of scratch each; out: before and after per row.
+ */
+export function roundRows(
+  h: usize, g: usize, w: usize, s: usize, q: usize, rows: i32, d: i32, sweeps: i32, t: usize, v: usize, hv: usize, out: usize,
+): void {
+  const rowBytes = <usize>d << 3;
+  for (let r = 0; r < rows; r++) {
+    const sc = load<f64>(s + (<usize>r << 3));
+    const wr = w + ((<usize>r * <usize>d) << 2);
+    const qr = q + <usize>r * <usize>d;
+    for (let i = 0; i < d; i++) store<f64>(v + (<usize>i << 3), <f64>load<i8>(qr + <usize>i) * sc);
+    for (let j = 0; j < d; j++) {
+      const gj = g + <usize>j * rowBytes;
+      const hj = h + <usize>j * rowBytes;
+      let a = 0.0;
+      let b = 0.0;
+      for (let i = 0; i < d; i++) {
+        a += load<f64>(gj + (<usize>i << 3)) * <f64>load<f32>(wr + (<usize>i << 2));
+        b += load<f64>(hj + (<usize>i << 3)) * load<f64>(v + (<usize>i << 3));
+      }
+      store<f64>(t + (<usize>j << 3), a);
+      store<f64>(hv + (<usize>j << 3), b);
+    }
+    const before = objective(v, hv, t, d);
+    if (sc > 0) {
+      const tol = -1e-12 * Math.abs(before) - 1e-30;
+      for (let sweep = 0; sweep < sweeps; sweep++) {
+        let changed = false;
+        for (let j = 0; j < d; j++) {
+          const cur = <i32>load<i8>(qr + <usize>j);
+          const lo = <i32>Math.floor(<f64>load<f32>(wr + (<usize>j << 2)) / sc);
+          const alt = cur == lo ? lo + 1 : lo;
+          if (alt > 127 || alt < -127 || (cur != lo && cur != lo + 1)) continue;
+          const delta = <f64>(alt - cur) * sc;
+          const hj = h + <usize>j * rowBytes;
+          const dJ = 2 * delta * (load<f64>(hv + (<usize>j << 3)) - load<f64>(t + (<usize>j << 3))) + delta * delta * load<f64>(hj + (<usize>j << 3));
+          if (!(dJ < tol)) continue;
+          store<i8>(qr + <usize>j, <i8>alt);
+          store<f64>(v + (<usize>j << 3), <f64>alt * sc);
+          const dv = f64x2.splat(delta);
+          let k = 0;
+          for (; k + 2 <= d; k += 2) {
+            const at = hv + (<usize>k << 3);
+            v128.store(at, f64x2.add(v128.load(at), f64x2.mul(dv, v128.load(hj + (<usize>k << 3)))));
+          }
+          for (; k < d; k++) {
+            const at = hv + (<usize>k << 3);
+            store<f64>(at, load<f64>(at) + delta * load<f64>(hj + (<usize>k << 3)));
+          }
+          changed = true;
+        }
+        if (!changed) break;
+      }
+    }
+    store<f64>(out + (<usize>r << 4), before);
+    store<f64>(out + (<usize>r << 4) + 8, objective(v, hv, t, d));
+  }
+}
+
+/** vᵀ(h·v − 2t): the rounding's output error without the constant E[(w·x)²]. */
+// @ts-ignore: decorator
+@inline
+function objective(v: usize, hv: usize, t: usize, d: i32): f64 {
+  let acc = 0.0;
+  for (let j = 0; j < d; j++) {
+    const o = <usize>j << 3;
+    acc += load<f64>(v + o) * (load<f64>(hv + o) - 2 * load<f64>(t + o));
+  }
+  return acc;
+}

@@ -10,7 +10,7 @@
 // "(resident)" rows keep the inputs in kernel memory (k.allocate): no copies through the Wasm scratch
 // buffers; their plain JS column runs on the same resident arrays.
 // Run with `npm run bench` after `npm run build`. Options: --sizes=4,16 (Mi elements), --runs=7.
-import { getKernels } from '../dist/index.js';
+import { getKernels, referenceKernels } from '../dist/index.js';
 
 const args = Object.fromEntries(
   process.argv.slice(2).map((a) => {
@@ -197,3 +197,35 @@ console.log(
   `\nGB/s = bytes of the caller's arrays read + written / median time of ${RUNS} runs (after ${WARMUP} warm-up runs);` +
     ' fakeQuantize/cosine/copy 8 B per element, quantize int8 5 B, minMax/histogram 4 B.',
 );
+
+// Adaptive rounding's kernels are compute-bound (d² work per output channel): milliseconds per call
+// against the scalar reference, on shapes of PP-OCRv4 layers (statistics of 4096 sampled patches;
+// rows = output channels sharing them).
+const shapes = [
+  { rows: 480, d: 120 },
+  { rows: 120, d: 480 },
+  { rows: 64, d: 1024 },
+];
+const adaptive = [];
+for (const { rows: outs, d } of shapes) {
+  const m = 4096;
+  const a = Float32Array.from({ length: m * d }, rand);
+  const b = a.map((v) => v + 0.05 * rand());
+  const hh = new Float64Array(d * d);
+  const gg = new Float64Array(d * d);
+  const moments = (kk) => () => kk.crossMoments(a, b, m, d, hh.fill(0), gg.fill(0));
+  const cm = [time(moments(k)), time(moments(referenceKernels))];
+  k.crossMoments(a, b, m, d, hh.fill(0), gg.fill(0));
+  const h = new Float64Array(d * d);
+  const g = gg.map((v) => v / m);
+  for (let j = 0; j < d; j++) for (let i = j; i < d; i++) h[j * d + i] = h[i * d + j] = hh[j * d + i] / m;
+  const w = Float32Array.from({ length: outs * d }, rand);
+  const scale = Float64Array.from({ length: outs }, () => 1 / 127);
+  const nearest = Int8Array.from(w, (v) => Math.round(v * 127));
+  const q = new Int8Array(nearest.length);
+  const round = (kk) => () => kk.roundRows(h, g, w, scale, q.set(nearest) ?? q, d, 20);
+  const rr = [time(round(k)), time(round(referenceKernels))];
+  adaptive.push([`crossMoments`, `${m} × ${d}`, cm[0], cm[1]], [`roundRows`, `${outs} × ${d}`, rr[0], rr[1]]);
+}
+console.log('\n| kernel | shape | wasm ms | scalar reference ms | reference/wasm |\n|---|---|--:|--:|--:|');
+for (const [name, shape, tw, tr] of adaptive) console.log(`| ${name} | ${shape} | ${fmt(tw * 1000, 1)} | ${fmt(tr * 1000, 1)} | ${fmt(tr / tw, 1)} |`);

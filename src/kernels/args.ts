@@ -82,6 +82,22 @@ export function checkMoments(a: Float32Array, b: Float32Array, rows: number, d: 
   }
 }
 
+/** roundRows' arguments: d·d statistics, rows·d weights and values, one scale per row. */
+export function checkRoundRows(h: Float64Array, g: Float64Array, w: Float32Array, scale: Float64Array, q: Int8Array, d: number, sweeps: number): void {
+  const fn = 'roundRows';
+  for (const [name, v] of [['d', d], ['sweeps', sweeps]] as const) {
+    if (!Number.isInteger(v) || v < 0) fail(fn, `${name} must be an integer >= 0, got ${describe(v)}`);
+  }
+  for (const [name, v] of [['h', h], ['g', g]] as const) {
+    if (!(v instanceof Float64Array) || v.length !== d * d) fail(fn, `${name} must be a Float64Array of d × d = ${d * d} values, got ${describe(v)}`);
+  }
+  if (!(scale instanceof Float64Array)) fail(fn, `scale must be a Float64Array, got ${describe(scale)}`);
+  const n = scale.length * d;
+  checkFloat32(fn, 'w', w);
+  if (w.length !== n) fail(fn, `w must hold rows × d = ${n} weights (rows = scale.length), got ${w.length}`);
+  if (!(q instanceof Int8Array) || q.length !== n) fail(fn, `q must be an Int8Array of rows × d = ${n} values, got ${describe(q)}`);
+}
+
 export function checkQuantType(fn: string, type: unknown): QuantType {
   if (type !== 'int8' && type !== 'uint8' && type !== 'int16') {
     fail(fn, `options.type must be 'int8', 'uint8' or 'int16', got ${describeValue(type)}`);

@@ -12,6 +12,7 @@ import {
   checkQuantType,
   checkLength,
   checkMoments,
+  checkRoundRows,
   checkSameLength,
   channelShape,
   fakeQuantRange,
@@ -220,6 +221,59 @@ function crossMoments(a: Float32Array, b: Float32Array, rows: number, d: number,
   }
 }
 
+function roundRows(h: Float64Array, g: Float64Array, w: Float32Array, scale: Float64Array, q: Int8Array, d: number, sweeps: number): Float64Array {
+  checkRoundRows(h, g, w, scale, q, d, sweeps);
+  const rows = scale.length;
+  const out = new Float64Array(2 * rows);
+  const v = new Float64Array(d);
+  const t = new Float64Array(d);
+  const hv = new Float64Array(d);
+  const objective = () => {
+    let acc = 0;
+    for (let j = 0; j < d; j++) acc += v[j]! * (hv[j]! - 2 * t[j]!);
+    return acc;
+  };
+  for (let r = 0; r < rows; r++) {
+    const s = scale[r]!;
+    const base = r * d;
+    for (let i = 0; i < d; i++) v[i] = q[base + i]! * s;
+    for (let j = 0; j < d; j++) {
+      let a = 0;
+      let b = 0;
+      for (let i = 0; i < d; i++) {
+        a += g[j * d + i]! * w[base + i]!;
+        b += h[j * d + i]! * v[i]!;
+      }
+      t[j] = a;
+      hv[j] = b;
+    }
+    const before = objective();
+    if (s > 0) {
+      const tol = -1e-12 * Math.abs(before) - 1e-30;
+      for (let sweep = 0; sweep < sweeps; sweep++) {
+        let changed = false;
+        for (let j = 0; j < d; j++) {
+          const cur = q[base + j]!;
+          const lo = Math.floor(w[base + j]! / s);
+          const alt = cur === lo ? lo + 1 : lo;
+          if (alt > 127 || alt < -127 || (cur !== lo && cur !== lo + 1)) continue;
+          const delta = (alt - cur) * s;
+          const dJ = 2 * delta * (hv[j]! - t[j]!) + delta * delta * h[j * d + j]!;
+          if (!(dJ < tol)) continue;
+          q[base + j] = alt;
+          v[j] = alt * s;
+          for (let k = 0; k < d; k++) hv[k] = hv[k]! + delta * h[j * d + k]!;
+          changed = true;
+        }
+        if (!changed) break;
+      }
+    }
+    out[2 * r] = before;
+    out[2 * r + 1] = objective();
+  }
+  return out;
+}
+
 /** cos = ab / (|a| |b|) with the zero-vector conventions, clamped to [-1, 1]. */
 export function cosineFromSums(ab: number, aa: number, bb: number): number {
   if (aa === 0 && bb === 0) return 1;
@@ -287,4 +341,5 @@ export const referenceKernels: Kernels = Object.freeze({
   mse,
   sqnr,
   crossMoments,
+  roundRows,
 });

@@ -176,4 +176,14 @@ export interface Kernels {
    * gg[j·d + i] += Σ_r a[r][j]·b[r][i]. `a` and `b` are column-major: value j of sample r at j·rows + r.
    */
   crossMoments(a: Float32Array, b: Float32Array, rows: number, d: number, hh: Float64Array, gg: Float64Array): void;
+
+  /**
+   * Adaptive rounding's coordinate descent for weight rows of `d` inputs that share the statistics `h`
+   * (E[x̃ x̃ᵀ], d×d, symmetric) and `g` (g[j·d + i] = E[x̃_j x_i]). Row r has float weights
+   * w[r·d … r·d + d), scale `scale[r]` and int8 values q[r·d …) (nearest on entry, chosen on return):
+   * each value moves between ⌊w/s⌋ and ⌊w/s⌋ + 1 (within ±127) while that lowers vᵀhv − 2vᵀg·w
+   * (v = q·s), for at most `sweeps` sweeps over the row. Returns that objective per row before and
+   * after: [before₀, after₀, before₁, …].
+   */
+  roundRows(h: Float64Array, g: Float64Array, w: Float32Array, scale: Float64Array, q: Int8Array, d: number, sweeps: number): Float64Array;
 }

@@ -34,6 +34,7 @@ import {
   checkHistogram,
   checkQuantType,
   checkMoments,
+  checkRoundRows,
   checkSameLength,
   channelShape,
   fakeQuantRange,
@@ -118,6 +119,7 @@ interface KernelExports {
   dot3: Fn;
   energy_and_error: Fn;
   cross_moments: Fn;
+  round_rows: Fn;
 }
 
 const SUFFIX: Record<QuantType, 'i8' | 'u8' | 'i16'> = { int8: 'i8', uint8: 'u8', int16: 'i16' };
@@ -625,6 +627,33 @@ class WasmKernels implements Kernels {
     const w = m.views();
     hh.set(w.f64.subarray(hp >>> 3, (hp >>> 3) + d * d));
     gg.set(w.f64.subarray(gp >>> 3, (gp >>> 3) + d * d));
+  }
+
+  roundRows(h: Float64Array, g: Float64Array, w: Float32Array, scale: Float64Array, q: Int8Array, d: number, sweeps: number): Float64Array {
+    checkRoundRows(h, g, w, scale, q, d, sweeps);
+    const rows = scale.length;
+    const out = new Float64Array(2 * rows);
+    if (rows === 0) return out;
+    const m = this.m;
+    m.reset();
+    const hp = m.alloc(d * d * 8);
+    const gp = m.alloc(d * d * 8);
+    const wp = m.alloc(w.length * 4);
+    const sp = m.alloc(rows * 8);
+    const qp = m.alloc(q.length);
+    const scratch = m.alloc(3 * d * 8);
+    const op = m.alloc(rows * 16);
+    const v = m.views();
+    v.f64.set(h, hp >>> 3);
+    v.f64.set(g, gp >>> 3);
+    v.f32.set(w, wp >>> 2);
+    v.f64.set(scale, sp >>> 3);
+    v.i8.set(q, qp);
+    this.ex.round_rows(hp, gp, wp, sp, qp, rows, d, sweeps, scratch, scratch + d * 8, scratch + 2 * d * 8, op);
+    const r = m.views();
+    q.set(r.i8.subarray(qp, qp + q.length));
+    out.set(r.f64.subarray(op >>> 3, (op >>> 3) + 2 * rows));
+    return out;
   }
 
   cosine(a: Float32Array, b: Float32Array): number {

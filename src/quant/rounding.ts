@@ -7,8 +7,8 @@
  * Per output channel o with weights w and scale s, over the calibration patches x (float model) and
  * x̃ (fake-quant model), the rounding v ∈ s·{⌊w/s⌋, ⌈w/s⌉} minimizes
  *   E[(w·x − v·x̃)²] = vᵀ H v − 2 vᵀ G w + const,  H = E[x̃ x̃ᵀ], G = E[x̃ xᵀ],
- * by coordinate descent from round-to-nearest (every accepted flip lowers the error, so it never
- * ends worse than nearest on the calibration data). Nearest rounding ignores that a filter whose taps
+ * by coordinate descent from round-to-nearest (Kernels.roundRows; every accepted flip lowers the
+ * error, so it never ends worse than nearest on the calibration data). Nearest rounding ignores that a filter whose taps
  * sum to almost zero (an edge detector) turns each tap's rounding error into an error on the input's
  * mean, which is often much larger than the edge it detects; H sees that.
  *
@@ -214,6 +214,7 @@ export interface RoundingResult {
  * minimizes the error left once its mean per output channel (`shift`) is taken off the bias.
  */
 export function roundAdaptively(
+  k: Kernels,
   layer: LayerInfo,
   geometry: PatchGeometry,
   transB: boolean,
@@ -226,87 +227,53 @@ export function roundAdaptively(
   const layout = weightLayout(layer, geometry, transB);
   const { d, outputs } = layout;
   const inv = 1 / Math.max(1, stats.count);
-  // Symmetric H from its upper triangle, and G, as expectations; centered, they are covariances, the
-  // error left once the bias takes off its mean.
   const groups = stats.hh.length;
   const c = centered ? inv * inv : 0;
-  const H = stats.hh.map((u, g) => {
-    const m = new Float64Array(d * d);
-    const mq = stats.sq[g]!;
-    for (let j = 0; j < d; j++) for (let i = j; i < d; i++) m[j * d + i] = m[i * d + j] = u[j * d + i]! * inv - c * mq[j]! * mq[i]!;
-    return m;
-  });
-  const G = stats.gg.map((u, g) => {
-    const mq = stats.sq[g]!;
-    const mf = stats.sf[g]!;
-    return u.map((v, k) => v * inv - c * mq[Math.floor(k / d)]! * mf[k % d]!);
-  });
   const q = Int8Array.from(nearest);
   let flipped = 0;
   let errorBefore = 0;
   let errorAfter = 0;
   const shift = new Float64Array(outputs);
-  const wo = new Float64Array(d);
-  const v = new Float64Array(d);
-  const t = new Float64Array(d);
-  const hv = new Float64Array(d);
-  for (let o = 0; o < outputs; o++) {
-    const g = Math.min(layout.groupOf(o), groups - 1);
-    const h = H[g]!;
-    const gm = G[g]!;
-    const s = scale.length === 1 ? scale[0]! : scale[o]!;
-    for (let i = 0; i < d; i++) {
-      wo[i] = w[layout.at(o, i)]!;
-      v[i] = q[layout.at(o, i)]! * s;
-    }
-    for (let j = 0; j < d; j++) {
-      let acc = 0;
-      for (let i = 0; i < d; i++) acc += gm[j * d + i]! * wo[i]!;
-      t[j] = acc;
-    }
-    const objective = () => {
-      let acc = 0;
-      for (let j = 0; j < d; j++) acc += v[j]! * (hv[j]! - 2 * t[j]!);
-      return acc;
-    };
-    for (let j = 0; j < d; j++) {
-      let acc = 0;
-      for (let i = 0; i < d; i++) acc += h[j * d + i]! * v[i]!;
-      hv[j] = acc;
-    }
-    // Both lack the constant E[(w·x)²], which cancels in their difference.
-    const before = objective();
-    if (s > 0) {
-      for (let sweep = 0; sweep < MAX_SWEEPS; sweep++) {
-        let changed = false;
-        for (let j = 0; j < d; j++) {
-          const at = layout.at(o, j);
-          const cur = q[at]!;
-          const lo = Math.floor(wo[j]! / s);
-          const alt = cur === lo ? lo + 1 : lo;
-          if (alt > 127 || alt < -127 || (cur !== lo && cur !== lo + 1)) continue;
-          const delta = (alt - cur) * s;
-          const dJ = 2 * delta * (hv[j]! - t[j]!) + delta * delta * h[j * d + j]!;
-          if (!(dJ < -1e-12 * Math.abs(before) - 1e-30)) continue;
-          q[at] = alt;
-          v[j] = alt * s;
-          for (let k = 0; k < d; k++) hv[k] = hv[k]! + delta * h[k * d + j]!;
-          changed = true;
-        }
-        if (!changed) break;
+  for (let g = 0; g < groups; g++) {
+    // Symmetric H from its upper triangle, and G, as expectations; centered, they are covariances, the
+    // error left once the bias takes off its mean.
+    const u = stats.hh[g]!;
+    const mq = stats.sq[g]!;
+    const mf = stats.sf[g]!;
+    const H = new Float64Array(d * d);
+    for (let j = 0; j < d; j++) for (let i = j; i < d; i++) H[j * d + i] = H[i * d + j] = u[j * d + i]! * inv - c * mq[j]! * mq[i]!;
+    const G = new Float64Array(d * d);
+    const gg = stats.gg[g]!;
+    for (let j = 0; j < d; j++) for (let i = 0; i < d; i++) G[j * d + i] = gg[j * d + i]! * inv - c * mq[j]! * mf[i]!;
+    // This group's output channels, one row of d weights each.
+    const rows: number[] = [];
+    for (let o = 0; o < outputs; o++) if (Math.min(layout.groupOf(o), groups - 1) === g) rows.push(o);
+    const wr = new Float32Array(rows.length * d);
+    const qr = new Int8Array(rows.length * d);
+    const sr = new Float64Array(rows.length);
+    rows.forEach((o, r) => {
+      sr[r] = scale.length === 1 ? scale[0]! : scale[o]!;
+      for (let i = 0; i < d; i++) {
+        const at = layout.at(o, i);
+        wr[r * d + i] = w[at]!;
+        qr[r * d + i] = q[at]!;
       }
-    }
-    const after = objective();
-    errorBefore += before;
-    errorAfter += after;
-    const sq = stats.sq[g]!;
-    const sf = stats.sf[g]!;
-    let mean = 0;
-    for (let i = 0; i < d; i++) {
-      mean += (v[i]! * sq[i]! - wo[i]! * sf[i]!) * inv;
-      if (q[layout.at(o, i)] !== nearest[layout.at(o, i)]) flipped++;
-    }
-    shift[o] = mean;
+    });
+    // Both objectives lack the constant E[(w·x)²], which cancels in their difference.
+    const objectives = k.roundRows(H, G, wr, sr, qr, d, MAX_SWEEPS);
+    rows.forEach((o, r) => {
+      errorBefore += objectives[2 * r]!;
+      errorAfter += objectives[2 * r + 1]!;
+      let mean = 0;
+      for (let i = 0; i < d; i++) {
+        const at = layout.at(o, i);
+        const v = qr[r * d + i]!;
+        q[at] = v;
+        mean += (v * sr[r]! * mq[i]! - wr[r * d + i]! * mf[i]!) * inv;
+        if (v !== nearest[at]) flipped++;
+      }
+      shift[o] = mean;
+    });
   }
   return { q, flipped, errorBefore, errorAfter, shift };
 }

@@ -100,3 +100,27 @@ Deno.test('crossMoments matches the reference', async () => {
     assert.ok(Math.abs(g1![i]! - g2![i]!) < 1e-9);
   }
 });
+
+Deno.test('roundRows makes the same choices as the reference', async () => {
+  const k = await getKernels();
+  const next = rng(23);
+  const rows = 6;
+  const d = 11;
+  const n = 80;
+  const a = new Float32Array(n * d).map(() => 3 + next() - 0.5);
+  const b = a.map((v) => v + 0.05 * (next() - 0.5));
+  const hh = new Float64Array(d * d);
+  const g = new Float64Array(d * d);
+  k.crossMoments(a, b, n, d, hh, g);
+  const h = new Float64Array(d * d);
+  for (let j = 0; j < d; j++) for (let i = j; i < d; i++) h[j * d + i] = h[i * d + j] = hh[j * d + i]!;
+  const w = new Float32Array(rows * d).map(() => next() * 2 - 1);
+  const scale = new Float64Array(rows).fill(1 / 100);
+  const nearest = Int8Array.from(w, (v) => Math.round(v * 100));
+  const [q1, q2] = [nearest.slice(), nearest.slice()];
+  const o1 = k.roundRows(h, g, w, scale, q1, d, 20);
+  const o2 = referenceKernels.roundRows(h, g, w, scale, q2, d, 20);
+  assert.deepEqual(Array.from(q1), Array.from(q2));
+  assert.deepEqual(Array.from(o1), Array.from(o2));
+  assert.notDeepEqual(Array.from(q1), Array.from(nearest));
+});

@@ -85,7 +85,7 @@ describe('adaptive rounding of one layer', () => {
       const xq = noisy ? x.map((v) => Math.round(v / 0.15) * 0.15) : x;
       const stats = newStats(d, 1);
       accumulate(k, stats, { kind: 'rows' }, x, xq, [rows, d]);
-      const r = roundAdaptively(matmul(d, n), { kind: 'rows' }, false, w, near, scale, stats);
+      const r = roundAdaptively(k, matmul(d, n), { kind: 'rows' }, false, w, near, scale, stats);
       const before = outputError(w, near, scale, x, xq, d, n);
       const after = outputError(w, r.q, scale, x, xq, d, n);
       expect(r.errorAfter).toBeLessThanOrEqual(r.errorBefore);
@@ -102,7 +102,7 @@ describe('adaptive rounding of one layer', () => {
     const k = await getKernels();
     const stats = newStats(d, 1);
     accumulate(k, stats, { kind: 'rows' }, x, x, [rows, d]);
-    const r = roundAdaptively(matmul(d, n), { kind: 'rows' }, false, w, near, scale, stats);
+    const r = roundAdaptively(k, matmul(d, n), { kind: 'rows' }, false, w, near, scale, stats);
     const field = encodeRounding(r.q, near);
     expect(field).toMatch(/^[A-Za-z0-9+/]+=*$/);
     expect(applyRounding(w, near, [d, n], 1, scale, decodeRounding(field)!)).toEqual(r.q);
@@ -149,7 +149,7 @@ describe('in sequence', () => {
     };
     const stats1 = newStats(d0, 1);
     for (const f of feeds) accumulate(k, stats1, { kind: 'rows' }, f.x.data as Float32Array, fakeQuant(f.x.data as Float32Array, l1!.activation), [rows, d0]);
-    const r1 = roundAdaptively(l1!.layer, { kind: 'rows' }, false, w1, l1!.weight!.q, l1!.weight!.scale, stats1);
+    const r1 = roundAdaptively(k, l1!.layer, { kind: 'rows' }, false, w1, l1!.weight!.q, l1!.weight!.scale, stats1);
     const fq1 = k.dequantize(r1.q, l1!.weight!.scale, 0, { axis: 1, shape: [d0, d1] });
     const second = (first: Float32Array) => {
       const stats = newStats(d1, 1);
@@ -157,7 +157,7 @@ describe('in sequence', () => {
         const x = f.x.data as Float32Array;
         accumulate(k, stats, { kind: 'rows' }, layer(x, w1, d1), fakeQuant(layer(fakeQuant(x, l1!.activation), first, d1), l2!.activation), [rows, d1]);
       }
-      return roundAdaptively(l2!.layer, { kind: 'rows' }, false, w2, l2!.weight!.q, l2!.weight!.scale, stats).q;
+      return roundAdaptively(k, l2!.layer, { kind: 'rows' }, false, w2, l2!.weight!.q, l2!.weight!.scale, stats).q;
     };
     const inSequence = second(fq1);
     const allAtOnce = second(l1!.weight!.fq);
@@ -195,6 +195,48 @@ describe('in sequence', () => {
     const r2 = await quantizeModel(bytes2, await createQuantConfig(bytes2, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive' }), feeds);
     expect(r2.adaptiveRounding!.layers).toEqual(['mm']);
     expect(r2.adaptiveRounding!.errorAfter).toBeLessThan(r2.adaptiveRounding!.errorBefore);
+  });
+});
+
+describe('roundRows', () => {
+  it('the wasm kernel makes the same choices and objectives as the scalar reference, each value staying beside its weight', async () => {
+    const k = await getKernels();
+    const rng = new Random(17);
+    for (const [rows, d] of [[1, 1], [3, 5], [7, 9], [4, 33], [0, 4]] as const) {
+      // h = E[x̃ x̃ᵀ] and g = E[x̃ xᵀ] from samples, x̃ a noisy x with a common level (as in an edge detector's input).
+      const n = 64;
+      const x = Float64Array.from({ length: n * d }, () => 3 + rng.normal());
+      const xq = x.map((v) => v + 0.1 * rng.normal());
+      const h = new Float64Array(d * d);
+      const g = new Float64Array(d * d);
+      for (let j = 0; j < d; j++) for (let i = 0; i < d; i++) for (let r = 0; r < n; r++) {
+        h[j * d + i] += (xq[r * d + j]! * xq[r * d + i]!) / n;
+        g[j * d + i] += (xq[r * d + j]! * x[r * d + i]!) / n;
+      }
+      const w = Float32Array.from({ length: rows * d }, () => rng.normal());
+      const scale = Float64Array.from({ length: rows }, (_, r) => (r === 2 ? 0 : 0.02 + 0.01 * r));
+      // Row 1's first weight sits at the grid's end, where only one neighbour is in range.
+      if (rows > 1) w[d] = 127.4 * scale[1]!;
+      const nearest = Int8Array.from(w, (v, i) => (scale[Math.floor(i / d)]! > 0 ? Math.max(-127, Math.min(127, Math.round(v / scale[Math.floor(i / d)]!))) : 0));
+      const [qa, qb] = [nearest.slice(), nearest.slice()];
+      const a = k.roundRows(h, g, w, scale, qa, d, 20);
+      const b = referenceKernels.roundRows(h, g, w, scale, qb, d, 20);
+      expect(qa).toEqual(qb);
+      expect(a).toEqual(b);
+      for (let r = 0; r < rows; r++) {
+        expect(a[2 * r + 1]).toBeLessThanOrEqual(a[2 * r]!);
+        for (let i = 0; i < d; i++) {
+          const s = scale[r]!;
+          if (s === 0) expect(qa[r * d + i]).toBe(0);
+          else expect([Math.floor(w[r * d + i]! / s), Math.floor(w[r * d + i]! / s) + 1]).toContain(qa[r * d + i]);
+          expect(Math.abs(qa[r * d + i]!)).toBeLessThanOrEqual(127);
+        }
+      }
+      if (rows >= 4 && d >= 9) expect(qa).not.toEqual(nearest);
+    }
+    expect(() => k.roundRows(new Float64Array(4), new Float64Array(4), new Float32Array(3), new Float64Array(2), new Int8Array(4), 2, 1)).toThrow(/w must hold rows × d = 4 weights/);
+    expect(() => k.roundRows(new Float64Array(3), new Float64Array(4), new Float32Array(4), new Float64Array(2), new Int8Array(4), 2, 1)).toThrow(/h must be a Float64Array of d × d = 4/);
+    expect(() => k.roundRows(new Float64Array(4), new Float64Array(4), new Float32Array(4), new Float64Array(2), new Int8Array(4), 2, -1)).toThrow(/sweeps must be an integer >= 0/);
   });
 });
 
