@@ -5,7 +5,7 @@
  *   - 'observer': another activation observer (min-max, percentile), chosen per layer by its
  *                 layer-wise similarity on the calibration batches, where it beats the current one;
  *   - 'rounding': adaptive weight rounding (see quant/rounding-search.ts) of those layers, in
- *                 graph order, with every other enabled layer quantized at nearest rounding;
+ *                 graph order, in the model with every enabled layer quantized as calibrated;
  *   - 'int16':    16-bit activations (the deploy model then needs opset 21).
  * Each repair is first tried on every remaining float layer at once (one evaluation); if that fails,
  * a bisection finds the largest set of the least sensitive ones it repairs, under the search's own

@@ -499,8 +499,8 @@ async function chooseInto(q: QuantizationSession, plan: readonly LayerQuantizati
     const chosen = choice.kept.get(p.layer.name);
     const rec = record.layers[p.layer.name]!;
     rec.round_w = chosen ? encodeRounding(chosen.q, p.weight.q) : '';
-    // Added to a shift the record may already hold: the rounding was chosen with that bias.
-    if (chosen?.shift) rec.bias_shift = Array.from(chosen.shift, (v, i) => v + (rec.bias_shift?.[i] ?? 0));
+    // The layer's whole mean error with this rounding: it replaces a shift the record may hold.
+    if (chosen?.shift) rec.bias_shift = Array.from(chosen.shift);
   }
   // A layer whose chosen rounding is nearest (its bias shifted only) does not count as rounded.
   const layers = [...choice.kept.keys()].filter((n) => record.layers[n]!.round_w !== '');

@@ -23,8 +23,8 @@ import { CalibrationError } from '../errors.js';
 import type { Kernels } from '../kernels/types.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
 import { DataType, readTensorAsFloat32 } from '../onnx/tensor.js';
-import { onnx, type ModelProto } from '../onnx/types.js';
-import { attrInt, getConstant } from '../onnx/graph.js';
+import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../onnx/types.js';
+import { attrInt, getConstant, subgraphsOf, topologicalOrder } from '../onnx/graph.js';
 import { checkSignal } from '../runtime/deadline.js';
 import { createSession, Tensor, type CreateSessionOptions, type InferenceSession, type OrtTensor } from '../runtime/ort.js';
 import { activationData, replayBatches, type BatchSource, type Feeds } from './calibrate.js';
@@ -49,7 +49,9 @@ interface Candidate {
  * The fake-quant graph of `plan` beside the float one in one model, its tensors prefixed, so that one
  * run yields each layer's float input and the input the quantized model feeds it. The fake-quant
  * weights of the `fed` layers, and the quantized biases of the `biases` ones, are graph inputs rather
- * than initializers: the JavaScript bindings feed only a session's inputs.
+ * than initializers: the JavaScript bindings feed only a session's inputs. The working model's
+ * initializers and Constant nodes, which the fake-quant rewrite leaves as they are, serve both
+ * halves; names inside subgraphs are prefixed too, so a branch of the fake half reads the fake half.
  */
 function twinModel(
   work: ModelProto,
@@ -61,19 +63,36 @@ function twinModel(
   writeFakeQuant(fake, plan);
   const model = clone(work);
   const graph = model.graph!;
-  const graphInputs = new Set((graph.input ?? []).map((v) => v.name ?? ''));
-  const taken = new Set([...(graph.node ?? []).flatMap((n) => [...(n.output ?? []), n.name ?? '']), ...(graph.initializer ?? []).map((t) => t.name ?? '')]);
+  const constantNode = (n: NodeProto) => n.opType === 'Constant' && (n.input ?? []).length === 0;
+  const shared = new Set([
+    ...(graph.input ?? []).map((v) => v.name ?? ''),
+    ...(graph.initializer ?? []).map((t) => t.name ?? ''),
+    ...(graph.node ?? []).filter(constantNode).flatMap((n) => n.output ?? []),
+  ]);
+  const taken = new Set([...(graph.node ?? []).flatMap((n) => [...(n.output ?? []), n.name ?? '']), ...shared]);
   let prefix = 'q::';
   while ([...taken].some((n) => n.startsWith(prefix))) prefix = `q${prefix}`;
-  const rename = (n: string) => (n === '' || graphInputs.has(n) ? n : prefix + n);
+  const rename = (n: string) => (n === '' || shared.has(n) ? n : prefix + n);
+  const renameSubgraph = (g: GraphProto) => {
+    for (const v of [...(g.input ?? []), ...(g.output ?? []), ...(g.valueInfo ?? [])]) v.name = rename(v.name ?? '');
+    for (const t of g.initializer ?? []) t.name = rename(t.name ?? '');
+    for (const n of g.node ?? []) {
+      n.name = n.name ? prefix + n.name : n.name;
+      n.input = (n.input ?? []).map(rename);
+      n.output = (n.output ?? []).map(rename);
+      for (const sub of subgraphsOf(n)) renameSubgraph(sub);
+    }
+  };
   const fakeInput = new Map<string, string>();
   const inputs = new Map<string, { weight: string; bias?: string }>();
   const asInput = new Set<string>();
   for (const n of fake.graph!.node ?? []) {
+    if (constantNode(n) && (n.output ?? []).every((o) => shared.has(o))) continue;
     const layer = n.name ?? '';
     n.name = prefix + layer;
     n.input = (n.input ?? []).map(rename);
     n.output = (n.output ?? []).map(rename);
+    for (const sub of subgraphsOf(n)) renameSubgraph(sub);
     graph.node!.push(n);
     if (!fed.has(layer)) continue;
     fakeInput.set(layer, n.input[0]!);
@@ -84,6 +103,7 @@ function twinModel(
     if (entry.bias) asInput.add(entry.bias);
   }
   for (const t of fake.graph!.initializer ?? []) {
+    if (shared.has(t.name ?? '')) continue;
     t.name = rename(t.name ?? '');
     if (!asInput.has(t.name)) graph.initializer!.push(t);
     else graph.input!.push(onnx.ValueInfoProto.create({ name: t.name, type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: (t.dims ?? []).map((v) => ({ dimValue: v })) } } } }));
@@ -141,6 +161,9 @@ export async function chooseRoundings(
     const { d, groups } = inputsPerOutput(p.layer, geometry, transB);
     if (d <= MAX_INPUTS) todo.push({ p, geometry, transB, d, groups });
   }
+  // In sequence means upstream first: a graph's node list need not be sorted.
+  const position = new Map(topologicalOrder(work.graph!).map((n, i) => [n.name ?? '', i]));
+  todo.sort((a, b) => position.get(a.p.layer.name)! - position.get(b.p.layer.name)!);
   const considered = todo.map((t) => t.p.layer.name);
   const none: RoundingChoice = { considered, kept: new Map(), errorBefore: 0, errorAfter: 0 };
   if (todo.length === 0) return none;
@@ -191,12 +214,16 @@ export async function chooseRoundings(
       if (r.flipped === 0 && !names.bias) continue;
       fed[names.weight] = new Tensor('float32', dequantizeWeight(kernels, r.q, t.p.weight!.scale, t.p.weight!.axis, t.p.layer.weight!.dims), t.p.layer.weight!.dims);
       if (names.bias) {
+        // The shift is the layer's whole mean error, whatever bias the plan had: it replaces any the record held.
         const shift = r.shift;
-        fed[names.bias] = new Tensor('float32', t.p.bias!.fq.map((b, i) => b - shift[i % shift.length]!), t.p.bias!.dims);
+        const bias = readTensorAsFloat32(getConstant(work.graph!, t.p.layer.bias!)!);
+        fed[names.bias] = new Tensor('float32', bias.map((b, i) => b - shift[i % shift.length]!), t.p.bias!.dims);
       }
       kept.set(name, names.bias ? { q: r.q, shift: r.shift } : { q: r.q });
     }
     const errorAfter = await outputError();
+    // Under bias correction the nearest-rounded fallback gets its biases corrected afterwards (as in
+    // PTQ without adaptive rounding), which this comparison does not see.
     if (errorAfter >= errorBefore) return { ...none, errorBefore, errorAfter: errorBefore };
     return { considered, kept, errorBefore, errorAfter };
   } finally {
@@ -208,10 +235,16 @@ async function run(session: InferenceSession, feeds: Record<string, OrtTensor>, 
   return (await session.run(feeds, fetch as string[])) as Record<string, OrtTensor>;
 }
 
-/** The first `batchNum` calibration feeds, kept by reference: one pass of the float model for a callback. */
+/**
+ * The first `batchNum` calibration feeds: an iterable's are kept by reference (as every pass keeps
+ * them); a callback's are copied in one pass of the float model, since a callback may refill one
+ * buffer batch after batch.
+ */
 async function collectFeeds(work: ModelProto, source: BatchSource, options: RoundingOptions): Promise<Feeds[]> {
   if (source.feeds) return source.feeds.slice(0, options.batchNum);
   const feeds: Feeds[] = [];
-  await replayBatches(work, [], source, options, (_out, _batch, f) => void feeds.push(f));
+  await replayBatches(work, [], source, options, (_out, _batch, f) => {
+    feeds.push(Object.fromEntries(Object.entries(f).map(([name, t]) => [name, new Tensor(t.type, (t.data as Float32Array).slice(), t.dims)])) as Feeds);
+  });
   return feeds;
 }

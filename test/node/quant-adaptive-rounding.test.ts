@@ -113,27 +113,33 @@ describe('adaptive rounding of one layer', () => {
 });
 
 describe('in sequence', () => {
-  it("rounds each layer for the input that the roundings chosen before it give it", async () => {
+  // The Relu between the layers is a plain node, or inside both branches of an If that reads the
+  // first layer's output from the enclosing scope; the node list is in reverse graph order.
+  it.each([['a plain Relu', false], ['an If whose branches read the outer tensor', true]] as const)("rounds each layer for the input that the roundings chosen before it give it (%s, nodes unsorted)", async (_, branchy) => {
     const rng = new Random(21);
     const [d0, d1, d2, rows] = [16, 24, 8, 64];
     const w1 = Float32Array.from({ length: d0 * d1 }, () => rng.normal());
     const w2 = Float32Array.from({ length: d1 * d2 }, () => rng.normal());
-    const g = new GraphBuilder('mlp').input('x', DataType.FLOAT, [rows, d0])
+    const branch = (name: string) => new GraphBuilder(name).node('Relu', ['h'], [`${name}_r`], {}, { name: `${name}_relu` }).output(`${name}_r`, DataType.FLOAT, [rows, d1]);
+    const g = new GraphBuilder('mlp').input('x', DataType.FLOAT, [rows, d0]).input('cond', DataType.BOOL, [])
       .initializer('w1', [d0, d1], w1).initializer('w2', [d1, d2], w2)
-      .node('MatMul', ['x', 'w1'], ['h'], {}, { name: 'mm1' })
-      .node('Relu', ['h'], ['r'], {}, { name: 'relu' })
-      .node('MatMul', ['r', 'w2'], ['y'], {}, { name: 'mm2' })
-      .output('y', DataType.FLOAT);
-    const bytes = encodeModel(buildModel(g, { opset: 13 }));
-    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: rows * d0 }, () => 2 + rng.normal()), [rows, d0]) }));
+      .node('MatMul', ['x', 'w1'], ['h'], {}, { name: 'mm1' });
+    if (branchy) g.node('If', ['cond'], ['r'], { then_branch: branch('then'), else_branch: branch('else') }, { name: 'branch' });
+    else g.node('Relu', ['h'], ['r'], {}, { name: 'relu' });
+    g.node('MatMul', ['r', 'w2'], ['y'], {}, { name: 'mm2' }).output('y', DataType.FLOAT);
+    const built = buildModel(g, { opset: 13 });
+    built.graph!.node!.reverse();
+    const bytes = encodeModel(built);
+    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: rows * d0 }, () => 2 + rng.normal()), [rows, d0]), cond: new Tensor('bool', new Uint8Array([1]), []) }));
     const config = await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, crossLayerEqualization: false, weightRounding: 'adaptive' });
     const result = await quantizeModel(bytes, config, feeds);
-    expect(result.adaptiveRounding!.layers).toEqual(['mm1', 'mm2']);
+    expect(result.adaptiveRounding!.layers.sort()).toEqual(['mm1', 'mm2']);
 
     // The same steps by hand: the nearest-rounded plan, the fake-quant activations in float32.
     const p = await PreparedQuantization.create(bytes, { ...config, weight_rounding: 'nearest' });
     await p.calibrate(feeds);
-    const [l1, l2] = p.plan();
+    const byName = new Map(p.plan().map((q) => [q.layer.name, q]));
+    const [l1, l2] = [byName.get('mm1'), byName.get('mm2')];
     const k = await getKernels();
     const fakeQuant = (x: Float32Array, f: { scale: number; zeroPoint: number }) =>
       x.map((v) => Math.fround(Math.round(Math.min(127 - f.zeroPoint, Math.max(-128 - f.zeroPoint, Math.fround(v / f.scale)))) * f.scale));
@@ -350,6 +356,57 @@ describe('with bias_correction, on a layer whose bias stays float', () => {
     expect(r.record.layers.gemm!.bias_shift).toBeUndefined();
     const again = await quantizeModel(bytes, config, [], { record: r.record });
     expect(Buffer.compare(Buffer.from(again.deployModel), Buffer.from(r.deployModel))).toBe(0);
+  });
+});
+
+describe('with bias_correction, as a repair', () => {
+  it('records the bias shift that goes with the rounding, replacing the one bias correction gave the layer', async () => {
+    const rng = new Random(12);
+    const g = new GraphBuilder('mlp').input('x', DataType.FLOAT, [32, 12])
+      .initializer('w1', [12, 10], Float32Array.from({ length: 120 }, () => rng.normal()))
+      .initializer('w2', [10, 4], Float32Array.from({ length: 40 }, () => rng.normal()))
+      .initializer('b2', [4], Float32Array.from({ length: 4 }, () => rng.normal()))
+      .node('MatMul', ['x', 'w1'], ['h'], {}, { name: 'mm' })
+      .node('Gemm', ['h', 'w2', 'b2'], ['y'], {}, { name: 'gemm' })
+      .output('y', DataType.FLOAT);
+    const bytes = encodeModel(buildModel(g, { opset: 13 }));
+    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: 32 * 12 }, () => 1 + rng.normal()), [32, 12]) }));
+    const fresh = await quantizeModel(bytes, await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive', biasCorrection: true }), feeds);
+    const p = await PreparedQuantization.create(bytes, await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, biasCorrection: true }));
+    await p.calibrate(feeds);
+    const corrected = p.record.layers.gemm!.bias_shift!;
+    expect(corrected.length).toBe(4);
+    const found = await p.roundingRepairs(['mm', 'gemm']);
+    const repaired = found.get('gemm')!.record;
+    expect(repaired.round_w).toBe(fresh.record.layers.gemm!.round_w);
+    repaired.bias_shift!.forEach((v, i) => expect(v).toBeCloseTo(fresh.record.layers.gemm!.bias_shift![i]!, 12));
+    expect(repaired.bias_shift).not.toEqual(corrected);
+  });
+});
+
+describe('with a calibration callback that refills one buffer', () => {
+  it('chooses what the same batches as separate tensors give', async () => {
+    const rng = new Random(14);
+    const g = new GraphBuilder('mlp').input('x', DataType.FLOAT, [32, 12])
+      .initializer('w1', [12, 10], Float32Array.from({ length: 120 }, () => rng.normal()))
+      .initializer('w2', [10, 4], Float32Array.from({ length: 40 }, () => rng.normal()))
+      .node('MatMul', ['x', 'w1'], ['h'], {}, { name: 'mm1' })
+      .node('Relu', ['h'], ['r'], {}, { name: 'relu' })
+      .node('MatMul', ['r', 'w2'], ['y'], {}, { name: 'mm2' })
+      .output('y', DataType.FLOAT);
+    const bytes = encodeModel(buildModel(g, { opset: 13 }));
+    const data = [0, 1, 2, 3].map(() => Float32Array.from({ length: 32 * 12 }, () => 1 + rng.normal()));
+    const config = await createQuantConfig(bytes, { batchNum: 4, quantizeOutputs: false, weightRounding: 'adaptive' });
+    const separate = await quantizeModel(bytes, config, data.map((d) => ({ x: new Tensor('float32', d, [32, 12]) })));
+    const buffer = new Float32Array(32 * 12);
+    const refilled = await quantizeModel(bytes, config, async (session) => {
+      for (const d of data) {
+        buffer.set(d);
+        await session.run({ x: new Tensor('float32', buffer, [32, 12]) });
+      }
+    });
+    expect(refilled.adaptiveRounding).toEqual(separate.adaptiveRounding);
+    for (const name of ['mm1', 'mm2']) expect(refilled.record.layers[name]!.round_w).toBe(separate.record.layers[name]!.round_w);
   });
 });
 
