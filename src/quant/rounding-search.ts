@@ -11,13 +11,13 @@
  * As a guard, when the model's output on the first ROUNDING_BATCHES batches ends no closer to float
  * than with nearest rounding, every layer keeps nearest rounding.
  *
- * Cost: one session holding the float and the fake-quant model side by side, the rounded layers'
- * weights fed as inputs; per layer, one run per calibration batch up to that layer's input
- * (onnxruntime runs only what the fetched tensors need), then two runs over the first batches for
- * the guard. Fetching the float inputs of many layers at once instead, since no rounding changes
- * them, saved nothing measurable (PP-OCRv4 recognizer 12.2-12.5 s either way). Memory: the
- * calibration batches' inputs (the feeds), the float output of the first ROUNDING_BATCHES batches,
- * one layer's inputs and statistics, and a float copy of the rounded layers' weights.
+ * Cost: one session holding the float and the fake-quant model side by side (sharing the working
+ * model's constants), the rounded layers' weights fed as inputs; per layer, one run per calibration
+ * batch up to that layer's input (onnxruntime runs only what the fetched tensors need), then two runs
+ * over the first batches for the guard. Fetching the float inputs of many layers at once instead,
+ * since no rounding changes them, saved nothing measurable. Memory: the calibration batches' inputs
+ * (the feeds), the float output of the first ROUNDING_BATCHES batches, one layer's inputs and
+ * statistics, and a float copy of the rounded layers' weights.
  */
 import { CalibrationError } from '../errors.js';
 import type { Kernels } from '../kernels/types.js';
