@@ -27,6 +27,13 @@ async function mnistFeeds(model: Uint8Array, seed: number) {
   return [0, 1].map(() => ({ [inputName]: new Tensor('float32', Float32Array.from({ length: 4 * 28 * 28 }, () => Math.max(0, rng.normal())), [4, 1, 28, 28]) }));
 }
 
+/** n standard normal draws. */
+const normals = (rng: Random, n: number) => Float32Array.from({ length: n }, () => rng.normal());
+
+/** `batches` feeds of input 'x' with shape `dims`, each value `level` plus a standard normal draw. */
+const feedsOf = (rng: Random, batches: number, dims: [number, number], level: number) =>
+  Array.from({ length: batches }, () => ({ x: new Tensor('float32', Float32Array.from({ length: dims[0] * dims[1] }, () => level + rng.normal()), dims) }));
+
 /** A MatMul layer of `d` inputs and `n` outputs, weights [d, n]. */
 const matmul = (d: number, n: number): LayerInfo => ({ name: 'mm', opType: 'MatMul', nodeIndex: 0, activation: 'x', weight: { name: 'w', dims: [d, n], channelAxis: 1 } });
 
@@ -118,8 +125,8 @@ describe('in sequence', () => {
   it.each([['a plain Relu', false], ['an If whose branches read the outer tensor', true]] as const)("rounds each layer for the input that the roundings chosen before it give it (%s, nodes unsorted)", async (_, branchy) => {
     const rng = new Random(21);
     const [d0, d1, d2, rows] = [16, 24, 8, 64];
-    const w1 = Float32Array.from({ length: d0 * d1 }, () => rng.normal());
-    const w2 = Float32Array.from({ length: d1 * d2 }, () => rng.normal());
+    const w1 = normals(rng, d0 * d1);
+    const w2 = normals(rng, d1 * d2);
     const branch = (name: string) => new GraphBuilder(name).node('Relu', ['h'], [`${name}_r`], {}, { name: `${name}_relu` }).output(`${name}_r`, DataType.FLOAT, [rows, d1]);
     const g = new GraphBuilder('mlp').input('x', DataType.FLOAT, [rows, d0]).input('cond', DataType.BOOL, [])
       .initializer('w1', [d0, d1], w1).initializer('w2', [d1, d2], w2)
@@ -177,7 +184,7 @@ describe('in sequence', () => {
 
   it("keeps nearest rounding everywhere when the roundings do not bring the model's first output closer to float", async () => {
     const rng = new Random(3);
-    const w = Float32Array.from({ length: 72 }, () => rng.normal());
+    const w = normals(rng, 72);
     // The first output does not depend on the quantized layer, so no rounding can improve it.
     const g = new GraphBuilder('side').input('x', DataType.FLOAT, [32, 12])
       .initializer('w', [12, 6], w)
@@ -185,7 +192,7 @@ describe('in sequence', () => {
       .node('MatMul', ['x', 'w'], ['y'], {}, { name: 'mm' })
       .output('z', DataType.FLOAT).output('y', DataType.FLOAT);
     const bytes = encodeModel(buildModel(g, { opset: 13 }));
-    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: 32 * 12 }, () => 1 + rng.normal()), [32, 12]) }));
+    const feeds = feedsOf(rng, 2, [32, 12], 1);
     const config = await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive' });
     const r = await quantizeModel(bytes, config, feeds);
     expect(r.adaptiveRounding).toMatchObject({ layers: [], considered: 1 });
@@ -219,7 +226,7 @@ describe('roundRows', () => {
         h[j * d + i] += (xq[r * d + j]! * xq[r * d + i]!) / n;
         g[j * d + i] += (xq[r * d + j]! * x[r * d + i]!) / n;
       }
-      const w = Float32Array.from({ length: rows * d }, () => rng.normal());
+      const w = normals(rng, rows * d);
       const scale = Float64Array.from({ length: rows }, (_, r) => (r === 2 ? 0 : 0.02 + 0.01 * r));
       // Row 1's first weight sits at the grid's end, where only one neighbour is in range.
       if (rows > 1) w[d] = 127.4 * scale[1]!;
@@ -252,8 +259,8 @@ describe('crossMoments', () => {
     expect(k.backend).toBe('wasm-simd');
     const rng = new Random(11);
     for (const [rows, d] of [[1, 1], [7, 3], [33, 9], [100, 17], [0, 4]] as const) {
-      const a = Float32Array.from({ length: rows * d }, () => rng.normal());
-      const b = Float32Array.from({ length: rows * d }, () => rng.normal());
+      const a = normals(rng, rows * d);
+      const b = normals(rng, rows * d);
       const start = Float64Array.from({ length: d * d }, () => rng.normal());
       const [h1, g1, h2, g2] = [start.slice(), start.slice(), start.slice(), start.slice()];
       k.crossMoments(a, b, rows, d, h1, g1);
@@ -311,12 +318,12 @@ describe('on a model whose first output is not float', () => {
   it('fails with a CalibrationError naming the output and the way out', async () => {
     const rng = new Random(5);
     const g = new GraphBuilder('t').input('x', DataType.FLOAT, [4, 8])
-      .initializer('w', [8, 6], Float32Array.from({ length: 48 }, () => rng.normal()))
+      .initializer('w', [8, 6], normals(rng, 48))
       .node('MatMul', ['x', 'w'], ['y'], {}, { name: 'mm' })
       .node('ArgMax', ['y'], ['idx'], { axis: 1, keepdims: 0 }, { name: 'argmax' })
       .output('idx', DataType.INT64).output('y', DataType.FLOAT);
     const bytes = encodeModel(buildModel(g, { opset: 13 }));
-    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: 32 }, () => rng.normal()), [4, 8]) }));
+    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', normals(rng, 32), [4, 8]) }));
     const config = await createQuantConfig(bytes, { batchNum: 2, weightRounding: 'adaptive' });
     const run = () => quantizeModel(bytes, config, feeds);
     await expect(run()).rejects.toThrow(CalibrationError);
@@ -344,12 +351,12 @@ describe('with bias_correction, on a layer whose bias stays float', () => {
     const rng = new Random(8);
     // A [rows, 1] bias does not carry the output channels on its last axis, so it is not quantized.
     const g = new GraphBuilder('gemm').input('x', DataType.FLOAT, [32, 12])
-      .initializer('w', [12, 6], Float32Array.from({ length: 72 }, () => rng.normal()))
-      .initializer('c', [32, 1], Float32Array.from({ length: 32 }, () => rng.normal()))
+      .initializer('w', [12, 6], normals(rng, 72))
+      .initializer('c', [32, 1], normals(rng, 32))
       .node('Gemm', ['x', 'w', 'c'], ['y'], {}, { name: 'gemm' })
       .output('y', DataType.FLOAT);
     const bytes = encodeModel(buildModel(g, { opset: 13 }));
-    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: 32 * 12 }, () => 1 + rng.normal()), [32, 12]) }));
+    const feeds = feedsOf(rng, 2, [32, 12], 1);
     const config = await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive', biasCorrection: true });
     const r = await quantizeModel(bytes, config, feeds);
     expect(r.adaptiveRounding!.layers).toEqual(['gemm']);
@@ -363,14 +370,14 @@ describe('with bias_correction, as a repair', () => {
   it('records the bias shift that goes with the rounding, replacing the one bias correction gave the layer', async () => {
     const rng = new Random(12);
     const g = new GraphBuilder('mlp').input('x', DataType.FLOAT, [32, 12])
-      .initializer('w1', [12, 10], Float32Array.from({ length: 120 }, () => rng.normal()))
-      .initializer('w2', [10, 4], Float32Array.from({ length: 40 }, () => rng.normal()))
-      .initializer('b2', [4], Float32Array.from({ length: 4 }, () => rng.normal()))
+      .initializer('w1', [12, 10], normals(rng, 120))
+      .initializer('w2', [10, 4], normals(rng, 40))
+      .initializer('b2', [4], normals(rng, 4))
       .node('MatMul', ['x', 'w1'], ['h'], {}, { name: 'mm' })
       .node('Gemm', ['h', 'w2', 'b2'], ['y'], {}, { name: 'gemm' })
       .output('y', DataType.FLOAT);
     const bytes = encodeModel(buildModel(g, { opset: 13 }));
-    const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: 32 * 12 }, () => 1 + rng.normal()), [32, 12]) }));
+    const feeds = feedsOf(rng, 2, [32, 12], 1);
     const fresh = await quantizeModel(bytes, await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive', biasCorrection: true }), feeds);
     const p = await PreparedQuantization.create(bytes, await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, biasCorrection: true }));
     await p.calibrate(feeds);
@@ -388,8 +395,8 @@ describe('with a calibration callback that refills one buffer', () => {
   it('chooses what the same batches as separate tensors give', async () => {
     const rng = new Random(14);
     const g = new GraphBuilder('mlp').input('x', DataType.FLOAT, [32, 12])
-      .initializer('w1', [12, 10], Float32Array.from({ length: 120 }, () => rng.normal()))
-      .initializer('w2', [10, 4], Float32Array.from({ length: 40 }, () => rng.normal()))
+      .initializer('w1', [12, 10], normals(rng, 120))
+      .initializer('w2', [10, 4], normals(rng, 40))
       .node('MatMul', ['x', 'w1'], ['h'], {}, { name: 'mm1' })
       .node('Relu', ['h'], ['r'], {}, { name: 'relu' })
       .node('MatMul', ['r', 'w2'], ['y'], {}, { name: 'mm2' })
