@@ -84,11 +84,6 @@ export function newStats(d: number, groups: number): RoundingStats {
   return { d, hh: make(d * d), gg: make(d * d), sq: make(d), sf: make(d), count: 0 };
 }
 
-/** Bytes newStats allocates, to size groups of layers against a budget. */
-export function statsBytes(d: number, groups: number): number {
-  return groups * (2 * d * d + 2 * d) * 8;
-}
-
 /**
  * Adds one batch: `float` and `fake` are the layer's input in the float and the fake-quant model,
  * both of shape `dims` (NCHW for a Conv; rows over the last axis otherwise). The sampled patches of
