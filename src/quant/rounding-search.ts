@@ -131,7 +131,7 @@ export interface KeptRounding {
 export interface RoundingChoice {
   /** Layers whose statistics allowed adaptive rounding (the others keep nearest, see patchGeometry). */
   considered: string[];
-  /** The layers rounded adaptively. */
+  /** Per layer changed from nearest (in its weights, or under bias correction only in its bias shift), the choice. */
   kept: Map<string, KeptRounding>;
   /** 1 − cosine of the model's first output to float on the first batches: nearest, then chosen. */
   errorBefore: number;
