@@ -24,10 +24,22 @@ export function mnistBatch(first, n, train) {
   return { x, labels };
 }
 
-/** Paints `count` digits as dark strokes of height `h` into a grayscale canvas (1 = paper). */
+/** A 32-bit integer hash: neighbouring seeds must give unrelated digits, not a short cycle. */
+function mix(n) {
+  n = Math.imul(n ^ (n >>> 16), 0x45d9f3b);
+  n = Math.imul(n ^ (n >>> 16), 0x45d9f3b);
+  return (n ^ (n >>> 16)) >>> 0;
+}
+
+/**
+ * Paints `count` digits as dark strokes of height `h` into a grayscale canvas (1 = paper). Each
+ * (seed, position) picks its digit and sample through a hash, so distinct seeds give distinct
+ * lines: calibration and held-out sets drawn from different seeds never share a line.
+ */
 function paint(gray, width, top, left, h, count, seed) {
   for (let c = 0; c < count; c++) {
-    const img = sample((seed + c * 3) % 10, (seed * 13 + c) % 800);
+    const r = mix(seed * 16 + c + 1);
+    const img = sample(r % 10, Math.floor(r / 10) % 800);
     const x0 = left + Math.round(c * h * 0.75);
     for (let y = 0; y < h; y++) for (let x = 0; x < h && x0 + x < width; x++) {
       const v = img[Math.floor((y * 28) / h) * 28 + Math.floor((x * 28) / h)];

