@@ -49,7 +49,7 @@ const agr = (h) => (1 - h.flips / h.steps).toFixed(4);
   const reference = await floatOutputs(model, held);
   const classes = 6625;
   const stepsPerLine = reference[0].length / classes / 8;
-  const runs = quick ? [[2, 0]] : [[2, 0], [2, 50000], [16, 0], [16, 50000]];
+  const runs = quick ? [[2, 0]] : [[2, 0], [2, 50000], [2, 100000], [2, 150000], [2, 200000], [16, 0], [16, 50000], [16, 100000]];
   for (const [batches, seed] of runs) {
     const calib = Array.from({ length: batches }, (_, i) => ({ x: new Tensor('float32', textLines(seed + i * 100, 4, 320), [4, 3, 48, 320]) }));
     const { session, s } = await quantize(model, calib, false);
