@@ -23,8 +23,11 @@
  * with the channels' ranges after the factors) through the weights, plus each weight row's step
  * through the activations' mean squares. Candidates keep every channel as wide as fits in [L, U]: U
  * the largest maximum, L the widest minimum times a power of two (it may grow, so that channels whose
- * minimum sets it can be scaled too). Layers that gain under 1% are left alone. The factors are kept
- * in the record (`equalize_d`), so that reusing a record reproduces the model without data.
+ * minimum sets it can be scaled too). A channel is fitted by where its extremes are likely to reach,
+ * not by the extremes a few calibration samples showed (see SampleExtremes): widened to the edge of
+ * the range on those, it is clipped on other inputs. Layers that gain under 1% are left alone. The
+ * factors are kept in the record (`equalize_d`), so that reusing a record reproduces the model
+ * without data.
  *
  * Only depthwise layers: for pointwise and dense layers the factors also reshape the weight rows, and
  * SmoothQuant's migration (f = max|w|^(1−α) / max|x|^α, α chosen by the same estimate) gave mixed
@@ -208,6 +211,9 @@ export interface ChannelStats {
   lo: ArrayLike<number>;
   hi: ArrayLike<number>;
   meanSquare: ArrayLike<number>;
+  /** Where the channel's extremes are likely to reach on other inputs (see SampleExtremes); default lo/hi. */
+  likelyLo?: ArrayLike<number>;
+  likelyHi?: ArrayLike<number>;
 }
 
 /**
@@ -266,13 +272,24 @@ export function chooseFactors(stats: ChannelStats, weights: WeightProfile, optio
   const top = Math.max(...high);
   const bottom = Math.min(...low);
   const candidates: Float64Array[] = [];
+  const likelyHigh = Float64Array.from({ length: n }, (_, c) => Math.max(stats.likelyHi?.[c] ?? high[c]!, high[c]!));
+  const likelyLow = Float64Array.from({ length: n }, (_, c) => Math.min(stats.likelyLo?.[c] ?? low[c]!, low[c]!));
+  if (options.symmetric) {
+    for (let c = 0; c < n; c++) {
+      likelyHigh[c] = Math.max(likelyHigh[c]!, -likelyLow[c]!);
+      likelyLow[c] = -likelyHigh[c]!;
+    }
+  }
+  // How far a channel may widen: its likely extreme fits the range seen, and it is never narrowed
+  // for a likely extreme beyond what was seen.
+  const fit = (seen: number, likely: number) => Math.max(Math.min(seen, 1), likely);
   // Range fits: every channel as wide as fits in [lower, top]; the lower end may grow.
   const lowers = options.symmetric || bottom === 0 ? [bottom] : Array.from({ length: 2 * MAX_EXPONENT + 1 }, (_, i) => bottom * 2 ** (i - MAX_EXPONENT));
   for (const lower of lowers) {
     candidates.push(Float64Array.from({ length: n }, (_, c) => {
       let limit = Infinity;
-      if (high[c]! > 0) limit = Math.min(limit, top / high[c]!);
-      if (low[c]! < 0) limit = Math.min(limit, lower / low[c]!);
+      if (high[c]! > 0) limit = Math.min(limit, fit(top / high[c]!, top / likelyHigh[c]!));
+      if (low[c]! < 0) limit = Math.min(limit, fit(lower / low[c]!, lower / likelyLow[c]!));
       return live(c) ? clamp(Math.floor(Math.log2(limit))) : 1;
     }));
   }
@@ -311,7 +328,7 @@ export async function channelRanges(
   kernels: Kernels,
   replay: (fetch: string[], onBatch: (outputs: Record<string, { data: unknown; dims: readonly number[]; type: string }>) => void) => Promise<void>,
 ): Promise<Map<EqualizationPath, ChannelStats>> {
-  const ranges = new Map<EqualizationPath, { lo: Float32Array; hi: Float32Array; sumSq: Float64Array; count: number }>();
+  const ranges = new Map<EqualizationPath, { extremes: SampleExtremes; sumSq: Float64Array; count: number }>();
   const fetch = [...new Set(paths.map((p) => p.layer.activation))];
   await replay(fetch, (outputs) => {
     for (const p of paths) {
@@ -319,19 +336,20 @@ export async function channelRanges(
       if (!t || t.type !== 'float32' || t.dims.length !== p.rank || t.dims[1] !== p.channels) {
         throw new CalibrationError(`activation ${quoteName(p.layer.activation)} of layer ${quoteName(p.layer.name)} is not a float32 tensor with ${p.channels} channels on axis 1`);
       }
-      const { min, max } = kernels.minMaxPerChannel(t.data as Float32Array, t.dims, 1);
-      for (let c = 0; c < p.channels; c++) {
-        if (!Number.isFinite(min[c]!) || !Number.isFinite(max[c]!)) {
-          throw new CalibrationError(`activation ${quoteName(p.layer.activation)} (layer ${quoteName(p.layer.name)}) holds non-finite values in channel ${c}; calibration data must give finite activations`);
-        }
-      }
       let r = ranges.get(p);
-      if (!r) ranges.set(p, (r = { lo: Float32Array.from(min), hi: Float32Array.from(max), sumSq: new Float64Array(p.channels), count: 0 }));
-      for (let c = 0; c < p.channels; c++) {
-        r.lo[c] = Math.min(r.lo[c]!, min[c]!);
-        r.hi[c] = Math.max(r.hi[c]!, max[c]!);
-      }
+      if (!r) ranges.set(p, (r = { extremes: new SampleExtremes(p.channels), sumSq: new Float64Array(p.channels), count: 0 }));
       const data = t.data as Float32Array;
+      const perSample = data.length / t.dims[0]!;
+      const sampleShape = [1, ...t.dims.slice(1)];
+      for (let i = 0; i < t.dims[0]!; i++) {
+        const { min, max } = kernels.minMaxPerChannel(data.subarray(i * perSample, (i + 1) * perSample), sampleShape, 1);
+        for (let c = 0; c < p.channels; c++) {
+          if (!Number.isFinite(min[c]!) || !Number.isFinite(max[c]!)) {
+            throw new CalibrationError(`activation ${quoteName(p.layer.activation)} (layer ${quoteName(p.layer.name)}) holds non-finite values in channel ${c}; calibration data must give finite activations`);
+          }
+        }
+        r.extremes.add(min, max);
+      }
       const inner = data.length / (t.dims[0]! * p.channels);
       for (let i = 0; i < data.length; i += inner) {
         const c = (i / inner) % p.channels;
@@ -342,7 +360,72 @@ export async function channelRanges(
       r.count += data.length / p.channels;
     }
   });
-  return new Map([...ranges].map(([p, r]) => [p, { lo: r.lo, hi: r.hi, meanSquare: Float64Array.from(r.sumSq, (v) => v / r.count) }]));
+  return new Map([...ranges].map(([p, r]) => [p, { ...r.extremes.stats(), meanSquare: Float64Array.from(r.sumSq, (v) => v / r.count) }]));
+}
+
+/**
+ * How far past the mean of a channel's per-sample extremes, in their standard deviations, its
+ * extreme is taken to reach. The largest of n normal draws lies about √(2 ln n) deviations out:
+ * 2 for the 8 lines of a small calibration set, 4 for a few thousand inputs. Measured on the
+ * PP-OCRv4 recognizer, five draws of 8 calibration lines against factors from 128 other lines:
+ * fitting channels by the largest maximum seen left 4618 of 15360 channel factors one power of two
+ * or more above the 128-line ones, and 716 held-out disagreements in all; 3 deviations 2252 and
+ * 729, 4 deviations 1461 and 612, 5 deviations 939 and 624 (the 128-line factors themselves: 568).
+ */
+const LIKELY_SPREAD = 4;
+
+/**
+ * Per channel, over the calibration samples (axis 0 of each batch): the extremes and the mean and
+ * spread of the per-sample extremes, from which a likely extreme (mean ± LIKELY_SPREAD deviations,
+ * never inside what was seen). Fixed memory: six numbers per channel.
+ */
+export class SampleExtremes {
+  private readonly lo: Float64Array;
+  private readonly hi: Float64Array;
+  /** Sums and sums of squares of the per-sample minima and maxima. */
+  private readonly sumLo: Float64Array;
+  private readonly sqLo: Float64Array;
+  private readonly sumHi: Float64Array;
+  private readonly sqHi: Float64Array;
+  private samples = 0;
+
+  constructor(channels: number) {
+    this.lo = new Float64Array(channels).fill(Infinity);
+    this.hi = new Float64Array(channels).fill(-Infinity);
+    this.sumLo = new Float64Array(channels);
+    this.sqLo = new Float64Array(channels);
+    this.sumHi = new Float64Array(channels);
+    this.sqHi = new Float64Array(channels);
+  }
+
+  /** One sample's per-channel minima and maxima. */
+  add(min: ArrayLike<number>, max: ArrayLike<number>): void {
+    for (let c = 0; c < this.lo.length; c++) {
+      const a = min[c]!;
+      const b = max[c]!;
+      this.lo[c] = Math.min(this.lo[c]!, a);
+      this.hi[c] = Math.max(this.hi[c]!, b);
+      this.sumLo[c] += a;
+      this.sqLo[c] += a * a;
+      this.sumHi[c] += b;
+      this.sqHi[c] += b * b;
+    }
+    this.samples++;
+  }
+
+  stats(): { lo: Float64Array; hi: Float64Array; likelyLo: Float64Array; likelyHi: Float64Array } {
+    const n = this.samples;
+    // One sample shows no spread: its extremes are all there is to go on.
+    const likely = (seen: Float64Array, sum: Float64Array, sq: Float64Array, sign: 1 | -1) =>
+      Float64Array.from(seen, (s, c) => {
+        if (n < 2) return s;
+        const mean = sum[c]! / n;
+        const spread = Math.sqrt(Math.max(0, sq[c]! / n - mean * mean));
+        const reach = mean + sign * LIKELY_SPREAD * spread;
+        return sign > 0 ? Math.max(s, reach) : Math.min(s, reach);
+      });
+    return { lo: this.lo, hi: this.hi, likelyLo: likely(this.lo, this.sumLo, this.sqLo, -1), likelyHi: likely(this.hi, this.sumHi, this.sqHi, 1) };
+  }
 }
 
 /**

@@ -18,7 +18,7 @@ import {
   Tensor,
   type ModelProto,
 } from '../../src/index.js';
-import { chooseFactors, findEqualizationPaths, type WeightProfile } from '../../src/quant/activation-equalize.js';
+import { channelRanges, chooseFactors, findEqualizationPaths, SampleExtremes, type EqualizationPath, type WeightProfile } from '../../src/quant/activation-equalize.js';
 import { PreparedQuantization } from '../../src/quant/quantize.js';
 import { validateRecord } from '../../src/quant/record.js';
 import { scanLayers } from '../../src/quant/registry.js';
@@ -100,9 +100,66 @@ describe('the factors', () => {
     expect(f![1]).toBeGreaterThan(1);
   });
 
+  it('fit a channel by where its extremes are likely to reach, not by the largest seen', () => {
+    const stats = { lo: [0, 0], hi: [10, 0.1], meanSquare: [1, 1] };
+    expect(Array.from(chooseFactors(stats, profile(2), { symmetric: false, levels: 255 })!)).toEqual([1, 64]);
+    // Likely to reach 0.3: widened 32×, to 9.6 of the 10 the widest channel spans.
+    expect(Array.from(chooseFactors({ ...stats, likelyHi: [10, 0.3] }, profile(2), { symmetric: false, levels: 255 })!)).toEqual([1, 32]);
+    // A symmetric range takes the likely negative end too.
+    expect(Array.from(chooseFactors({ lo: [-10, -0.1], hi: [10, 0.1], meanSquare: [1, 1], likelyLo: [-10, -0.3] }, profile(2), { symmetric: true, levels: 255 })!)).toEqual([1, 32]);
+  });
+
+  it('never narrow a channel because its likely extreme passes the widest one', () => {
+    const f = chooseFactors({ lo: [0, 0], hi: [10, 0.1], meanSquare: [1, 1], likelyHi: [40, 0.1] }, profile(2), { symmetric: false, levels: 255 })!;
+    expect(Array.from(f)).toEqual([1, 64]);
+  });
+
   it('are none when the channels already balance, or a channel is dead', () => {
     expect(chooseFactors({ lo: [0, 0], hi: [1, 0.9], meanSquare: [1, 1] }, profile(2), { symmetric: false, levels: 255 })).toBeUndefined();
     expect(chooseFactors({ lo: [0, 0], hi: [1, 0], meanSquare: [1, 0] }, profile(2), { symmetric: false, levels: 255 })).toBeUndefined();
+  });
+});
+
+describe('the likely extremes', () => {
+  it('reach LIKELY_SPREAD deviations of the per-sample extremes past their mean, never inside what was seen', () => {
+    const e = new SampleExtremes(3);
+    // Channel 0 varies between samples, channel 1 does not, channel 2 has one sample far out.
+    e.add([-1, -2, 0], [1, 5, 1]);
+    e.add([-3, -2, 0], [3, 5, 1]);
+    const s = e.stats();
+    expect(Array.from(s.hi)).toEqual([3, 5, 1]);
+    expect(Array.from(s.lo)).toEqual([-3, -2, 0]);
+    expect(s.likelyHi[0]).toBeCloseTo(2 + 4 * 1, 12);
+    expect(s.likelyLo[0]).toBeCloseTo(-2 - 4 * 1, 12);
+    expect(Array.from(s.likelyHi.subarray(1))).toEqual([5, 1]);
+    const many = new SampleExtremes(1);
+    for (let i = 0; i < 99; i++) many.add([0], [1]);
+    many.add([0], [100]);
+    // Mean 1.99, deviation 9.85: 41.4, short of the 100 seen, which stands.
+    expect(many.stats().likelyHi[0]).toBe(100);
+  });
+
+  it('are the extremes seen when there is one sample', () => {
+    const e = new SampleExtremes(2);
+    e.add([-1, 0], [2, 3]);
+    expect(Array.from(e.stats().likelyHi)).toEqual([2, 3]);
+    expect(Array.from(e.stats().likelyLo)).toEqual([-1, 0]);
+  });
+
+  it('come from each sample of a batch, not from the batch as a whole', async () => {
+    const kernels = await getKernels();
+    const path = { layer: { name: 'dw', activation: 'x' }, channels: 2, rank: 4 } as unknown as EqualizationPath;
+    // One batch of two samples, 2 channels of 1×2: channel 0's maxima are 1 and 3.
+    const data = Float32Array.from([0, 1, 0, 2, 0, 3, 0, 2]);
+    const ranges = await channelRanges([path], kernels, async (fetch, onBatch) => {
+      expect(fetch).toEqual(['x']);
+      onBatch({ x: { data, dims: [2, 2, 1, 2], type: 'float32' } });
+    });
+    const r = ranges.get(path)!;
+    expect(Array.from(r.hi)).toEqual([3, 2]);
+    expect(r.likelyHi![0]).toBeCloseTo(2 + 4, 12);
+    expect(r.likelyHi![1]).toBe(2);
+    expect(Array.from(r.meanSquare)).toEqual([(1 + 9) / 4, (4 + 4) / 4]);
   });
 });
 
