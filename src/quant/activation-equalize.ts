@@ -225,14 +225,19 @@ export function chooseFactors(stats: ChannelStats, weights: WeightProfile, optio
   const n = stats.lo.length;
   const { perGroup, rowsPerGroup, maxAbs, sumSq, taps } = weights;
   const rows = maxAbs.length / perGroup;
-  const low = Float64Array.from({ length: n }, (_, c) => Math.min(stats.lo[c]!, 0));
-  const high = Float64Array.from({ length: n }, (_, c) => Math.max(stats.hi[c]!, 0));
-  if (options.symmetric) {
-    for (let c = 0; c < n; c++) {
-      high[c] = Math.max(high[c]!, -low[c]!);
-      low[c] = -high[c]!;
+  // A symmetric range is ±max |x| per channel.
+  const bounds = (lo: (c: number) => number, hi: (c: number) => number) => {
+    const l = Float64Array.from({ length: n }, (_, c) => lo(c));
+    const h = Float64Array.from({ length: n }, (_, c) => hi(c));
+    if (options.symmetric) {
+      for (let c = 0; c < n; c++) {
+        h[c] = Math.max(h[c]!, -l[c]!);
+        l[c] = -h[c]!;
+      }
     }
-  }
+    return [l, h] as const;
+  };
+  const [low, high] = bounds((c) => Math.min(stats.lo[c]!, 0), (c) => Math.max(stats.hi[c]!, 0));
   // Per input channel: energy of the weights reading it.
   const energy = new Float64Array(n);
   for (let o = 0; o < rows; o++) {
@@ -272,14 +277,7 @@ export function chooseFactors(stats: ChannelStats, weights: WeightProfile, optio
   const top = Math.max(...high);
   const bottom = Math.min(...low);
   const candidates: Float64Array[] = [];
-  const likelyHigh = Float64Array.from({ length: n }, (_, c) => Math.max(stats.likelyHi?.[c] ?? high[c]!, high[c]!));
-  const likelyLow = Float64Array.from({ length: n }, (_, c) => Math.min(stats.likelyLo?.[c] ?? low[c]!, low[c]!));
-  if (options.symmetric) {
-    for (let c = 0; c < n; c++) {
-      likelyHigh[c] = Math.max(likelyHigh[c]!, -likelyLow[c]!);
-      likelyLow[c] = -likelyHigh[c]!;
-    }
-  }
+  const [likelyLow, likelyHigh] = bounds((c) => Math.min(stats.likelyLo?.[c] ?? low[c]!, low[c]!), (c) => Math.max(stats.likelyHi?.[c] ?? high[c]!, high[c]!));
   // How far a channel may widen: its likely extreme fits the range seen, and it is never narrowed
   // for a likely extreme beyond what was seen.
   const fit = (seen: number, likely: number) => Math.max(Math.min(seen, 1), likely);

@@ -123,7 +123,7 @@ describe('the factors', () => {
 describe('the likely extremes', () => {
   it('reach LIKELY_SPREAD deviations of the per-sample extremes past their mean, never inside what was seen', () => {
     const e = new SampleExtremes(3);
-    // Channel 0 varies between samples, channel 1 does not, channel 2 has one sample far out.
+    // Channel 0 varies between samples; channels 1 and 2 do not.
     e.add([-1, -2, 0], [1, 5, 1]);
     e.add([-3, -2, 0], [3, 5, 1]);
     const s = e.stats();
