@@ -54,13 +54,16 @@ function normalize(gray, out, offset, mean, std) {
   for (let ch = 0; ch < 3; ch++) for (let p = 0; p < plane; p++) out[offset + ch * plane + p] = (gray[p] - mean[ch]) / std[ch];
 }
 
-/** `n` text lines of height 48 and width `w`, 5 digits each, half upside down, normalized to [-1, 1]. */
-export function textLines(first, n, w = 192) {
+/**
+ * `n` text lines of height 48 and width `w`, 5 digits each, normalized to [-1, 1]; odd lines upside
+ * down unless `upright` (then line i is line i of the mixed set turned upright).
+ */
+export function textLines(first, n, w = 192, upright = false) {
   const x = new Float32Array(n * 3 * 48 * w);
   for (let i = 0; i < n; i++) {
     const gray = new Float32Array(48 * w).fill(0.95);
     paint(gray, w, 8, 6, 32, Math.min(5, Math.floor(w / 24)), first + i * 7);
-    if (i % 2) gray.reverse();
+    if (i % 2 && !upright) gray.reverse();
     normalize(gray, x, i * 3 * 48 * w, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]);
   }
   return x;
