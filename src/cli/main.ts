@@ -31,21 +31,23 @@ const HELP = `autoquant ${VERSION}: accuracy-driven automatic int8 quantization 
 
 Usage:
   autoquant config <model.onnx> -o <config.json|-> [--batch-num N] [--skip a,b] [--act-algo ifmr|hfmg|minmax|percentile]
-                   [--weight-rounding nearest|adaptive]
+                   [--weight-rounding nearest|adaptive] [--channel-splitting R]
                    [--activation-bits 8|16] [--symmetric] [--no-fusion] [--no-channel-wise]
       List every quantizable layer in a quantization config (AMCT's JSON form).
 
   autoquant quantize <model.onnx> --data <calib.npy|.npz> --save <prefix> [--config <config.json>] [--batch-size B]
-                     [--batch-num N] [--weight-rounding nearest|adaptive]
+                     [--batch-num N] [--weight-rounding nearest|adaptive] [--channel-splitting R]
       Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json
       and <prefix>_report.html. --weight-rounding sets the config's weight_rounding (adaptive: each layer's weights
       rounded, one layer after another, to fit the input the quantized layers before it give it).
+      --channel-splitting sets channel_splitting: the share R in [0, 1] of extra input channels a dense layer may get
+      where its widest input channels are split into copies (0 off, the default; 0.0625 measured).
 
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
                  [--ranking model-output|layer-output] [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
                  [--fidelity auto|top1|cosine] [--fallback float|int16] [--repairs weights,observer,rounding,int16|none]
-                 [--weight-rounding nearest|adaptive] [--refine]
+                 [--weight-rounding nearest|adaptive] [--channel-splitting R] [--refine]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
       --repairs (default all four) are tried on those layers first, keeping them quantized where they suffice.
       --refine then tries each layer still in float back in int8, least sensitive first (one evaluation each).
@@ -82,7 +84,11 @@ const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
   'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity', 'ranking',
   'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs', 'log-level', 'log-file', 'weight-rounding',
+  'channel-splitting',
 ]);
+
+/** --channel-splitting: the config's channel_splitting. */
+const channelSplitting = (o: Options) => o.number('channel-splitting', (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
 
 function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): DeclaredInput[] {
   const inits = new Set((model.graph?.initializer ?? []).map((t) => t.name));
@@ -150,6 +156,7 @@ async function configCommand(model: string, o: Options, out: Out): Promise<numbe
     doFusion: o.flag('no-fusion') ? false : undefined,
     channelWise: o.flag('no-channel-wise') ? false : undefined,
     weightRounding: o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS),
+    channelSplitting: channelSplitting(o),
     // '-' writes the config to stdout.
     configFile: output === '-' ? undefined : output,
   };
@@ -173,6 +180,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   const batchNum = o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   const weightRounding = o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS);
+  const splitting = channelSplitting(o);
   const eps = executionProviders(o);
   const { runtime, json, log } = await finishOptions(o, err, save);
   // Cheap checks first: the outputs can be written, the data fits the model.
@@ -182,6 +190,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model);
   if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
   if (weightRounding !== undefined) config = { ...config, weight_rounding: weightRounding };
+  if (splitting !== undefined) config = { ...config, channel_splitting: splitting };
   const feeds = await readFeeds(data, modelInputs(model), batchSize);
   const t0 = performance.now();
   const result = await quantizeModel(model, config, feeds, {
@@ -249,6 +258,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const data = o.string('data');
   const fidelity = o.choice('fidelity', ['auto', 'top1', 'cosine'] as const);
   const weightRounding = o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS);
+  const splitting = channelSplitting(o);
   const maxDrop = o.number('max-drop', (n) => n >= 0, 'a number >= 0');
   const maxRelativeDrop = o.number('max-relative-drop', (n) => n >= 0, 'a number >= 0');
   const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
@@ -286,6 +296,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { batchNum });
   if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
   if (weightRounding !== undefined) config = { ...config, weight_rounding: weightRounding };
+  if (splitting !== undefined) config = { ...config, channel_splitting: splitting };
   const result = await accuracyBasedAutoCalibration(model, evaluator, {
     config,
     configFile,

@@ -319,22 +319,32 @@ export function chooseFactors(stats: ChannelStats, weights: WeightProfile, optio
   return best.some((x) => x !== 1) ? best : undefined;
 }
 
+/** Where a layer's input channels lie: axis 1 of a rank-`rank` input, or the last axis (`axis` −1). */
+export interface ChannelSite {
+  layer: LayerInfo;
+  channels: number;
+  /** Rank of the input, checked when > 0. */
+  rank: number;
+  axis?: 1 | -1;
+}
+
 /**
- * Per-channel min / max of each path's layer input over the batches `replay` feeds (one pass), via
+ * Per-channel min / max of each site's layer input over the batches `replay` feeds (one pass), via
  * `fetch`'s outputs; `replay` runs the calibration batches and hands each batch's outputs over.
  */
-export async function channelRanges(
-  paths: readonly EqualizationPath[],
+export async function channelRanges<S extends ChannelSite>(
+  sites: readonly S[],
   kernels: Kernels,
   replay: (fetch: string[], onBatch: (outputs: Record<string, { data: unknown; dims: readonly number[]; type: string }>) => void) => Promise<void>,
-): Promise<Map<EqualizationPath, ChannelStats>> {
-  const ranges = new Map<EqualizationPath, { extremes: SampleExtremes; sumSq: Float64Array; count: number }>();
-  const fetch = [...new Set(paths.map((p) => p.layer.activation))];
+): Promise<Map<S, ChannelStats>> {
+  const ranges = new Map<S, { extremes: SampleExtremes; sumSq: Float64Array; count: number }>();
+  const fetch = [...new Set(sites.map((p) => p.layer.activation))];
   await replay(fetch, (outputs) => {
-    for (const p of paths) {
+    for (const p of sites) {
       const t = outputs[p.layer.activation];
-      if (!t || t.type !== 'float32' || t.dims.length !== p.rank || t.dims[1] !== p.channels) {
-        throw new CalibrationError(`activation ${quoteName(p.layer.activation)} of layer ${quoteName(p.layer.name)} is not a float32 tensor with ${p.channels} channels on axis 1`);
+      const axis = p.axis === -1 ? (t?.dims.length ?? 0) - 1 : 1;
+      if (!t || t.type !== 'float32' || (p.rank > 0 && t.dims.length !== p.rank) || axis < 1 || t.dims[axis] !== p.channels) {
+        throw new CalibrationError(`activation ${quoteName(p.layer.activation)} of layer ${quoteName(p.layer.name)} is not a float32 tensor with ${p.channels} channels on axis ${p.axis === -1 ? 'its last' : 1}`);
       }
       let r = ranges.get(p);
       if (!r) ranges.set(p, (r = { extremes: new SampleExtremes(p.channels), sumSq: new Float64Array(p.channels), count: 0 }));
@@ -342,7 +352,7 @@ export async function channelRanges(
       const perSample = data.length / t.dims[0]!;
       const sampleShape = [1, ...t.dims.slice(1)];
       for (let i = 0; i < t.dims[0]!; i++) {
-        const { min, max } = kernels.minMaxPerChannel(data.subarray(i * perSample, (i + 1) * perSample), sampleShape, 1);
+        const { min, max } = kernels.minMaxPerChannel(data.subarray(i * perSample, (i + 1) * perSample), sampleShape, axis);
         for (let c = 0; c < p.channels; c++) {
           if (!Number.isFinite(min[c]!) || !Number.isFinite(max[c]!)) {
             throw new CalibrationError(`activation ${quoteName(p.layer.activation)} (layer ${quoteName(p.layer.name)}) holds non-finite values in channel ${c}; calibration data must give finite activations`);
@@ -350,7 +360,8 @@ export async function channelRanges(
         }
         r.extremes.add(min, max);
       }
-      const inner = data.length / (t.dims[0]! * p.channels);
+      // [outer, channels, inner] view of the tensor.
+      const inner = t.dims.slice(axis + 1).reduce((a, b) => a * b, 1);
       for (let i = 0; i < data.length; i += inner) {
         const c = (i / inner) % p.channels;
         let s = 0;

@@ -73,6 +73,15 @@ export interface QuantConfigGlobals {
    */
   activation_equalization?: boolean;
   /**
+   * Channel splitting before calibration (see channel-split.ts): the widest input channels of
+   * one-group Conv, ConvTranspose, Gemm and MatMul layers are split into copies (and their weight
+   * columns repeated), so that one int8 scale resolves the rest; the float function and the int8
+   * weights are unchanged. The share of extra input channels a layer may get, in [0, 1]: 0 or absent
+   * (default, AMCT's form) turns it off; 1/16 is what was measured (the deploy model grows and slows
+   * by a few percent, see channel-split.ts).
+   */
+  channel_splitting?: number;
+  /**
    * How weights are rounded to int8 (see rounding.ts): 'nearest' (default, AMCT's), or 'adaptive':
    * each weight rounded down or up so that each layer's output on the input the quantized model
    * feeds it comes closest to float's, kept per layer only where the model's output on the first
@@ -105,6 +114,8 @@ export interface CreateQuantConfigOptions {
   crossLayerEqualization?: boolean;
   /** See `activation_equalization` (default true). */
   activationEqualization?: boolean;
+  /** See `channel_splitting` (default 0: off; 1/16 measured). */
+  channelSplitting?: number;
   /** See `bias_correction` (default false). */
   biasCorrection?: boolean;
   /** See `weight_rounding` (default 'nearest'). */
@@ -127,7 +138,7 @@ export interface CreateQuantConfigOptions {
   configFile?: string;
 }
 
-export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization', 'weight_rounding']);
+export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization', 'channel_splitting', 'weight_rounding']);
 
 export const IFMR_DEFAULTS = Object.freeze({
   max_percentile: 0.999999,
@@ -173,7 +184,7 @@ function applyOverride(layer: LayerQuantConfig, o: LayerOverride | undefined): L
 
 /** Builds the config for the given layers; unknown names in options are reported as errors. */
 const OPTION_KEYS = new Set([
-  'skipLayers', 'batchNum', 'activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'biasCorrection', 'weightRounding',
+  'skipLayers', 'batchNum', 'activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'channelSplitting', 'biasCorrection', 'weightRounding',
   'activationAlgo', 'activationBits', 'weightBits', 'channelWise', 'common', 'byType', 'byName', 'configFile',
 ]);
 
@@ -190,6 +201,9 @@ function checkOptions(options: CreateQuantConfigOptions, problems: string[]): vo
   if (options.weightBits !== undefined && options.weightBits !== 8) problems.push(`weightBits must be 8, got ${describeValue(options.weightBits)}`);
   for (const k of ['activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'biasCorrection', 'channelWise'] as const) {
     if (options[k] !== undefined && typeof options[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(options[k])}`);
+  }
+  if (options.channelSplitting !== undefined && !(typeof options.channelSplitting === 'number' && options.channelSplitting >= 0 && options.channelSplitting <= 1)) {
+    problems.push(`channelSplitting must be a number in [0, 1], got ${describeValue(options.channelSplitting)}`);
   }
   if (options.skipLayers !== undefined && !(Array.isArray(options.skipLayers) && options.skipLayers.every((n) => typeof n === 'string'))) {
     problems.push(`skipLayers must be a list of layer names, got ${describeValue(options.skipLayers)}`);
@@ -217,6 +231,7 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
     quantize_outputs: options.quantizeOutputs ?? true,
     cross_layer_equalization: options.crossLayerEqualization ?? true,
     activation_equalization: options.activationEqualization ?? true,
+    channel_splitting: options.channelSplitting ?? 0,
     bias_correction: options.biasCorrection ?? false,
     weight_rounding: options.weightRounding ?? 'nearest',
   };
@@ -312,6 +327,9 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
   if (config.do_fusion !== undefined && typeof config.do_fusion !== 'boolean') problems.push(`do_fusion must be a boolean, got ${describeValue(config.do_fusion)}`);
   for (const k of ['quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization'] as const) {
     if (config[k] !== undefined && typeof config[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(config[k])}`);
+  }
+  if (config.channel_splitting !== undefined && !(typeof config.channel_splitting === 'number' && config.channel_splitting >= 0 && config.channel_splitting <= 1)) {
+    problems.push(`channel_splitting must be a number in [0, 1] (the share of extra input channels a layer may get; 0 turns it off), got ${describeValue(config.channel_splitting)}`);
   }
   if (config.weight_rounding !== undefined && !(WEIGHT_ROUNDINGS as readonly unknown[]).includes(config.weight_rounding)) {
     problems.push(`weight_rounding must be one of ${WEIGHT_ROUNDINGS.map((r) => `'${r}'`).join(', ')}, got ${describeValue(config.weight_rounding)}`);

@@ -19,3 +19,5 @@ export { QUANTIZABLE_TYPES } from './registry.js';
 export type { QuantizableType } from './registry.js';
 export type { FoldedPair, FoldedAffine } from './fusion.js';
 export type { EqualizedPair } from './equalize.js';
+export type { ActivationEqualized } from './activation-equalize.js';
+export type { ChannelSplit } from './channel-split.js';

@@ -30,7 +30,8 @@ import {
 import { compareLayers } from './layerwise.js';
 import { buildQuantConfig, GLOBAL_KEYS, validateQuantConfig, type ActivationQuantParams, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
 import { equalizeChannels, type EqualizedPair } from './equalize.js';
-import { applyFactors, channelRanges, chooseFactors, findEqualizationPaths, weightProfile, type ActivationEqualized } from './activation-equalize.js';
+import { applyFactors, channelRanges, chooseFactors, findEqualizationPaths, weightProfile, type ActivationEqualized, type ChannelSite } from './activation-equalize.js';
+import { applySplit, chooseSplit, findSplitSites, type ChannelSplit, type SplitChoice } from './channel-split.js';
 import { GraphEditor } from '../onnx/editor.js';
 import { foldAffines, foldBatchNorms, type FoldedAffine, type FoldedPair } from './fusion.js';
 import { createObserver } from './observers/index.js';
@@ -192,6 +193,8 @@ export interface QuantizeResult {
   equalized: EqualizedPair[];
   /** Depthwise layers whose input channels activation equalization rescaled (`activation_equalization`). */
   activationEqualized: ActivationEqualized[];
+  /** Dense layers whose input channels were split into copies (`channel_splitting`). */
+  channelSplits: ChannelSplit[];
   /** What adaptive rounding did (`weight_rounding: 'adaptive'`), when it ran. */
   adaptiveRounding?: RoundingSummary;
   calibration: CalibrationStats | undefined;
@@ -234,6 +237,8 @@ export interface QuantizationSession {
    * calibration, which variants of the session share (the working model is the same object).
    */
   activationEqualized?: ActivationEqualized[];
+  /** Dense layers whose input channels were split (channel splitting); set with activationEqualized. */
+  channelSplits?: ChannelSplit[];
   kernels: Kernels;
   /** The first calibration batch, kept to choose which layer outputs to quantize. */
   samples?: Sample[];
@@ -354,10 +359,11 @@ async function calibrateLayers(
 }
 
 /**
- * Activation equalization (see activation-equalize.ts), before the layers are calibrated: factors
- * from the record where it has them (`equalize_d`), none for layers the record calibrated without
- * them (their factors would no longer fit), and from one pass over the batches for the rest. The
- * working model changes in place; the layers' node indices and weight names are refreshed.
+ * Activation equalization (see activation-equalize.ts) and channel splitting (see channel-split.ts),
+ * before the layers are calibrated: factors and splits from the record where it has them
+ * (`equalize_d`, `split_d`), none for layers the record calibrated without them (its factors would
+ * no longer fit), and from one pass over the batches for the rest. The working model changes in
+ * place; the layers' node indices, activations and weight names are refreshed.
  */
 async function equalizeActivations(
   q: QuantizationSession,
@@ -365,30 +371,44 @@ async function equalizeActivations(
   record: QuantRecord,
   batches: () => Promise<BatchSource>,
   options: QuantizeModelOptions,
-): Promise<{ done: ActivationEqualized[]; factors: Map<string, number[]>; passes: number }> {
+): Promise<{ done: ActivationEqualized[]; splits: ChannelSplit[]; factors: Map<string, number[]>; choices: Map<string, SplitChoice>; passes: number }> {
   const graph = q.work.graph!;
   const recorded = layers.filter((l) => record.layers[l.name]?.equalize_d !== undefined);
-  if (q.config.activation_equalization === false && recorded.length === 0) return { done: [], factors: new Map(), passes: 0 };
+  const recordedSplits = layers.filter((l) => record.layers[l.name]?.split_d !== undefined);
+  const ratio = q.config.channel_splitting ?? 0;
+  const none = { done: [], splits: [], factors: new Map(), choices: new Map(), passes: 0 };
+  if (q.config.activation_equalization === false && ratio === 0 && recorded.length === 0 && recordedSplits.length === 0) return none;
   const perChannel = (name: string) => {
     const c = layerConfig(q.config, name);
     return c?.quant_enable !== true || c.weight_quant_params?.channel_wise === true;
   };
   const paths = findEqualizationPaths(graph, layers, perChannel);
   const byLayer = new Map(paths.map((p) => [p.layer.name, p]));
+  const sites = findSplitSites(graph, layers, opsetVersion(q.work) ?? 1);
+  const siteOf = new Map(sites.map((s) => [s.layer.name, s]));
   const misfits = recorded.flatMap((l) => {
     const path = byLayer.get(l.name);
     if (!path) return [`layer ${quoteName(l.name)} has equalize_d, but its input cannot be equalized exactly here (not a depthwise Conv behind a constant Mul, Div, BatchNormalization or a Conv with per-channel weights)`];
     const n = record.layers[l.name]!.equalize_d!.length;
     return n === path.channels ? [] : [`layer ${quoteName(l.name)}.equalize_d has ${n} factors; its input has ${path.channels} channels`];
   });
+  for (const l of recordedSplits) {
+    const site = siteOf.get(l.name);
+    const n = record.layers[l.name]!.split_d!.length;
+    if (!site) misfits.push(`layer ${quoteName(l.name)} has split_d, but its input channels cannot be split here (not a one-group Conv or ConvTranspose, or a Gemm or MatMul with a constant 2-D weight)`);
+    else if (n !== site.channels) misfits.push(`layer ${quoteName(l.name)}.split_d has ${n} copy counts; its input has ${site.channels} channels`);
+  }
   if (misfits.length) throw new QuantConfigError(misfits, 'record');
   const factors = new Map<string, number[]>();
   for (const l of recorded) factors.set(l.name, record.layers[l.name]!.equalize_d!);
+  const choices = new Map<string, SplitChoice>();
+  for (const l of recordedSplits) choices.set(l.name, { copies: record.layers[l.name]!.split_d!, step: record.layers[l.name]!.split_dither_d ?? 0 });
   const todo = q.config.activation_equalization === false ? [] : paths.filter((p) => record.layers[p.layer.name] === undefined);
-  if (todo.length) {
+  const todoSplits = sites.filter((s) => record.layers[s.layer.name] === undefined && Math.floor(ratio * s.channels) >= 1);
+  if (todo.length || todoSplits.length) {
     const source = await batches();
     const printLog = new RunLog();
-    const ranges = await channelRanges(todo, q.kernels, async (fetch, onBatch) => {
+    const ranges = await channelRanges<ChannelSite>([...todo, ...todoSplits], q.kernels, async (fetch, onBatch) => {
       await replayBatches(q.work, fetch, source, { ...options, batchNum: q.config.batch_num }, (outputs, batch) => {
         onBatch(outputs);
         emitProgress(printLog, options.onProgress, { phase: 'calibration', message: `activation equalization: batch ${batch + 1}/${q.config.batch_num}`, pass: 1, batch: batch + 1, batchNum: q.config.batch_num }, `equalization batch ${batch + 1}`);
@@ -402,16 +422,25 @@ async function equalizeActivations(
       const f = chooseFactors(r, profile, { symmetric: !(a.asymmetric ?? q.config.activation_offset), levels: 2 ** a.num_bits - 1 });
       if (f) factors.set(p.layer.name, Array.from(f));
     }
+    for (const s of todoSplits) {
+      const r = ranges.get(s)!;
+      const a = layerConfig(q.config, s.layer.name)!.activation_quant_params;
+      const choice = chooseSplit(r.likelyLo ?? r.lo, r.likelyHi ?? r.hi, ratio, 2 ** a.num_bits - 1);
+      if (choice) choices.set(s.layer.name, choice);
+    }
   }
-  const passes = todo.length ? 1 : 0;
-  if (factors.size === 0) return { done: [], factors, passes };
+  const passes = todo.length || todoSplits.length ? 1 : 0;
+  if (factors.size === 0 && choices.size === 0) return { ...none, passes };
   const editor = new GraphEditor(graph);
+  // Factors first: a split layer may be the Conv that absorbs a depthwise layer's factors, and the
+  // split reads the weight as it then is.
   const done = paths.filter((p) => factors.has(p.layer.name)).map((p) => applyFactors(graph, p, factors.get(p.layer.name)!, editor));
+  const splits = sites.filter((s) => choices.has(s.layer.name)).map((s) => applySplit(graph, s, choices.get(s.layer.name)!, editor));
   editor.commit();
   // Constants the edits orphaned are gone, so node indices moved: refresh every layer in place.
   const fresh = new Map(scanLayers(graph).layers.map((l) => [l.name, l]));
   for (const l of q.layers) Object.assign(l, fresh.get(l.name));
-  return { done, factors, passes };
+  return { done, splits, factors, choices, passes };
 }
 
 /** Observer keys of output factors; NUL cannot start a layer name read from a config file's keys in practice. */
@@ -810,14 +839,17 @@ export class PreparedQuantization {
     this.source = batches;
     let factors = new Map<string, number[]>();
     let passes = 0;
+    let choices = new Map<string, SplitChoice>();
     if (!this.session.activationEqualized) {
       const eq = await equalizeActivations(this.session, this.enabled, this.record, batches, options);
       this.session.activationEqualized = eq.done;
-      ({ factors, passes } = eq);
+      this.session.channelSplits = eq.splits;
+      ({ factors, choices, passes } = eq);
     }
     const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
     if (stats) stats.passes += passes;
     for (const [name, f] of factors) this.record.layers[name]!.equalize_d = f;
+    for (const [name, c] of choices) Object.assign(this.record.layers[name]!, { split_d: c.copies, split_dither_d: c.step });
     // The passes after calibration: the same runtime, and the activation sizes calibration measured.
     const passOptions = (this.passOptions = {
       executionProviders: options.executionProviders,
@@ -915,6 +947,7 @@ export class PreparedQuantization {
     const own = this.record.layers[layer];
     const adopted = { ...entry };
     if (adopted.equalize_d === undefined && own?.equalize_d) adopted.equalize_d = own.equalize_d;
+    if (adopted.split_d === undefined && own?.split_d) Object.assign(adopted, { split_d: own.split_d, split_dither_d: own.split_dither_d });
     const weighted = this.enabled.some((l) => l.name === layer && l.weight);
     if (adopted.round_w === undefined && weighted && this.session.config.weight_rounding === 'adaptive') adopted.round_w = '';
     this.record.layers[layer] = adopted;
@@ -990,6 +1023,7 @@ export async function quantizeModel(
     fusedHardSwish: q.hardSwish,
     equalized: q.equalized,
     activationEqualized: q.activationEqualized ?? [],
+    channelSplits: q.channelSplits ?? [],
     ...(p.rounding ? { adaptiveRounding: p.rounding } : {}),
     calibration: stats,
     gpuRewrites: fake.gpuRewrites,

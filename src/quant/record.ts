@@ -38,6 +38,12 @@ export interface LayerRecord {
    */
   equalize_d?: number[];
   /**
+   * Channel splitting: per input channel, how many copies of it the layer reads (1: not split), and
+   * the dither step of the copies' offsets; see channel-split.ts.
+   */
+  split_d?: number[];
+  split_dither_d?: number;
+  /**
    * Adaptive rounding (see rounding.ts): a bitset, base64, of the weights rounded to their other
    * grid neighbour than nearest, in the weight's element order; "" for nearest rounding everywhere.
    */
@@ -55,7 +61,7 @@ export function emptyRecord(): QuantRecord {
 
 const FIELDS = new Set([
   'scale_d', 'offset_d', 'num_bits_d', 'clip_min_d', 'clip_max_d', 'scale_w', 'offset_w',
-  'scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'bias_shift', 'equalize_d', 'round_w',
+  'scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'bias_shift', 'equalize_d', 'split_d', 'split_dither_d', 'round_w',
 ]);
 
 /** Finite and, as a float32 (what the models store), still finite and nonzero where `positive`. */
@@ -111,13 +117,20 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
     if (l.equalize_d !== undefined && !numbers(l.equalize_d, (v) => typeof v === 'number' && v > 0 && 2 ** Math.round(Math.log2(v)) === v && Math.abs(Math.log2(v)) <= 64)) {
       problems.push(`${where}.equalize_d must be an array of powers of two`);
     }
+    if (l.split_d !== undefined && !numbers(l.split_d, (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1 << 16)) {
+      problems.push(`${where}.split_d must be an array of whole copy counts ≥ 1`);
+    }
+    if (l.split_dither_d !== undefined && !(isFloat32(l.split_dither_d, false) && l.split_dither_d >= 0)) {
+      problems.push(`${where}.split_dither_d must be a finite number ≥ 0, got ${describeValue(l.split_dither_d)}`);
+    }
+    if ((l.split_d === undefined) !== (l.split_dither_d === undefined)) problems.push(`${where} needs split_d and split_dither_d together`);
     if (l.scale_w !== undefined && !numbers(l.scale_w, (v) => isFloat32(v, true))) {
       problems.push(`${where}.scale_w must be an array of numbers > 0 that float32 can hold`);
     }
     if (l.offset_w !== undefined && !numbers(l.offset_w, (v) => Number.isInteger(v))) problems.push(`${where}.offset_w must be an array of integers`);
     const copy: LayerRecord = { scale_d: l.scale_d, offset_d: l.offset_d, num_bits_d: l.num_bits_d, clip_min_d: l.clip_min_d, clip_max_d: l.clip_max_d };
-    for (const k of ['scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'round_w'] as const) if (l[k] !== undefined) (copy as unknown as Record<string, unknown>)[k] = l[k];
-    for (const k of ['scale_w', 'offset_w', 'bias_shift', 'equalize_d'] as const) if (Array.isArray(l[k])) copy[k] = [...l[k]!];
+    for (const k of ['scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'round_w', 'split_dither_d'] as const) if (l[k] !== undefined) (copy as unknown as Record<string, unknown>)[k] = l[k];
+    for (const k of ['scale_w', 'offset_w', 'bias_shift', 'equalize_d', 'split_d'] as const) if (Array.isArray(l[k])) copy[k] = [...l[k]!];
     setLayer(out, name, copy);
   }
   if (problems.length) throw new QuantConfigError(problems, source);

@@ -28,7 +28,7 @@ const CONVS = ['/conv1/Conv', '/dw/Conv', '/conv2/Conv'];
 const GEMMS = ['/fc1/Gemm', '/fc2/Gemm'];
 const POOL = '/pool/AveragePool';
 const LAYERS = ['/conv1/Conv', '/dw/Conv', '/conv2/Conv', POOL, '/fc1/Gemm', '/fc2/Gemm'];
-const GLOBALS = ['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization', 'weight_rounding'];
+const GLOBALS = ['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization', 'channel_splitting', 'weight_rounding'];
 
 const IFMR_DEFAULT = {
   num_bits: 8,
@@ -64,7 +64,7 @@ function expectProblem(problems: readonly string[], ...fragments: string[]) {
 describe('createQuantConfig defaults (AMCT)', () => {
   it('lists exactly the 6 quantizable layers of the fixture, every weight per channel (opset 13 is reachable)', async () => {
     const c = await createQuantConfig(model);
-    expect(c).toMatchObject({ version: 1, batch_num: 1, activation_offset: true, do_fusion: true, skip_fusion_layers: [], quantize_outputs: true, cross_layer_equalization: true, bias_correction: false, weight_rounding: 'nearest' });
+    expect(c).toMatchObject({ version: 1, batch_num: 1, activation_offset: true, do_fusion: true, skip_fusion_layers: [], quantize_outputs: true, cross_layer_equalization: true, bias_correction: false, channel_splitting: 0, weight_rounding: 'nearest' });
     expect(layerNames(c)).toEqual(LAYERS);
     for (const name of LAYERS) {
       const l = layer(c, name);
