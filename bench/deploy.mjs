@@ -5,7 +5,7 @@
 // onnxruntime turned into integer kernels, and fidelity (cosine to float, deploy vs fake-quant).
 // Fidelity is the mean over four held-out inputs (the timed one first): one input's cosine moves by
 // as much as the changes being compared.
-// Run: node bench/deploy.mjs [--runs N] [--only name] [--no-quantize-outputs] [--bias-correction]
+// Run: node bench/deploy.mjs [--runs N] [--only name] [--no-quantize-outputs] [--bias-correction] [--channel-splitting R]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -24,6 +24,7 @@ const RUNS = Number(arg('--runs', 15));
 const ONLY = arg('--only', '');
 const QUANTIZE_OUTPUTS = !process.argv.includes('--no-quantize-outputs');
 const BIAS_CORRECTION = process.argv.includes('--bias-correction');
+const CHANNEL_SPLITTING = Number(arg('--channel-splitting', 0));
 
 const cases = [
   { name: 'MNIST CNN', file: join(root, 'test/fixtures/mnist_cnn.onnx'), input: 'input',
@@ -108,7 +109,7 @@ const rows = [];
 for (const c of cases) {
   if (ONLY && !c.name.toLowerCase().includes(ONLY.toLowerCase())) continue;
   const model = new Uint8Array(readFileSync(c.file));
-  const config = await createQuantConfig(model, { batchNum: 2, quantizeOutputs: QUANTIZE_OUTPUTS, biasCorrection: BIAS_CORRECTION });
+  const config = await createQuantConfig(model, { batchNum: 2, quantizeOutputs: QUANTIZE_OUTPUTS, biasCorrection: BIAS_CORRECTION, channelSplitting: CHANNEL_SPLITTING });
   const t0 = performance.now();
   const r = await quantizeModel(model, config, [0, 1].map((i) => { const [x, d] = c.calib(i); return { [c.input]: new Tensor('float32', x, d) }; }));
   const ptq = (performance.now() - t0) / 1000;
@@ -125,7 +126,7 @@ for (const c of cases) {
       layers, fused, ...fid, ptq,
     });
     const row = rows[rows.length - 1];
-    console.error(`${row.model}, ${threads} thread(s): float ${f.ms.toFixed(1)} ms, deploy ${d.ms.toFixed(1)} ms`);
+    console.error(`${row.model}, ${threads} thread(s): float ${f.ms.toFixed(1)} ms, deploy ${d.ms.toFixed(1)} ms; deploy ${r.deployModel.length} bytes, ${r.channelSplits.length} layers split (+${r.channelSplits.reduce((n, x) => n + x.added, 0)} input channels)`);
   }
 }
 rmSync(tmp, { recursive: true, force: true });

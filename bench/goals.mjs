@@ -1,5 +1,6 @@
 // The all-int8 goals of the quality work, measured on held-out sets large enough to tell ±10% of the
-// disagreements apart (after `npm run build`): PTQ with every layer int8 and adaptive rounding, onnxruntime-node.
+// disagreements apart (after `npm run build`): PTQ with every layer int8 and adaptive rounding, onnxruntime-node,
+// without and with channel splitting (channel_splitting 1/16).
 //   - PP-OCRv4 recognizer: per-step top-1 agreement with float on 32 batches of 8 lines 320 wide (10240 steps),
 //     upright and upside-down lines apart (PaddleOCR's recognizer reads lines its classifier turned upright),
 //     calibrated on lines like the held-out ones (half upside down) or on upright lines only;
@@ -34,8 +35,8 @@ async function floatOutputs(model, held) {
   return out;
 }
 
-async function quantize(model, calib, biasCorrection) {
-  const config = await createQuantConfig(model, { batchNum: calib.length, quantizeOutputs: false, weightRounding: 'adaptive', biasCorrection });
+async function quantize(model, calib, biasCorrection, channelSplitting) {
+  const config = await createQuantConfig(model, { batchNum: calib.length, quantizeOutputs: false, weightRounding: 'adaptive', biasCorrection, channelSplitting });
   const t0 = performance.now();
   const r = await quantizeModel(model, config, calib, { engine: 'node' });
   return { session: await createSession(r.fakeQuantModel, { engine: 'node' }), s: (performance.now() - t0) / 1000 };
@@ -52,16 +53,16 @@ const agr = (h) => (1 - h.flips / h.steps).toFixed(4);
   const stepsPerLine = reference[0].length / classes / 8;
   const draws = [0, 50000, 100000, 150000, 200000];
   const runs = quick
-    ? [[2, 0, false], [2, 0, true]]
-    : [...draws.map((s) => [2, s, false]), ...[0, 50000, 100000].map((s) => [16, s, false]), ...draws.map((s) => [2, s, true])];
-  for (const [batches, seed, upright] of runs) {
+    ? [[2, 0, false, 0], [2, 0, true, 0], [2, 0, false, 1 / 16]]
+    : [0, 1 / 16].flatMap((split) => [...draws.map((s) => [2, s, false, split]), ...[0, 50000, 100000].map((s) => [16, s, false, split]), ...draws.map((s) => [2, s, true, split])]);
+  for (const [batches, seed, upright, split] of runs) {
     const calib = Array.from({ length: batches }, (_, i) => ({ x: new Tensor('float32', textLines(seed + i * 100, 4, 320, upright), [4, 3, 48, 320]) }));
-    const { session, s } = await quantize(model, calib, false);
+    const { session, s } = await quantize(model, calib, false, split);
     const counts = { up: { steps: 0, flips: 0 }, down: { steps: 0, flips: 0 } };
     for (const [i, x] of held.entries()) tally(reference[i], (await session.run({ x }))[session.outputNames[0]].data, classes, stepsPerLine, counts);
     await session.release();
     const all = { steps: counts.up.steps + counts.down.steps, flips: counts.up.flips + counts.down.flips };
-    rows.push(`| PP-OCRv4 recognizer | ${batches} × 4 lines${upright ? ', upright' : ''} | ${seed} | ${agr(all)} (${all.flips} of ${all.steps}) | ${agr(counts.up)} | ${agr(counts.down)} | ${s.toFixed(1)} |`);
+    rows.push(`| PP-OCRv4 recognizer${split ? ', channel_splitting' : ''} | ${batches} × 4 lines${upright ? ', upright' : ''} | ${seed} | ${agr(all)} (${all.flips} of ${all.steps}) | ${agr(counts.up)} | ${agr(counts.down)} | ${s.toFixed(1)} |`);
     console.error(rows.at(-1));
   }
 }
@@ -70,9 +71,9 @@ const agr = (h) => (1 - h.flips / h.steps).toFixed(4);
   const held = Array.from({ length: 16 }, (_, i) => new Tensor('float32', textPages(500 + i * 10, 1, 320, 320), [1, 3, 320, 320]));
   const reference = await floatOutputs(model, held);
   for (const pages of quick ? [2] : [2, 8]) {
-    for (const biasCorrection of [false, true]) {
+    for (const [biasCorrection, split] of [[false, 0], [true, 0], [false, 1 / 16], [true, 1 / 16]]) {
       const calib = Array.from({ length: pages }, (_, i) => ({ x: new Tensor('float32', textPages(i * 10, 1, 320, 320), [1, 3, 320, 320]) }));
-      const { session, s } = await quantize(model, calib, biasCorrection);
+      const { session, s } = await quantize(model, calib, biasCorrection, split);
       let sum = 0;
       let cos = 0;
       for (const [i, x] of held.entries()) {
@@ -81,7 +82,7 @@ const agr = (h) => (1 - h.flips / h.steps).toFixed(4);
         cos += kernels.cosine(reference[i], q);
       }
       await session.release();
-      rows.push(`| PP-OCRv4 detector${biasCorrection ? ', bias_correction' : ''} | ${pages} pages | 0 | ${(sum / held.length).toFixed(4)} (cosine ${(cos / held.length).toFixed(5)}) | - | - | ${s.toFixed(1)} |`);
+      rows.push(`| PP-OCRv4 detector${biasCorrection ? ', bias_correction' : ''}${split ? ', channel_splitting' : ''} | ${pages} pages | 0 | ${(sum / held.length).toFixed(4)} (cosine ${(cos / held.length).toFixed(5)}) | - | - | ${s.toFixed(1)} |`);
       console.error(rows.at(-1));
     }
   }

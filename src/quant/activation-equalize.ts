@@ -330,7 +330,8 @@ export interface ChannelSite {
 
 /**
  * Per-channel min / max of each site's layer input over the batches `replay` feeds (one pass), via
- * `fetch`'s outputs; `replay` runs the calibration batches and hands each batch's outputs over.
+ * `fetch`'s outputs; `replay` runs the calibration batches and hands each batch's outputs over. A
+ * channels-last site whose input is a vector gets no entry.
  */
 export async function channelRanges<S extends ChannelSite>(
   sites: readonly S[],
@@ -342,6 +343,8 @@ export async function channelRanges<S extends ChannelSite>(
   await replay(fetch, (outputs) => {
     for (const p of sites) {
       const t = outputs[p.layer.activation];
+      // Channels last in a vector (a MatMul of one row) have no samples to tell apart: no statistics.
+      if (p.axis === -1 && t && t.dims.length < 2) continue;
       const axis = p.axis === -1 ? (t?.dims.length ?? 0) - 1 : 1;
       if (!t || t.type !== 'float32' || (p.rank > 0 && t.dims.length !== p.rank) || axis < 1 || t.dims[axis] !== p.channels) {
         throw new CalibrationError(`activation ${quoteName(p.layer.activation)} of layer ${quoteName(p.layer.name)} is not a float32 tensor with ${p.channels} channels on axis ${p.axis === -1 ? 'its last' : 1}`);

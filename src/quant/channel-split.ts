@@ -137,6 +137,10 @@ export function chooseSplit(lo: ArrayLike<number>, hi: ArrayLike<number>, ratio:
     k[c]!++;
     e = edges();
   }
+  // Copies that the final range does not need (a channel tied at the edge when the budget ran out).
+  for (let c = 0; c < n; c++) {
+    while (k[c]! > 1 && hi[c]! / (k[c]! - 1) <= e.top && lo[c]! / (k[c]! - 1) >= e.bottom) k[c]!--;
+  }
   const before = start.top - start.bottom;
   const after = e.top - e.bottom;
   if (!(after > 0) || before / after < MIN_RANGE_GAIN) return undefined;

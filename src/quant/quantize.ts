@@ -423,7 +423,8 @@ async function equalizeActivations(
       if (f) factors.set(p.layer.name, Array.from(f));
     }
     for (const s of todoSplits) {
-      const r = ranges.get(s)!;
+      const r = ranges.get(s);
+      if (!r) continue;
       const a = layerConfig(q.config, s.layer.name)!.activation_quant_params;
       const choice = chooseSplit(r.likelyLo ?? r.lo, r.likelyHi ?? r.hi, ratio, 2 ** a.num_bits - 1);
       if (choice) choices.set(s.layer.name, choice);

@@ -246,6 +246,21 @@ describe('autoquant quantize', () => {
     expect(bad.stderr).toMatch(/--weight-rounding must be one of nearest, adaptive, got 'up'/);
   });
 
+  it('--channel-splitting sets channel_splitting: the planted outlier channel is split in the record; a value outside [0, 1] is a usage error', async () => {
+    const dir = tempDir({ 'model.onnx': bytes, 'calib.npy': outlierNpy(2, 64, 7) });
+    const r = await runCli(['quantize', 'model.onnx', '--data', 'calib.npy', '--batch-size', '64', '--batch-num', '2', '--save', 'out/model', '--channel-splitting', '0.25'], dir);
+    expect(r.code, r.stderr).toBe(0);
+    const record = json(dir, 'out/model_record.json') as { layers: Record<string, { split_d?: number[] }> };
+    const split = Object.keys(record.layers).filter((n) => record.layers[n]!.split_d);
+    expect(split).toEqual(['layer3']);
+    expect(record.layers.layer3!.split_d![0]).toBeGreaterThan(1);
+    const config = await runCli(['config', 'model.onnx', '-o', '-', '--channel-splitting', '0.0625'], dir);
+    expect((JSON.parse(config.stdout) as { channel_splitting: number }).channel_splitting).toBe(0.0625);
+    const bad = await runCli(['quantize', 'model.onnx', '--data', 'calib.npy', '--save', 'out/b', '--channel-splitting', '2'], dir);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--channel-splitting must be a number in \[0, 1\]/);
+  });
+
   it('--runtime web and --runtime node write the same record (to float rounding: the engines sum in different orders); an unknown runtime is a usage error', async () => {
     const dir = tempDir({ 'model.onnx': bytes, 'calib.npy': outlierNpy(2, 64, 7) });
     const records = [];
