@@ -250,6 +250,16 @@ test('adaptive weight rounding runs in the browser and a reused record rebuilds 
   assert(equalArrays(again.deployModel, r.deployModel), 'same deploy model from the record');
 });
 
+test('channel splitting runs in the browser: the planted outlier channel is split and a reused record rebuilds the same deploy model', async () => {
+  const model = await fetchBytes('/test/fixtures/outlier_mlp.onnx');
+  const batches = Array.from({ length: 2 }, (_, i) => ({ x: new aq.Tensor('float32', randomFloats(64 * 16, 3 + i, 1), [64, 16]) }));
+  const config = await aq.createQuantConfig(model, { batchNum: 2, channelSplitting: 0.25 });
+  const r = await aq.quantizeModel(model, config, batches);
+  assert(r.channelSplits.length === 1 && r.channelSplits[0].layer === 'layer3', `channelSplits ${JSON.stringify(r.channelSplits)}`);
+  const again = await aq.quantizeModel(model, config, [], { record: r.record });
+  assert(equalArrays(again.deployModel, r.deployModel), 'same deploy model from the record');
+});
+
 (async () => {
   const results = [];
   for (const t of tests) {

@@ -1,6 +1,7 @@
 // Deno: accuracy-based automatic calibration end to end on the built package, with real
 // onnxruntime-web sessions: the planted-outlier fixture must end with exactly layer3 in float
-// (AMCT's search, and after the refinement too), or with layer3 at 16-bit activations (the default repairs).
+// (AMCT's search, and after the refinement too), or with layer3 at 16-bit activations (the default repairs);
+// adaptive rounding and channel splitting records rebuild the same models without data.
 import assert from 'node:assert/strict';
 import { accuracyBasedAutoCalibration, createQuantConfig, FidelityEvaluator, quantizeModel, Tensor } from '../../dist/index.js';
 import { rng } from './random.ts';
@@ -54,5 +55,15 @@ Deno.test('refine tries the layer left in float back in int8; the returned confi
   assert.deepEqual(r.history.at(-1)!.fallbackLayers, []);
   assert.equal(r.history.at(-1)!.ok, false);
   const again = await quantizeModel(model, r.config, [], { record: r.record });
+  assert.deepEqual(again.deployModel, r.deployModel);
+});
+
+Deno.test('channel splitting splits the planted outlier channel, and a reused record rebuilds the same deploy model', async () => {
+  const model = await Deno.readFile(new URL('../fixtures/outlier_mlp.onnx', import.meta.url));
+  const config = await createQuantConfig(model, { batchNum: 2, channelSplitting: 0.25 });
+  const r = await quantizeModel(model, config, batches(2, 64, 3));
+  assert.deepEqual(r.channelSplits.map((s) => s.layer), ['layer3']);
+  assert.ok(r.record.layers.layer3!.split_d![0]! > 1);
+  const again = await quantizeModel(model, config, [], { record: r.record });
   assert.deepEqual(again.deployModel, r.deployModel);
 });
