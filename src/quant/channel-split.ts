@@ -32,8 +32,8 @@
  * keeps the copies (they change nothing there). Hence off by default.
  */
 import { CalibrationError } from '../errors.js';
-import type { GraphEditor } from '../onnx/editor.js';
-import { attrInt, getConstant, nodeNames } from '../onnx/graph.js';
+import { intAttr, type GraphEditor } from '../onnx/editor.js';
+import { attrInt, getConstant } from '../onnx/graph.js';
 import { DataType, makeTensor, readTensorAsFloat32, tensorDims } from '../onnx/tensor.js';
 import type { GraphProto, NodeProto } from '../onnx/types.js';
 import { quoteName } from '../text.js';
@@ -51,7 +51,7 @@ export interface SplitSite {
   layer: LayerInfo;
   node: NodeProto;
   channels: number;
-  /** Rank of the layer's input, when known from the weight (Conv, ConvTranspose); else 0 (MatMul, Gemm: channels last). */
+  /** Rank of the layer's input where it is known (Conv and ConvTranspose from the weight, Gemm 2), else 0 (MatMul). */
   rank: number;
   /** Axis of the input holding the channels: 1 (Conv, ConvTranspose) or the last (−1: MatMul, Gemm). */
   axis: 1 | -1;
@@ -83,6 +83,8 @@ export interface SplitChoice {
  */
 export function findSplitSites(graph: GraphProto, layers: readonly LayerInfo[], opset: number): SplitSite[] {
   const sites: SplitSite[] = [];
+  // A negative Gather axis (channels last, rank unknown) needs opset 11.
+  const channelsLast = opset >= 11;
   for (const layer of layers) {
     if (!layer.weight) continue;
     const node = graph.node![layer.nodeIndex]!;
@@ -90,8 +92,6 @@ export function findSplitSites(graph: GraphProto, layers: readonly LayerInfo[], 
     if (!w || w.dataType !== DataType.FLOAT) continue;
     const dims = tensorDims(w);
     let site: Omit<SplitSite, 'layer' | 'node'> | undefined;
-    // A negative Gather axis (channels last, rank unknown) needs opset 11.
-    const channelsLast = opset >= 11;
     if ((layer.opType === 'Conv' || layer.opType === 'ConvTranspose') && attrInt(node, 'group', 1) === 1 && dims.length >= 3) {
       const weightAxis = layer.opType === 'Conv' ? 1 : 0;
       site = { channels: dims[weightAxis]!, rank: dims.length, axis: 1, weightAxis };
@@ -175,7 +175,7 @@ export function applySplit(graph: GraphProto, site: SplitSite, choice: SplitChoi
   const mul = editor.addInitializer(makeTensor(`${name}.split_scale`, DataType.FLOAT, constDims, Float32Array.from(scale)));
   const add = editor.addInitializer(makeTensor(`${name}.split_offset`, DataType.FLOAT, constDims, Float32Array.from(offset)));
   const node = site.node;
-  const axisAttr = { name: 'axis', type: 2 /* INT */, i: site.axis === 1 ? 1 : site.rank > 0 ? site.rank - 1 : -1 };
+  const axisAttr = intAttr('axis', site.axis === 1 ? 1 : site.rank > 0 ? site.rank - 1 : -1);
   const [gathered] = editor.insertBefore(node, { opType: 'Gather', name: `${name}/split/Gather`, inputs: [node.input![0]!, idx], attributes: [axisAttr] });
   const [scaled] = editor.insertBefore(node, { opType: 'Mul', name: `${name}/split/Mul`, inputs: [gathered!, mul] });
   const [dithered] = editor.insertBefore(node, { opType: 'Add', name: `${name}/split/Add`, inputs: [scaled!, add] });
@@ -195,12 +195,12 @@ export function applySplit(graph: GraphProto, site: SplitSite, choice: SplitChoi
   }
   const newDims = [...dims];
   newDims[site.weightAxis] = wide;
-  node.input![1] = editor.addInitializer(makeTensor(`${nodeNames(graph)[site.layer.nodeIndex] ?? name}.weight_split`, DataType.FLOAT, newDims, nw));
+  node.input![1] = editor.addInitializer(makeTensor(`${name}.weight_split`, DataType.FLOAT, newDims, nw));
   return {
     layer: name,
     channels: c,
     added: wide - c,
     splitChannels: copies.filter((k) => k > 1).length,
-    maxCopies: Math.max(...copies),
+    maxCopies: copies.reduce((a, k) => Math.max(a, k), 1),
   };
 }
