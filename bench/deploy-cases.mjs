@@ -1,5 +1,5 @@
-// The models bench/deploy.mjs and bench/split.mjs run, with their calibration and timed inputs
-// (`calib(i)`: batch i of 2; `bench(i)`: held-out input i, the first one timed).
+// What bench/deploy.mjs and bench/split.mjs share: the models they run, with their calibration and timed inputs
+// (`calib(i)`: batch i of 2; `bench(i)`: held-out input i, the first one timed), and how they time them.
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mnistBatch, textLines, textPages } from './inputs.mjs';
@@ -23,3 +23,21 @@ export const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
   return i > 0 ? process.argv[i + 1] : fallback;
 };
+
+const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+
+/**
+ * Median latency (ms) of each session on `feeds` over `runs` rounds, the runs interleaved (a, b, c, a, ...)
+ * so that a slow phase of this noisy machine hits all of them alike instead of skewing one ratio.
+ */
+export async function interleavedMedians(sessions, feeds, runs) {
+  const times = sessions.map(() => []);
+  for (let r = 0; r < runs; r++) {
+    for (const [i, s] of sessions.entries()) {
+      const t = performance.now();
+      await s.run(feeds);
+      times[i].push(performance.now() - t);
+    }
+  }
+  return times.map(median);
+}

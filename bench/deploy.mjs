@@ -11,7 +11,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ortNode from 'onnxruntime-node';
 import { createQuantConfig, decodeModel, getKernels, quantizeModel, Tensor } from '../dist/index.js';
-import { arg, deployCases } from './deploy-cases.mjs';
+import { arg, deployCases, interleavedMedians } from './deploy-cases.mjs';
 
 const RUNS = Number(arg('--runs', 15));
 const ONLY = arg('--only', '');
@@ -19,7 +19,6 @@ const QUANTIZE_OUTPUTS = !process.argv.includes('--no-quantize-outputs');
 const BIAS_CORRECTION = process.argv.includes('--bias-correction');
 const CHANNEL_SPLITTING = Number(arg('--channel-splitting', 0));
 
-const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const tmp = mkdtempSync(join(tmpdir(), 'autoquant-deploy-'));
 
 /**
@@ -44,15 +43,8 @@ async function timedTogether(models, feeds, threads, optimizedPath) {
       for (let i = 0; i < 3; i++) out = await s.run(feeds);
       outs.push(out[s.outputNames[0]].data);
     }
-    const times = sessions.map(() => []);
-    for (let r = 0; r < RUNS; r++) {
-      for (const [i, s] of sessions.entries()) {
-        const t = performance.now();
-        await s.run(feeds);
-        times[i].push(performance.now() - t);
-      }
-    }
-    return sessions.map((_, i) => ({ ms: median(times[i]), out: outs[i] }));
+    const ms = await interleavedMedians(sessions, feeds, RUNS);
+    return sessions.map((_, i) => ({ ms: ms[i], out: outs[i] }));
   } finally {
     for (const s of sessions) await s.release();
   }

@@ -7,14 +7,13 @@
 import { readFileSync } from 'node:fs';
 import * as ortNode from 'onnxruntime-node';
 import { createQuantConfig, getKernels, quantizeModel, Tensor } from '../dist/index.js';
-import { arg, deployCases } from './deploy-cases.mjs';
+import { arg, deployCases, interleavedMedians } from './deploy-cases.mjs';
 
 const RATIO = Number(arg('--ratio', 0.0625));
 const RUNS = Number(arg('--runs', 15));
 const ONLY = arg('--only', '');
 
 const k = await getKernels();
-const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const session = (bytes) => ortNode.InferenceSession.create(bytes, {
   executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: 1, interOpNumThreads: 1,
   extra: { session: { intra_op: { allow_spinning: '0' } } },
@@ -40,16 +39,8 @@ for (const c of deployCases) {
   const [x, dims] = c.bench();
   const feeds = { [c.input]: new ortNode.Tensor('float32', x, dims) };
   for (const s of sessions) for (let i = 0; i < 3; i++) await s.run(feeds);
-  const times = sessions.map(() => []);
-  for (let r = 0; r < RUNS; r++) {
-    for (const [i, s] of sessions.entries()) {
-      const t = performance.now();
-      await s.run(feeds);
-      times[i].push(performance.now() - t);
-    }
-  }
+  const [f, d0, d1] = await interleavedMedians(sessions, feeds, RUNS);
   for (const s of sessions) await s.release();
-  const [f, d0, d1] = times.map(median);
   const split = results[1].channelSplits;
   rows.push(`| ${c.name} ${dims.join('×')} | ${split.length} | ${split.reduce((n, s) => n + s.added, 0)} | ${(results[0].deployModel.length / 1e6).toFixed(2)} | ${(results[1].deployModel.length / 1e6).toFixed(2)} | ${(results[1].deployModel.length / results[0].deployModel.length).toFixed(3)} | ${f.toFixed(1)} | ${d0.toFixed(1)} | ${d1.toFixed(1)} | ${(d1 / d0).toFixed(2)} | ${cos[0].toFixed(5)} | ${cos[1].toFixed(5)} |`);
   console.error(rows.at(-1));
