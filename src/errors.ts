@@ -5,6 +5,14 @@ const LISTED_PROBLEMS = 10;
 
 import { describeValue } from './text.js';
 
+function boundMessage(message: string): string {
+  if (message.length <= MESSAGE_LIMIT) return message;
+  const keep = MESSAGE_LIMIT - 40;
+  const head = Math.ceil(keep * 0.6);
+  const tail = keep - head;
+  return `${message.slice(0, head)}… (${message.length - keep} characters left out) …${message.slice(message.length - tail)}`;
+}
+
 /**
  * Every error the package raises on bad input is one of these, so callers can branch on `instanceof`
  * or on `code` (the latter survives structured cloning across workers).
@@ -13,7 +21,8 @@ export class AutoquantError extends Error {
   readonly code: string;
   constructor(code: string, message: string, options?: { cause?: unknown }) {
     // Messages quote inputs (names, values, a runtime's text): a hostile one must not make them huge.
-    super(message.length > MESSAGE_LIMIT ? `${message.slice(0, MESSAGE_LIMIT)}… (${message.length - MESSAGE_LIMIT} more characters)` : message, options);
+    // The middle goes: the start says what failed, the end what to do about it.
+    super(boundMessage(message), options);
     this.name = new.target.name;
     this.code = code;
   }
@@ -59,17 +68,25 @@ export class QuantConfigError extends AutoquantError {
   readonly problems: readonly string[];
   constructor(problems: readonly string[], source?: string) {
     const where = source ? ` in ${describeValue(source, 200).replace(/^"|"$/g, '')}` : '';
-    const listed = problems.slice(0, LISTED_PROBLEMS).map((p) => (p.length > 200 ? `${p.slice(0, 200)}…` : p));
-    const more = problems.length > LISTED_PROBLEMS ? `\n  … and ${problems.length - LISTED_PROBLEMS} more (all in error.problems)` : '';
-    super('QUANT_CONFIG', `invalid quantization config${where}:\n  - ${listed.join('\n  - ')}${more}`);
+    // Whole problems only, as many as fit: a problem cut short would lose the layer name it is about.
+    const head = `invalid quantization config${where}:`;
+    const listed: string[] = [];
+    let length = head.length + 60;
+    for (const p of problems.slice(0, LISTED_PROBLEMS)) {
+      if (listed.length && length + p.length + 5 > MESSAGE_LIMIT) break;
+      listed.push(p);
+      length += p.length + 5;
+    }
+    const more = problems.length > listed.length ? `\n  … and ${problems.length - listed.length} more (all in error.problems)` : '';
+    super('QUANT_CONFIG', `${head}\n  - ${listed.join('\n  - ')}${more}`);
     this.problems = problems;
   }
 }
 
 /** Calibration could not collect statistics (no batch ran, wrong feeds, a callback failed). */
 export class CalibrationError extends AutoquantError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('CALIBRATION', message, options);
+  constructor(message: string, options?: { cause?: unknown }, code = 'CALIBRATION') {
+    super(code, message, options);
   }
 }
 
@@ -96,3 +113,20 @@ export class FileAccessError extends AutoquantError {
   }
 }
 
+
+/**
+ * Calibration data that does not fit the model (none at all, or a feed with the wrong name, type or
+ * shape), found before it runs; `input` names the model input, `expected` what the model declares,
+ * `given` what came. A CalibrationError, so code catching those keeps working.
+ */
+export class ValidationError extends CalibrationError {
+  readonly input?: string;
+  readonly expected?: string;
+  readonly given?: string;
+  constructor(message: string, detail: { input?: string; expected?: string; given?: string } = {}) {
+    super(message, undefined, 'VALIDATION');
+    if (detail.input !== undefined) this.input = detail.input;
+    if (detail.expected !== undefined) this.expected = detail.expected;
+    if (detail.given !== undefined) this.given = detail.given;
+  }
+}

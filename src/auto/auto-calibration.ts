@@ -11,11 +11,12 @@ import { checkWritable, writeFileAtomic } from '../runtime/io.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
 import { DEFAULT_CALIBRATION_MEMORY, replayBatches, type BatchSource, type Sample } from '../quant/calibrate.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config.js';
-import { createQuantConfig, PreparedQuantization, readJsonFile, type LayerError, type LayerReport, type ModelSource } from '../quant/quantize.js';
+import { createQuantConfig, PreparedQuantization, readJsonFile, type LayerError, type LayerReport, type ModelSource, type QuantizeProgressEvent } from '../quant/quantize.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
 import type { ModelProto } from '../onnx/types.js';
 import { replaceAttributeClips } from '../quant/portable.js';
 import type { QuantRecord } from '../quant/record.js';
+import type { QuantWarning } from '../quant/coverage.js';
 import type { LayerQuantization } from '../quant/rewrite.js';
 import type { AutoCalibrationEvaluator, MetricLimit } from './evaluator.js';
 import { RANKINGS, rankByModelOutput, rankLayers, sensitivityFunction, type LayerScore, type RankingName, type SensitivityFunction, type SensitivityName } from './sensitivity.js';
@@ -138,6 +139,8 @@ export interface AutoCalibrationResult {
   config: QuantConfig;
   record: QuantRecord;
   layers: LayerReport[];
+  /** Heavy nodes no config can quantize, counted by reason (LEFT_FLOAT; see quantizeModel's `warnings`). */
+  warnings: QuantWarning[];
   /** Seconds per phase. */
   timings: { floatEvaluation: number; calibration: number; ranking: number; search: number; repair: number; refine: number; total: number };
   fakeQuantModel?: Uint8Array;
@@ -257,7 +260,7 @@ export async function accuracyBasedAutoCalibration(
     ...sessionOptions,
     signal: options.signal,
     // The event's own message tells the equalization pass from calibration's.
-    onProgress: (e: { message: string; batch: number; batchNum: number }) => progress('calibration', what === 'calibration' ? e.message : `${what}: ${e.message}`),
+    onProgress: (e: QuantizeProgressEvent) => progress('calibration', what === 'calibration' ? e.message : `${what}, ${e.message}`),
   });
   const stats = await p.calibrate(batches.callback!, calibrationOptions('calibration'));
   // The evaluator judges the output quantizations here (see step 2 below), so all are kept at first.
@@ -269,7 +272,7 @@ export async function accuracyBasedAutoCalibration(
   const widePlan = async () => {
     // The same layers with 16-bit activation factors, calibrated once for the whole search.
     const p16 = p.withActivationBits(16);
-    await p16.calibrate(batches.callback!, calibrationOptions('16-bit calibration'));
+    await p16.calibrate(batches.callback!, calibrationOptions('16-bit activations'));
     return { plan: new Map(p16.plan().map((l) => [l.layer.name, l])), record16: p16.record };
   };
   let record16: QuantRecord | undefined;
@@ -329,11 +332,11 @@ export async function accuracyBasedAutoCalibration(
     ranking = (options.ranking ?? 'model-output') === 'model-output'
       ? await rankByModelOutput(plan, (only) => p.fakeQuantModel([only]).model, await rankingSamples(p.session.work, batches, rankingOptions), similarity, {
         ...rankingOptions,
-        onLayer: (done, total) => progress('ranking', `ranking: layer ${done}/${total}`),
+        onLayer: (done, total) => progress('ranking', `layer ${done}/${total}`),
       })
       : await rankLayers(p.session.work, plan, batches, similarity, {
         ...rankingOptions,
-        onBatch: (b) => progress('ranking', `ranking group ${b.group}/${b.groups}: batch ${b.batch}`),
+        onBatch: (b) => progress('ranking', `group ${b.group}/${b.groups}, batch ${b.batch}/${rankingOptions.batchNum}`),
       });
     rankingSeconds = now() - rankStart;
     const searchStart = now();
@@ -480,8 +483,10 @@ export async function accuracyBasedAutoCalibration(
     ).map((l) => (repaired.has(l.name) ? { ...l, repair: repaired.get(l.name)!.repair.detail } : l)),
     timings: { floatEvaluation: floatSeconds, calibration: calibrationSeconds, ranking: rankingSeconds, search: searchSeconds, repair: repairSeconds, refine: refineSeconds, total: 0 },
     files: [],
+    warnings: [],
     floatModelRewrites,
   };
+  result.warnings = p.warnings(result.layers, true);
   if (passed) {
     result.fakeQuantModel = p.fakeQuantModel(finalPlan).model;
     result.deployModel = p.deployModel(finalPlan);
@@ -512,6 +517,7 @@ export interface AutoCalibrationReport {
   history: { fallback_layers: string[] | null; repaired?: LayerRepair[]; metric: number; loss: number; ok: boolean; seconds: number }[];
   timings: AutoCalibrationResult['timings'];
   float_model_rewrites: string[];
+  warnings: { code: string; message: string; nodes?: string[] }[];
 }
 
 /** The report file: metrics, ranking ascending, and every evaluation. */
@@ -538,6 +544,7 @@ export function autoCalibrationReport(r: AutoCalibrationResult): AutoCalibration
     })),
     timings: r.timings,
     float_model_rewrites: r.floatModelRewrites,
+    warnings: r.warnings.map((w) => ({ code: w.code, message: w.message, ...(w.nodes ? { nodes: w.nodes } : {}) })),
   };
 }
 

@@ -96,7 +96,7 @@ export async function buildRepair(ctx: RepairContext, repair: RepairName, layers
       const edit = (e: LayerQuantConfig) => (e.activation_quant_params.num_bits = 16);
       const v = attempt(names, edit);
       if (!v) return new Map();
-      await ctx.calibrate(v, '16-bit calibration');
+      await ctx.calibrate(v, '16-bit activations');
       return candidates(v, names, 'int16', () => '16-bit activations', edit);
     }
     case 'observer': {
@@ -109,7 +109,7 @@ export async function buildRepair(ctx: RepairContext, repair: RepairName, layers
         };
         const v = attempt(names, edit);
         if (!v) continue;
-        await ctx.calibrate(v, `${algo} calibration`);
+        await ctx.calibrate(v, `${algo} observer`);
         const found = candidates(v, names, 'observer', (n) => `act_algo ${entry(n).activation_quant_params.act_algo} → ${algo}`, edit);
         for (const s of await ctx.score([...found.values()].map((c) => c.quantization))) {
           const bar = best.get(s.layer)?.score ?? current.get(s.layer) ?? -Infinity;

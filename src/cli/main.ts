@@ -19,6 +19,7 @@ import { describeError } from '../text.js';
 import { loadModel } from '../onnx/model.js';
 import { WEIGHT_ROUNDINGS, type ActivationAlgo, type WeightRounding } from '../quant/config.js';
 import { createQuantConfig, loadQuantConfig, quantizeModel, saveModel, type LayerReport } from '../quant/quantize.js';
+import type { QuantWarning } from '../quant/coverage.js';
 import { encodeModel } from '../onnx/model.js';
 import { htmlReport } from '../report/html.js';
 import { checkWritable, readFileBytes, writeFileAtomic } from '../runtime/io.js';
@@ -107,9 +108,14 @@ const size = (n: number) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(2)} MiB` : 
 /** What was quantized and what was not, with the reason, one line per layer (plain-text output). */
 function describeLayers(layers: readonly LayerReport[], out: Out): void {
   for (const l of layers) {
-    const detail = l.quantized ? [l.weights, l.repair && `repaired: ${l.repair}`, l.biasCorrected && 'bias corrected'].filter(Boolean).join(', ') : l.reason;
+    const detail = l.quantized ? [l.weights, l.repair && `repaired: ${l.repair}`, l.biasCorrected && 'bias corrected', l.note].filter(Boolean).join(', ') : l.reason;
     out.write(`  ${l.quantized ? 'quantized' : 'float    '} ${l.name} (${l.opType})${detail ? `: ${detail}` : ''}\n`);
   }
+}
+
+/** Warnings on stderr (at the warn level, so --quiet hides them and a log file keeps them). */
+function printWarnings(warnings: readonly QuantWarning[], log: Logger): void {
+  for (const w of warnings) log.log('warn', `warning: ${w.message}`);
 }
 
 /** --repairs: a comma-separated subset of REPAIRS, or 'none'. */
@@ -197,7 +203,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
     executionProviders: eps,
     engine: runtime,
     layerErrors: true,
-    onProgress: (e) => log.progress('calibration', e.message, e.batch, e.batchNum),
+    onProgress: (e) => log.progress(`${e.phase}: ${e.step}`, `${e.phase}: ${e.message}`, e.batch, e.batchNum),
   });
   const floatBytes = encodeModel(model).length;
   const files = await saveModel(result, save);
@@ -205,15 +211,23 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   files.push(report);
   for (const l of result.layers) log.log('debug', `layer ${l.name} (${l.opType}): ${l.quantized ? `quantized${l.weights ? `, ${l.weights} weights` : ''}` : `float: ${l.reason}`}`);
   log.log('debug', `quantized ${result.layers.filter((l) => l.quantized).length} of ${result.layers.length} layers`);
+  printWarnings(result.warnings, log);
   const logFile = await log.flush();
   if (logFile) files.push(logFile);
   const quantized = result.layers.filter((l) => l.quantized).map((l) => l.name);
   const sizes = { floatBytes, deployBytes: result.deployModel.length };
   const rounding = result.adaptiveRounding;
-  const summary = { quantizedLayers: quantized, skipped: result.layers.filter((l) => !l.quantized), layers: result.layers, sizes, files, seconds: (performance.now() - t0) / 1000, ...(rounding ? { adaptiveRounding: rounding } : {}) };
+  const summary = {
+    quantizedLayers: quantized, skipped: result.layers.filter((l) => !l.quantized), layers: result.layers, sizes, files, seconds: (performance.now() - t0) / 1000,
+    outputFidelity: result.outputFidelity, warnings: result.warnings, ...(rounding ? { adaptiveRounding: rounding } : {}),
+  };
   if (json) out.write(JSON.stringify(summary) + '\n');
   else {
-    out.write(`quantized ${quantized.length} of ${result.layers.length} layers; model ${size(floatBytes)} → deploy ${size(sizes.deployBytes)} (${((100 * sizes.deployBytes) / floatBytes).toFixed(1)}%)\n`);
+    if (quantized.length === 0) out.write(`WARNING: no layer was quantized (0 of ${result.layers.length}): the models written are the float model; see the warnings above\n`);
+    else out.write(`quantized ${quantized.length} of ${result.layers.length} layers; model ${size(floatBytes)} → deploy ${size(sizes.deployBytes)} (${((100 * sizes.deployBytes) / floatBytes).toFixed(1)}%)\n`);
+    for (const f of result.outputFidelity) {
+      out.write(`output ${f.output}: cosine ${f.cosine.toFixed(5)} to float, SQNR ${Number.isFinite(f.sqnrDb) ? f.sqnrDb.toFixed(1) : '∞'} dB (${f.batches} calibration batch${f.batches === 1 ? '' : 'es'})\n`);
+    }
     if (rounding) {
       out.write(`adaptive rounding changed ${rounding.layers.length} of ${rounding.considered} layers; output error on the calibration batches ${rounding.errorBefore.toExponential(2)} → ${rounding.errorAfter.toExponential(2)}\n`);
     }
@@ -317,23 +331,27 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   return result.passed ? 0 : 2;
 }
 
-/** Evaluations as lines; calibration and ranking batches ("… batch i/n") as progress. */
+/**
+ * Evaluations as lines; calibration batches and ranked layers ("… batch i/n", "layer i/n") as
+ * progress. Messages never repeat the phase, so it is shown once, in front.
+ */
 function autoProgress(log: Logger, e: AutoProgressEvent): void {
   const text = `${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}`;
-  const batch = e.evaluation ? undefined : /batch (\d+)\/(\d+)$/.exec(e.message);
-  if (batch) log.progress(e.message.replace(/: batch \d+\/\d+$/, ''), text, Number(batch[1]), Number(batch[2]));
+  const step = e.evaluation ? undefined : /(?:batch|layer) (\d+)\/(\d+)$/.exec(e.message);
+  if (step) log.progress(text.slice(0, text.length - step[0].length), text, Number(step[1]), Number(step[2]));
   else log.log('info', text);
 }
 
 /** The end of an automatic calibration: the verdict logged, the log file written (and listed), the result printed. */
-async function finishAuto(result: AutoCalibrationResult, log: Logger, floatBytes: number, json: boolean, out: Out): Promise<void> {
+async function finishAuto(result: AutoCalibrationResult, log: Logger, floatBytes: number, json: boolean, out: Out, sensitivity?: SensitivityName): Promise<void> {
+  printWarnings(result.warnings, log);
   log.log('debug', `${result.passed ? 'passed' : 'FAILED'}: ${result.message}`);
   const logFile = await log.flush();
   if (logFile) result.files.push(logFile);
-  printAutoResult(result, floatBytes, json, out);
+  printAutoResult(result, floatBytes, json, out, sensitivity);
 }
 
-function printAutoResult(result: AutoCalibrationResult, floatBytes: number, json: boolean, out: Out): void {
+function printAutoResult(result: AutoCalibrationResult, floatBytes: number, json: boolean, out: Out, sensitivity?: SensitivityName): void {
   if (json) {
     out.write(JSON.stringify({ ...autoCalibrationReport(result), files: result.files }) + '\n');
     return;
@@ -341,8 +359,10 @@ function printAutoResult(result: AutoCalibrationResult, floatBytes: number, json
   out.write(`${result.passed ? 'passed' : 'FAILED'}: ${result.message}\n`);
   out.write(`metric: float ${result.originalMetric}, quantized ${result.quantizedMetric}; ${result.evaluations} evaluations\n`);
   if (result.ranking.length) {
-    const top = result.ranking.slice(0, 5).map((r) => `${r.layer} (${r.score.toFixed(5)})`).join(', ');
-    out.write(`most sensitive layers: ${top}\n`);
+    // Cosine scores crowd at 1 (0.99999 and 0.9999999 print alike): what sets layers apart is the distance from 1.
+    const cosine = (sensitivity ?? 'cosine') === 'cosine';
+    const top = result.ranking.slice(0, 5).map((r) => `${r.layer} (${cosine ? (1 - r.score).toExponential(1) : r.score.toPrecision(4)})`).join(', ');
+    out.write(`most sensitive layers (${cosine ? '1 − similarity' : `${sensitivity} score`}): ${top}\n`);
   }
   if (result.deployModel) out.write(`model ${size(floatBytes)} → deploy ${size(result.deployModel.length)} (${((100 * result.deployModel.length) / floatBytes).toFixed(1)}%)\n`);
   describeLayers(result.layers, out);

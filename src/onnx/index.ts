@@ -49,3 +49,5 @@ export {
   findAttribute,
 } from './graph.js';
 export type { Producer, Consumer } from './graph.js';
+export { declaredInputs, describeDeclared, checkFeeds } from './inputs.js';
+export type { DeclaredInput } from './inputs.js';

@@ -4,14 +4,15 @@
  * pass. Memory: the observers hold fixed-size statistics (histograms, see observers/), so it does
  * not grow with `batch_num`; one batch's activations are alive at a time.
  */
-import { AutoquantError, CalibrationError } from '../errors.js';
+import { AutoquantError, CalibrationError, ValidationError } from '../errors.js';
 import { checkSignal, withDeadline } from '../runtime/deadline.js';
 import { describeError, describeValue, quoteName } from '../text.js';
 import type { Kernels } from '../kernels/types.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
 import type { ModelProto } from '../onnx/types.js';
 import { onnx } from '../onnx/types.js';
-import { createSession, type CreateSessionOptions, type InferenceSession, type OrtTensor } from '../runtime/ort.js';
+import { createSession, runtimeName, Tensor, type CreateSessionOptions, type InferenceSession, type OrtTensor } from '../runtime/ort.js';
+import { checkFeeds, declaredInputs, type DeclaredInput } from '../onnx/inputs.js';
 import type { ActivationObserver, ActivationResult } from './observers/index.js';
 
 export type Feeds = Record<string, OrtTensor>;
@@ -32,6 +33,8 @@ export interface CalibrationOptions extends CreateSessionOptions {
   /** Checks each activation for NaN and ±Infinity (see calibrateActivations). */
   kernels: Kernels;
   signal?: AbortSignal;
+  /** Also keep the first batches' feeds and the model's own float outputs on them (see KeptBatch). */
+  keepOutputs?: boolean;
 }
 
 /** Per activation, the observers of the layers reading it, keyed by layer name. */
@@ -68,27 +71,17 @@ function withOutputs(model: ModelProto, names: readonly string[]): Uint8Array {
   return encodeModel(copy);
 }
 
-function checkFeeds(feeds: unknown, inputNames: readonly string[]): asserts feeds is Feeds {
-  if (typeof feeds !== 'object' || feeds === null) throw new CalibrationError('session.run(feeds): feeds must be an object mapping input names to Tensors');
-  const given = Object.keys(feeds);
-  const unknown = given.filter((n) => !inputNames.includes(n));
-  const missing = inputNames.filter((n) => !given.includes(n));
-  if (unknown.length || missing.length) {
-    const parts = [];
-    if (unknown.length) parts.push(`unknown input(s) ${unknown.map((n) => `'${n}'`).join(', ')}`);
-    if (missing.length) parts.push(`missing input(s) ${missing.map((n) => `'${n}'`).join(', ')}`);
-    throw new CalibrationError(`calibration feeds do not match the model: ${parts.join('; ')} (model inputs: ${inputNames.join(', ')})`);
-  }
-}
-
 export interface BatchSource {
   /** The user's callback, or the first `batchNum` feeds of an iterable (taken once, replayed per pass). */
   callback?: CalibrationCallback;
   feeds?: Feeds[];
 }
 
-/** Normalizes a calibration source so that it can be replayed pass after pass. */
-export async function toBatchSource(source: CalibrationSource, batchNum: number): Promise<BatchSource> {
+/**
+ * Normalizes a calibration source so that it can be replayed pass after pass. Feeds given as data
+ * are checked against `inputs` here, every batch, before any session exists.
+ */
+export async function toBatchSource(source: CalibrationSource, batchNum: number, inputs?: readonly DeclaredInput[]): Promise<BatchSource> {
   if (typeof source === 'function') return { callback: source };
   const iterable = typeof source === 'object' && source !== null && (Symbol.iterator in source || Symbol.asyncIterator in source);
   if (!iterable) {
@@ -100,7 +93,8 @@ export async function toBatchSource(source: CalibrationSource, batchNum: number)
   } catch (cause) {
     throw new CalibrationError(`reading the calibration data failed: ${describeError(cause)}`, { cause });
   }
-  if (feeds.length === 0) throw new CalibrationError('the calibration data is empty: at least one batch of feeds is needed');
+  if (feeds.length === 0) throw new ValidationError('the calibration data is empty: at least one batch of feeds is needed');
+  if (inputs) feeds.forEach((f, i) => checkFeeds(f, inputs, `calibration batch ${i + 1}`));
   return { feeds };
 }
 
@@ -119,6 +113,7 @@ export async function replayBatches(
   onBatch: (outputs: Record<string, OrtTensor>, batch: number, feeds: Feeds) => Promise<void> | void,
 ): Promise<number> {
   const userOutputs = (model.graph?.output ?? []).map((o) => o.name ?? '');
+  const inputs = declaredInputs(model);
   const session: InferenceSession = await createSession(withOutputs(model, fetch), options);
   let batch = 0;
   const wrapper: CalibrationSession = {
@@ -126,12 +121,12 @@ export async function replayBatches(
     outputNames: userOutputs,
     run: async (feeds: Feeds) => {
       checkSignal(options.signal, `calibration batch ${batch + 1}`);
-      checkFeeds(feeds, session.inputNames);
+      checkFeeds(feeds, inputs, `calibration batch ${batch + 1}`);
       let out: Record<string, OrtTensor>;
       try {
         out = (await session.run(feeds)) as Record<string, OrtTensor>;
       } catch (cause) {
-        throw new CalibrationError(`onnxruntime-web rejected the calibration feeds: ${(cause as Error)?.message ?? cause}`, { cause });
+        throw new CalibrationError(`${runtimeName(session)} could not run calibration batch ${batch + 1}: ${describeError(cause)}`, { cause });
       }
       if (batch < options.batchNum) await onBatch(out, batch++, feeds);
       const result: Record<string, OrtTensor> = {};
@@ -196,6 +191,25 @@ export function admitWithinBudget(names: readonly string[], bytesOf: (name: stri
  */
 export const SAMPLE_BATCHES = 1;
 
+/**
+ * A calibration batch kept to measure the quantized model's outputs against float afterwards: the
+ * feeds (copied: a callback may refill its buffers) and the float32 model outputs on them. Kept
+ * while they fit KEPT_BYTES, at most KEPT_BATCHES and always the first, so memory stays bounded
+ * whatever `batch_num` is.
+ */
+export interface KeptBatch {
+  feeds: Feeds;
+  outputs: Record<string, Float32Array>;
+}
+
+export const KEPT_BATCHES = 8;
+export const KEPT_BYTES = 64 * 2 ** 20;
+
+function copyTensor(t: OrtTensor): OrtTensor {
+  const data = (t.data as unknown as { slice(): Float32Array }).slice();
+  return new Tensor(t.type as 'float32', data, t.dims);
+}
+
 export interface Sample {
   feeds: Feeds;
   /** The calibrated model's first output (float32) on these feeds. */
@@ -211,9 +225,12 @@ export async function calibrateActivations(
   observers: ObserverMap,
   source: CalibrationSource,
   options: CalibrationOptions,
-): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats; samples: Sample[] }> {
+): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats; samples: Sample[]; kept: KeptBatch[] }> {
   const results = new Map<string, ActivationResult>();
   const samples: Sample[] = [];
+  const kept: KeptBatch[] = [];
+  let keptBytes = 0;
+  const userOutputs = (model.graph?.output ?? []).map((o) => o.name ?? '');
   const firstOutput = model.graph?.output?.[0]?.name ?? '';
   const batches = await toBatchSource(source, options.batchNum);
   const stats: CalibrationStats = { batches: 0, passes: 1, peakObserverBytes: 0, activationBytes: new Map() };
@@ -223,6 +240,19 @@ export async function calibrateActivations(
       const o = out[firstOutput];
       // Copied: the runtime may reuse its output buffers.
       samples.push({ feeds, output: o?.type === 'float32' ? (o.data as Float32Array).slice() : undefined });
+    }
+    if (options.keepOutputs && kept.length < KEPT_BATCHES) {
+      const outputs: Record<string, Float32Array> = {};
+      let bytes = 0;
+      for (const n of userOutputs) {
+        const t = out[n];
+        if (t?.type === 'float32') bytes += (outputs[n] = (t.data as Float32Array).slice()).byteLength;
+      }
+      for (const t of Object.values(feeds)) bytes += (t.data as { byteLength?: number }).byteLength ?? 0;
+      if (kept.length === 0 || keptBytes + bytes <= KEPT_BYTES) {
+        kept.push({ feeds: Object.fromEntries(Object.entries(feeds).map(([n, t]) => [n, copyTensor(t)])), outputs });
+        keptBytes += bytes;
+      }
     }
     for (const name of fetched) {
       const x = activationData(out, name);
@@ -245,5 +275,5 @@ export async function calibrateActivations(
     options.onBatch?.({ pass: 1, batch: batch + 1, batchNum: options.batchNum });
   });
   for (const list of observers.values()) for (const [layer, o] of list) results.set(layer, o.compute());
-  return { results, stats, samples };
+  return { results, stats, samples, kept };
 }

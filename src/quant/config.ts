@@ -3,7 +3,7 @@
  * layer keyed by node name. Overrides apply by precedence name > type > common > defaults.
  */
 import { QuantConfigError } from '../errors.js';
-import { describeValue } from '../text.js';
+import { describeValue, didYouMean, quoteName } from '../text.js';
 import type { LayerInfo, QuantizableType } from './registry.js';
 import { QUANTIZABLE_TYPES } from './registry.js';
 
@@ -188,9 +188,24 @@ const OPTION_KEYS = new Set([
   'activationAlgo', 'activationBits', 'weightBits', 'channelWise', 'common', 'byType', 'byName', 'configFile',
 ]);
 
+const OVERRIDE_KEYS: readonly string[] = ['quant_enable', 'activation_quant_params', 'weight_quant_params'];
+
 /** The options themselves, each problem once (not once per layer it would reach). */
 function checkOptions(options: CreateQuantConfigOptions, problems: string[]): void {
-  for (const k of Object.keys(options)) if (!OPTION_KEYS.has(k)) problems.push(`unknown option ${describeValue(k)} (options: ${[...OPTION_KEYS].join(', ')})`);
+  for (const k of Object.keys(options)) {
+    if (!OPTION_KEYS.has(k)) problems.push(`unknown option ${quoteName(k)}${didYouMean(k, OPTION_KEYS) || ` (options: ${[...OPTION_KEYS].join(', ')})`}`);
+  }
+  const overrides: [string, unknown][] = [['common', options.common], ...Object.entries(options.byType ?? {}).map(([t, o]) => [`byType.${t}`, o] as [string, unknown]), ...Object.entries(options.byName ?? {}).map(([n, o]) => [`byName[${quoteName(n)}]`, o] as [string, unknown])];
+  for (const [where, o] of overrides) {
+    if (o === undefined) continue;
+    if (typeof o !== 'object' || o === null || Array.isArray(o)) {
+      problems.push(`${where} must be an object such as { quant_enable, activation_quant_params, weight_quant_params }, got ${describeValue(o)}`);
+      continue;
+    }
+    for (const k of Object.keys(o)) {
+      if (!OVERRIDE_KEYS.includes(k)) problems.push(`${where}: unknown key ${quoteName(k)}${didYouMean(k, OVERRIDE_KEYS) || ` (keys: ${OVERRIDE_KEYS.join(', ')})`}; an override uses the config file's keys, e.g. { activation_quant_params: { num_bits: 16 } }`);
+    }
+  }
   if (options.activationAlgo !== undefined && !(ACTIVATION_ALGOS as readonly unknown[]).includes(options.activationAlgo)) {
     problems.push(`activationAlgo must be one of ${ACTIVATION_ALGOS.join(', ')}, got ${describeValue(options.activationAlgo)}`);
   }
@@ -210,13 +225,31 @@ function checkOptions(options: CreateQuantConfigOptions, problems: string[]): vo
   }
 }
 
-export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQuantConfigOptions = {}, perChannelReachable = true): QuantConfig {
+/**
+ * What to add after "no quantizable layer named 'x'": where the name is instead, or the layers it is
+ * closest to (see coverage.ts's whereIsName, which knows the whole model).
+ */
+export type NameHint = (name: string) => string;
+
+const plainHint = (layers: readonly LayerInfo[]): NameHint => (name) => didYouMean(name, layers.map((l) => l.name));
+
+/** What createQuantConfig knows of the model beyond its layers. */
+export interface ModelFacts {
+  /** Whether the model can reach opset 13, which per-channel weights need (default true). */
+  perChannelReachable?: boolean;
+  /** Layers that need precise activations by default: 16 bits, or 'float' where 16 bits cannot be deployed. */
+  precise?: ReadonlyMap<string, 16 | 'float'>;
+  hint?: NameHint;
+}
+
+export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQuantConfigOptions = {}, facts: ModelFacts = {}): QuantConfig {
+  const { perChannelReachable = true, precise = new Map(), hint = plainHint(layers) } = facts;
   const problems: string[] = [];
   checkOptions(options, problems);
   if (problems.length) throw new QuantConfigError(problems, 'createQuantConfig options');
   const known = new Set(layers.map((l) => l.name));
-  for (const n of options.skipLayers ?? []) if (!known.has(n)) problems.push(`skipLayers: no quantizable layer named '${n}'`);
-  for (const n of Object.keys(options.byName ?? {})) if (!known.has(n)) problems.push(`byName: no quantizable layer named '${n}'`);
+  for (const n of options.skipLayers ?? []) if (!known.has(n)) problems.push(`skipLayers: no quantizable layer named ${quoteName(n)}${hint(n)}`);
+  for (const n of Object.keys(options.byName ?? {})) if (!known.has(n)) problems.push(`byName: no quantizable layer named ${quoteName(n)}${hint(n)}`);
   for (const t of Object.keys(options.byType ?? {})) {
     if (!(QUANTIZABLE_TYPES as readonly string[]).includes(t)) problems.push(`byType: '${t}' is not a quantizable type (${QUANTIZABLE_TYPES.join(', ')})`);
   }
@@ -238,9 +271,11 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
   const skip = new Set(options.skipLayers ?? []);
   for (const layer of layers) {
     const channelWise = layer.weight && layer.weight.channelAxis >= 0 ? options.channelWise ?? perChannelReachable : false;
+    // An explicit activationBits wins over the model's needs; so do overrides below.
+    const needs = options.activationBits === undefined ? precise.get(layer.name) : undefined;
     let entry: LayerQuantConfig = {
-      quant_enable: !skip.has(layer.name),
-      activation_quant_params: defaultActivation(options.activationAlgo ?? 'ifmr', options.activationBits ?? 8),
+      quant_enable: !skip.has(layer.name) && needs !== 'float',
+      activation_quant_params: defaultActivation(options.activationAlgo ?? 'ifmr', options.activationBits ?? (needs === 16 ? 16 : 8)),
     };
     if (layer.weight) entry.weight_quant_params = { num_bits: options.weightBits ?? 8, wts_algo: 'arq_quantize', channel_wise: channelWise };
     entry = applyOverride(entry, options.common);
@@ -316,7 +351,7 @@ function checkWeight(where: string, p: unknown, layer: LayerInfo | undefined, pr
  * Checks a config against the model's layers and collects every problem before throwing one
  * QuantConfigError, so a user fixes an edited file in one go.
  */
-export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[], source?: string): asserts config is QuantConfig {
+export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[], source?: string, hint: NameHint = plainHint(layers)): asserts config is QuantConfig {
   const problems: string[] = [];
   if (!isObj(config)) throw new QuantConfigError(['the config must be a JSON object'], source);
   if (config.version !== 1) problems.push(`version must be 1, got ${describeValue(config.version)}`);
@@ -345,10 +380,11 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
   }
   for (const [name, entry] of Object.entries(config)) {
     if (GLOBAL_KEYS.has(name)) continue;
-    const where = `layer '${name}'`;
+    const where = `layer ${quoteName(name)}`;
     const layer = byName.get(name);
     if (!layer) {
-      problems.push(`${where} is not a quantizable layer of the model`);
+      const global = didYouMean(name, GLOBAL_KEYS);
+      problems.push(global ? `${quoteName(name)} is neither a setting nor a layer of the model${global}` : `${where} is not a quantizable layer of the model${hint(name)}`);
       continue;
     }
     if (!isObj(entry)) {

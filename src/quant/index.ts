@@ -21,3 +21,5 @@ export type { FoldedPair, FoldedAffine } from './fusion.js';
 export type { EqualizedPair } from './equalize.js';
 export type { ActivationEqualized } from './activation-equalize.js';
 export type { ChannelSplit } from './channel-split.js';
+export { HEAVY_OPS } from './coverage.js';
+export type { QuantWarning, WarningCode } from './coverage.js';

@@ -9,6 +9,7 @@ import type { Kernels } from '../kernels/types.js';
 import { assignStableNames, opsetVersion } from '../onnx/graph.js';
 import { decodeModel, encodeModel, loadModel } from '../onnx/model.js';
 import { upgradeOpset } from '../onnx/opset.js';
+import { declaredInputs } from '../onnx/inputs.js';
 import { readTensorAsFloat32, tensorDims } from '../onnx/tensor.js';
 import { emitProgress, RunLog } from '../runtime/log.js';
 import { consumerMap, getConstant } from '../onnx/graph.js';
@@ -22,13 +23,14 @@ import {
   toBatchSource,
   type BatchSource,
   type Feeds,
+  type KeptBatch,
   type Sample,
   type CalibrationSource,
   type CalibrationStats,
   type ObserverMap,
 } from './calibrate.js';
 import { compareLayers } from './layerwise.js';
-import { buildQuantConfig, GLOBAL_KEYS, validateQuantConfig, type ActivationQuantParams, type CreateQuantConfigOptions, type LayerQuantConfig, type QuantConfig } from './config.js';
+import { buildQuantConfig, GLOBAL_KEYS, validateQuantConfig, type ActivationQuantParams, type CreateQuantConfigOptions, type LayerQuantConfig, type NameHint, type QuantConfig } from './config.js';
 import { equalizeChannels, type EqualizedPair } from './equalize.js';
 import { applyFactors, channelRanges, chooseFactors, findEqualizationPaths, weightProfile, type ActivationEqualized, type ChannelSite } from './activation-equalize.js';
 import { applySplit, chooseSplit, findSplitSites, type ChannelSplit, type SplitChoice } from './channel-split.js';
@@ -42,6 +44,9 @@ import { outputTensor, placeOutputs, type OutputPlacement, type OutputQuantizati
 import type { ActivationResult } from './observers/index.js';
 import { requiredDeployOpset, writeDeploy, writeFakeQuant, type LayerQuantization } from './rewrite.js';
 import { scanLayers, type LayerInfo, type SkippedNode } from './registry.js';
+import { layersFeedingLog, LOG_INPUT_NOTE } from './log-inputs.js';
+import { fidelityWarnings, measureFidelity, type OutputFidelity } from './fidelity.js';
+import { coverageWarnings, scanCoverage, whereIsName, type CoverageScan, type FloatOnlyNode, type QuantWarning } from './coverage.js';
 import { biasScaleFloor, dequantizeWeight, quantizeBias, quantizeWeight } from './weights.js';
 import { applyRounding, decodeRounding, encodeRounding } from './rounding.js';
 import { chooseRoundings } from './rounding-search.js';
@@ -64,11 +69,19 @@ const clone = (m: ModelProto) => decodeModel(encodeModel(m));
 /** Opset of per-axis DequantizeLinear, which per-channel weights need in the deploy model. */
 const PER_CHANNEL_OPSET = 13;
 
+/** Opset of 16-bit QuantizeLinear/DequantizeLinear, which 16-bit activations need in the deploy model. */
+const INT16_OPSET = 21;
+
 /** Why the model cannot have per-channel weights (its opset cannot be raised to 13), or undefined. */
 function perChannelBlocker(model: ModelProto): string | undefined {
-  if ((opsetVersion(model) ?? 1) >= PER_CHANNEL_OPSET) return undefined;
+  return opsetBlocker(model, PER_CHANNEL_OPSET);
+}
+
+/** Why the model's opset cannot be raised to `opset`, or undefined when it can. */
+function opsetBlocker(model: ModelProto, opset: number): string | undefined {
+  if ((opsetVersion(model) ?? 1) >= opset) return undefined;
   try {
-    upgradeOpset(clone(model), PER_CHANNEL_OPSET);
+    upgradeOpset(clone(model), opset);
     return undefined;
   } catch (e) {
     // One line: "cannot raise the model from opset 9 to 13: <node>: <why>; <node>: <why>".
@@ -88,6 +101,10 @@ interface Prepared {
   /** Layers before fusion (what a config must list). */
   layers: LayerInfo[];
   skipped: SkippedNode[];
+  /** Heavy nodes no config can quantize (control-flow bodies, types without a rule), and every node's place. */
+  coverage: CoverageScan;
+  /** What to tell a user who names a layer that is not in the config. */
+  hint: NameHint;
 }
 
 /** The oldest opset ONNX Runtime runs; older models are raised to it before anything else. */
@@ -98,7 +115,9 @@ function prepare(model: ModelProto): Prepared {
   if ((opsetVersion(model) ?? 1) < RUNNABLE_OPSET) upgradeOpset(model, RUNNABLE_OPSET);
   assignStableNames(model.graph, RESERVED_NAMES);
   const { layers, skipped } = scanLayers(model.graph);
-  return { model, layers, skipped };
+  const coverage = scanCoverage(model.graph);
+  const names = layers.map((l) => l.name);
+  return { model, layers, skipped, coverage, hint: (name) => whereIsName(name, coverage, names) };
 }
 
 /** Lists every quantizable layer in AMCT's config form; with `configFile` also writes it (Node/Deno). */
@@ -111,8 +130,11 @@ function checkOptions(options: unknown, what: string): void {
 
 export async function createQuantConfig(model: ModelSource, options: CreateQuantConfigOptions = {}): Promise<QuantConfig> {
   checkOptions(options, 'createQuantConfig');
-  const { model: copy, layers } = prepare(await privateCopy(model));
-  const config = buildQuantConfig(layers, options, perChannelBlocker(copy) === undefined);
+  const { model: copy, layers, hint } = prepare(await privateCopy(model));
+  const logFed = layersFeedingLog(copy.graph!, layers);
+  const wide = logFed.size && opsetBlocker(copy, INT16_OPSET) !== undefined ? 'float' : 16;
+  const precise = new Map([...logFed].map((name) => [name, wide] as const));
+  const config = buildQuantConfig(layers, options, { perChannelReachable: opsetBlocker(copy, PER_CHANNEL_OPSET) === undefined, precise, hint });
   if (options.configFile) await writeFileAtomic(options.configFile, JSON.stringify(config, null, 2) + '\n');
   return config;
 }
@@ -132,8 +154,8 @@ export async function loadQuantConfig(source: string | URL | QuantConfig, model:
   const fromFile = typeof source === 'string' || source instanceof URL;
   const config = fromFile ? await readJsonFile(source) : source;
   const where = fromFile ? String(source) : 'config object';
-  const { layers } = prepare(await privateCopy(model));
-  validateQuantConfig(config, layers, where);
+  const { layers, hint } = prepare(await privateCopy(model));
+  validateQuantConfig(config, layers, where, hint);
   return config;
 }
 
@@ -142,11 +164,27 @@ export interface QuantizeModelOptions extends CreateSessionOptions {
   signal?: AbortSignal;
   /** Factors from an earlier run; layers found there are not calibrated again. */
   record?: QuantRecord | string | URL;
-  onProgress?: (event: { phase: 'calibration'; message: string; pass: number; batch: number; batchNum: number }) => void;
+  /**
+   * Called after each calibration batch. `message` never repeats the phase: show it as
+   * `${phase}: ${message}` ("calibration: batch 1/2", "calibration: activation equalization, batch 1/2").
+   */
+  onProgress?: (event: QuantizeProgressEvent) => void;
   /** Kernels to use (defaults to the SIMD Wasm kernels). */
   kernels?: Kernels;
   /** Also measure each quantized layer's output error (`QuantizeResult.layerErrors`; one more pass over the batches). */
   layerErrors?: boolean;
+  /** @internal Keep the first calibration batches to measure the outputs against float (quantizeModel sets it). */
+  keepOutputs?: boolean;
+}
+
+export interface QuantizeProgressEvent {
+  phase: 'calibration';
+  /** Which pass over the batches: the calibration itself, or activation equalization's measuring pass before it. */
+  step: 'calibration' | 'activation equalization';
+  message: string;
+  pass: number;
+  batch: number;
+  batchNum: number;
 }
 
 export interface LayerReport {
@@ -163,6 +201,8 @@ export interface LayerReport {
   repair?: string;
   /** Whether the quantized layer's bias was corrected (`bias_correction`; the shifts are in the record). */
   biasCorrected?: boolean;
+  /** Why a quantized layer is set up as it is, where the default chose for it (e.g. 16-bit activations before a Log). */
+  note?: string;
 }
 
 /** A layer's output error, fake-quant against float, the layer alone on float inputs (see `layerErrors`). */
@@ -181,6 +221,17 @@ export interface QuantizeResult {
   fakeQuantModel: Uint8Array;
   deployModel: Uint8Array;
   layers: LayerReport[];
+  /**
+   * What the user should know: heavy nodes left float, counted by reason (LEFT_FLOAT), no layer
+   * quantized at all (NOTHING_QUANTIZED), a model output far from float (LOW_FIDELITY).
+   */
+  warnings: QuantWarning[];
+  /**
+   * Per float32 model output: cosine and SQNR (dB) of the fake-quant model to float on the first
+   * calibration batches (up to 8, within 64 MiB). Empty when no layer is quantized or no data ran
+   * (a record that covered every layer).
+   */
+  outputFidelity: OutputFidelity[];
   fusedBatchNorms: FoldedPair[];
   /** Constant Mul/Add nodes folded into the Conv before them (with `do_fusion`). */
   fusedAffines: FoldedAffine[];
@@ -226,6 +277,8 @@ export interface QuantizationSession {
   declared: LayerInfo[];
   layers: LayerInfo[];
   skipped: SkippedNode[];
+  /** Heavy nodes no config can quantize (see coverage.ts). */
+  floatOnly: FloatOnlyNode[];
   fused: FoldedPair[];
   affines: FoldedAffine[];
   /** Tensors now computed by one HardSwish op. */
@@ -244,6 +297,8 @@ export interface QuantizationSession {
   samples?: Sample[];
   /** Estimated relative error (Σ(fq(x) − x)² / Σx²) of each layer's calibrated output factors, where its observer knows it. */
   outputNoise?: Map<string, number>;
+  /** With `keepOutputs`: the first calibration batches and the float outputs on them (see KeptBatch). */
+  kept?: KeptBatch[];
 }
 
 function layerConfig(config: QuantConfig, name: string): LayerQuantConfig | undefined {
@@ -258,8 +313,8 @@ async function prepareQuantization(
   kernels?: Kernels,
   configSource = 'quantizeModel config',
 ): Promise<QuantizationSession> {
-  const { model: work, layers: declared, skipped } = prepare(await privateCopy(model));
-  validateQuantConfig(config, declared, configSource);
+  const { model: work, layers: declared, skipped, coverage, hint } = prepare(await privateCopy(model));
+  validateQuantConfig(config, declared, configSource, hint);
   const cfg = structuredClone(config);
   const original = encodeModel(work);
   const skip = new Set(cfg.skip_fusion_layers ?? []);
@@ -269,7 +324,7 @@ async function prepareQuantization(
   // After the fusions, so that the weights balanced are the ones quantized.
   const equalized = cfg.cross_layer_equalization !== false ? equalizeChannels(work.graph!) : [];
   const { layers } = scanLayers(work.graph!);
-  return { work, original, config: cfg, declared, layers, skipped, fused, affines, hardSwish, equalized, kernels: kernels ?? (await getKernels()) };
+  return { work, original, config: cfg, declared, layers, skipped, floatOnly: coverage.floatOnly, fused, affines, hardSwish, equalized, kernels: kernels ?? (await getKernels()) };
 }
 
 /**
@@ -332,16 +387,18 @@ async function calibrateLayers(
   const source = await batches();
   // quantizeModel saves no log file; its messages are printed when setLogLevel asks.
   const printLog = new RunLog();
-  const { results, stats, samples } = await calibrateActivations(q.work, observers, source.callback ?? source.feeds!, {
+  const { results, stats, samples, kept } = await calibrateActivations(q.work, observers, source.callback ?? source.feeds!, {
     batchNum: q.config.batch_num,
     executionProviders: options.executionProviders,
     graphOptimizationLevel: options.graphOptimizationLevel,
     engine: options.engine,
     signal: options.signal,
     kernels: q.kernels,
-    onBatch: (b) => emitProgress(printLog, options.onProgress, { phase: 'calibration', message: `calibration: batch ${b.batch}/${b.batchNum}`, ...b }, `calibration batch ${b.batch}`),
+    keepOutputs: options.keepOutputs,
+    onBatch: (b) => emitProgress(printLog, options.onProgress, { phase: 'calibration', step: 'calibration', message: `batch ${b.batch}/${b.batchNum}`, ...b }, `calibration batch ${b.batch}`, `calibration: batch ${b.batch}/${b.batchNum}`),
   });
   if (!q.samples?.length) q.samples = samples;
+  if (kept.length) q.kept = kept;
   const outputResults: [string, ActivationResult][] = [];
   for (const [key, r] of results) {
     if (key.startsWith(OUTPUT_KEY)) {
@@ -411,7 +468,8 @@ async function equalizeActivations(
     const ranges = await channelRanges<ChannelSite>([...todo, ...todoSplits], q.kernels, async (fetch, onBatch) => {
       await replayBatches(q.work, fetch, source, { ...options, batchNum: q.config.batch_num }, (outputs, batch) => {
         onBatch(outputs);
-        emitProgress(printLog, options.onProgress, { phase: 'calibration', message: `activation equalization: batch ${batch + 1}/${q.config.batch_num}`, pass: 1, batch: batch + 1, batchNum: q.config.batch_num }, `equalization batch ${batch + 1}`);
+        const message = `activation equalization, batch ${batch + 1}/${q.config.batch_num}`;
+        emitProgress(printLog, options.onProgress, { phase: 'calibration', step: 'activation equalization', message, pass: 1, batch: batch + 1, batchNum: q.config.batch_num }, `equalization batch ${batch + 1}`, `calibration: ${message}`);
       });
     });
     for (const p of todo) {
@@ -740,11 +798,16 @@ function layerReport(q: QuantizationSession, quantized: ReadonlySet<string>, rea
       : 'channel_wise is false in the config';
     return { weights: 'per-tensor', weightsReason, ...corrected };
   };
+  const logFed = layersFeedingLog(q.work.graph!, q.layers);
+  const note = (l: LayerInfo): Partial<LayerReport> =>
+    logFed.has(l.name) && layerConfig(q.config, l.name)?.activation_quant_params.num_bits === 16 ? { note: LOG_INPUT_NOTE } : {};
+  const disabled = (l: LayerInfo) =>
+    logFed.has(l.name) ? 'quant_enable is false in the config (the default where a layer feeds a Log and the model cannot reach opset 21 for 16-bit activations)' : 'quant_enable is false in the config';
   return [
     ...q.declared.map((l) => {
       const on = quantized.has(l.name);
-      const reason = on ? undefined : reasonFor?.(l.name) ?? 'quant_enable is false in the config';
-      return { name: l.name, opType: l.opType, quantized: on, ...(reason ? { reason } : weights(l)) };
+      const reason = on ? undefined : reasonFor?.(l.name) ?? disabled(l);
+      return { name: l.name, opType: l.opType, quantized: on, ...(reason ? { reason } : { ...weights(l), ...note(l) }) };
     }),
     ...q.skipped.map((s) => ({ name: s.name, opType: s.opType, quantized: false, reason: s.reason })),
   ];
@@ -777,6 +840,8 @@ export class PreparedQuantization {
     readonly record: QuantRecord,
     /** Layers whose config says quant_enable. */
     readonly enabled: LayerInfo[],
+    /** Whether the caller gave a record (then calibration data may be empty). */
+    private readonly fromRecord = false,
   ) {}
 
   /**
@@ -791,7 +856,8 @@ export class PreparedQuantization {
     const q = await prepareQuantization(model, config, options.kernels, options.configSource);
     const enabled = enabledLayers(q);
     checkDeployable(q, enabled, options.activationBits);
-    return new PreparedQuantization(q, (await readRecord(options.record)) ?? emptyRecord(), enabled);
+    const record = await readRecord(options.record);
+    return new PreparedQuantization(q, record ?? emptyRecord(), enabled, record !== undefined);
   }
 
   /** The same prepared model and layers with `bits`-bit activations everywhere and an empty record. */
@@ -836,8 +902,11 @@ export class PreparedQuantization {
     // Taken once, so that bias correction can replay a one-shot iterable too; and only when needed,
     // so that a record covering everything needs no data.
     let taken: BatchSource | undefined;
-    const batches = async () => (taken ??= await toBatchSource(calibration, this.session.config.batch_num));
+    const batches = async () => (taken ??= await toBatchSource(calibration, this.session.config.batch_num, declaredInputs(this.session.work)));
     this.source = batches;
+    // Data is checked before anything runs, even where nothing will need it; only a reused record
+    // (which may cover every layer) can come with no data.
+    if (typeof calibration !== 'function' && !this.fromRecord) await batches();
     let factors = new Map<string, number[]>();
     let passes = 0;
     let choices = new Map<string, SplitChoice>();
@@ -988,6 +1057,11 @@ export class PreparedQuantization {
     return layerReport(this.session, quantized, reasonFor, this.record);
   }
 
+  /** What stays float and why, counted (see coverage.ts), for a result whose layers are `layers`. */
+  warnings(layers: readonly LayerReport[], search = false): QuantWarning[] {
+    return coverageWarnings(layers, this.session.skipped, this.session.floatOnly, search);
+  }
+
   /** The record restricted to layers that exist. */
   prunedRecord(): QuantRecord {
     return pruneRecord(this.session, this.record);
@@ -1006,19 +1080,24 @@ export async function quantizeModel(
 ): Promise<QuantizeResult> {
   checkOptions(options, 'quantizeModel');
   const p = await PreparedQuantization.create(model, config, options);
-  const stats = await p.calibrate(calibration, options);
+  const stats = await p.calibrate(calibration, { ...options, keepOutputs: true });
   await p.chooseOutputs(options);
   const plan = p.plan();
   const fake = p.fakeQuantModel(plan);
   const q = p.session;
   const layerErrors = options.layerErrors ? await p.layerErrors(plan, options) : undefined;
+  const layers = p.layerReport(new Set(p.enabled.map((l) => l.name)));
+  // Nothing quantized means the models are the float model: there is nothing to measure.
+  const outputFidelity = plan.length && q.kept ? await measureFidelity(fake.model, q.kept, options) : [];
   return {
+    outputFidelity,
     ...(layerErrors ? { layerErrors } : {}),
     record: p.prunedRecord(),
     config: q.config,
     fakeQuantModel: fake.model,
     deployModel: p.deployModel(plan),
-    layers: p.layerReport(new Set(p.enabled.map((l) => l.name))),
+    layers,
+    warnings: [...p.warnings(layers), ...fidelityWarnings(outputFidelity)],
     fusedBatchNorms: q.fused,
     fusedAffines: q.affines,
     fusedHardSwish: q.hardSwish,

@@ -31,10 +31,14 @@ export interface LayerInfo {
   bias?: string;
 }
 
+/** Why a node of a quantizable type stays float, in words a warning can count by. */
+export type SkipKind = 'activation × activation' | 'weight computed at run time' | 'unsupported form' | 'holds a subgraph';
+
 export interface SkippedNode {
   name: string;
   opType: string;
   reason: string;
+  kind: SkipKind;
 }
 
 export interface LayerScan {
@@ -99,6 +103,14 @@ function isQuantizable(opType: string | null | undefined): opType is Quantizable
   return (QUANTIZABLE_TYPES as readonly string[]).includes(opType ?? '');
 }
 
+/** A rule's refusal, counted: a second input computed at run time is the common case worth naming. */
+function skipKind(node: NodeProto, ctx: RuleContext): SkipKind {
+  if (node.opType === 'AveragePool') return 'unsupported form';
+  const w = node.input?.[1];
+  if (w && !ctx.constant(w)) return node.opType === 'MatMul' || node.opType === 'Gemm' ? 'activation × activation' : 'weight computed at run time';
+  return 'unsupported form';
+}
+
 /** Finds the quantizable layers of the main graph. Nodes inside subgraphs are reported as skipped. */
 export function scanLayers(graph: GraphProto): LayerScan {
   const names = nodeNames(graph);
@@ -120,25 +132,25 @@ export function scanLayers(graph: GraphProto): LayerScan {
     const opType = node.opType ?? '';
     if (!isQuantizable(opType)) {
       if (node.attribute?.some((a) => a.g || a.graphs?.length)) {
-        skipped.push({ name, opType, reason: 'holds a subgraph: layers inside control flow are left in float' });
+        skipped.push({ name, opType, reason: 'holds a subgraph: layers inside control flow are left in float', kind: 'holds a subgraph' });
       }
       return;
     }
     const activation = node.input?.[0];
     if (!activation) {
-      skipped.push({ name, opType, reason: 'has no input 0' });
+      skipped.push({ name, opType, reason: 'has no input 0', kind: 'unsupported form' });
       return;
     }
     if (ctx.constant(activation) && !inputs.has(activation)) {
-      skipped.push({ name, opType, reason: `input '${activation}' is a constant, not an activation` });
+      skipped.push({ name, opType, reason: `input '${activation}' is a constant, not an activation`, kind: 'unsupported form' });
       return;
     }
     if (!producers.has(activation) && !inputs.has(activation)) {
-      skipped.push({ name, opType, reason: `input '${activation}' is not produced in this graph` });
+      skipped.push({ name, opType, reason: `input '${activation}' is not produced in this graph`, kind: 'unsupported form' });
       return;
     }
     const verdict = RULES[opType](node, ctx);
-    if (typeof verdict === 'string') skipped.push({ name, opType, reason: verdict });
+    if (typeof verdict === 'string') skipped.push({ name, opType, reason: verdict, kind: skipKind(node, ctx) });
     else layers.push({ name, opType, nodeIndex, activation, ...verdict });
   });
   return { layers, skipped };

@@ -17,6 +17,8 @@ export interface HtmlReportOptions {
 
 const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 const num = (v: number | undefined, digits = 5) => (v === undefined || Number.isNaN(v) ? '' : Number.isFinite(v) ? v.toFixed(digits) : v > 0 ? '∞' : '−∞');
+/** A score's distance from 1: cosine scores crowd near 1, so six decimals show 1.000000 for most layers. */
+const gap = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? num(v) : (1 - v).toExponential(2));
 const bytes = (n: number | undefined) => (n === undefined ? '' : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
 
 function isAuto(r: QuantizeResult | AutoCalibrationResult): r is AutoCalibrationResult {
@@ -81,14 +83,14 @@ function historyChart(r: AutoCalibrationResult): string {
 }
 
 function layerTable(layers: readonly LayerReport[], config: QuantConfig, scores: Map<string, number>, errors: Map<string, LayerError>): string {
-  const head = ['layer', 'type', 'quantized', 'activation bits', 'observer', 'weights', 'sensitivity score', 'output cosine', 'output SQNR dB', 'repair', 'why not / note'];
+  const head = ['layer', 'type', 'quantized', 'activation bits', 'observer', 'weights', '1 − sensitivity score', 'output cosine', 'output SQNR dB', 'repair', 'why not / note'];
   const rows = layers.map((l) => {
     const c = layerConfig(config, l.name);
     const e = errors.get(l.name);
     const note = l.reason ?? l.weightsReason ?? (l.biasCorrected ? 'bias corrected' : '');
     return `<tr class="${l.quantized ? 'q' : 'f'}"><td>${esc(l.name)}</td><td>${esc(l.opType)}</td><td>${l.quantized ? 'yes' : 'no'}</td>` +
       `<td>${l.quantized && c ? c.activation_quant_params.num_bits : ''}</td><td>${l.quantized && c ? esc(c.activation_quant_params.act_algo) : ''}</td>` +
-      `<td>${esc(l.weights ?? '')}</td><td>${num(scores.get(l.name), 6)}</td><td>${num(e?.cosine, 6)}</td><td>${num(e?.sqnr, 1)}</td>` +
+      `<td>${esc(l.weights ?? '')}</td><td>${gap(scores.get(l.name))}</td><td>${num(e?.cosine, 6)}</td><td>${num(e?.sqnr, 1)}</td>` +
       `<td>${esc(l.repair ?? '')}</td><td>${esc(note)}</td></tr>`;
   });
   return `<table id="layers"><thead><tr>${head.map((x) => `<th>${x}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;

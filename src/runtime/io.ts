@@ -3,7 +3,7 @@
  * to pass instead. Node built-ins are imported lazily so browser bundles never evaluate them.
  */
 import { FileAccessError, UnsupportedEnvironmentError } from '../errors.js';
-import { quoteName } from '../text.js';
+import { quotePath } from '../text.js';
 import { env, importNodeBuiltin } from './env.js';
 
 type Fs = typeof import('node:fs/promises');
@@ -49,7 +49,7 @@ function accessError(file: string, doing: string, err: unknown): FileAccessError
     ELOOP: 'too many symbolic links',
   };
   const reason = (code && why[code]) ?? (err as Error)?.message ?? String(err);
-  return new FileAccessError(file, `cannot ${doing} ${quoteName(file)}: ${reason}${code ? ` (${code})` : ''}`, { cause: err });
+  return new FileAccessError(file, `cannot ${doing} ${quotePath(file)}: ${reason}${code ? ` (${code})` : ''}`, { cause: err });
 }
 
 export async function readFileBytes(location: string | URL): Promise<Uint8Array> {
@@ -101,7 +101,7 @@ export async function joinPath(...parts: string[]): Promise<string> {
 export async function writeFileAtomic(target: string | URL, data: Uint8Array | string): Promise<void> {
   const { fs, path } = await nodeModules();
   const file = await toPath(target);
-  if (file === '' || file.endsWith('/') || file.endsWith(path.sep)) throw new FileAccessError(file, `cannot write ${quoteName(file)}: it names no file`);
+  if (file === '' || file.endsWith('/') || file.endsWith(path.sep)) throw new FileAccessError(file, `cannot write ${quotePath(file)}: it names no file`);
   try {
     // A missing directory is created (documented): output prefixes like out/model work on a fresh checkout.
     await fs.mkdir(path.dirname(file), { recursive: true });
@@ -125,9 +125,9 @@ export async function writeFileAtomic(target: string | URL, data: Uint8Array | s
 export async function checkWritable(files: readonly string[]): Promise<void> {
   const { fs, path } = await nodeModules();
   for (const file of files) {
-    if (file === '' || file.endsWith('/') || file.endsWith(path.sep)) throw new FileAccessError(file, `cannot write ${quoteName(file)}: it names no file`);
+    if (file === '' || file.endsWith('/') || file.endsWith(path.sep)) throw new FileAccessError(file, `cannot write ${quotePath(file)}: it names no file`);
     const stat = await fs.stat(file).catch(() => undefined);
-    if (stat?.isDirectory()) throw new FileAccessError(file, `cannot write ${quoteName(file)}: it is a directory`);
+    if (stat?.isDirectory()) throw new FileAccessError(file, `cannot write ${quotePath(file)}: it is a directory`);
   }
   for (const dir of new Set(files.map((f) => path.resolve(path.dirname(f))))) {
     // The nearest existing ancestor must be a writable directory; nothing is created yet, so a run
@@ -138,7 +138,7 @@ export async function checkWritable(files: readonly string[]): Promise<void> {
       existing = path.dirname(existing);
       stat = await fs.stat(existing).catch(() => undefined);
     }
-    if (stat && !stat.isDirectory()) throw new FileAccessError(dir, `cannot write into ${quoteName(dir)}: ${quoteName(existing)} is a file, not a directory`);
+    if (stat && !stat.isDirectory()) throw new FileAccessError(dir, `cannot write into ${quotePath(dir)}: ${quotePath(existing)} is a file, not a directory`);
     try {
       await fs.access(existing, fs.constants.W_OK | fs.constants.X_OK);
     } catch (err) {

@@ -108,6 +108,14 @@ export interface CreateSessionOptions {
   engine?: Engine;
 }
 
+/** Which runtime made each session, so that messages about it name the one in use. */
+const sessionEngines = new WeakMap<object, Engine>();
+
+/** 'onnxruntime-node' or 'onnxruntime-web': the runtime that runs `session` (for messages). */
+export function runtimeName(session?: object): string {
+  return (session && sessionEngines.get(session)) === 'node' ? 'onnxruntime-node' : 'onnxruntime-web';
+}
+
 export async function createSession(model: Uint8Array, options: CreateSessionOptions = {}): Promise<InferenceSession> {
   if (!(model instanceof Uint8Array)) throw new SessionCreationError(`createSession needs the model as a Uint8Array, got ${describeValue(model)}`);
   const requested = options.executionProviders;
@@ -122,10 +130,12 @@ export async function createSession(model: Uint8Array, options: CreateSessionOpt
     : options.executionProviders ?? ['wasm'];
   if (engine === 'web') await sizeWasmThreads();
   try {
-    return await runtime.InferenceSession.create(model, {
+    const session = (await runtime.InferenceSession.create(model, {
       executionProviders,
       graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
-    });
+    })) as InferenceSession;
+    sessionEngines.set(session, engine);
+    return session;
   } catch (cause) {
     const eps = executionProviders.map((ep) => (typeof ep === 'string' ? ep : ep.name)).join(', ');
     const name = engine === 'node' ? 'onnxruntime-node' : 'onnxruntime-web';

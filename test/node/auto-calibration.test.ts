@@ -99,7 +99,7 @@ describe('accuracy-based automatic calibration on a model with one planted outli
       ranking: 'layer-output',
       memoryBudgetBytes: 1,
       onProgress: (e) => {
-        const m = /ranking group \d+\/(\d+)/.exec(e.message);
+        const m = e.phase === 'ranking' ? /^group \d+\/(\d+)/.exec(e.message) : null;
         if (m) groups.push(Number(m[1]));
       },
     });

@@ -14,7 +14,7 @@ describe("ranking 'model-output' (the default)", () => {
   it('puts the planted fragile layer first and scores by the model output on the first calibration batch', async () => {
     const { bytes, fragile } = outlierModel();
     const messages: string[] = [];
-    const r = await accuracyBasedAutoCalibration(bytes, outlierEvaluator(), { repairs: [], onProgress: (e) => messages.push(e.message) });
+    const r = await accuracyBasedAutoCalibration(bytes, outlierEvaluator(), { repairs: [], onProgress: (e) => messages.push(`${e.phase}: ${e.message}`) });
     expect(r.ranking[0]!.layer).toBe(fragile);
     expect(r.fallbackLayers).toEqual([fragile]);
     // One session per layer, reported layer by layer.
