@@ -6,6 +6,7 @@
  */
 import { AutoquantError, EvaluationError } from '../errors.js';
 import { describeError, describeValue } from '../text.js';
+import { checkOptionKeys, optionKeys } from '../options.js';
 import { checkSignal, withDeadline } from '../runtime/deadline.js';
 import { checkWritable, writeFileAtomic } from '../runtime/io.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
@@ -590,12 +591,19 @@ async function rankingSamples(work: ModelProto, batches: BatchSource, options: C
 }
 
 /** Types a TypeScript caller would have caught, checked for JavaScript callers and the CLI. */
+const AUTO_OPTION_KEYS = optionKeys<AutoCalibrationOptions>({
+  executionProviders: true, graphOptimizationLevel: true, engine: true, config: true, configFile: true, record: true, recordFile: true, savePrefix: true,
+  strategy: true, fallback: true, sensitivity: true, ranking: true, repairs: true, refine: true, maxEvaluations: true, maxSeconds: true, signal: true,
+  evaluationTimeoutSeconds: true, layerErrors: true, memoryBudgetBytes: true, onProgress: true,
+});
+
 function checkAutoArguments(evaluator: unknown, options: unknown): void {
   const e = evaluator as Partial<AutoCalibrationEvaluator> | null;
   if (typeof e !== 'object' || e === null || typeof e.evaluate !== 'function' || typeof e.calibration !== 'function' || typeof e.metricEval !== 'function') {
     throw new EvaluationError(`the evaluator must be an AutoCalibrationEvaluator (with calibration, evaluate and metricEval), got ${describeValue(evaluator)}`);
   }
-  if (typeof options !== 'object' || options === null) throw new AutoquantError('AUTO_OPTIONS', `options must be an object, got ${describeValue(options)}`);
+  checkOptionKeys(options, AUTO_OPTION_KEYS, 'accuracyBasedAutoCalibration', 'AUTO_OPTIONS');
+  if (options === undefined) throw new AutoquantError('AUTO_OPTIONS', 'options must be an object, got undefined');
   const o = options as AutoCalibrationOptions;
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new AutoquantError('AUTO_OPTIONS', `onProgress must be a function, got ${describeValue(o.onProgress)}`);
   if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && typeof o.signal.aborted === 'boolean')) {

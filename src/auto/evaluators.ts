@@ -2,9 +2,9 @@
  * Ready-made evaluators: top-1 accuracy against labels, and label-free fidelity to the float model.
  */
 import { EvaluationError } from '../errors.js';
-import { getKernels } from '../kernels/wasm.js';
+import { checkOptionKeys, optionKeys } from '../options.js';
 import type { CalibrationSession, Feeds } from '../quant/calibrate.js';
-import type { InferenceSession, OrtTensor } from '../runtime/ort.js';
+import { Tensor, type InferenceSession, type OrtTensor } from '../runtime/ort.js';
 import { AutoCalibrationEvaluator, type MetricLimit } from './evaluator.js';
 
 export interface DataEvaluatorOptions extends MetricLimit {
@@ -15,6 +15,8 @@ export interface DataEvaluatorOptions extends MetricLimit {
   /** Output to score (default: the session's first output). */
   outputName?: string;
 }
+
+const DATA_OPTION_KEYS = optionKeys<DataEvaluatorOptions>({ maxDrop: true, maxRelativeDrop: true, calibrationInputs: true, batchNum: true, outputName: true });
 
 async function runCalibration(session: CalibrationSession, batches: Feeds[], n: number): Promise<void> {
   for (const feeds of batches.slice(0, n)) await session.run(feeds);
@@ -51,6 +53,7 @@ export interface LabelledBatch {
 /** Top-1 accuracy (0..1) over labelled batches. */
 export class ClassificationEvaluator extends AutoCalibrationEvaluator {
   constructor(private readonly data: LabelledBatch[], private readonly options: DataEvaluatorOptions = {}) {
+    checkOptionKeys(options, DATA_OPTION_KEYS, 'ClassificationEvaluator');
     super(options);
     if (data.length === 0) throw new EvaluationError('ClassificationEvaluator needs at least one labelled batch');
   }
@@ -74,9 +77,27 @@ export class ClassificationEvaluator extends AutoCalibrationEvaluator {
   }
 }
 
+export type FidelityMode = 'auto' | 'top1' | 'cosine' | 'relative';
+
 export interface FidelityEvaluatorOptions extends DataEvaluatorOptions {
-  /** 'top1': agreement of the row-wise argmax; 'cosine': mean cosine of the outputs; 'auto' (default): top1 for [N, C>1] outputs. */
-  mode?: 'auto' | 'top1' | 'cosine';
+  /**
+   * How the output is compared with the float model's, over all batches together:
+   * - 'top1': agreement of the row-wise argmax;
+   * - 'cosine': cosine of all the output's values (blind to a change of scale);
+   * - 'relative': 1 − ‖quantized − float‖ / ‖float‖, which is 1 only when the numbers are equal;
+   * - 'auto' (default): top1 for [N, C>1] outputs, relative for outputs of one value per sample
+   *   (a probability, a score: their cosine is 1 whatever the numbers), cosine otherwise.
+   */
+  mode?: FidelityMode;
+}
+
+const FIDELITY_OPTION_KEYS = optionKeys<FidelityEvaluatorOptions>({ maxDrop: true, maxRelativeDrop: true, calibrationInputs: true, batchNum: true, outputName: true, mode: true });
+
+/** Which comparison 'auto' means for an output of these dims. */
+export function fidelityModeFor(dims: readonly number[]): Exclude<FidelityMode, 'auto'> {
+  if (dims.length === 2 && (dims[1] ?? 1) > 1) return 'top1';
+  const perSample = dims.slice(1).reduce((a, b) => a * b, 1);
+  return perSample <= 1 ? 'relative' : 'cosine';
 }
 
 /**
@@ -88,8 +109,11 @@ export class FidelityEvaluator extends AutoCalibrationEvaluator {
   private reference: OrtTensor[] | undefined;
 
   constructor(private readonly inputs: Feeds[], private readonly options: FidelityEvaluatorOptions = {}) {
+    checkOptionKeys(options, FIDELITY_OPTION_KEYS, 'FidelityEvaluator');
     super(options);
     if (inputs.length === 0) throw new EvaluationError('FidelityEvaluator needs at least one batch of inputs');
+    const modes: readonly (FidelityMode | undefined)[] = ['auto', 'top1', 'cosine', 'relative', undefined];
+    if (!modes.includes(options.mode)) throw new EvaluationError(`FidelityEvaluator mode must be one of auto, top1, cosine, relative, got ${String(options.mode)}`);
   }
 
   override reset(): void {
@@ -102,14 +126,18 @@ export class FidelityEvaluator extends AutoCalibrationEvaluator {
 
   async evaluate(session: InferenceSession): Promise<number> {
     const outs: OrtTensor[] = [];
-    for (const feeds of this.inputs) outs.push(output(await session.run(feeds), session, this.options.outputName));
+    for (const feeds of this.inputs) {
+      const t = output(await session.run(feeds), session, this.options.outputName);
+      // Copied: a session may reuse its output buffers, and the reference outlives its session.
+      outs.push(this.reference ? t : new Tensor('float32', (t.data as Float32Array).slice(), t.dims));
+    }
     if (!this.reference) {
       this.reference = outs;
       return 1;
     }
-    const mode = this.options.mode ?? 'auto';
-    const classifier = mode === 'top1' || (mode === 'auto' && outs[0]!.dims.length === 2 && (outs[0]!.dims[1] ?? 1) > 1);
-    if (classifier) {
+    const requested = this.options.mode ?? 'auto';
+    const mode = requested === 'auto' ? fidelityModeFor(outs[0]!.dims) : requested;
+    if (mode === 'top1') {
       let same = 0;
       let total = 0;
       outs.forEach((t, i) => {
@@ -120,9 +148,22 @@ export class FidelityEvaluator extends AutoCalibrationEvaluator {
       });
       return same / total;
     }
-    const k = await getKernels();
-    let sum = 0;
-    outs.forEach((t, i) => (sum += k.cosine(this.reference![i]!.data as Float32Array, t.data as Float32Array)));
-    return sum / outs.length;
+    // Over every batch at once: per-batch scores of one-value outputs would each be trivially 1.
+    let ab = 0, aa = 0, bb = 0, ee = 0;
+    outs.forEach((t, i) => {
+      const a = this.reference![i]!.data as Float32Array;
+      const b = t.data as Float32Array;
+      if (a.length !== b.length) throw new EvaluationError(`batch ${i}: the output has ${b.length} values, the float model's ${a.length}`);
+      for (let j = 0; j < a.length; j++) {
+        const x = a[j]!, y = b[j]!;
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+        ee += (x - y) * (x - y);
+      }
+    });
+    if (mode === 'relative') return aa === 0 ? (ee === 0 ? 1 : 0) : 1 - Math.sqrt(ee / aa);
+    if (aa === 0 && bb === 0) return 1;
+    return aa === 0 || bb === 0 ? 0 : ab / Math.sqrt(aa * bb);
   }
 }

@@ -1,8 +1,8 @@
 /** Public API of accuracy-based automatic calibration. */
 export { AutoCalibrationEvaluator } from './evaluator.js';
 export type { MetricLimit } from './evaluator.js';
-export { ClassificationEvaluator, FidelityEvaluator } from './evaluators.js';
-export type { DataEvaluatorOptions, FidelityEvaluatorOptions, LabelledBatch } from './evaluators.js';
+export { ClassificationEvaluator, FidelityEvaluator, fidelityModeFor } from './evaluators.js';
+export type { DataEvaluatorOptions, FidelityEvaluatorOptions, FidelityMode, LabelledBatch } from './evaluators.js';
 export { accuracyBasedAutoCalibration, autoCalibrationReport } from './auto-calibration.js';
 export type { AutoCalibrationOptions, AutoCalibrationReport, AutoCalibrationResult, AutoPhase, AutoProgressEvent, HistoryEntry } from './auto-calibration.js';
 export { sensitivityFunction } from './sensitivity.js';

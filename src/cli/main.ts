@@ -7,12 +7,13 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { accuracyBasedAutoCalibration, autoCalibrationReport, type AutoCalibrationResult, type AutoProgressEvent } from '../auto/auto-calibration.js';
 import { AutoCalibrationEvaluator } from '../auto/evaluator.js';
-import { ClassificationEvaluator, FidelityEvaluator } from '../auto/evaluators.js';
+import { ClassificationEvaluator, FidelityEvaluator, type FidelityMode } from '../auto/evaluators.js';
 import type { RankingName, SensitivityName } from '../auto/sensitivity.js';
 import type { StrategyName } from '../auto/strategies.js';
 import { REPAIRS, type RepairName } from '../auto/repairs.js';
 import { Options, parseArgs, UsageError } from './args.js';
-import { readFeeds, type DeclaredInput } from './data.js';
+import { readFeeds, type FeedOptions } from './data.js';
+import { declaredInputs } from '../onnx/inputs.js';
 import { Logger } from './log.js';
 import { AutoquantError } from '../errors.js';
 import { describeError } from '../text.js';
@@ -37,24 +38,28 @@ Usage:
       List every quantizable layer in a quantization config (AMCT's JSON form).
 
   autoquant quantize <model.onnx> --data <calib.npy|.npz> --save <prefix> [--config <config.json>] [--batch-size B]
-                     [--batch-num N] [--weight-rounding nearest|adaptive] [--channel-splitting R]
+                     [--batch-axis name=K,...] [--const name=value,...] [--batch-num N]
+                     [--weight-rounding nearest|adaptive] [--channel-splitting R]
       Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json
-      and <prefix>_report.html. --weight-rounding sets the config's weight_rounding (adaptive: each layer's weights
+      and <prefix>_report.html; prints each model output's cosine and SQNR to float on the calibration batches,
+      and warnings (heavy nodes left float and why, an output below cosine 0.99). --weight-rounding sets the config's weight_rounding (adaptive: each layer's weights
       rounded, one layer after another, to fit the input the quantized layers before it give it).
       --channel-splitting sets channel_splitting: the share R in [0, 1] of extra input channels a dense layer may get
       where its widest input channels are split into copies (0 off, the default; 0.0625 measured).
 
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
-                 [--ranking model-output|layer-output] [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B] [--calibration-data <calib.npy|.npz>]
-                 [--fidelity auto|top1|cosine] [--fallback float|int16] [--repairs weights,observer,rounding,int16|none]
+                 [--ranking model-output|layer-output] [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B]
+                 [--batch-axis name=K,...] [--const name=value,...] [--calibration-data <calib.npy|.npz>]
+                 [--fidelity auto|top1|cosine|relative] [--fallback float|int16] [--repairs weights,observer,rounding,int16|none]
                  [--weight-rounding nearest|adaptive] [--channel-splitting R] [--refine]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
       --repairs (default all four) are tried on those layers first, keeping them quantized where they suffice.
       --refine then tries each layer still in float back in int8, least sensitive first (one evaluation each).
       --evaluator: a module whose default export is an AutoCalibrationEvaluator instance, a subclass (constructed
       with { maxDrop } or { maxRelativeDrop }) or a function returning one. --data: label-free, the metric is the
-      agreement with the float model's outputs on those inputs (top-1 for classifiers, mean cosine otherwise).
+      agreement with the float model's first output on those inputs, over all batches: top-1 for classifiers,
+      relative error (1 − ‖q − f‖/‖f‖) for one value per sample, cosine otherwise; --fidelity picks one.
 
   autoquant demo [--save <prefix>]
       The whole flow on data shipped with the package (the MNIST CNN fixture, 64 calibration digits, 300
@@ -66,14 +71,19 @@ Common options:
   --quiet | --verbose | --log-level error|warn|info|debug
                     What is printed on stderr (default info: progress; --quiet: errors only; --verbose: debug)
   --log-file <path> Save every message to this file (default with --save: <prefix>_autoquant.log)
-  --runtime web|node  Engine: onnxruntime-web (wasm, all cores) or native onnxruntime-node (default: node when
-                      the onnxruntime-node package is installed, else web)
+  --engine web|node Which onnxruntime runs the sessions: onnxruntime-web (wasm, all cores) or native
+                    onnxruntime-node (default: node when the onnxruntime-node package is installed, else web);
+                    --runtime is the older spelling
   --ep <name,...>   Execution providers (default wasm on web, cpu on node)
   --help, --version
 
-NumPy inputs: a .npy array feeds the model's only input; a .npz holds one array per input name. Arrays are split
-into batches of --batch-size rows along axis 0 (default: one batch); calibration uses the first --batch-num
-batches (default: the config's batch_num, 1 unless set).
+NumPy inputs (--data, --calibration-data): a .npy array feeds the model's only input; a .npz holds one array per
+input name. Arrays are split into batches of --batch-size rows (default: one batch) along their batch axis: the
+first axis the model leaves free (axis 1 of a [2, N, 128] state), or as --batch-axis name=K says. A 0-d array,
+and an array that gives one batch where the others give more, are fed to every batch; --const name=value (e.g.
+--const sr=16000) holds an input of fixed shape at that value. Elements are converted to the type the model
+declares (int64, int32, …). Calibration uses the first --batch-num batches (default: the config's batch_num, 1
+unless set).
 
 Exit status: 0 success, 1 error, 2 no acceptable model.`;
 
@@ -85,21 +95,32 @@ const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
   'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity', 'ranking',
   'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs', 'log-level', 'log-file', 'weight-rounding',
-  'channel-splitting',
+  'channel-splitting', 'batch-axis', 'const', 'engine',
 ]);
 
 /** --channel-splitting: the config's channel_splitting. */
 const channelSplitting = (o: Options) => o.number('channel-splitting', (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
 
-function modelInputs(model: Awaited<ReturnType<typeof loadModel>>): DeclaredInput[] {
-  const inits = new Set((model.graph?.initializer ?? []).map((t) => t.name));
-  return (model.graph?.input ?? [])
-    .filter((v) => v.name && !inits.has(v.name))
-    .map((v) => {
-      const shape = v.type?.tensorType?.shape;
-      const dims = shape?.dim?.map((d) => (d.dimValue !== undefined && d.dimValue !== null ? Number(d.dimValue) : d.dimParam ?? undefined));
-      return { name: v.name!, ...(dims ? { dims } : {}) };
-    });
+/** `name=value,name=value` pairs (--const, --batch-axis), each value checked by `parse`. */
+function pairs(o: Options, name: string, parse: (v: string) => number | undefined, expected: string): Record<string, number> | undefined {
+  const text = o.string(name);
+  if (text === undefined) return undefined;
+  const out: Record<string, number> = {};
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^(.+?)=(.+)$/.exec(part);
+    const v = m ? parse(m[2]!.trim()) : undefined;
+    if (!m || v === undefined) throw new UsageError(`--${name} takes name=${expected} pairs separated by commas, got '${part}'`);
+    out[m[1]!.trim()] = v;
+  }
+  return out;
+}
+
+/** --batch-size, --batch-axis and --const: how the NumPy data becomes batches of feeds. */
+function feedOptions(o: Options): FeedOptions {
+  const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const batchAxes = pairs(o, 'batch-axis', (v) => (/^\d+$/.test(v) ? Number(v) : undefined), 'axis');
+  const constants = pairs(o, 'const', (v) => (v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined), 'number');
+  return { ...(batchSize ? { batchSize } : {}), ...(batchAxes ? { batchAxes } : {}), ...(constants ? { constants } : {}) };
 }
 
 /** Bytes as people read them. */
@@ -132,8 +153,12 @@ function executionProviders(o: Options): string[] | undefined {
   return o.string('ep')?.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
+/** --engine, the API's word; --runtime, its older spelling, still works. */
 function engine(o: Options): Engine | undefined {
-  return o.choice<Engine>('runtime', [...ENGINES]);
+  const e = o.choice<Engine>('engine', [...ENGINES]);
+  const r = o.choice<Engine>('runtime', [...ENGINES]);
+  if (e && r && e !== r) throw new UsageError(`--engine ${e} and --runtime ${r} disagree: give one (--runtime is the older spelling of --engine)`);
+  return e ?? r;
 }
 
 /**
@@ -183,7 +208,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const data = o.required('data', 'calibration inputs as .npy or .npz');
   const save = o.required('save', 'the output prefix');
   const configFile = o.string('config');
-  const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const feeding = feedOptions(o);
   const batchNum = o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   const weightRounding = o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS);
   const splitting = channelSplitting(o);
@@ -197,7 +222,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
   if (weightRounding !== undefined) config = { ...config, weight_rounding: weightRounding };
   if (splitting !== undefined) config = { ...config, channel_splitting: splitting };
-  const feeds = await readFeeds(data, modelInputs(model), batchSize);
+  const feeds = await readFeeds(data, declaredInputs(model), feeding);
   const t0 = performance.now();
   const result = await quantizeModel(model, config, feeds, {
     executionProviders: eps,
@@ -270,12 +295,12 @@ function describeHistory(r: AutoCalibrationResult['history'][number]): string {
 async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): Promise<number> {
   const evaluatorFile = o.string('evaluator');
   const data = o.string('data');
-  const fidelity = o.choice('fidelity', ['auto', 'top1', 'cosine'] as const);
+  const fidelity = o.choice<FidelityMode>('fidelity', ['auto', 'top1', 'cosine', 'relative']);
   const weightRounding = o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS);
   const splitting = channelSplitting(o);
   const maxDrop = o.number('max-drop', (n) => n >= 0, 'a number >= 0');
   const maxRelativeDrop = o.number('max-relative-drop', (n) => n >= 0, 'a number >= 0');
-  const batchSize = o.number('batch-size', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
+  const feeding = feedOptions(o);
   const batchNum = o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   const calibrationData = o.string('calibration-data');
   const configFile = o.string('config');
@@ -292,8 +317,8 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const { runtime, json, log } = await finishOptions(o, err, save);
   if (!save) log.log('warn', 'auto: no --save given: the result is reported here, but no model or report file is written');
   if (!evaluatorFile === !data) throw new UsageError('auto: give exactly one of --evaluator <module> or --data <inputs.npy|.npz>');
-  if (evaluatorFile && (fidelity || calibrationData || batchSize)) {
-    throw new UsageError('auto: --fidelity, --calibration-data and --batch-size apply to --data; an --evaluator module brings its own data');
+  if (evaluatorFile && (fidelity || calibrationData || Object.keys(feeding).length)) {
+    throw new UsageError('auto: --fidelity, --calibration-data, --batch-size, --batch-axis and --const apply to --data; an --evaluator module brings its own data');
   }
 
   const model = await loadModel(modelPath);
@@ -302,9 +327,9 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   if (evaluatorFile) {
     evaluator = await loadEvaluator(evaluatorFile, limit);
   } else {
-    const inputs = modelInputs(model);
-    const feeds = await readFeeds(data!, inputs, batchSize);
-    const calib = calibrationData ? await readFeeds(calibrationData, inputs, batchSize) : undefined;
+    const inputs = declaredInputs(model);
+    const feeds = await readFeeds(data!, inputs, feeding);
+    const calib = calibrationData ? await readFeeds(calibrationData, inputs, feeding) : undefined;
     evaluator = new FidelityEvaluator(feeds, { ...limit, calibrationInputs: calib, batchNum: batchNum ?? 1, mode: fidelity });
   }
   let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { batchNum });

@@ -4,6 +4,7 @@
  */
 import { AutoquantError, CalibrationError, OnnxFormatError, QuantConfigError } from '../errors.js';
 import { describeValue, quoteName } from '../text.js';
+import { checkOptionKeys, optionKeys } from '../options.js';
 import { getKernels } from '../kernels/wasm.js';
 import type { Kernels } from '../kernels/types.js';
 import { assignStableNames, opsetVersion } from '../onnx/graph.js';
@@ -120,13 +121,16 @@ function prepare(model: ModelProto): Prepared {
   return { model, layers, skipped, coverage, hint: (name) => whereIsName(name, coverage, names) };
 }
 
-/** Lists every quantizable layer in AMCT's config form; with `configFile` also writes it (Node/Deno). */
-/** Options objects from JavaScript callers: an object or nothing. */
+/** Options objects from JavaScript callers: an object or nothing (createQuantConfig lists its keys' problems itself). */
 function checkOptions(options: unknown, what: string): void {
-  if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
-    throw new AutoquantError('OPTIONS', `${what} options must be an object, got ${describeValue(options)}`);
-  }
+  checkOptionKeys(options, options && typeof options === 'object' ? Object.keys(options) : [], what);
 }
+
+const QUANTIZE_OPTION_KEYS = optionKeys<QuantizeModelOptions>({
+  executionProviders: true, graphOptimizationLevel: true, engine: true, signal: true, record: true, onProgress: true, kernels: true, layerErrors: true, keepOutputs: true,
+});
+
+/** Lists every quantizable layer in AMCT's config form; with `configFile` also writes it (Node/Deno). */
 
 export async function createQuantConfig(model: ModelSource, options: CreateQuantConfigOptions = {}): Promise<QuantConfig> {
   checkOptions(options, 'createQuantConfig');
@@ -1078,7 +1082,7 @@ export async function quantizeModel(
   calibration: CalibrationSource,
   options: QuantizeModelOptions = {},
 ): Promise<QuantizeResult> {
-  checkOptions(options, 'quantizeModel');
+  checkOptionKeys(options, QUANTIZE_OPTION_KEYS, 'quantizeModel');
   const p = await PreparedQuantization.create(model, config, options);
   const stats = await p.calibrate(calibration, { ...options, keepOutputs: true });
   await p.chooseOutputs(options);

@@ -544,7 +544,7 @@ describe('autoquant CLI: what a user sees', () => {
     const dir = tempDir({ 'model.onnx': bytes, 'wrong.npy': encodeNpy(new Float32Array(8 * 5), [8, 5]) });
     const r = await runCli(['quantize', 'model.onnx', '--data', 'wrong.npy', '--save', 'out/m'], dir);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/wrong\.npy: a batch of input 'x' has shape \[8, 5\], but the model expects \[\?, 16\]/);
+    expect(r.stderr).toMatch(/wrong\.npy: a batch of input 'x' has shape \[8, 5\], but the model declares float32 \[N, 16\]: axis 1 must be 16/);
     expect(existsSync(join(dir, 'out'))).toBe(false);
   });
 
