@@ -182,7 +182,7 @@ async function configCommand(model: string, o: Options, out: Out): Promise<numbe
     batchNum: o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
     skipLayers: o.string('skip')?.split(',').filter(Boolean),
     activationAlgo: o.choice<ActivationAlgo>('act-algo', ['ifmr', 'hfmg', 'minmax', 'percentile']),
-    activationBits: o.choice('activation-bits', ['8', '16'] as const) === '16' ? (16 as const) : undefined,
+    activationBits: ((b) => (b === undefined ? undefined : b === '16' ? 16 : 8))(o.choice('activation-bits', ['8', '16'] as const)) as 8 | 16 | undefined,
     activationOffset: o.flag('symmetric') ? false : undefined,
     doFusion: o.flag('no-fusion') ? false : undefined,
     channelWise: o.flag('no-channel-wise') ? false : undefined,

@@ -59,7 +59,7 @@ const melFeeds = (seed: number, batches = 2, rows = 4): Feeds[] => {
   return Array.from({ length: batches }, () => ({ input: new Tensor('float32', audio(rng, rows), [rows, 1280]) }));
 };
 
-const vadFeeds = (rng: Random, sr: Tensor = new Tensor('int64', BigInt64Array.from([16000n]), [])): Feeds => ({
+const vadFeeds = (rng: Random, sr: Feeds[string] = new Tensor('int64', BigInt64Array.from([16000n]), [])): Feeds => ({
   input: new Tensor('float32', Float32Array.from({ length: 512 }, () => 0.1 * (rng.next() * 2 - 1)), [1, 512]),
   state: new Tensor('float32', new Float32Array(256), [2, 1, 128]),
   sr,
