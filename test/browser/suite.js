@@ -155,6 +155,20 @@ async function logits(bytes, ep, x) {
   }
 }
 
+test('PTQ in the browser reports output fidelity, no warnings, and checks feeds before running', async () => {
+  const { bytes, result } = await quantizedFixture();
+  assert(result.warnings.length === 0, `warnings: ${JSON.stringify(result.warnings)}`);
+  const [f] = result.outputFidelity;
+  assert(f && f.output === 'logits' && f.batches === 2 && f.cosine > 0.999 && f.sqnrDb > 20, `fidelity ${JSON.stringify(f)}`);
+  let err;
+  try {
+    await aq.quantizeModel(bytes, await aq.createQuantConfig(bytes), [{ input: new aq.Tensor('float32', new Float32Array(784), [1, 28, 28]) }]);
+  } catch (e) {
+    err = e;
+  }
+  assert(err instanceof aq.ValidationError && err.input === 'input' && /the rank must be 4/.test(err.message), `expected a ValidationError, got ${err}`);
+});
+
 test('PTQ runs in the browser and the fake-quant model runs on the wasm backend', async () => {
   const { bytes, result } = await quantizedFixture();
   assert(result.layers.filter((l) => l.quantized).length === 6, 'all six layers quantized');

@@ -3,7 +3,7 @@
 // (AMCT's search, and after the refinement too), or with layer3 at 16-bit activations (the default repairs);
 // adaptive rounding and channel splitting records rebuild the same models without data.
 import assert from 'node:assert/strict';
-import { accuracyBasedAutoCalibration, createQuantConfig, FidelityEvaluator, quantizeModel, Tensor } from '../../dist/index.js';
+import { accuracyBasedAutoCalibration, createQuantConfig, FidelityEvaluator, quantizeModel, Tensor, ValidationError } from '../../dist/index.js';
 import { rng } from './random.ts';
 
 function batches(n: number, rows: number, seed: number) {
@@ -66,4 +66,18 @@ Deno.test('channel splitting splits the planted outlier channel, and a reused re
   assert.ok(r.record.layers.layer3!.split_d![0]! > 1);
   const again = await quantizeModel(model, config, [], { record: r.record });
   assert.deepEqual(again.deployModel, r.deployModel);
+});
+
+Deno.test('quantizeModel warns that the planted outlier layer wrecks the all-int8 output, and a feed of the wrong rank is a ValidationError', async () => {
+  const model = await Deno.readFile(new URL('../fixtures/outlier_mlp.onnx', import.meta.url));
+  const r = await quantizeModel(model, await createQuantConfig(model, { batchNum: 2 }), batches(2, 64, 3));
+  assert.equal(r.outputFidelity.length, 1);
+  assert.equal(r.outputFidelity[0].batches, 2);
+  assert.ok(r.outputFidelity[0].cosine < 0.99, JSON.stringify(r.outputFidelity));
+  assert.deepEqual(r.warnings.map((w) => [w.code, w.output]), [['LOW_FIDELITY', r.outputFidelity[0].output]]);
+  assert.match(r.warnings[0].message, /run the accuracy-driven search/);
+  await assert.rejects(
+    quantizeModel(model, await createQuantConfig(model), [{ x: new Tensor('float32', new Float32Array(16), [16]) }]),
+    (e: unknown) => e instanceof ValidationError && e.input === 'x' && /the rank must be 2/.test(e.message),
+  );
 });
