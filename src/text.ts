@@ -88,7 +88,7 @@ export function quotePath(file: string): string {
 }
 
 /** Edit distance (insertions, deletions, substitutions), for suggesting the name a user meant. */
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const row = [i];

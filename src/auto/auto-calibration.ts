@@ -488,6 +488,7 @@ export async function accuracyBasedAutoCalibration(
     floatModelRewrites,
   };
   result.warnings = p.warnings(result.layers, true);
+  for (const w of result.warnings) runLog.log('warn', `warning: ${w.message}`);
   if (passed) {
     result.fakeQuantModel = p.fakeQuantModel(finalPlan).model;
     result.deployModel = p.deployModel(finalPlan);
@@ -603,7 +604,6 @@ function checkAutoArguments(evaluator: unknown, options: unknown): void {
     throw new EvaluationError(`the evaluator must be an AutoCalibrationEvaluator (with calibration, evaluate and metricEval), got ${describeValue(evaluator)}`);
   }
   checkOptionKeys(options, AUTO_OPTION_KEYS, 'accuracyBasedAutoCalibration', 'AUTO_OPTIONS');
-  if (options === undefined) throw new AutoquantError('AUTO_OPTIONS', 'options must be an object, got undefined');
   const o = options as AutoCalibrationOptions;
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new AutoquantError('AUTO_OPTIONS', `onProgress must be a function, got ${describeValue(o.onProgress)}`);
   if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && typeof o.signal.aborted === 'boolean')) {

@@ -3,6 +3,7 @@
  */
 import { EvaluationError } from '../errors.js';
 import { checkOptionKeys, optionKeys } from '../options.js';
+import { OutputComparison } from '../quant/fidelity.js';
 import type { CalibrationSession, Feeds } from '../quant/calibrate.js';
 import { Tensor, type InferenceSession, type OrtTensor } from '../runtime/ort.js';
 import { AutoCalibrationEvaluator, type MetricLimit } from './evaluator.js';
@@ -149,21 +150,13 @@ export class FidelityEvaluator extends AutoCalibrationEvaluator {
       return same / total;
     }
     // Over every batch at once: per-batch scores of one-value outputs would each be trivially 1.
-    let ab = 0, aa = 0, bb = 0, ee = 0;
+    const sums = new OutputComparison();
     outs.forEach((t, i) => {
       const a = this.reference![i]!.data as Float32Array;
       const b = t.data as Float32Array;
       if (a.length !== b.length) throw new EvaluationError(`batch ${i}: the output has ${b.length} values, the float model's ${a.length}`);
-      for (let j = 0; j < a.length; j++) {
-        const x = a[j]!, y = b[j]!;
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-        ee += (x - y) * (x - y);
-      }
+      sums.add(a, b);
     });
-    if (mode === 'relative') return aa === 0 ? (ee === 0 ? 1 : 0) : 1 - Math.sqrt(ee / aa);
-    if (aa === 0 && bb === 0) return 1;
-    return aa === 0 || bb === 0 ? 0 : ab / Math.sqrt(aa * bb);
+    return mode === 'relative' ? sums.relative() : sums.cosine();
   }
 }

@@ -1,5 +1,6 @@
 /** A small argument parser: positionals, `--flag`, `--key value`, `--key=value`, `-o value`. */
 import { AutoquantError } from '../errors.js';
+import { editDistance } from '../text.js';
 
 export class UsageError extends AutoquantError {
   constructor(message: string) {
@@ -108,14 +109,4 @@ export function closest(name: string, known: readonly string[]): string | undefi
     if (d < bestDistance) [best, bestDistance] = [k, d];
   }
   return bestDistance <= Math.max(1, Math.ceil(name.length / 3)) ? best : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = row;
-  }
-  return prev[b.length]!;
 }

@@ -24,40 +24,58 @@ export interface OutputFidelity {
 /** Below this output cosine a result warns (LOW_FIDELITY) and suggests the accuracy-driven search. */
 export const FIDELITY_WARNING_COSINE = 0.99;
 
-/** Σab, Σa², Σb², Σ(a−b)² in float64 (model outputs are small next to activations; a JS loop is enough). */
-function accumulate(sums: number[], a: Float32Array, b: Float32Array): void {
-  let ab = 0, aa = 0, bb = 0, ee = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!, y = b[i]!;
-    ab += x * y;
-    aa += x * x;
-    bb += y * y;
-    ee += (x - y) * (x - y);
+/**
+ * Σab, Σa², Σb², Σ(a−b)² of a float output against its quantized twin, in float64, over as many
+ * batches as are added: what cosine, SQNR and relative error over a whole data set need (model
+ * outputs are small next to activations; a JS loop is enough).
+ */
+export class OutputComparison {
+  private ab = 0;
+  private aa = 0;
+  private bb = 0;
+  private ee = 0;
+
+  add(a: Float32Array, b: Float32Array): void {
+    let ab = 0, aa = 0, bb = 0, ee = 0;
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i]!, y = b[i]!;
+      ab += x * y;
+      aa += x * x;
+      bb += y * y;
+      ee += (x - y) * (x - y);
+    }
+    this.ab += ab;
+    this.aa += aa;
+    this.bb += bb;
+    this.ee += ee;
   }
-  sums[0]! += ab;
-  sums[1]! += aa;
-  sums[2]! += bb;
-  sums[3]! += ee;
-}
 
-/** Cosine as the ranking scores it: two all-zero vectors agree; one all-zero against another does not. */
-function cosineOf([ab, aa, bb]: number[]): number {
-  if (aa === 0 && bb === 0) return 1;
-  if (aa === 0 || bb === 0) return 0;
-  return Math.max(-1, Math.min(1, ab! / Math.sqrt(aa! * bb!)));
-}
+  /** As the ranking scores it: two all-zero vectors agree; one all-zero against another does not. */
+  cosine(): number {
+    if (this.aa === 0 && this.bb === 0) return 1;
+    if (this.aa === 0 || this.bb === 0) return 0;
+    return Math.max(-1, Math.min(1, this.ab / Math.sqrt(this.aa * this.bb)));
+  }
 
-function sqnrOf([, aa, , ee]: number[]): number {
-  if (ee === 0) return Infinity;
-  if (aa === 0) return -Infinity;
-  return 10 * Math.log10(aa! / ee!);
+  /** 10·log10(Σa² / Σ(a−b)²) in dB; Infinity when equal. */
+  sqnrDb(): number {
+    if (this.ee === 0) return Infinity;
+    if (this.aa === 0) return -Infinity;
+    return 10 * Math.log10(this.aa / this.ee);
+  }
+
+  /** 1 − ‖a − b‖ / ‖a‖: 1 only when equal, whatever the scale. */
+  relative(): number {
+    if (this.aa === 0) return this.ee === 0 ? 1 : 0;
+    return 1 - Math.sqrt(this.ee / this.aa);
+  }
 }
 
 /** Runs `model` (a fake-quant or deploy model) on the kept batches and compares each float32 output. */
 export async function measureFidelity(model: Uint8Array, kept: readonly KeptBatch[], options: CreateSessionOptions = {}): Promise<OutputFidelity[]> {
   if (kept.length === 0) return [];
   const names = Object.keys(kept[0]!.outputs);
-  const sums = new Map(names.map((n) => [n, [0, 0, 0, 0]]));
+  const sums = new Map(names.map((n) => [n, new OutputComparison()]));
   const session = await createSession(model, options);
   try {
     for (const [i, batch] of kept.entries()) {
@@ -70,13 +88,13 @@ export async function measureFidelity(model: Uint8Array, kept: readonly KeptBatc
       for (const n of names) {
         const a = batch.outputs[n];
         const t = out[n];
-        if (a && t?.type === 'float32' && (t.data as Float32Array).length === a.length) accumulate(sums.get(n)!, a, t.data as Float32Array);
+        if (a && t?.type === 'float32' && (t.data as Float32Array).length === a.length) sums.get(n)!.add(a, t.data as Float32Array);
       }
     }
   } finally {
     await session.release();
   }
-  return names.map((output) => ({ output, cosine: cosineOf(sums.get(output)!), sqnrDb: sqnrOf(sums.get(output)!), batches: kept.length }));
+  return names.map((output) => ({ output, cosine: sums.get(output)!.cosine(), sqnrDb: sums.get(output)!.sqnrDb(), batches: kept.length }));
 }
 
 /** A LOW_FIDELITY warning for each output below FIDELITY_WARNING_COSINE. */

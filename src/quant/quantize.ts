@@ -121,14 +121,19 @@ function prepare(model: ModelProto): Prepared {
   return { model, layers, skipped, coverage, hint: (name) => whereIsName(name, coverage, names) };
 }
 
-/** Options objects from JavaScript callers: an object or nothing (createQuantConfig lists its keys' problems itself). */
+/** Options objects from JavaScript callers: an object or nothing (config.ts names unknown keys as config problems). */
 function checkOptions(options: unknown, what: string): void {
-  checkOptionKeys(options, options && typeof options === 'object' ? Object.keys(options) : [], what);
+  if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
+    throw new AutoquantError('OPTIONS', `${what} options must be an object, got ${describeValue(options)}`);
+  }
 }
 
 const QUANTIZE_OPTION_KEYS = optionKeys<QuantizeModelOptions>({
-  executionProviders: true, graphOptimizationLevel: true, engine: true, signal: true, record: true, onProgress: true, kernels: true, layerErrors: true, keepOutputs: true,
+  executionProviders: true, graphOptimizationLevel: true, engine: true, signal: true, record: true, onProgress: true, kernels: true, layerErrors: true,
 });
+
+/** What calibrate() needs beyond the caller's options: quantizeModel keeps batches to measure its outputs. */
+type CalibrateOptions = QuantizeModelOptions & { keepOutputs?: boolean };
 
 /** Lists every quantizable layer in AMCT's config form; with `configFile` also writes it (Node/Deno). */
 
@@ -177,8 +182,6 @@ export interface QuantizeModelOptions extends CreateSessionOptions {
   kernels?: Kernels;
   /** Also measure each quantized layer's output error (`QuantizeResult.layerErrors`; one more pass over the batches). */
   layerErrors?: boolean;
-  /** @internal Keep the first calibration batches to measure the outputs against float (quantizeModel sets it). */
-  keepOutputs?: boolean;
 }
 
 export interface QuantizeProgressEvent {
@@ -359,7 +362,7 @@ async function calibrateLayers(
   layers: readonly LayerInfo[],
   record: QuantRecord,
   batches: () => Promise<BatchSource>,
-  options: QuantizeModelOptions = {},
+  options: CalibrateOptions = {},
 ): Promise<CalibrationStats | undefined> {
   const observers: ObserverMap = new Map();
   const observe = (tensor: string, key: string, p: ActivationQuantParams) => {
@@ -902,7 +905,7 @@ export class PreparedQuantization {
   }
 
   /** Calibrates the enabled layers the record lacks, in one pass over `calibration`. */
-  async calibrate(calibration: CalibrationSource, options: QuantizeModelOptions = {}): Promise<CalibrationStats | undefined> {
+  async calibrate(calibration: CalibrationSource, options: CalibrateOptions = {}): Promise<CalibrationStats | undefined> {
     // Taken once, so that bias correction can replay a one-shot iterable too; and only when needed,
     // so that a record covering everything needs no data.
     let taken: BatchSource | undefined;
@@ -1093,6 +1096,10 @@ export async function quantizeModel(
   const layers = p.layerReport(new Set(p.enabled.map((l) => l.name)));
   // Nothing quantized means the models are the float model: there is nothing to measure.
   const outputFidelity = plan.length && q.kept ? await measureFidelity(fake.model, q.kept, options) : [];
+  const warnings = [...p.warnings(layers), ...fidelityWarnings(outputFidelity)];
+  // Printed where setLogLevel asks for warnings; the result carries them either way.
+  const log = new RunLog();
+  for (const w of warnings) log.log('warn', `warning: ${w.message}`);
   return {
     outputFidelity,
     ...(layerErrors ? { layerErrors } : {}),
@@ -1101,7 +1108,7 @@ export async function quantizeModel(
     fakeQuantModel: fake.model,
     deployModel: p.deployModel(plan),
     layers,
-    warnings: [...p.warnings(layers), ...fidelityWarnings(outputFidelity)],
+    warnings,
     fusedBatchNorms: q.fused,
     fusedAffines: q.affines,
     fusedHardSwish: q.hardSwish,
