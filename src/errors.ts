@@ -130,3 +130,28 @@ export class ValidationError extends CalibrationError {
     if (detail.given !== undefined) this.given = detail.given;
   }
 }
+
+/**
+ * An options object is unusable: not an object, an unknown key, or a value out of range. `code` says
+ * whose options ('OPTIONS', 'AUTO_OPTIONS' for the automatic calibration, 'EVALUATOR_OPTIONS',
+ * 'SAVE_ARGUMENTS' for saveModel, 'LOG_LEVEL' for setLogLevel).
+ */
+export class OptionsError extends AutoquantError {
+  constructor(message: string, code = 'OPTIONS') {
+    super(code, message);
+  }
+}
+
+/** The caller's `onProgress` threw; the run stops with this, naming the event. */
+export class ProgressCallbackError extends AutoquantError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PROGRESS_CALLBACK', message, options);
+  }
+}
+
+/** The kernels' WebAssembly memory could not grow to hold the tensors asked for. */
+export class KernelMemoryError extends AutoquantError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('KERNEL_MEMORY', message, options);
+  }
+}

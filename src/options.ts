@@ -4,7 +4,7 @@
  * asked. Each entry point lists its keys with `optionKeys`, which TypeScript checks against the
  * options interface, so the list cannot drift from the type.
  */
-import { AutoquantError } from './errors.js';
+import { OptionsError } from './errors.js';
 import { describeValue, didYouMean, quoteName } from './text.js';
 
 /** The keys of T, as a runtime list; the compiler rejects a missing or an extra key. */
@@ -19,11 +19,11 @@ export function optionKeys<T>(keys: { readonly [K in keyof Required<T>]: true })
 export function checkOptionKeys(options: unknown, known: readonly string[], what: string, code = 'OPTIONS'): void {
   if (options === undefined) return;
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new AutoquantError(code, `${what} options must be an object, got ${describeValue(options)}`);
+    throw new OptionsError(`${what} options must be an object, got ${describeValue(options)}`, code);
   }
   for (const k of Object.keys(options)) {
     if (known.includes(k)) continue;
     const hint = didYouMean(k, known);
-    throw new AutoquantError(code, `${what}: unknown option ${quoteName(k)}${hint || ` (options: ${known.join(', ')})`}`);
+    throw new OptionsError(`${what}: unknown option ${quoteName(k)}${hint || ` (options: ${known.join(', ')})`}`, code);
   }
 }

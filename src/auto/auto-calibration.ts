@@ -4,7 +4,7 @@
  * float until the drop is acceptable. Calibration runs once; every search step re-uses its factors
  * and costs exactly one evaluation.
  */
-import { AutoquantError, EvaluationError } from '../errors.js';
+import { EvaluationError, OptionsError } from '../errors.js';
 import { describeError, describeValue } from '../text.js';
 import { checkOptionKeys, optionKeys } from '../options.js';
 import { checkSignal, withDeadline } from '../runtime/deadline.js';
@@ -19,7 +19,7 @@ import { replaceAttributeClips } from '../quant/portable.js';
 import type { QuantRecord } from '../quant/record.js';
 import type { QuantWarning } from '../quant/coverage.js';
 import type { LayerQuantization } from '../quant/rewrite.js';
-import type { AutoCalibrationEvaluator, MetricLimit } from './evaluator.js';
+import { asEvaluator, type AutoCalibrationEvaluator, type EvaluatorLike, type MetricLimit } from './evaluator.js';
 import { RANKINGS, rankByModelOutput, rankLayers, sensitivityFunction, type LayerScore, type RankingName, type SensitivityFunction, type SensitivityName } from './sensitivity.js';
 import { refineGreedily, searchFallbackCount, type StrategyName } from './strategies.js';
 import { htmlReport } from '../report/html.js';
@@ -167,11 +167,11 @@ async function readConfig(options: AutoCalibrationOptions, model: ModelSource): 
 
 export async function accuracyBasedAutoCalibration(
   model: ModelSource,
-  evaluator: AutoCalibrationEvaluator,
+  evaluatorLike: AutoCalibrationEvaluator | EvaluatorLike,
   options: AutoCalibrationOptions = {},
 ): Promise<AutoCalibrationResult> {
   const t0 = now();
-  checkAutoArguments(evaluator, options);
+  const evaluator = checkAutoArguments(evaluatorLike, options);
   const runLog = new RunLog();
   const progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry) =>
     emitProgress(runLog, options.onProgress, { phase, message, evaluation }, `a '${phase}' event`, `${phase}: ${message}`);
@@ -220,19 +220,19 @@ export async function accuracyBasedAutoCalibration(
 
   const maxEvaluations = options.maxEvaluations ?? Infinity;
   if (!(maxEvaluations === Infinity || (Number.isInteger(maxEvaluations) && maxEvaluations >= 2))) {
-    throw new AutoquantError('AUTO_OPTIONS', `maxEvaluations must be an integer >= 2 (the float and the fully quantized evaluations), got ${options.maxEvaluations}`);
+    throw new OptionsError(`maxEvaluations must be an integer >= 2 (the float and the fully quantized evaluations), got ${options.maxEvaluations}`, 'AUTO_OPTIONS');
   }
   for (const k of ['savePrefix', 'recordFile'] as const) {
     if (options[k] !== undefined && !(typeof options[k] === 'string' && options[k] !== '')) {
-      throw new AutoquantError('AUTO_OPTIONS', `${k} must be a non-empty path, got ${describeValue(options[k])}`);
+      throw new OptionsError(`${k} must be a non-empty path, got ${describeValue(options[k])}`, 'AUTO_OPTIONS');
     }
   }
   // Before the search, not after it: a path that cannot be written fails now.
   const { models, reports } = outputFiles(options);
   if (models.length + reports.length) await checkWritable([...models, ...reports]);
   const maxSeconds = options.maxSeconds ?? Infinity;
-  if (!(maxSeconds > 0)) throw new AutoquantError('AUTO_OPTIONS', `maxSeconds must be a number > 0, got ${options.maxSeconds}`);
-  evaluator.reset?.(); // optional: the CLI also accepts evaluator-shaped objects
+  if (!(maxSeconds > 0)) throw new OptionsError(`maxSeconds must be a number > 0, got ${options.maxSeconds}`, 'AUTO_OPTIONS');
+  evaluator.reset();
 
   // 1. The float model sets the reference and must pass against itself. On WebGPU it is evaluated
   // with its attribute-form Clips rewritten exactly as in the fake-quant models, so that neither
@@ -598,28 +598,30 @@ const AUTO_OPTION_KEYS = optionKeys<AutoCalibrationOptions>({
   evaluationTimeoutSeconds: true, layerErrors: true, memoryBudgetBytes: true, onProgress: true,
 });
 
-function checkAutoArguments(evaluator: unknown, options: unknown): void {
-  const e = evaluator as Partial<AutoCalibrationEvaluator> | null;
-  if (typeof e !== 'object' || e === null || typeof e.evaluate !== 'function' || typeof e.calibration !== 'function' || typeof e.metricEval !== 'function') {
-    throw new EvaluationError(`the evaluator must be an AutoCalibrationEvaluator (with calibration, evaluate and metricEval), got ${describeValue(evaluator)}`);
+/** The evaluator as an AutoCalibrationEvaluator, after checking it and the options. */
+function checkAutoArguments(evaluatorLike: unknown, options: unknown): AutoCalibrationEvaluator {
+  const evaluator = asEvaluator(evaluatorLike);
+  if (!evaluator) {
+    throw new EvaluationError(`the evaluator must have calibration(session) and evaluate(session) methods (an AutoCalibrationEvaluator, or a plain object with them), got ${describeValue(evaluatorLike)}`);
   }
   checkOptionKeys(options, AUTO_OPTION_KEYS, 'accuracyBasedAutoCalibration', 'AUTO_OPTIONS');
   const o = options as AutoCalibrationOptions;
-  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new AutoquantError('AUTO_OPTIONS', `onProgress must be a function, got ${describeValue(o.onProgress)}`);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new OptionsError(`onProgress must be a function, got ${describeValue(o.onProgress)}`, 'AUTO_OPTIONS');
   if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && typeof o.signal.aborted === 'boolean')) {
-    throw new AutoquantError('AUTO_OPTIONS', `signal must be an AbortSignal, got ${describeValue(o.signal)}`);
+    throw new OptionsError(`signal must be an AbortSignal, got ${describeValue(o.signal)}`, 'AUTO_OPTIONS');
   }
   if (o.evaluationTimeoutSeconds !== undefined && !(typeof o.evaluationTimeoutSeconds === 'number' && o.evaluationTimeoutSeconds > 0)) {
-    throw new AutoquantError('AUTO_OPTIONS', `evaluationTimeoutSeconds must be a number > 0, got ${describeValue(o.evaluationTimeoutSeconds)}`);
+    throw new OptionsError(`evaluationTimeoutSeconds must be a number > 0, got ${describeValue(o.evaluationTimeoutSeconds)}`, 'AUTO_OPTIONS');
   }
   if (o.memoryBudgetBytes !== undefined && !(typeof o.memoryBudgetBytes === 'number' && o.memoryBudgetBytes >= 0)) {
-    throw new AutoquantError('AUTO_OPTIONS', `memoryBudgetBytes must be a number >= 0, got ${describeValue(o.memoryBudgetBytes)}`);
+    throw new OptionsError(`memoryBudgetBytes must be a number >= 0, got ${describeValue(o.memoryBudgetBytes)}`, 'AUTO_OPTIONS');
   }
   if (o.ranking !== undefined && !(RANKINGS as readonly unknown[]).includes(o.ranking)) {
-    throw new AutoquantError('AUTO_OPTIONS', `ranking must be one of ${RANKINGS.join(', ')}, got ${describeValue(o.ranking)}`);
+    throw new OptionsError(`ranking must be one of ${RANKINGS.join(', ')}, got ${describeValue(o.ranking)}`, 'AUTO_OPTIONS');
   }
   if (o.repairs !== undefined && !(Array.isArray(o.repairs) && o.repairs.every((r) => (REPAIRS as readonly unknown[]).includes(r)))) {
-    throw new AutoquantError('AUTO_OPTIONS', `repairs must be a list of ${REPAIRS.join(', ')}, got ${describeValue(o.repairs)}`);
+    throw new OptionsError(`repairs must be a list of ${REPAIRS.join(', ')}, got ${describeValue(o.repairs)}`, 'AUTO_OPTIONS');
   }
-  if (o.refine !== undefined && typeof o.refine !== 'boolean') throw new AutoquantError('AUTO_OPTIONS', `refine must be a boolean, got ${describeValue(o.refine)}`);
+  if (o.refine !== undefined && typeof o.refine !== 'boolean') throw new OptionsError(`refine must be a boolean, got ${describeValue(o.refine)}`, 'AUTO_OPTIONS');
+  return evaluator;
 }

@@ -1,6 +1,6 @@
 /** Public API of accuracy-based automatic calibration. */
-export { AutoCalibrationEvaluator } from './evaluator.js';
-export type { MetricLimit } from './evaluator.js';
+export { AutoCalibrationEvaluator, asEvaluator } from './evaluator.js';
+export type { EvaluatorLike, MetricLimit } from './evaluator.js';
 export { ClassificationEvaluator, FidelityEvaluator, fidelityModeFor } from './evaluators.js';
 export type { DataEvaluatorOptions, FidelityEvaluatorOptions, FidelityMode, LabelledBatch } from './evaluators.js';
 export { accuracyBasedAutoCalibration, autoCalibrationReport } from './auto-calibration.js';

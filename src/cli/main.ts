@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { accuracyBasedAutoCalibration, autoCalibrationReport, type AutoCalibrationResult, type AutoProgressEvent } from '../auto/auto-calibration.js';
-import { AutoCalibrationEvaluator } from '../auto/evaluator.js';
+import { asEvaluator, type AutoCalibrationEvaluator } from '../auto/evaluator.js';
 import { ClassificationEvaluator, FidelityEvaluator, type FidelityMode } from '../auto/evaluators.js';
 import type { RankingName, SensitivityName } from '../auto/sensitivity.js';
 import type { StrategyName } from '../auto/strategies.js';
@@ -278,12 +278,12 @@ async function loadEvaluator(file: string, limit: { maxDrop?: number; maxRelativ
   } else if (typeof d === 'function') {
     evaluator = await (d as (l: object) => unknown)(limit);
   }
-  const ok = evaluator instanceof AutoCalibrationEvaluator ||
-    (typeof evaluator === 'object' && evaluator !== null && ['calibration', 'evaluate', 'metricEval'].every((m) => typeof (evaluator as Record<string, unknown>)[m] === 'function'));
-  if (!ok) {
-    throw new UsageError(`${file}: the default export must be an AutoCalibrationEvaluator (instance, subclass, or a function returning one) with calibration, evaluate and metricEval`);
+  // An instance from the module keeps its own limit (a shape-alike from another copy of the package is wrapped).
+  const usable = asEvaluator(evaluator, limit);
+  if (!usable) {
+    throw new UsageError(`${file}: the default export must be an evaluator (an AutoCalibrationEvaluator instance or subclass, a plain object with calibration and evaluate, or a function returning one)`);
   }
-  return evaluator as AutoCalibrationEvaluator;
+  return usable;
 }
 
 function describeHistory(r: AutoCalibrationResult['history'][number]): string {

@@ -3,6 +3,7 @@
  * It is the oracle the Wasm kernels are tested against, and the fallback where Wasm SIMD is missing.
  * float32 rounding is made explicit with Math.fround wherever the Wasm code computes in float32.
  */
+import { KernelArgumentError } from '../errors.js';
 import {
   QUANT_ARRAYS,
   QUANT_RANGES,
@@ -317,7 +318,7 @@ function allocate(length: number): ResidentFloat32 {
   return {
     length,
     get array(): Float32Array {
-      if (data === undefined) throw new Error('allocate: this ResidentFloat32 has been freed');
+      if (data === undefined) throw new KernelArgumentError('allocate: this ResidentFloat32 has been freed');
       return data;
     },
     free(): void {

@@ -25,7 +25,7 @@
  * Where `WebAssembly.validate` rejects it, `getKernels()` returns the scalar `referenceKernels`
  * (same results, slower); `backend` says which one you got.
  */
-import { UnsupportedEnvironmentError } from '../errors.js';
+import { KernelArgumentError, KernelMemoryError, UnsupportedEnvironmentError } from '../errors.js';
 import {
   QUANT_ARRAYS,
   QUANT_RANGES,
@@ -86,9 +86,7 @@ function growTo(memory: WebAssembly.Memory, end: number): void {
   try {
     memory.grow(pages);
   } catch (cause) {
-    throw new RangeError(`autoquant kernels: cannot grow WebAssembly memory to ${Math.ceil(end / 2 ** 20)} MiB`, {
-      cause,
-    });
+    throw new KernelMemoryError(`autoquant kernels: cannot grow WebAssembly memory to ${Math.ceil(end / 2 ** 20)} MiB`, { cause });
   }
 }
 
@@ -258,7 +256,7 @@ class WasmResident implements ResidentFloat32 {
   ) {}
 
   get array(): Float32Array {
-    if (this.freed) throw new Error('allocate: this ResidentFloat32 has been freed');
+    if (this.freed) throw new KernelArgumentError('allocate: this ResidentFloat32 has been freed');
     return new Float32Array(this.memory.buffer, this.ptr, this.length);
   }
 

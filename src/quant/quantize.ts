@@ -2,7 +2,7 @@
  * Post-training quantization: createQuantConfig, quantizeModel and saveModel (AMCT's
  * create_quant_config / quantize_model / save_model), orchestrating the pieces of src/quant.
  */
-import { AutoquantError, CalibrationError, OnnxFormatError, QuantConfigError } from '../errors.js';
+import { CalibrationError, OnnxFormatError, OptionsError, QuantConfigError } from '../errors.js';
 import { describeValue, quoteName } from '../text.js';
 import { checkOptionKeys, optionKeys } from '../options.js';
 import { getKernels } from '../kernels/wasm.js';
@@ -124,7 +124,7 @@ function prepare(model: ModelProto): Prepared {
 /** Options objects from JavaScript callers: an object or nothing (config.ts names unknown keys as config problems). */
 function checkOptions(options: unknown, what: string): void {
   if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
-    throw new AutoquantError('OPTIONS', `${what} options must be an object, got ${describeValue(options)}`);
+    throw new OptionsError(`${what} options must be an object, got ${describeValue(options)}`);
   }
 }
 
@@ -1127,9 +1127,9 @@ export async function quantizeModel(
  */
 export async function saveModel(result: Pick<QuantizeResult, 'fakeQuantModel' | 'deployModel' | 'record'>, prefix: string): Promise<string[]> {
   if (typeof result !== 'object' || result === null || !(result.fakeQuantModel instanceof Uint8Array) || !(result.deployModel instanceof Uint8Array) || typeof result.record !== 'object') {
-    throw new AutoquantError('SAVE_ARGUMENTS', `saveModel needs quantizeModel's result ({ fakeQuantModel, deployModel, record }), got ${describeValue(result)}`);
+    throw new OptionsError(`saveModel needs quantizeModel's result ({ fakeQuantModel, deployModel, record }), got ${describeValue(result)}`, 'SAVE_ARGUMENTS');
   }
-  if (typeof prefix !== 'string' || prefix === '') throw new AutoquantError('SAVE_ARGUMENTS', `saveModel needs a non-empty path prefix, got ${describeValue(prefix)}`);
+  if (typeof prefix !== 'string' || prefix === '') throw new OptionsError(`saveModel needs a non-empty path prefix, got ${describeValue(prefix)}`, 'SAVE_ARGUMENTS');
   const files = [`${prefix}_fake_quant_model.onnx`, `${prefix}_deploy_model.onnx`, `${prefix}_record.json`];
   await checkWritable(files);
   await writeFileAtomic(files[0]!, result.fakeQuantModel);

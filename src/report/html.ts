@@ -4,7 +4,9 @@
  * why not, bits, observer, weights, sensitivity, output error, repair), a sensitivity chart and, for
  * the automatic calibration, the metric of every evaluation against the limit.
  */
-import type { AutoCalibrationResult } from '../auto/auto-calibration.js';
+import type { MetricLimit } from '../auto/evaluator.js';
+import type { QuantWarning } from '../quant/coverage.js';
+import type { OutputFidelity } from '../quant/fidelity.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config.js';
 import type { LayerError, LayerReport, QuantizeResult } from '../quant/quantize.js';
 
@@ -21,8 +23,31 @@ const num = (v: number | undefined, digits = 5) => (v === undefined || Number.is
 const gap = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? num(v) : (1 - v).toExponential(2));
 const bytes = (n: number | undefined) => (n === undefined ? '' : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
 
-function isAuto(r: QuantizeResult | AutoCalibrationResult): r is AutoCalibrationResult {
-  return Array.isArray((r as AutoCalibrationResult).history);
+/**
+ * What the page reads of an automatic calibration's result: its shape, not its module, so that the
+ * auto flow (which writes this page) and the page do not import each other.
+ */
+export interface SearchReport {
+  layers: LayerReport[];
+  config: QuantConfig;
+  layerErrors?: LayerError[];
+  deployModel?: Uint8Array;
+  warnings?: QuantWarning[];
+  passed: boolean;
+  message: string;
+  originalMetric: number;
+  quantizedMetric: number;
+  limit: MetricLimit;
+  evaluations: number;
+  ranking: readonly { layer: string; score: number }[];
+  history: readonly { fallbackLayers: readonly string[] | null; repaired?: readonly unknown[]; metric: number; ok: boolean }[];
+  timings: Readonly<Record<string, number>>;
+}
+
+type ReportInput = Pick<QuantizeResult, 'layers' | 'config' | 'layerErrors' | 'deployModel' | 'warnings'> & { outputFidelity?: OutputFidelity[] };
+
+function isAuto(r: ReportInput | SearchReport): r is SearchReport {
+  return Array.isArray((r as SearchReport).history);
 }
 
 function layerConfig(config: QuantConfig, name: string): LayerQuantConfig | undefined {
@@ -55,7 +80,7 @@ function sensitivityChart(ranking: readonly { layer: string; score: number }[]):
 }
 
 /** The metric of every evaluation, in order, with the float metric and the limit as lines. */
-function historyChart(r: AutoCalibrationResult): string {
+function historyChart(r: SearchReport): string {
   const h = r.history;
   if (h.length === 0) return '';
   const metrics = h.map((e) => e.metric);
@@ -87,7 +112,7 @@ function layerTable(layers: readonly LayerReport[], config: QuantConfig, scores:
   const rows = layers.map((l) => {
     const c = layerConfig(config, l.name);
     const e = errors.get(l.name);
-    const note = l.reason ?? l.weightsReason ?? (l.biasCorrected ? 'bias corrected' : '');
+    const note = l.reason ?? l.weightsReason ?? ([l.biasCorrected ? 'bias corrected' : '', l.note ?? ''].filter(Boolean).join('; '));
     return `<tr class="${l.quantized ? 'q' : 'f'}"><td>${esc(l.name)}</td><td>${esc(l.opType)}</td><td>${l.quantized ? 'yes' : 'no'}</td>` +
       `<td>${l.quantized && c ? c.activation_quant_params.num_bits : ''}</td><td>${l.quantized && c ? esc(c.activation_quant_params.act_algo) : ''}</td>` +
       `<td>${esc(l.weights ?? '')}</td><td>${gap(scores.get(l.name))}</td><td>${num(e?.cosine, 6)}</td><td>${num(e?.sqnr, 1)}</td>` +
@@ -97,7 +122,7 @@ function layerTable(layers: readonly LayerReport[], config: QuantConfig, scores:
 }
 
 /** The report page for a `quantizeModel` or `accuracyBasedAutoCalibration` result. */
-export function htmlReport(result: QuantizeResult | AutoCalibrationResult, options: HtmlReportOptions = {}): string {
+export function htmlReport(result: ReportInput | SearchReport, options: HtmlReportOptions = {}): string {
   const auto = isAuto(result) ? result : undefined;
   const title = options.title ?? 'autoquant report';
   const quantized = result.layers.filter((l) => l.quantized).length;
@@ -113,6 +138,10 @@ export function htmlReport(result: QuantizeResult | AutoCalibrationResult, optio
   summary.push(['layers', `${quantized} quantized of ${result.layers.length} listed`]);
   const deploy = result.deployModel?.length;
   summary.push(['sizes', `${options.floatModelBytes !== undefined ? `float ${bytes(options.floatModelBytes)}, ` : ''}deploy ${deploy === undefined ? 'none' : bytes(deploy)}${options.floatModelBytes && deploy ? ` (${((100 * deploy) / options.floatModelBytes).toFixed(1)}%)` : ''}`]);
+  for (const f of (result as ReportInput).outputFidelity ?? []) {
+    summary.push([`output ${f.output}`, `cosine ${f.cosine.toFixed(5)} to float, SQNR ${Number.isFinite(f.sqnrDb) ? f.sqnrDb.toFixed(1) : '∞'} dB (${f.batches} calibration batch${f.batches === 1 ? '' : 'es'})`]);
+  }
+  for (const w of result.warnings ?? []) summary.push(['warning', w.message]);
   if (auto) summary.push(['timings', Object.entries(auto.timings).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')]);
   const ranking = auto?.ranking.length ? auto.ranking : [...errors.values()].map((e) => ({ layer: e.layer, score: 0.5 + 0.5 * e.cosine })).sort((a, b) => a.score - b.score);
   const sensitivityTitle = auto?.ranking.length ? 'Sensitivity (ranking of the search)' : 'Output error per layer (0.5 + 0.5·cosine, as the ranking scores it)';

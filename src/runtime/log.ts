@@ -4,7 +4,7 @@
  * which are saved to `{prefix}_autoquant.log` beside the files of a run with `savePrefix`. Both are
  * off by default: a library stays quiet unless asked. The messages are the runs' progress events.
  */
-import { AutoquantError } from '../errors.js';
+import { OptionsError, ProgressCallbackError } from '../errors.js';
 import { describeError } from '../text.js';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -19,7 +19,7 @@ const passes = (level: LogLevel, threshold: Threshold) => threshold !== 'off' &&
 /** Which messages are printed and which are saved with a run's outputs ('off' for none). */
 export function setLogLevel(print: Threshold, save: Threshold = saveLevel): void {
   for (const [what, v] of [['print', print], ['save', save]] as const) {
-    if (v !== 'off' && !LOG_LEVELS.includes(v)) throw new TypeError(`setLogLevel: ${what} must be one of off, ${LOG_LEVELS.join(', ')}`);
+    if (v !== 'off' && !LOG_LEVELS.includes(v)) throw new OptionsError(`setLogLevel: ${what} must be one of off, ${LOG_LEVELS.join(', ')}`, 'LOG_LEVEL');
   }
   printLevel = print;
   saveLevel = save;
@@ -55,6 +55,6 @@ export function emitProgress<E extends { message: string }>(
   try {
     onProgress?.(event);
   } catch (cause) {
-    throw new AutoquantError('PROGRESS_CALLBACK', `options.onProgress threw on ${what}: ${describeError(cause)}`, { cause });
+    throw new ProgressCallbackError(`options.onProgress threw on ${what}: ${describeError(cause)}`, { cause });
   }
 }
