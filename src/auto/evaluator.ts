@@ -3,7 +3,7 @@
  * the user says how to calibrate, how to score a model, and when a drop is acceptable.
  */
 import { OptionsError } from '../errors.js';
-import type { CalibrationSession } from '../quant/calibrate.js';
+import type { CalibrationSession } from '../quant/calibrate/calibrate.js';
 import type { InferenceSession } from '../runtime/ort.js';
 
 export interface MetricLimit {

@@ -3,8 +3,8 @@
  */
 import { EvaluationError } from '../errors.js';
 import { checkOptionKeys, optionKeys } from '../options.js';
-import { OutputComparison } from '../quant/fidelity.js';
-import type { CalibrationSession, Feeds } from '../quant/calibrate.js';
+import { OutputComparison } from '../quant/export/fidelity.js';
+import type { CalibrationSession, Feeds } from '../quant/calibrate/calibrate.js';
 import { Tensor, type InferenceSession, type OrtTensor } from '../runtime/ort.js';
 import { AutoCalibrationEvaluator, type MetricLimit } from './evaluator.js';
 

@@ -12,10 +12,10 @@
  * assumption (fewer changes from float, in ranking order, never make the metric worse).
  */
 import { OnnxFormatError } from '../errors.js';
-import type { QuantRecord } from '../quant/record.js';
+import type { QuantRecord } from '../quant/config/record.js';
 import type { PreparedQuantization } from '../quant/quantize.js';
-import { defaultActivation, type ActivationAlgo, type LayerQuantConfig } from '../quant/config.js';
-import type { LayerQuantization } from '../quant/rewrite.js';
+import { defaultActivation, type ActivationAlgo, type LayerQuantConfig } from '../quant/config/config.js';
+import type { LayerQuantization } from '../quant/export/rewrite.js';
 import type { LayerScore } from './sensitivity.js';
 
 export type RepairName = 'weights' | 'observer' | 'rounding' | 'int16';

@@ -8,11 +8,11 @@
  */
 import type { Kernels } from '../kernels/types.js';
 import type { ModelProto } from '../onnx/types.js';
-import type { BatchSource, Sample } from '../quant/calibrate.js';
+import type { BatchSource, Sample } from '../quant/calibrate/calibrate.js';
 import { checkSignal } from '../runtime/deadline.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
-import { compareLayers, type LayerwiseOptions } from '../quant/layerwise.js';
-import type { LayerQuantization } from '../quant/rewrite.js';
+import { compareLayers, type LayerwiseOptions } from '../quant/calibrate/layerwise.js';
+import type { LayerQuantization } from '../quant/export/rewrite.js';
 
 /** Similarity of a layer's fake-quant output to its float output; higher is more similar. */
 export type SensitivityFunction = (float: Float32Array, quantized: Float32Array) => number;

@@ -8,7 +8,7 @@
  */
 import { parseNpy, parseNpz, toFloat32, type NpyArray } from '../data/npy.js';
 import { describeDeclared, type DeclaredInput } from '../onnx/inputs.js';
-import type { Feeds } from '../quant/calibrate.js';
+import type { Feeds } from '../quant/calibrate/calibrate.js';
 import { readFileBytes } from '../runtime/io.js';
 import { Tensor, type OrtTensor } from '../runtime/ort.js';
 import { quoteName } from '../text.js';

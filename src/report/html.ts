@@ -5,9 +5,9 @@
  * the automatic calibration, the metric of every evaluation against the limit.
  */
 import type { MetricLimit } from '../auto/evaluator.js';
-import type { QuantWarning } from '../quant/coverage.js';
-import type { OutputFidelity } from '../quant/fidelity.js';
-import type { LayerQuantConfig, QuantConfig } from '../quant/config.js';
+import type { QuantWarning } from '../quant/prepare/coverage.js';
+import type { OutputFidelity } from '../quant/export/fidelity.js';
+import type { LayerQuantConfig, QuantConfig } from '../quant/config/config.js';
 import type { LayerError, LayerReport, QuantizeResult } from '../quant/quantize.js';
 
 export interface HtmlReportOptions {

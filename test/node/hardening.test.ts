@@ -225,7 +225,7 @@ describe('evaluators that misbehave', () => {
       return m;
     };
     expect((await accuracyBasedAutoCalibration(bytes, e)).passed).toBe(true);
-    await rejectsTyped(accuracyBasedAutoCalibration(bytes, null as never), EvaluationError, /must be an AutoCalibrationEvaluator/);
+    await rejectsTyped(accuracyBasedAutoCalibration(bytes, null as never), EvaluationError, /the evaluator must have calibration\(session\) and evaluate\(session\) methods/);
   });
 
   it('a throwing onProgress is named', async () => {

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { createSession, DataType, decodeModel, encodeModel, parsePlacement, Tensor, type Feeds } from '../../src/index.js';
-import { replaceAttributeClips, ROUNDING_MAGIC } from '../../src/quant/portable.js';
+import { replaceAttributeClips, ROUNDING_MAGIC } from '../../src/quant/export/portable.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { textLine } from '../helpers/mnist.js';
 import { Random } from '../helpers/random.js';

@@ -18,10 +18,10 @@ import {
   Tensor,
   type ModelProto,
 } from '../../src/index.js';
-import { channelRanges, chooseFactors, findEqualizationPaths, SampleExtremes, type EqualizationPath, type WeightProfile } from '../../src/quant/activation-equalize.js';
+import { channelRanges, chooseFactors, findEqualizationPaths, SampleExtremes, type EqualizationPath, type WeightProfile } from '../../src/quant/decide/activation-equalize.js';
 import { PreparedQuantization } from '../../src/quant/quantize.js';
-import { validateRecord } from '../../src/quant/record.js';
-import { scanLayers } from '../../src/quant/registry.js';
+import { validateRecord } from '../../src/quant/config/record.js';
+import { scanLayers } from '../../src/quant/prepare/registry.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { textLine, textPage } from '../helpers/mnist.js';
 import { Random } from '../helpers/random.js';

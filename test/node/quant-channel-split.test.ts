@@ -19,10 +19,10 @@ import {
   type Feeds,
   type ModelProto,
 } from '../../src/index.js';
-import { chooseSplit, findSplitSites } from '../../src/quant/channel-split.js';
+import { chooseSplit, findSplitSites } from '../../src/quant/decide/channel-split.js';
 import { PreparedQuantization } from '../../src/quant/quantize.js';
-import { validateRecord } from '../../src/quant/record.js';
-import { scanLayers } from '../../src/quant/registry.js';
+import { validateRecord } from '../../src/quant/config/record.js';
+import { scanLayers } from '../../src/quant/prepare/registry.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { textLine, textPage } from '../helpers/mnist.js';
 import { Random } from '../helpers/random.js';

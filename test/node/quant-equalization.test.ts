@@ -18,7 +18,7 @@ import {
   type ModelProto,
 } from '../../src/index.js';
 import { PreparedQuantization } from '../../src/quant/quantize.js';
-import { equalizeChannels } from '../../src/quant/equalize.js';
+import { equalizeChannels } from '../../src/quant/prepare/equalize.js';
 import { getConstant } from '../../src/onnx/graph.js';
 import { readTensorAsFloat32 } from '../../src/onnx/tensor.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';

@@ -5,8 +5,8 @@
  */
 import { describe, expect, test } from 'vitest';
 import { createSession, DataType, encodeModel, type Feeds, type ModelProto, Tensor } from '../../src/index.js';
-import { foldAffines } from '../../src/quant/fusion.js';
-import { fuseHardSwish } from '../../src/quant/hardswish.js';
+import { foldAffines } from '../../src/quant/prepare/fusion.js';
+import { fuseHardSwish } from '../../src/quant/prepare/hardswish.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { Random } from '../helpers/random.js';
 

@@ -4,14 +4,14 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { getKernels, referenceKernels, SCALE_EPSILON, type Kernels } from '../../src/index.js';
-import { activationRange, asymmetricParams, rangeParams, symmetricParams, WEIGHT_RANGE } from '../../src/quant/params.js';
-import { HfmgObserver } from '../../src/quant/observers/hfmg.js';
-import { IfmrObserver, type IfmrOptions } from '../../src/quant/observers/ifmr.js';
-import { MinMaxObserver } from '../../src/quant/observers/minmax.js';
-import { PercentileObserver } from '../../src/quant/observers/percentile.js';
-import { StreamingHistogram } from '../../src/quant/observers/histogram.js';
-import { createObserver } from '../../src/quant/observers/index.js';
-import type { ActivationResult } from '../../src/quant/observers/types.js';
+import { activationRange, asymmetricParams, rangeParams, symmetricParams, WEIGHT_RANGE } from '../../src/quant/calibrate/params.js';
+import { HfmgObserver } from '../../src/quant/calibrate/observers/hfmg.js';
+import { IfmrObserver, type IfmrOptions } from '../../src/quant/calibrate/observers/ifmr.js';
+import { MinMaxObserver } from '../../src/quant/calibrate/observers/minmax.js';
+import { PercentileObserver } from '../../src/quant/calibrate/observers/percentile.js';
+import { StreamingHistogram } from '../../src/quant/calibrate/observers/histogram.js';
+import { createObserver } from '../../src/quant/calibrate/observers/index.js';
+import type { ActivationResult } from '../../src/quant/calibrate/observers/types.js';
 import { Random } from '../helpers/random.js';
 
 const f32 = Math.fround;

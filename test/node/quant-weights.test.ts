@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createQuantConfig, createSession, DataType, encodeModel, getKernels, quantizeModel, Tensor } from '../../src/index.js';
-import { biasScaleFloor, quantizeBias, quantizeWeight } from '../../src/quant/weights.js';
+import { biasScaleFloor, quantizeBias, quantizeWeight } from '../../src/quant/export/weights.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { Random } from '../helpers/random.js';
 

@@ -1,0 +1,83 @@
+/**
+ * Calibration of the enabled layers' activation (and output) factors in one pass over the batches, into the record.
+ */
+import { consumerMap } from '../../onnx/graph.js';
+import { RunLog, emitProgress } from '../../runtime/log.js';
+import { type ActivationQuantParams } from '../config/config.js';
+import { type QuantRecord } from '../config/record.js';
+import { outputTensor } from '../decide/outputs.js';
+import { type LayerInfo } from '../prepare/registry.js';
+import { type CalibrateOptions, type QuantizationSession, layerConfig } from '../types.js';
+import { type BatchSource, type CalibrationStats, type ObserverMap, calibrateActivations } from './calibrate.js';
+import { type ActivationResult, createObserver } from './observers/index.js';
+
+/**
+ * Calibrates the activations of `layers` that `record` lacks (at the configured bit width) and
+ * adds their factors to `record`.
+ */
+export async function calibrateLayers(
+  q: QuantizationSession,
+  layers: readonly LayerInfo[],
+  record: QuantRecord,
+  batches: () => Promise<BatchSource>,
+  options: CalibrateOptions = {},
+): Promise<CalibrationStats | undefined> {
+  const observers: ObserverMap = new Map();
+  const observe = (tensor: string, key: string, p: ActivationQuantParams) => {
+    const list = observers.get(tensor) ?? new Map();
+    list.set(key, createObserver(q.kernels, p, q.config.activation_offset));
+    observers.set(tensor, list);
+  };
+  for (const l of layers) {
+    const p = layerConfig(q.config, l.name)!.activation_quant_params;
+    const known = record.layers[l.name];
+    if (!(known && known.num_bits_d === p.num_bits)) observe(l.activation, l.name, p);
+  }
+  // Output factors, where no quantized reader of the output provides them (see outputs.ts).
+  if (q.config.quantize_outputs !== false) {
+    const graph = q.work.graph!;
+    const readers = consumerMap(graph);
+    // Graph outputs stay float (see outputs.ts), so they need no factors.
+    const read = new Set([...layers.map((l) => l.activation), ...(graph.output ?? []).map((o) => o.name ?? '')]);
+    for (const l of layers) {
+      const p = layerConfig(q.config, l.name)!.activation_quant_params;
+      const tensor = outputTensor(graph, l, readers);
+      const known = record.layers[l.name];
+      // A record that keeps the output float (output_quant false) needs no factors for it.
+      if (p.num_bits !== 8 || read.has(tensor) || known?.scale_o !== undefined || known?.output_quant === false) continue;
+      observe(tensor, OUTPUT_KEY + l.name, p);
+    }
+  }
+  if (observers.size === 0) return undefined;
+  const source = await batches();
+  // quantizeModel saves no log file; its messages are printed when setLogLevel asks.
+  const printLog = new RunLog();
+  const { results, stats, samples, kept } = await calibrateActivations(q.work, observers, source.callback ?? source.feeds!, {
+    batchNum: q.config.batch_num,
+    executionProviders: options.executionProviders,
+    graphOptimizationLevel: options.graphOptimizationLevel,
+    engine: options.engine,
+    signal: options.signal,
+    kernels: q.kernels,
+    keepOutputs: options.keepOutputs,
+    onBatch: (b) => emitProgress(printLog, options.onProgress, { phase: 'calibration', step: 'calibration', message: `batch ${b.batch}/${b.batchNum}`, ...b }, `calibration batch ${b.batch}`, `calibration: batch ${b.batch}/${b.batchNum}`),
+  });
+  if (!q.samples?.length) q.samples = samples;
+  if (kept.length) q.kept = kept;
+  const outputResults: [string, ActivationResult][] = [];
+  for (const [key, r] of results) {
+    if (key.startsWith(OUTPUT_KEY)) {
+      outputResults.push([key.slice(OUTPUT_KEY.length), r]);
+      continue;
+    }
+    const bits = layerConfig(q.config, key)!.activation_quant_params.num_bits;
+    record.layers[key] = { ...record.layers[key], scale_d: r.scale, offset_d: r.zeroPoint, num_bits_d: bits, clip_min_d: r.clipMin, clip_max_d: r.clipMax };
+  }
+  for (const [name, r] of outputResults) {
+    Object.assign(record.layers[name]!, { scale_o: r.scale, offset_o: r.zeroPoint, clip_min_o: r.clipMin, clip_max_o: r.clipMax });
+    if (r.noise !== undefined) (q.outputNoise ??= new Map()).set(name, r.noise);
+  }
+  return stats;
+}
+/** Observer keys of output factors; NUL cannot start a layer name read from a config file's keys in practice. */
+export const OUTPUT_KEY = '\0output:';

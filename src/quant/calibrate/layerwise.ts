@@ -1,0 +1,85 @@
+/**
+ * Every quantized layer run alone, in float and fake-quantized, on the float input activations the
+ * calibration batches produce: what both the sensitivity ranking and bias correction compare.
+ *
+ * Memory: activations are never stored. The batches are replayed through one session per group of
+ * layers (see withFakeCopies); per batch only the float and fake-quant outputs of that group are
+ * alive, groups being sized by their input bytes against the budget.
+ */
+import { GraphEditor } from '../../onnx/editor.js';
+import { decodeModel, encodeModel } from '../../onnx/model.js';
+import { onnx, type ModelProto } from '../../onnx/types.js';
+import type { CreateSessionOptions } from '../../runtime/ort.js';
+import { activationData, admitWithinBudget, replayBatches, type BatchSource } from './calibrate.js';
+import { writeFakeQuant, type LayerQuantization } from '../export/rewrite.js';
+
+/**
+ * The calibrated graph with a fake-quantized copy of each given layer beside it, reading the same
+ * activation, so one run yields every layer's float output and its fake-quant output on the float
+ * input: the activations never leave the session.
+ */
+function withFakeCopies(work: ModelProto, group: readonly LayerQuantization[]): { model: ModelProto; outputs: Map<string, { float: string; fake: string }> } {
+  const model = decodeModel(encodeModel(work));
+  const graph = model.graph!;
+  const byName = new Map((graph.node ?? []).map((n) => [n.name ?? '', n]));
+  const names = new GraphEditor(graph);
+  const outputs = new Map<string, { float: string; fake: string }>();
+  const copies: LayerQuantization[] = [];
+  for (const p of group) {
+    const original = byName.get(p.layer.name)!;
+    const copy = onnx.NodeProto.decode(onnx.NodeProto.encode(original as onnx.NodeProto).finish());
+    copy.name = names.name(`${p.layer.name}::fake_quant`);
+    copy.output = [names.name(`${original.output![0]!}::fake_quant`)];
+    // Appended after every producer of its inputs, so the node order stays topological.
+    graph.node!.push(copy);
+    outputs.set(p.layer.name, { float: original.output![0]!, fake: copy.output[0]! });
+    copies.push({ ...p, layer: { ...p.layer, name: copy.name } });
+  }
+  writeFakeQuant(model, copies);
+  return { model, outputs };
+}
+
+export interface LayerwiseOptions extends CreateSessionOptions {
+  batchNum: number;
+  /**
+   * Bytes of one batch of each activation (from calibration). An activation of unknown size (its
+   * factors came from a record) gets a group of its own, so the bound holds without knowing it.
+   */
+  activationBytes?: ReadonlyMap<string, number>;
+  memoryBudgetBytes: number;
+  onBatch?: (info: { group: number; groups: number; batch: number }) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Calls `onLayer` with each layer's float and fake-quant outputs, for every calibration batch, one
+ * group of layers after another (see the module comment).
+ */
+export async function compareLayers(
+  work: ModelProto,
+  plan: readonly LayerQuantization[],
+  batches: BatchSource,
+  options: LayerwiseOptions,
+  onLayer: (layer: LayerQuantization, float: Float32Array, fake: Float32Array, dims: readonly number[]) => void,
+): Promise<void> {
+  const bytesOf = (activation: string) => options.activationBytes?.get(activation) ?? Infinity;
+  // Groups share an activation fetch, so plan by activation, then take their layers.
+  let pending = [...new Set(plan.map((p) => p.layer.activation))];
+  const groups: LayerQuantization[][] = [];
+  while (pending.length) {
+    const chosen = admitWithinBudget(pending, bytesOf, options.memoryBudgetBytes);
+    groups.push(plan.filter((p) => chosen.has(p.layer.activation)));
+    pending = pending.filter((a) => !chosen.has(a));
+  }
+  for (const [g, group] of groups.entries()) {
+    const { model, outputs } = withFakeCopies(work, group);
+    const fetch = [...outputs.values()].flatMap((o) => [o.float, o.fake]);
+    await replayBatches(model, fetch, batches, options, (out, batch) => {
+      for (const p of group) {
+        const o = outputs.get(p.layer.name)!;
+        onLayer(p, activationData(out, o.float), activationData(out, o.fake), out[o.float]!.dims);
+      }
+      options.onBatch?.({ group: g + 1, groups: groups.length, batch: batch + 1 });
+    });
+  }
+}

@@ -1,0 +1,408 @@
+/**
+ * The quantization config in AMCT's JSON form: global settings plus one entry per quantizable
+ * layer keyed by node name. Overrides apply by precedence name > type > common > defaults.
+ */
+import { QuantConfigError } from '../../errors.js';
+import { describeValue, didYouMean, quoteName } from '../../text.js';
+import type { LayerInfo, QuantizableType } from '../prepare/registry.js';
+import { QUANTIZABLE_TYPES } from '../prepare/registry.js';
+
+export const ACTIVATION_ALGOS = Object.freeze(['ifmr', 'hfmg', 'minmax', 'percentile'] as const);
+export type ActivationAlgo = (typeof ACTIVATION_ALGOS)[number];
+
+export interface ActivationQuantParams {
+  num_bits: 8 | 16;
+  act_algo: ActivationAlgo;
+  /** Asymmetric (with offset) or symmetric; defaults to the global `activation_offset`. */
+  asymmetric?: boolean;
+  /** IFMR and percentile: quantiles that seed the range. */
+  max_percentile?: number;
+  min_percentile?: number;
+  /** IFMR: the clip-ratio interval [lo, hi) searched with `search_step`. */
+  search_range?: [number, number];
+  search_step?: number;
+  /** HFMG: histogram bins. */
+  num_of_bins?: number;
+}
+
+export interface WeightQuantParams {
+  num_bits: 8;
+  wts_algo: 'arq_quantize';
+  channel_wise: boolean;
+}
+
+export interface LayerQuantConfig {
+  quant_enable: boolean;
+  activation_quant_params: ActivationQuantParams;
+  /** Absent for layers without weights (AveragePool). */
+  weight_quant_params?: WeightQuantParams;
+}
+
+export interface QuantConfigGlobals {
+  version: 1;
+  batch_num: number;
+  activation_offset: boolean;
+  do_fusion: boolean;
+  skip_fusion_layers: string[];
+  /**
+   * Also quantize layer outputs that feed float operators, so ONNX Runtime runs those layers as
+   * integer kernels: faster deploy models; the outputs are kept only as far as together they raise
+   * the error to float by at most 10% on the first calibration batches. Default (absent) true;
+   * false gives AMCT's form, where only layer inputs and weights are quantized (outputs that reach
+   * only quantized layers are fused anyway).
+   */
+  quantize_outputs?: boolean;
+  /**
+   * Cross-layer equalization before calibration (see equalize.ts): channels of two weighted layers
+   * joined through Relu-like ops are rescaled so both weight ranges balance; the float function is
+   * unchanged. Default (absent) true; false gives AMCT's form.
+   */
+  cross_layer_equalization?: boolean;
+  /**
+   * Empirical bias correction after calibration (see quantize.ts): each quantized layer's bias loses
+   * the mean output shift quantization adds, per output channel, measured on the calibration
+   * batches (one more pass over them). Default (absent) false, AMCT's form: measured gains and
+   * losses on the PP-OCR models depend on the data (see correctBiases).
+   */
+  bias_correction?: boolean;
+  /**
+   * Activation equalization before calibration (see activation-equalize.ts): the input channels of
+   * depthwise convolutions are rescaled by powers of two, measured on the calibration batches (one
+   * more pass), so that one int8 scale fits them all; the float function and the int8 weights are
+   * unchanged. Default (absent) true; false gives AMCT's form.
+   */
+  activation_equalization?: boolean;
+  /**
+   * Channel splitting before calibration (see channel-split.ts): the widest input channels of
+   * one-group Conv, ConvTranspose, Gemm and MatMul layers are split into copies (and their weight
+   * columns repeated), so that one int8 scale resolves the rest; the float function and the int8
+   * weights are unchanged. The share of extra input channels a layer may get, in [0, 1]: 0 or absent
+   * (default, AMCT's form) turns it off; 1/16 is what was measured (the deploy model grows and slows
+   * by a few percent, see channel-split.ts).
+   */
+  channel_splitting?: number;
+  /**
+   * How weights are rounded to int8 (see rounding.ts): 'nearest' (default, AMCT's), or 'adaptive':
+   * each weight rounded down or up so that each layer's output on the input the quantized model
+   * feeds it comes closest to float's, kept per layer only where the model's output on the first
+   * calibration batches gets closer to float (one more pass, plus one forward pass per layer).
+   */
+  weight_rounding?: WeightRounding;
+}
+
+export const WEIGHT_ROUNDINGS = Object.freeze(['nearest', 'adaptive'] as const);
+export type WeightRounding = (typeof WEIGHT_ROUNDINGS)[number];
+
+/** Globals plus one `LayerQuantConfig` per layer name. */
+export type QuantConfig = QuantConfigGlobals & { [layer: string]: LayerQuantConfig | QuantConfigGlobals[keyof QuantConfigGlobals] };
+
+export interface LayerOverride {
+  quant_enable?: boolean;
+  activation_quant_params?: Partial<ActivationQuantParams>;
+  weight_quant_params?: Partial<WeightQuantParams>;
+}
+
+export interface CreateQuantConfigOptions {
+  /** Node names to leave in float (`quant_enable: false`). */
+  skipLayers?: string[];
+  batchNum?: number;
+  activationOffset?: boolean;
+  doFusion?: boolean;
+  /** See `quantize_outputs` (default true). */
+  quantizeOutputs?: boolean;
+  /** See `cross_layer_equalization` (default true). */
+  crossLayerEqualization?: boolean;
+  /** See `activation_equalization` (default true). */
+  activationEqualization?: boolean;
+  /** See `channel_splitting` (default 0: off; 1/16 measured). */
+  channelSplitting?: number;
+  /** See `bias_correction` (default false). */
+  biasCorrection?: boolean;
+  /** See `weight_rounding` (default 'nearest'). */
+  weightRounding?: WeightRounding;
+  activationAlgo?: ActivationAlgo;
+  /** Activation bits: 8, or 16 for sensitive layers. */
+  activationBits?: 8 | 16;
+  weightBits?: 8;
+  /**
+   * Per-output-channel weights for every layer that has an output-channel axis (Conv, ConvTranspose
+   * with one group, Gemm, MatMul). Default: true when the model is at opset 13 or can be raised to it
+   * (per-axis DequantizeLinear needs 13), else false (`layers` in the result says why).
+   */
+  channelWise?: boolean;
+  /** Applies to every layer. */
+  common?: LayerOverride;
+  byType?: Partial<Record<QuantizableType, LayerOverride>>;
+  byName?: Record<string, LayerOverride>;
+  /** Node/Deno: also write the JSON to this path. */
+  configFile?: string;
+}
+
+export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization', 'channel_splitting', 'weight_rounding']);
+
+export const IFMR_DEFAULTS = Object.freeze({
+  max_percentile: 0.999999,
+  min_percentile: 0.999999,
+  search_range: [0.7, 1.3] as [number, number],
+  search_step: 0.01,
+});
+export const HFMG_DEFAULTS = Object.freeze({ num_of_bins: 4096 });
+/** Upper bounds a config may ask for: more would only run for hours or exhaust memory. */
+export const MAX_BATCH_NUM = 100_000;
+export const MAX_IFMR_CANDIDATES = 10_000;
+export const PERCENTILE_DEFAULTS = Object.freeze({ max_percentile: 0.99999, min_percentile: 0.99999 });
+
+export function defaultActivation(algo: ActivationAlgo, bits: 8 | 16): ActivationQuantParams {
+  switch (algo) {
+    case 'ifmr':
+      return { num_bits: bits, act_algo: algo, ...IFMR_DEFAULTS, search_range: [...IFMR_DEFAULTS.search_range] };
+    case 'hfmg':
+      return { num_bits: bits, act_algo: algo, ...HFMG_DEFAULTS };
+    case 'percentile':
+      return { num_bits: bits, act_algo: algo, ...PERCENTILE_DEFAULTS };
+    case 'minmax':
+      return { num_bits: bits, act_algo: algo };
+  }
+}
+
+function applyOverride(layer: LayerQuantConfig, o: LayerOverride | undefined): LayerQuantConfig {
+  if (!o) return layer;
+  let act = layer.activation_quant_params;
+  if (o.activation_quant_params) {
+    // A new algorithm brings its own defaults; explicit fields still win.
+    const algo = o.activation_quant_params.act_algo;
+    const base = algo && algo !== act.act_algo ? defaultActivation(algo, act.num_bits) : act;
+    act = { ...base, ...o.activation_quant_params } as ActivationQuantParams;
+  }
+  const wts = layer.weight_quant_params && o.weight_quant_params
+    ? ({ ...layer.weight_quant_params, ...o.weight_quant_params } as WeightQuantParams)
+    : layer.weight_quant_params;
+  const out: LayerQuantConfig = { quant_enable: o.quant_enable ?? layer.quant_enable, activation_quant_params: act };
+  if (wts) out.weight_quant_params = wts;
+  return out;
+}
+
+/** Builds the config for the given layers; unknown names in options are reported as errors. */
+const OPTION_KEYS = new Set([
+  'skipLayers', 'batchNum', 'activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'channelSplitting', 'biasCorrection', 'weightRounding',
+  'activationAlgo', 'activationBits', 'weightBits', 'channelWise', 'common', 'byType', 'byName', 'configFile',
+]);
+
+const OVERRIDE_KEYS: readonly string[] = ['quant_enable', 'activation_quant_params', 'weight_quant_params'];
+
+/** The options themselves, each problem once (not once per layer it would reach). */
+function checkOptions(options: CreateQuantConfigOptions, problems: string[]): void {
+  for (const k of Object.keys(options)) {
+    if (!OPTION_KEYS.has(k)) problems.push(`unknown option ${quoteName(k)}${didYouMean(k, OPTION_KEYS) || ` (options: ${[...OPTION_KEYS].join(', ')})`}`);
+  }
+  const overrides: [string, unknown][] = [['common', options.common], ...Object.entries(options.byType ?? {}).map(([t, o]) => [`byType.${t}`, o] as [string, unknown]), ...Object.entries(options.byName ?? {}).map(([n, o]) => [`byName[${quoteName(n)}]`, o] as [string, unknown])];
+  for (const [where, o] of overrides) {
+    if (o === undefined) continue;
+    if (typeof o !== 'object' || o === null || Array.isArray(o)) {
+      problems.push(`${where} must be an object such as { quant_enable, activation_quant_params, weight_quant_params }, got ${describeValue(o)}`);
+      continue;
+    }
+    for (const k of Object.keys(o)) {
+      if (!OVERRIDE_KEYS.includes(k)) problems.push(`${where}: unknown key ${quoteName(k)}${didYouMean(k, OVERRIDE_KEYS) || ` (keys: ${OVERRIDE_KEYS.join(', ')})`}; an override uses the config file's keys, e.g. { activation_quant_params: { num_bits: 16 } }`);
+    }
+  }
+  if (options.activationAlgo !== undefined && !(ACTIVATION_ALGOS as readonly unknown[]).includes(options.activationAlgo)) {
+    problems.push(`activationAlgo must be one of ${ACTIVATION_ALGOS.join(', ')}, got ${describeValue(options.activationAlgo)}`);
+  }
+  if (options.weightRounding !== undefined && !(WEIGHT_ROUNDINGS as readonly unknown[]).includes(options.weightRounding)) {
+    problems.push(`weightRounding must be one of ${WEIGHT_ROUNDINGS.join(', ')}, got ${describeValue(options.weightRounding)}`);
+  }
+  if (options.activationBits !== undefined && options.activationBits !== 8 && options.activationBits !== 16) problems.push(`activationBits must be 8 or 16, got ${describeValue(options.activationBits)}`);
+  if (options.weightBits !== undefined && options.weightBits !== 8) problems.push(`weightBits must be 8, got ${describeValue(options.weightBits)}`);
+  for (const k of ['activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'biasCorrection', 'channelWise'] as const) {
+    if (options[k] !== undefined && typeof options[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(options[k])}`);
+  }
+  if (options.channelSplitting !== undefined && !(typeof options.channelSplitting === 'number' && options.channelSplitting >= 0 && options.channelSplitting <= 1)) {
+    problems.push(`channelSplitting must be a number in [0, 1], got ${describeValue(options.channelSplitting)}`);
+  }
+  if (options.skipLayers !== undefined && !(Array.isArray(options.skipLayers) && options.skipLayers.every((n) => typeof n === 'string'))) {
+    problems.push(`skipLayers must be a list of layer names, got ${describeValue(options.skipLayers)}`);
+  }
+}
+
+/**
+ * What to add after "no quantizable layer named 'x'": where the name is instead, or the layers it is
+ * closest to (see coverage.ts's whereIsName, which knows the whole model).
+ */
+export type NameHint = (name: string) => string;
+
+const plainHint = (layers: readonly LayerInfo[]): NameHint => (name) => didYouMean(name, layers.map((l) => l.name));
+
+/** What createQuantConfig knows of the model beyond its layers. */
+export interface ModelFacts {
+  /** Whether the model can reach opset 13, which per-channel weights need (default true). */
+  perChannelReachable?: boolean;
+  /** Layers that need precise activations by default: 16 bits, or 'float' where 16 bits cannot be deployed. */
+  precise?: ReadonlyMap<string, 16 | 'float'>;
+  hint?: NameHint;
+}
+
+export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQuantConfigOptions = {}, facts: ModelFacts = {}): QuantConfig {
+  const { perChannelReachable = true, precise = new Map(), hint = plainHint(layers) } = facts;
+  const problems: string[] = [];
+  checkOptions(options, problems);
+  if (problems.length) throw new QuantConfigError(problems, 'createQuantConfig options');
+  const known = new Set(layers.map((l) => l.name));
+  for (const n of options.skipLayers ?? []) if (!known.has(n)) problems.push(`skipLayers: no quantizable layer named ${quoteName(n)}${hint(n)}`);
+  for (const n of Object.keys(options.byName ?? {})) if (!known.has(n)) problems.push(`byName: no quantizable layer named ${quoteName(n)}${hint(n)}`);
+  for (const t of Object.keys(options.byType ?? {})) {
+    if (!(QUANTIZABLE_TYPES as readonly string[]).includes(t)) problems.push(`byType: '${t}' is not a quantizable type (${QUANTIZABLE_TYPES.join(', ')})`);
+  }
+  if (problems.length) throw new QuantConfigError(problems, 'createQuantConfig options');
+
+  const config: Record<string, unknown> = {
+    version: 1,
+    batch_num: options.batchNum ?? 1,
+    activation_offset: options.activationOffset ?? true,
+    do_fusion: options.doFusion ?? true,
+    skip_fusion_layers: [],
+    quantize_outputs: options.quantizeOutputs ?? true,
+    cross_layer_equalization: options.crossLayerEqualization ?? true,
+    activation_equalization: options.activationEqualization ?? true,
+    channel_splitting: options.channelSplitting ?? 0,
+    bias_correction: options.biasCorrection ?? false,
+    weight_rounding: options.weightRounding ?? 'nearest',
+  };
+  const skip = new Set(options.skipLayers ?? []);
+  for (const layer of layers) {
+    const channelWise = layer.weight && layer.weight.channelAxis >= 0 ? options.channelWise ?? perChannelReachable : false;
+    // An explicit activationBits wins over the model's needs; so do overrides below.
+    const needs = options.activationBits === undefined ? precise.get(layer.name) : undefined;
+    let entry: LayerQuantConfig = {
+      quant_enable: !skip.has(layer.name) && needs !== 'float',
+      activation_quant_params: defaultActivation(options.activationAlgo ?? 'ifmr', options.activationBits ?? (needs === 16 ? 16 : 8)),
+    };
+    if (layer.weight) entry.weight_quant_params = { num_bits: options.weightBits ?? 8, wts_algo: 'arq_quantize', channel_wise: channelWise };
+    entry = applyOverride(entry, options.common);
+    entry = applyOverride(entry, options.byType?.[layer.opType]);
+    entry = applyOverride(entry, options.byName?.[layer.name]);
+    if (skip.has(layer.name)) entry.quant_enable = false;
+    config[layer.name] = entry;
+  }
+  const result = config as QuantConfig;
+  validateQuantConfig(result, layers, 'createQuantConfig options');
+  return result;
+}
+
+export function layerEntries(config: QuantConfig): [string, LayerQuantConfig][] {
+  return Object.entries(config).filter(([k]) => !GLOBAL_KEYS.has(k)) as [string, LayerQuantConfig][];
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function checkActivation(where: string, p: unknown, problems: string[]): void {
+  if (!isObj(p)) {
+    problems.push(`${where}.activation_quant_params must be an object`);
+    return;
+  }
+  const allowed = new Set(['num_bits', 'act_algo', 'asymmetric', 'max_percentile', 'min_percentile', 'search_range', 'search_step', 'num_of_bins']);
+  for (const k of Object.keys(p)) if (!allowed.has(k)) problems.push(`${where}.activation_quant_params.${k} is not a known field`);
+  if (p.num_bits !== 8 && p.num_bits !== 16) problems.push(`${where}.activation_quant_params.num_bits must be 8 or 16, got ${describeValue(p.num_bits)}`);
+  if (!(ACTIVATION_ALGOS as readonly unknown[]).includes(p.act_algo)) {
+    problems.push(`${where}.activation_quant_params.act_algo must be one of ${ACTIVATION_ALGOS.join(', ')}, got ${describeValue(p.act_algo)}`);
+  }
+  if (p.asymmetric !== undefined && typeof p.asymmetric !== 'boolean') problems.push(`${where}.activation_quant_params.asymmetric must be a boolean`);
+  for (const k of ['max_percentile', 'min_percentile'] as const) {
+    const v = p[k];
+    if (v !== undefined && !(typeof v === 'number' && v > 0.5 && v <= 1)) problems.push(`${where}.activation_quant_params.${k} must be a number in (0.5, 1], got ${describeValue(v)}`);
+  }
+  if (p.search_range !== undefined) {
+    const r = p.search_range;
+    if (!Array.isArray(r) || r.length !== 2 || !r.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0) || !(r[0] < r[1])) {
+      problems.push(`${where}.activation_quant_params.search_range must be [lo, hi] with 0 < lo < hi, got ${describeValue(r)}`);
+    }
+  }
+  if (p.search_step !== undefined && !(typeof p.search_step === 'number' && p.search_step > 0 && p.search_step <= 1)) {
+    problems.push(`${where}.activation_quant_params.search_step must be a number in (0, 1], got ${describeValue(p.search_step)}`);
+  } else if (p.act_algo === 'ifmr') {
+    // Each candidate costs a pass over the layer's histogram: bound how many a config can ask for.
+    const range = Array.isArray(p.search_range) && p.search_range.every((x) => typeof x === 'number') ? (p.search_range as number[]) : IFMR_DEFAULTS.search_range;
+    const step = typeof p.search_step === 'number' ? p.search_step : IFMR_DEFAULTS.search_step;
+    const candidates = (range[1]! - range[0]!) / step;
+    if (candidates > MAX_IFMR_CANDIDATES) {
+      problems.push(`${where}.activation_quant_params: search_range ${describeValue(p.search_range ?? IFMR_DEFAULTS.search_range)} with search_step ${describeValue(p.search_step ?? IFMR_DEFAULTS.search_step)} gives ${candidates.toPrecision(3)} candidates; at most ${MAX_IFMR_CANDIDATES}`);
+    }
+  }
+  if (p.num_of_bins !== undefined && !(Number.isInteger(p.num_of_bins) && (p.num_of_bins as number) >= 256 && (p.num_of_bins as number) <= 65536)) {
+    problems.push(`${where}.activation_quant_params.num_of_bins must be an integer in [256, 65536], got ${describeValue(p.num_of_bins)}`);
+  }
+}
+
+function checkWeight(where: string, p: unknown, layer: LayerInfo | undefined, problems: string[]): void {
+  if (!isObj(p)) {
+    problems.push(`${where}.weight_quant_params must be an object`);
+    return;
+  }
+  for (const k of Object.keys(p)) if (!['num_bits', 'wts_algo', 'channel_wise'].includes(k)) problems.push(`${where}.weight_quant_params.${k} is not a known field`);
+  if (p.num_bits !== 8) problems.push(`${where}.weight_quant_params.num_bits must be 8, got ${describeValue(p.num_bits)}`);
+  if (p.wts_algo !== 'arq_quantize') problems.push(`${where}.weight_quant_params.wts_algo must be "arq_quantize", got ${describeValue(p.wts_algo)}`);
+  if (typeof p.channel_wise !== 'boolean') problems.push(`${where}.weight_quant_params.channel_wise must be a boolean`);
+  else if (p.channel_wise && layer?.weight && layer.weight.channelAxis < 0) {
+    problems.push(`${where}.weight_quant_params.channel_wise is true but a ${layer.opType} with groups has no per-channel weight axis`);
+  }
+}
+
+/**
+ * Checks a config against the model's layers and collects every problem before throwing one
+ * QuantConfigError, so a user fixes an edited file in one go.
+ */
+export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[], source?: string, hint: NameHint = plainHint(layers)): asserts config is QuantConfig {
+  const problems: string[] = [];
+  if (!isObj(config)) throw new QuantConfigError(['the config must be a JSON object'], source);
+  if (config.version !== 1) problems.push(`version must be 1, got ${describeValue(config.version)}`);
+  if (!(Number.isInteger(config.batch_num) && (config.batch_num as number) >= 1 && (config.batch_num as number) <= MAX_BATCH_NUM)) {
+    problems.push(`batch_num must be an integer in [1, ${MAX_BATCH_NUM}], got ${describeValue(config.batch_num)}`);
+  }
+  if (typeof config.activation_offset !== 'boolean') problems.push(`activation_offset must be a boolean, got ${describeValue(config.activation_offset)}`);
+  if (config.do_fusion !== undefined && typeof config.do_fusion !== 'boolean') problems.push(`do_fusion must be a boolean, got ${describeValue(config.do_fusion)}`);
+  for (const k of ['quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization'] as const) {
+    if (config[k] !== undefined && typeof config[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(config[k])}`);
+  }
+  if (config.channel_splitting !== undefined && !(typeof config.channel_splitting === 'number' && config.channel_splitting >= 0 && config.channel_splitting <= 1)) {
+    problems.push(`channel_splitting must be a number in [0, 1] (the share of extra input channels a layer may get; 0 turns it off), got ${describeValue(config.channel_splitting)}`);
+  }
+  if (config.weight_rounding !== undefined && !(WEIGHT_ROUNDINGS as readonly unknown[]).includes(config.weight_rounding)) {
+    problems.push(`weight_rounding must be one of ${WEIGHT_ROUNDINGS.map((r) => `'${r}'`).join(', ')}, got ${describeValue(config.weight_rounding)}`);
+  }
+  if (config.skip_fusion_layers !== undefined && !(Array.isArray(config.skip_fusion_layers) && config.skip_fusion_layers.every((s) => typeof s === 'string'))) {
+    problems.push('skip_fusion_layers must be an array of layer names');
+  }
+  const byName = new Map(layers.map((l) => [l.name, l]));
+  if (Array.isArray(config.skip_fusion_layers)) {
+    for (const n of config.skip_fusion_layers) {
+      if (typeof n === 'string' && byName.get(n)?.opType !== 'Conv') problems.push(`skip_fusion_layers: '${n}' is not a Conv layer of the model`);
+    }
+  }
+  for (const [name, entry] of Object.entries(config)) {
+    if (GLOBAL_KEYS.has(name)) continue;
+    const where = `layer ${quoteName(name)}`;
+    const layer = byName.get(name);
+    if (!layer) {
+      const global = didYouMean(name, GLOBAL_KEYS);
+      problems.push(global ? `${quoteName(name)} is neither a setting nor a layer of the model${global}` : `${where} is not a quantizable layer of the model${hint(name)}`);
+      continue;
+    }
+    if (!isObj(entry)) {
+      problems.push(`${where} must be an object`);
+      continue;
+    }
+    for (const k of Object.keys(entry)) {
+      if (!['quant_enable', 'activation_quant_params', 'weight_quant_params'].includes(k)) problems.push(`${where}.${k} is not a known field`);
+    }
+    if (typeof entry.quant_enable !== 'boolean') problems.push(`${where}.quant_enable must be a boolean, got ${describeValue(entry.quant_enable)}`);
+    checkActivation(where, entry.activation_quant_params, problems);
+    if (layer.weight) checkWeight(where, entry.weight_quant_params, layer, problems);
+    else if (entry.weight_quant_params !== undefined) problems.push(`${where} is a ${layer.opType} and has no weight: remove weight_quant_params`);
+  }
+  if (problems.length) throw new QuantConfigError(problems, source);
+}
+
+/** A deep copy, so callers can change `quant_enable` without touching the user's object. */
+export function cloneQuantConfig(config: QuantConfig): QuantConfig {
+  return structuredClone(config);
+}

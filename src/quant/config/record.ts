@@ -1,0 +1,143 @@
+/**
+ * The record file: the quantization factors of every quantized layer, in AMCT's field names
+ * (scale_d/offset_d for the activation, scale_w/offset_w per output channel for the weight).
+ * Re-using a record skips calibration when only `quant_enable` changed.
+ */
+import { QuantConfigError } from '../../errors.js';
+import { describeValue, quoteName } from '../../text.js';
+import { activationRange } from '../calibrate/params.js';
+
+export interface LayerRecord {
+  scale_d: number;
+  offset_d: number;
+  /** Activation bits the factors were computed for. */
+  num_bits_d: 8 | 16;
+  /** The clip range the activation factors represent. */
+  clip_min_d: number;
+  clip_max_d: number;
+  scale_w?: number[];
+  offset_w?: number[];
+  /**
+   * 8-bit factors of the layer's output (or of the Relu right after it), where the output also
+   * feeds float operators and gets quantized so the runtime fuses the layer (see outputs.ts).
+   */
+  scale_o?: number;
+  offset_o?: number;
+  clip_min_o?: number;
+  clip_max_o?: number;
+  /** Whether the quantized output was kept (false: it cost too much fidelity; see selectOutputs). */
+  output_quant?: boolean;
+  /**
+   * Bias correction: per output channel, the mean shift quantization adds to the layer's output on
+   * the calibration batches; the quantized layer's bias is the float bias minus this.
+   */
+  bias_shift?: number[];
+  /**
+   * Activation equalization: per input channel, the power of two the layer's input was multiplied
+   * by (and its filters divided by) before calibration; see activation-equalize.ts.
+   */
+  equalize_d?: number[];
+  /**
+   * Channel splitting: per input channel, how many copies of it the layer reads (1: not split), and
+   * the dither step of the copies' offsets; see channel-split.ts.
+   */
+  split_d?: number[];
+  split_dither_d?: number;
+  /**
+   * Adaptive rounding (see rounding.ts): a bitset, base64, of the weights rounded to their other
+   * grid neighbour than nearest, in the weight's element order; "" for nearest rounding everywhere.
+   */
+  round_w?: string;
+}
+
+export interface QuantRecord {
+  version: 1;
+  layers: Record<string, LayerRecord>;
+}
+
+export function emptyRecord(): QuantRecord {
+  return { version: 1, layers: {} };
+}
+
+const FIELDS = new Set([
+  'scale_d', 'offset_d', 'num_bits_d', 'clip_min_d', 'clip_max_d', 'scale_w', 'offset_w',
+  'scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'bias_shift', 'equalize_d', 'split_d', 'split_dither_d', 'round_w',
+]);
+
+/** Finite and, as a float32 (what the models store), still finite and nonzero where `positive`. */
+const isFloat32 = (v: unknown, positive: boolean): v is number =>
+  typeof v === 'number' && Number.isFinite(Math.fround(v)) && (!positive || Math.fround(v) > 0);
+
+const numbers = (v: unknown, ok: (x: unknown) => boolean): v is number[] => Array.isArray(v) && v.length <= 1 << 24 && v.every(ok);
+
+/**
+ * Checks the shape of a record (read from JSON, or passed by the caller) and returns a fresh copy of
+ * it holding only the known fields, so nothing of the caller's object is shared or kept; every
+ * problem is listed. Scales must be representable as float32, the type the models store.
+ */
+export function validateRecord(value: unknown, source = 'record'): QuantRecord {
+  const problems: string[] = [];
+  const r = value as QuantRecord;
+  if (typeof value !== 'object' || value === null || r.version !== 1 || typeof r.layers !== 'object' || r.layers === null || Array.isArray(r.layers)) {
+    throw new QuantConfigError(['a record must be an object { "version": 1, "layers": { ... } }'], source);
+  }
+  const out = emptyRecord();
+  for (const [name, l] of Object.entries(r.layers)) {
+    const where = `layer ${quoteName(name)}`;
+    if (typeof l !== 'object' || l === null || Array.isArray(l)) {
+      problems.push(`${where} must be an object`);
+      continue;
+    }
+    for (const k of Object.keys(l)) if (!FIELDS.has(k)) problems.push(`${where}.${describeValue(k).slice(1, -1)} is not a known field`);
+    if (!isFloat32(l.scale_d, true)) problems.push(`${where}.scale_d must be a number > 0 that float32 can hold, got ${describeValue(l.scale_d)}`);
+    if (l.num_bits_d !== 8 && l.num_bits_d !== 16) problems.push(`${where}.num_bits_d must be 8 or 16`);
+    else {
+      const { qmin, qmax } = activationRange(l.num_bits_d);
+      if (!(Number.isInteger(l.offset_d) && l.offset_d >= qmin && l.offset_d <= qmax)) {
+        problems.push(`${where}.offset_d must be an integer in [${qmin}, ${qmax}] for ${l.num_bits_d} bits, got ${describeValue(l.offset_d)}`);
+      }
+    }
+    for (const k of ['clip_min_d', 'clip_max_d'] as const) {
+      if (!isFloat32(l[k], false)) problems.push(`${where}.${k} must be a finite number, got ${describeValue(l[k])}`);
+    }
+    if (l.scale_o !== undefined || l.offset_o !== undefined) {
+      if (!isFloat32(l.scale_o, true)) problems.push(`${where}.scale_o must be a number > 0 that float32 can hold, got ${describeValue(l.scale_o)}`);
+      if (!(Number.isInteger(l.offset_o) && l.offset_o! >= -128 && l.offset_o! <= 127)) problems.push(`${where}.offset_o must be an integer in [-128, 127], got ${describeValue(l.offset_o)}`);
+    }
+    for (const k of ['clip_min_o', 'clip_max_o'] as const) {
+      if (l[k] !== undefined && !isFloat32(l[k], false)) problems.push(`${where}.${k} must be a finite number, got ${describeValue(l[k])}`);
+    }
+    if (l.output_quant !== undefined && typeof l.output_quant !== 'boolean') problems.push(`${where}.output_quant must be a boolean`);
+    if (l.bias_shift !== undefined && !numbers(l.bias_shift, (v) => isFloat32(v, false))) {
+      problems.push(`${where}.bias_shift must be an array of finite numbers`);
+    }
+    if (l.round_w !== undefined && (typeof l.round_w !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(l.round_w))) {
+      problems.push(`${where}.round_w must be a base64 string`);
+    }
+    if (l.equalize_d !== undefined && !numbers(l.equalize_d, (v) => typeof v === 'number' && v > 0 && 2 ** Math.round(Math.log2(v)) === v && Math.abs(Math.log2(v)) <= 64)) {
+      problems.push(`${where}.equalize_d must be an array of powers of two`);
+    }
+    if (l.split_d !== undefined && !numbers(l.split_d, (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1 << 16)) {
+      problems.push(`${where}.split_d must be an array of whole copy counts ≥ 1`);
+    }
+    if (l.split_dither_d !== undefined && !(isFloat32(l.split_dither_d, false) && l.split_dither_d >= 0)) {
+      problems.push(`${where}.split_dither_d must be a finite number ≥ 0, got ${describeValue(l.split_dither_d)}`);
+    }
+    if ((l.split_d === undefined) !== (l.split_dither_d === undefined)) problems.push(`${where} needs split_d and split_dither_d together`);
+    if (l.scale_w !== undefined && !numbers(l.scale_w, (v) => isFloat32(v, true))) {
+      problems.push(`${where}.scale_w must be an array of numbers > 0 that float32 can hold`);
+    }
+    if (l.offset_w !== undefined && !numbers(l.offset_w, (v) => Number.isInteger(v))) problems.push(`${where}.offset_w must be an array of integers`);
+    const copy: LayerRecord = { scale_d: l.scale_d, offset_d: l.offset_d, num_bits_d: l.num_bits_d, clip_min_d: l.clip_min_d, clip_max_d: l.clip_max_d };
+    for (const k of ['scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'round_w', 'split_dither_d'] as const) if (l[k] !== undefined) (copy as unknown as Record<string, unknown>)[k] = l[k];
+    for (const k of ['scale_w', 'offset_w', 'bias_shift', 'equalize_d', 'split_d'] as const) if (Array.isArray(l[k])) copy[k] = [...l[k]!];
+    setLayer(out, name, copy);
+  }
+  if (problems.length) throw new QuantConfigError(problems, source);
+  return out;
+}
+
+/** Sets a layer's entry; any name works, `__proto__` included (an own property, not the prototype). */
+export function setLayer(record: QuantRecord, name: string, entry: LayerRecord): void {
+  Object.defineProperty(record.layers, name, { value: entry, enumerable: true, writable: true, configurable: true });
+}

@@ -1,0 +1,157 @@
+/**
+ * Which nodes can be quantized and how: one rule per operator type, each saying where the
+ * activation, weight and bias are and along which axis the weight's output channels lie.
+ * Rules only mark layers; writing Q/DQ into the graph is the rewriter's job.
+ */
+import { attrFloat, attrInt, getConstant, nodeNames, producerMap } from '../../onnx/graph.js';
+import { DataType, tensorDims } from '../../onnx/tensor.js';
+import type { GraphProto, NodeProto, TensorProto } from '../../onnx/types.js';
+
+export const QUANTIZABLE_TYPES = Object.freeze(['Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'AveragePool'] as const);
+export type QuantizableType = (typeof QUANTIZABLE_TYPES)[number];
+
+export interface WeightSpec {
+  /** Name of the constant holding the weight (initializer or Constant node output). */
+  name: string;
+  dims: number[];
+  /** Axis of the weight along which output channels lie, or -1 when only per-tensor is valid. */
+  channelAxis: number;
+}
+
+export interface LayerInfo {
+  /** Stable node name (`{opType}_{index}` for unnamed nodes). */
+  name: string;
+  opType: QuantizableType;
+  /** Position in graph.node. */
+  nodeIndex: number;
+  /** The float tensor whose activation gets quantized (input 0). */
+  activation: string;
+  weight?: WeightSpec;
+  /** Constant bias name, quantized to int32 with scale = activation scale × weight scale. */
+  bias?: string;
+}
+
+/** Why a node of a quantizable type stays float, in words a warning can count by. */
+export type SkipKind = 'activation × activation' | 'weight computed at run time' | 'unsupported form' | 'holds a subgraph';
+
+export interface SkippedNode {
+  name: string;
+  opType: string;
+  reason: string;
+  kind: SkipKind;
+}
+
+export interface LayerScan {
+  layers: LayerInfo[];
+  /** Nodes of a quantizable type that cannot be quantized safely, with the reason. */
+  skipped: SkippedNode[];
+}
+
+type Verdict = { weight?: WeightSpec; bias?: string } | string;
+
+interface RuleContext {
+  graph: GraphProto;
+  constant(name: string): TensorProto | undefined;
+}
+
+function floatConstant(ctx: RuleContext, name: string | undefined, what: string): { tensor: TensorProto } | string {
+  if (!name) return `${what} is missing`;
+  const t = ctx.constant(name);
+  if (!t) return `${what} '${name}' is computed at run time, not a constant`;
+  if (t.dataType !== DataType.FLOAT) return `${what} '${name}' is not float32 (data type ${t.dataType})`;
+  return { tensor: t };
+}
+
+function weightAndBias(
+  node: NodeProto,
+  ctx: RuleContext,
+  ranks: readonly number[],
+  channelAxis: (dims: number[]) => number,
+  biasIndex: number | undefined,
+): Verdict {
+  const w = floatConstant(ctx, node.input?.[1], 'weight');
+  if (typeof w === 'string') return w;
+  const dims = tensorDims(w.tensor);
+  if (!ranks.includes(dims.length)) return `weight has rank ${dims.length}; supported ranks: ${ranks.join(', ')}`;
+  const out: { weight: WeightSpec; bias?: string } = { weight: { name: node.input![1]!, dims, channelAxis: channelAxis(dims) } };
+  const biasName = biasIndex === undefined ? undefined : node.input?.[biasIndex];
+  if (biasName) {
+    const b = floatConstant(ctx, biasName, 'bias');
+    if (typeof b === 'string') return b;
+    out.bias = biasName;
+  }
+  return out;
+}
+
+const RULES: Record<QuantizableType, (node: NodeProto, ctx: RuleContext) => Verdict> = {
+  Conv: (node, ctx) => weightAndBias(node, ctx, [3, 4, 5], () => 0, 2),
+  ConvTranspose: (node, ctx) =>
+    // Weight is [C_in, C_out/group, k...]: output channels are axis 1 only when there is one group.
+    weightAndBias(node, ctx, [3, 4, 5], () => (attrInt(node, 'group', 1) === 1 ? 1 : -1), 2),
+  Gemm: (node, ctx) => {
+    if (attrInt(node, 'transA', 0) !== 0) return 'transA=1 is not supported (the activation would be transposed)';
+    if (attrFloat(node, 'alpha', 1) !== 1) return `alpha=${attrFloat(node, 'alpha', 1)} is not supported (only 1)`;
+    if (node.input?.[2] && attrFloat(node, 'beta', 1) !== 1) return `beta=${attrFloat(node, 'beta', 1)} is not supported (only 1)`;
+    const transB = attrInt(node, 'transB', 0) === 1;
+    return weightAndBias(node, ctx, [2], () => (transB ? 0 : 1), 2);
+  },
+  MatMul: (node, ctx) => weightAndBias(node, ctx, [2], () => 1, undefined),
+  AveragePool: () => ({}),
+};
+
+function isQuantizable(opType: string | null | undefined): opType is QuantizableType {
+  return (QUANTIZABLE_TYPES as readonly string[]).includes(opType ?? '');
+}
+
+/** A rule's refusal, counted: a second input computed at run time is the common case worth naming. */
+function skipKind(node: NodeProto, ctx: RuleContext): SkipKind {
+  if (node.opType === 'AveragePool') return 'unsupported form';
+  const w = node.input?.[1];
+  if (w && !ctx.constant(w)) return node.opType === 'MatMul' || node.opType === 'Gemm' ? 'activation × activation' : 'weight computed at run time';
+  return 'unsupported form';
+}
+
+/** Finds the quantizable layers of the main graph. Nodes inside subgraphs are reported as skipped. */
+export function scanLayers(graph: GraphProto): LayerScan {
+  const names = nodeNames(graph);
+  const producers = producerMap(graph);
+  const constants = new Map<string, TensorProto | undefined>();
+  const ctx: RuleContext = {
+    graph,
+    constant(name) {
+      if (!constants.has(name)) constants.set(name, getConstant(graph, name));
+      return constants.get(name);
+    },
+  };
+  const inputs = new Set((graph.input ?? []).map((v) => v.name));
+  const layers: LayerInfo[] = [];
+  const skipped: SkippedNode[] = [];
+  (graph.node ?? []).forEach((node, nodeIndex) => {
+    const name = names[nodeIndex]!;
+    if (node.domain && node.domain !== 'ai.onnx') return;
+    const opType = node.opType ?? '';
+    if (!isQuantizable(opType)) {
+      if (node.attribute?.some((a) => a.g || a.graphs?.length)) {
+        skipped.push({ name, opType, reason: 'holds a subgraph: layers inside control flow are left in float', kind: 'holds a subgraph' });
+      }
+      return;
+    }
+    const activation = node.input?.[0];
+    if (!activation) {
+      skipped.push({ name, opType, reason: 'has no input 0', kind: 'unsupported form' });
+      return;
+    }
+    if (ctx.constant(activation) && !inputs.has(activation)) {
+      skipped.push({ name, opType, reason: `input '${activation}' is a constant, not an activation`, kind: 'unsupported form' });
+      return;
+    }
+    if (!producers.has(activation) && !inputs.has(activation)) {
+      skipped.push({ name, opType, reason: `input '${activation}' is not produced in this graph`, kind: 'unsupported form' });
+      return;
+    }
+    const verdict = RULES[opType](node, ctx);
+    if (typeof verdict === 'string') skipped.push({ name, opType, reason: verdict, kind: skipKind(node, ctx) });
+    else layers.push({ name, opType, nodeIndex, activation, ...verdict });
+  });
+  return { layers, skipped };
+}

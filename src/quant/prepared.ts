@@ -1,0 +1,268 @@
+/**
+ * The staged PTQ both entry points compose (see PreparedQuantization).
+ */
+import { CalibrationError } from '../errors.js';
+import { type Kernels } from '../kernels/types.js';
+import { declaredInputs } from '../onnx/inputs.js';
+import { encodeModel } from '../onnx/model.js';
+import { type CreateSessionOptions } from '../runtime/ort.js';
+import { type BatchSource, type CalibrationSource, type CalibrationStats, DEFAULT_CALIBRATION_MEMORY, toBatchSource } from './calibrate/calibrate.js';
+import { calibrateLayers } from './calibrate/layers.js';
+import { compareLayers } from './calibrate/layerwise.js';
+import { type LayerQuantConfig, type QuantConfig } from './config/config.js';
+import { readRecord } from './config/io.js';
+import { type QuantRecord, emptyRecord } from './config/record.js';
+import { chooseInto, roundWeights } from './decide/adaptive-rounding.js';
+import { correctBiases } from './decide/bias-correction.js';
+import { type SplitChoice } from './decide/channel-split.js';
+import { equalizeActivations } from './decide/equalize-activations.js';
+import { keepAllOutputs, selectOutputs } from './decide/select-outputs.js';
+import { buildDeployModel, fakeQuantModelProto, outputPlacement, planLayers } from './export/build.js';
+import { layerReport, pruneRecord } from './export/layer-report.js';
+import { type LayerQuantization } from './export/rewrite.js';
+import { type QuantWarning, coverageWarnings } from './prepare/coverage.js';
+import { checkDeployable, enabledLayers, prepareQuantization } from './prepare/prepare.js';
+import { type LayerInfo } from './prepare/registry.js';
+import { type CalibrateOptions, type LayerError, type LayerReport, type ModelSource, type QuantizationSession, type QuantizeModelOptions, type RoundingPassOptions, type RoundingSummary } from './types.js';
+
+/**
+ * The staged PTQ both entry points compose: a model prepared for quantization with its record, that
+ * is calibrated once and then builds a fake-quant or deploy model for any plan (all enabled layers,
+ * or those left after fallbacks). `quantizeModel` is create → calibrate → chooseOutputs → build;
+ * the automatic calibration is create → calibrate → keepAllOutputs → build per search step.
+ */
+export class PreparedQuantization {
+  private constructor(
+    /** The working model, config, layers and kernels. */
+    readonly session: QuantizationSession,
+    /** Factors so far: from the caller's record, then from calibration. */
+    readonly record: QuantRecord,
+    /** Layers whose config says quant_enable. */
+    readonly enabled: LayerInfo[],
+    /** Whether the caller gave a record (then calibration data may be empty). */
+    private readonly fromRecord = false,
+  ) {}
+
+  /**
+   * Validates `config` against `model`, prepares a private working copy (fusions per the config) and
+   * reads `options.record`; fails now, not after calibration, when the deploy opset is out of reach.
+   */
+  static async create(
+    model: ModelSource,
+    config: QuantConfig,
+    options: { record?: QuantizeModelOptions['record']; kernels?: Kernels; configSource?: string; activationBits?: 8 | 16 } = {},
+  ): Promise<PreparedQuantization> {
+    const q = await prepareQuantization(model, config, options.kernels, options.configSource);
+    const enabled = enabledLayers(q);
+    checkDeployable(q, enabled, options.activationBits);
+    const record = await readRecord(options.record);
+    return new PreparedQuantization(q, record ?? emptyRecord(), enabled, record !== undefined);
+  }
+
+  /** The same prepared model and layers with `bits`-bit activations everywhere and an empty record. */
+  withActivationBits(bits: 8 | 16): PreparedQuantization {
+    const config = structuredClone(this.session.config);
+    for (const l of this.enabled) (config[l.name] as LayerQuantConfig).activation_quant_params.num_bits = bits;
+    return new PreparedQuantization({ ...this.session, config, samples: undefined, outputNoise: undefined }, emptyRecord(), this.enabled);
+  }
+
+  /**
+   * Only `layers`, with their config entries changed by `edit` (and no output quantizations): a
+   * repair candidate for them. Its record starts with their entries from this one when `keepFactors`
+   * (the activation factors stay valid, e.g. for a weight-only change), else empty, so `calibrate`
+   * computes them anew. Fails like `create` when the edited layers' deploy opset is out of reach.
+   */
+  variant(layers: readonly string[], edit: (entry: LayerQuantConfig) => void, keepFactors = false): PreparedQuantization {
+    const config = structuredClone(this.session.config);
+    config.quantize_outputs = false;
+    // A repair is judged by the user's evaluator on its own; adaptive rounding's pass per candidate would cost more than the repair.
+    if (config.weight_rounding !== undefined) config.weight_rounding = 'nearest';
+    for (const name of layers) edit(config[name] as LayerQuantConfig);
+    const only = new Set(layers);
+    const enabled = this.enabled.filter((l) => only.has(l.name));
+    const session = { ...this.session, config, samples: undefined, outputNoise: undefined };
+    checkDeployable(session, enabled);
+    const record = emptyRecord();
+    if (keepFactors) {
+      for (const name of layers) {
+        const { scale_d, offset_d, num_bits_d, clip_min_d, clip_max_d } = this.record.layers[name]!;
+        record.layers[name] = { scale_d, offset_d, num_bits_d, clip_min_d, clip_max_d };
+      }
+    }
+    return new PreparedQuantization(session, record, enabled);
+  }
+
+  get config(): QuantConfig {
+    return this.session.config;
+  }
+
+  /** Calibrates the enabled layers the record lacks, in one pass over `calibration`. */
+  async calibrate(calibration: CalibrationSource, options: CalibrateOptions = {}): Promise<CalibrationStats | undefined> {
+    // Taken once, so that bias correction can replay a one-shot iterable too; and only when needed,
+    // so that a record covering everything needs no data.
+    let taken: BatchSource | undefined;
+    const batches = async () => (taken ??= await toBatchSource(calibration, this.session.config.batch_num, declaredInputs(this.session.work)));
+    this.source = batches;
+    // Data is checked before anything runs, even where nothing will need it; only a reused record
+    // (which may cover every layer) can come with no data.
+    if (typeof calibration !== 'function' && !this.fromRecord) await batches();
+    let factors = new Map<string, number[]>();
+    let passes = 0;
+    let choices = new Map<string, SplitChoice>();
+    if (!this.session.activationEqualized) {
+      const eq = await equalizeActivations(this.session, this.enabled, this.record, batches, options);
+      this.session.activationEqualized = eq.done;
+      this.session.channelSplits = eq.splits;
+      ({ factors, choices, passes } = eq);
+    }
+    const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
+    if (stats) stats.passes += passes;
+    for (const [name, f] of factors) this.record.layers[name]!.equalize_d = f;
+    for (const [name, c] of choices) Object.assign(this.record.layers[name]!, { split_d: c.copies, split_dither_d: c.step });
+    // The passes after calibration: the same runtime, and the activation sizes calibration measured.
+    const passOptions = (this.passOptions = {
+      executionProviders: options.executionProviders,
+      graphOptimizationLevel: options.graphOptimizationLevel,
+      engine: options.engine,
+      signal: options.signal,
+      activationBytes: stats?.activationBytes,
+    });
+    if (this.session.config.weight_rounding === 'adaptive') {
+      const rounding = await roundWeights(this.session, this.enabled, this.record, batches, passOptions);
+      if (rounding) this.rounding = rounding;
+    }
+    if (this.session.config.bias_correction === true) {
+      await correctBiases(this.session, this.enabled, this.record, batches, passOptions);
+    }
+    return stats;
+  }
+
+  /** The calibration batches, once calibrate() has taken them (replayable). */
+  private source?: () => Promise<BatchSource>;
+
+  /** What adaptive rounding did in calibrate(), when it ran. */
+  rounding?: RoundingSummary;
+
+  /** The runtime options calibrate() ran with, for the passes that replay its batches later. */
+  private passOptions?: RoundingPassOptions;
+
+  /**
+   * Adaptive rounding (see rounding-search.ts) of `layers`, in graph order, in the model with every
+   * enabled layer quantized: the layers rounded other than nearest, each with its plan entry and
+   * record entry (`round_w`, and `bias_shift` under `bias_correction`). Only layers still at nearest
+   * rounding are tried. Per layer, one run of each calibration batch; needs calibrate() first.
+   */
+  async roundingRepairs(layers: readonly string[]): Promise<Map<string, { quantization: LayerQuantization; record: QuantRecord['layers'][string] }>> {
+    if (!this.source) throw new CalibrationError('adaptive rounding needs the calibration batches: call calibrate() first');
+    const todo = new Set(layers.filter((n) => this.enabled.some((l) => l.name === n && l.weight) && !this.record.layers[n]?.round_w));
+    if (todo.size === 0) return new Map();
+    const record = structuredClone(this.record);
+    for (const n of todo) delete record.layers[n]!.round_w;
+    const summary = await chooseInto(this.session, planLayers(this.session, this.enabled, record), todo, record, await this.source(), this.passOptions ?? {});
+    const kept = new Set(summary.layers);
+    const plan = planLayers(this.session, this.enabled.filter((l) => kept.has(l.name)), record);
+    return new Map(plan.map((quantization) => [quantization.layer.name, { quantization, record: record.layers[quantization.layer.name]! }]));
+  }
+
+  /**
+   * Per layer of `plan`: the cosine and SQNR (dB) of its fake-quant output against its float output,
+   * each layer alone on the float activations of the calibration batches (means over batches). One
+   * more pass over the batches; needs calibrate() first.
+   */
+  async layerErrors(plan: readonly LayerQuantization[], options: CreateSessionOptions & { signal?: AbortSignal } = {}): Promise<LayerError[]> {
+    if (!this.source) throw new CalibrationError('layerErrors needs the calibration batches: call calibrate() first');
+    const k = this.session.kernels;
+    const sums = new Map<string, { cosine: number; sqnr: number; n: number }>();
+    await compareLayers(this.session.work, plan, await this.source(), { ...options, batchNum: this.config.batch_num, memoryBudgetBytes: DEFAULT_CALIBRATION_MEMORY }, (p, float, fake) => {
+      const e = sums.get(p.layer.name) ?? { cosine: 0, sqnr: 0, n: 0 };
+      e.cosine += k.cosine(float, fake);
+      e.sqnr += k.sqnr(float, fake);
+      e.n++;
+      sums.set(p.layer.name, e);
+    });
+    return plan.map((p) => {
+      const e = sums.get(p.layer.name)!;
+      return { layer: p.layer.name, cosine: e.cosine / e.n, sqnr: e.sqnr / e.n };
+    });
+  }
+
+  /** Keeps the calibrated output quantizations that stay within fidelity on the sample (see selectOutputs). */
+  chooseOutputs(options: CreateSessionOptions = {}): Promise<void> {
+    return selectOutputs(this.session, this.plan(), this.record, options);
+  }
+
+  /** Keeps every calibrated output quantization; returns how many the record now keeps. */
+  keepAllOutputs(): number {
+    keepAllOutputs(this.session, this.plan(), this.record);
+    // Those a reused record already kept count too: dropOutputs turns them all back.
+    return Object.values(this.record.layers).filter((l) => l.output_quant === true).length;
+  }
+
+  /** Turns every kept output quantization back to float (AMCT's form); returns how many. */
+  dropOutputs(): number {
+    const kept = Object.values(this.record.layers).filter((l) => l.output_quant === true);
+    for (const l of kept) l.output_quant = false;
+    return kept.length;
+  }
+
+  /**
+   * Takes `entry`, calibrated by a variant or withActivationBits session, as `layer`'s record entry,
+   * with what only this session's record knows: the activation equalization factors the shared
+   * working model already carries (without them a reuse would not equalize, and the entry's factors
+   * were calibrated on the equalized input), and, under adaptive rounding, that the variant's weights
+   * were rounded to nearest (without it a reuse would choose a rounding, from data).
+   */
+  adoptRecord(layer: string, entry: QuantRecord['layers'][string]): void {
+    const own = this.record.layers[layer];
+    const adopted = { ...entry };
+    if (adopted.equalize_d === undefined && own?.equalize_d) adopted.equalize_d = own.equalize_d;
+    if (adopted.split_d === undefined && own?.split_d) Object.assign(adopted, { split_d: own.split_d, split_dither_d: own.split_dither_d });
+    const weighted = this.enabled.some((l) => l.name === layer && l.weight);
+    if (adopted.round_w === undefined && weighted && this.session.config.weight_rounding === 'adaptive') adopted.round_w = '';
+    this.record.layers[layer] = adopted;
+  }
+
+  /**
+   * Marks `output_quant: false` for the layers of `plan` whose output the plan leaves float and whose
+   * record has no output factors: a plan from this record would leave them float too, and saying so
+   * keeps a reuse of the record with the layers `plan` left out disabled (the automatic calibration's
+   * fallbacks) from calibrating those outputs, which needs data. Outputs the plan quantizes (with a
+   * quantized reader's factors) keep their entry.
+   */
+  settleOutputs(plan: readonly LayerQuantization[]): void {
+    const placed = new Set(outputPlacement(this.session, plan).outputs.map((o) => o.layer));
+    for (const p of plan) {
+      const l = this.record.layers[p.layer.name];
+      if (l && !placed.has(p.layer.name) && l.scale_o === undefined && l.output_quant !== false) l.output_quant = false;
+    }
+  }
+
+  /** The plan of every enabled layer, from the record. */
+  plan(): LayerQuantization[] {
+    return planLayers(this.session, this.enabled, this.record);
+  }
+
+  fakeQuantModel(plan: readonly LayerQuantization[]): { model: Uint8Array; gpuRewrites: string[] } {
+    const fake = fakeQuantModelProto(this.session, plan);
+    return { model: encodeModel(fake.model), gpuRewrites: fake.gpuRewrites };
+  }
+
+  deployModel(plan: readonly LayerQuantization[]): Uint8Array {
+    return buildDeployModel(this.session, plan);
+  }
+
+  /** Per layer, whether `quantized` has it and, if not, why. */
+  layerReport(quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined): LayerReport[] {
+    return layerReport(this.session, quantized, reasonFor, this.record);
+  }
+
+  /** What stays float and why, counted (see coverage.ts), for a result whose layers are `layers`. */
+  warnings(layers: readonly LayerReport[], search = false): QuantWarning[] {
+    return coverageWarnings(layers, this.session.skipped, this.session.floatOnly, search);
+  }
+
+  /** The record restricted to layers that exist. */
+  prunedRecord(): QuantRecord {
+    return pruneRecord(this.session, this.record);
+  }
+}
