@@ -503,7 +503,7 @@ describe('autoquant auto --evaluator', () => {
     for (const mod of ['plain.mjs', 'none.mjs']) {
       const r = await runCli(['auto', 'model.onnx', '--evaluator', mod, '--save', 'out/m'], dir);
       expect(r.code, mod).toBe(1);
-      expect(r.stderr).toContain(`${mod}: the default export must be an AutoCalibrationEvaluator`);
+      expect(r.stderr).toContain(`${mod}: the default export must be an evaluator (an AutoCalibrationEvaluator instance or subclass, a plain object with calibration and evaluate, or a function returning one)`);
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
     const r = await runCli(['auto', 'model.onnx', '--evaluator', 'broken.mjs'], dir);
