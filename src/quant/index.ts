@@ -23,3 +23,4 @@ export type { ActivationEqualized } from './decide/activation-equalize.js';
 export type { ChannelSplit } from './decide/channel-split.js';
 export { HEAVY_OPS } from './prepare/coverage.js';
 export type { QuantWarning, WarningCode } from './prepare/coverage.js';
+export type { QuantPass, PassRun, PassStage } from './decide/pass.js';

@@ -12,10 +12,9 @@ import { compareLayers } from './calibrate/layerwise.js';
 import { type LayerQuantConfig, type QuantConfig } from './config/config.js';
 import { readRecord } from './config/io.js';
 import { type QuantRecord, emptyRecord } from './config/record.js';
-import { chooseInto, roundWeights } from './decide/adaptive-rounding.js';
-import { correctBiases } from './decide/bias-correction.js';
-import { type SplitChoice } from './decide/channel-split.js';
-import { equalizeActivations } from './decide/equalize-activations.js';
+import { chooseInto } from './decide/adaptive-rounding.js';
+import type { PassContext, PassRun } from './decide/pass.js';
+import { PASSES } from './decide/passes.js';
 import { keepAllOutputs, selectOutputs } from './decide/select-outputs.js';
 import { buildDeployModel, fakeQuantModelProto, outputPlacement, planLayers } from './export/build.js';
 import { layerReport, pruneRecord } from './export/layer-report.js';
@@ -106,34 +105,35 @@ export class PreparedQuantization {
     // Data is checked before anything runs, even where nothing will need it; only a reused record
     // (which may cover every layer) can come with no data.
     if (typeof calibration !== 'function' && !this.fromRecord) await batches();
-    let factors = new Map<string, number[]>();
-    let passes = 0;
-    let choices = new Map<string, SplitChoice>();
-    if (!this.session.activationEqualized) {
-      const eq = await equalizeActivations(this.session, this.enabled, this.record, batches, options);
-      this.session.activationEqualized = eq.done;
-      this.session.channelSplits = eq.splits;
-      ({ factors, choices, passes } = eq);
-    }
-    const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
-    if (stats) stats.passes += passes;
-    for (const [name, f] of factors) this.record.layers[name]!.equalize_d = f;
-    for (const [name, c] of choices) Object.assign(this.record.layers[name]!, { split_d: c.copies, split_dither_d: c.step });
-    // The passes after calibration: the same runtime, and the activation sizes calibration measured.
-    const passOptions = (this.passOptions = {
+    const passOptions: RoundingPassOptions = {
       executionProviders: options.executionProviders,
       graphOptimizationLevel: options.graphOptimizationLevel,
       engine: options.engine,
       signal: options.signal,
-      activationBytes: stats?.activationBytes,
-    });
-    if (this.session.config.weight_rounding === 'adaptive') {
-      const rounding = await roundWeights(this.session, this.enabled, this.record, batches, passOptions);
-      if (rounding) this.rounding = rounding;
+    };
+    const ctx: PassContext = { session: this.session, enabled: this.enabled, record: this.record, batches, options, passOptions };
+    const active = PASSES.filter((p) => p.enabled(this.session.config, this.session));
+    const finish: (() => void)[] = [];
+    let measuring = 0;
+    const ran: PassRun[] = [];
+    for (const pass of active.filter((p) => p.stage === 'before-calibration')) {
+      const out = await pass.run(ctx);
+      measuring += out.measuringPasses ?? 0;
+      if (out.afterCalibration) finish.push(out.afterCalibration);
+      ran.push({ name: pass.name, stage: pass.stage, measuringPasses: out.measuringPasses ?? 0 });
     }
-    if (this.session.config.bias_correction === true) {
-      await correctBiases(this.session, this.enabled, this.record, batches, passOptions);
+    const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
+    if (stats) stats.passes += measuring;
+    for (const f of finish) f();
+    // The passes after calibration: the same runtime, and the activation sizes calibration measured.
+    passOptions.activationBytes = stats?.activationBytes;
+    this.passOptions = passOptions;
+    for (const pass of active.filter((p) => p.stage === 'after-calibration')) {
+      const out = await pass.run(ctx);
+      if (pass.name === 'weight_rounding' && out.summary) this.rounding = out.summary as RoundingSummary;
+      ran.push({ name: pass.name, stage: pass.stage, measuringPasses: out.measuringPasses ?? 0 });
     }
+    this.passesRun = ran;
     return stats;
   }
 
@@ -142,6 +142,9 @@ export class PreparedQuantization {
 
   /** What adaptive rounding did in calibrate(), when it ran. */
   rounding?: RoundingSummary;
+
+  /** The data passes calibrate() ran, in order (see decide/passes.ts). */
+  passesRun: PassRun[] = [];
 
   /** The runtime options calibrate() ran with, for the passes that replay its batches later. */
   private passOptions?: RoundingPassOptions;

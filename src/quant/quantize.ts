@@ -64,6 +64,7 @@ export async function quantizeModel(
   for (const w of warnings) log.log('warn', `warning: ${w.message}`);
   return {
     outputFidelity,
+    passes: p.passesRun,
     ...(layerErrors ? { layerErrors } : {}),
     record: p.prunedRecord(),
     config: q.config,

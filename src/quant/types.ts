@@ -87,6 +87,8 @@ export interface QuantizeResult {
    * (a record that covered every layer).
    */
   outputFidelity: OutputFidelity[];
+  /** The data passes that ran, in order (activation equalization and channel splitting, adaptive rounding, bias correction). */
+  passes: PassRun[];
   fusedBatchNorms: FoldedPair[];
   /** Constant Mul/Add nodes folded into the Conv before them (with `do_fusion`). */
   fusedAffines: FoldedAffine[];
@@ -158,3 +160,13 @@ export function layerConfig(config: QuantConfig, name: string): LayerQuantConfig
   return typeof entry === 'object' && entry !== null && !Array.isArray(entry) ? (entry as LayerQuantConfig) : undefined;
 }
 export type RoundingPassOptions = CreateSessionOptions & { activationBytes?: ReadonlyMap<string, number>; signal?: AbortSignal };
+
+/** When a data pass runs: before calibration (changing what it measures) or after it (refining quantized layers). */
+export type PassStage = 'before-calibration' | 'after-calibration';
+
+/** Which passes ran on a quantizeModel call, in order, with what they did where they report it. */
+export interface PassRun {
+  name: string;
+  stage: PassStage;
+  measuringPasses: number;
+}
