@@ -1,4 +1,4 @@
-/** The public API. This file only re-exports; see README.md for the contract. */
+/** The public API. This file only re-exports; docs/api.md is the contract. */
 export * from './errors.js';
 export * from './onnx/index.js';
 export { upgradeOpset } from './onnx/opset.js';
