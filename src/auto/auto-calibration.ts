@@ -8,155 +8,31 @@ import { EvaluationError, OptionsError } from '../errors.js';
 import { describeError, describeValue } from '../text.js';
 import { checkOptionKeys, optionKeys } from '../options.js';
 import { checkSignal, withDeadline } from '../runtime/deadline.js';
-import { checkWritable, writeFileAtomic } from '../runtime/io.js';
+import { checkWritable } from '../runtime/io.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
 import { DEFAULT_CALIBRATION_MEMORY, replayBatches, type BatchSource, type Sample } from '../quant/calibrate/calibrate.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config/config.js';
-import { createQuantConfig, PreparedQuantization, readJsonFile, type LayerError, type LayerReport, type ModelSource, type QuantizeProgressEvent } from '../quant/quantize.js';
+import { createQuantConfig, PreparedQuantization, readJsonFile, type ModelSource, type QuantizeProgressEvent } from '../quant/quantize.js';
 import { decodeModel, encodeModel } from '../onnx/model.js';
 import type { ModelProto } from '../onnx/types.js';
 import { replaceAttributeClips } from '../quant/export/portable.js';
 import type { QuantRecord } from '../quant/config/record.js';
-import type { QuantWarning } from '../quant/prepare/coverage.js';
 import type { LayerQuantization } from '../quant/export/rewrite.js';
-import { asEvaluator, type AutoCalibrationEvaluator, type EvaluatorLike, type MetricLimit } from './evaluator.js';
-import { RANKINGS, rankByModelOutput, rankLayers, sensitivityFunction, type LayerScore, type RankingName, type SensitivityFunction, type SensitivityName } from './sensitivity.js';
-import { refineGreedily, searchFallbackCount, type StrategyName } from './strategies.js';
-import { htmlReport } from '../report/html.js';
+import { asEvaluator, type AutoCalibrationEvaluator, type EvaluatorLike } from './evaluator.js';
+import { RANKINGS, rankByModelOutput, rankLayers, sensitivityFunction, type LayerScore } from './sensitivity.js';
+import { refineGreedily, searchFallbackCount } from './strategies.js';
 import { emitProgress, RunLog } from '../runtime/log.js';
-import { REPAIRS, repairFallbacks, type LayerRepair, type RepairCandidate, type RepairName } from './repairs.js';
+import { REPAIRS, repairFallbacks, type RepairCandidate } from './repairs.js';
+import { outputFiles, saveOutputs } from './outputs.js';
 
-export type AutoPhase = 'float-evaluation' | 'calibration' | 'quantized-evaluation' | 'ranking' | 'search' | 'repair' | 'refine' | 'saving';
 
-export interface AutoProgressEvent {
-  phase: AutoPhase;
-  message: string;
-  /** For evaluations: the entry just added to the history. */
-  evaluation?: HistoryEntry;
-}
+export { type AutoCalibrationReport, autoCalibrationReport } from './outputs.js';
+import { type AutoPhase, type AutoCalibrationOptions, type HistoryEntry, type AutoCalibrationResult } from './types.js';
 
-export interface AutoCalibrationOptions extends CreateSessionOptions {
-  /** The quantization config (default: createQuantConfig's defaults for every layer). */
-  config?: QuantConfig;
-  /** A config file to read (Node/Deno); never written to. */
-  configFile?: string;
-  /** An earlier record whose factors are re-used (path or object), instead of calibrating those layers. */
-  record?: QuantRecord | string;
-  /** Where to write the final record (Node/Deno). */
-  recordFile?: string;
-  /** Write `{prefix}_fake_quant_model.onnx`, `_deploy_model.onnx` (on success), `_quant_config.json`, `_record.json`, `_auto_calibration.json`. */
-  savePrefix?: string;
-  strategy?: StrategyName;
-  /**
-   * What a sensitive layer falls back to: 'float' (AMCT's behaviour, the default) or 'int16'
-   * activations with int8 weights (the deploy model then needs opset 21). With 'int16' the 16-bit
-   * factors are calibrated once, before the search, so each step still costs one evaluation.
-   */
-  fallback?: 'float' | 'int16';
-  sensitivity?: SensitivityName | SensitivityFunction;
-  /**
-   * How layers are ranked (see sensitivity.ts): 'model-output' (the default: the model's output with
-   * each layer quantized alone, on the first calibration batch; one session per layer) or
-   * 'layer-output' (AMCT's: each layer's own output, one pass over the calibration batches; faster,
-   * but on the PP-OCR models it leaves 1.4-2× as many layers in float). `sensitivity` measures either.
-   */
-  ranking?: RankingName;
-  /**
-   * Repairs tried, in order, on the layers the search put in float before leaving them there (see
-   * repairs.ts): 'weights' (per-channel), 'observer' (min-max or percentile where its layer-wise
-   * similarity is better), 'int16' (activations). Default: all three; [] gives AMCT's search.
-   * Only with fallback 'float'.
-   */
-  repairs?: readonly RepairName[];
-  /**
-   * After the search and the repairs, try each layer still in float (or int16, with `fallback: 'int16'`)
-   * or repaired with 16-bit activations back in plain int8, least sensitive first, keeping it there
-   * when the evaluator still passes: one evaluation per layer, within `maxEvaluations` and `maxSeconds`. The search assumes that fewer
-   * fallbacks in ranking order never pass where more fail; on real models they sometimes do (a layer's
-   * quantization error can cancel another's), and this pass collects those layers. Default false.
-   */
-  refine?: boolean;
-  /** Upper bound on evaluate() calls, the float and first quantized evaluations included. */
-  maxEvaluations?: number;
-  /**
-   * Time budget in seconds for the whole run: no search evaluation starts after it has passed, and the
-   * best passing configuration found so far (the fewest fallbacks) is returned.
-   */
-  maxSeconds?: number;
-  /**
-   * Cancels the run, as in `fetch`: checked before every evaluation and calibration batch, and an
-   * evaluation in progress is abandoned. The run rejects with an AbortedError and writes no file.
-   */
-  signal?: AbortSignal;
-  /** Seconds one `evaluate` call may take before the run rejects with an AbortedError (default: no limit). */
-  evaluationTimeoutSeconds?: number;
-  /**
-   * Measure each quantized layer's output error in the returned model (`layerErrors`; one more pass
-   * over the calibration batches). Default: true with `savePrefix` (the HTML report shows them).
-   */
-  layerErrors?: boolean;
-  /** Bound on activation bytes the sensitivity ranking holds at once (default 512 MiB; calibration holds fixed-size statistics). */
-  memoryBudgetBytes?: number;
-  onProgress?: (event: AutoProgressEvent) => void;
-}
 
-export interface HistoryEntry {
-  /** Layers in float for this evaluation (empty: the fully quantized model; undefined: the float model). */
-  fallbackLayers: string[] | null;
-  /** Layers repaired instead of put in float, for evaluations of the repair phase. */
-  repaired?: LayerRepair[];
-  metric: number;
-  loss: number;
-  ok: boolean;
-  seconds: number;
-}
-
-export interface AutoCalibrationResult {
-  passed: boolean;
-  /** Why the result is what it is, in words a user can act on. */
-  message: string;
-  originalMetric: number;
-  /** Metric of the returned configuration (or of the fully quantized model when nothing passed). */
-  quantizedMetric: number;
-  quantizedLayers: string[];
-  fallbackLayers: string[];
-  /** What fallbackLayers were turned into. */
-  fallbackTo: 'float' | 'int16';
-  /** Layers the search would have put in float that a repair kept quantized (see `repairs`). */
-  repairedLayers: LayerRepair[];
-  /**
-   * Layers `refine` brought back to plain int8, in the order tried: from float, or from a 16-bit
-   * activation repair (then no longer in repairedLayers).
-   */
-  refinedLayers: string[];
-  /** Each quantized layer's output error in the returned model (see the `layerErrors` option). */
-  layerErrors?: LayerError[];
-  /** The evaluator's limit, as its `limit` says. */
-  limit: MetricLimit;
-  /** Layers with their similarity score, ascending (most sensitive first); empty when not needed. */
-  ranking: LayerScore[];
-  history: HistoryEntry[];
-  evaluations: number;
-  config: QuantConfig;
-  record: QuantRecord;
-  layers: LayerReport[];
-  /** Heavy nodes no config can quantize, counted by reason (LEFT_FLOAT; see quantizeModel's `warnings`). */
-  warnings: QuantWarning[];
-  /** Seconds per phase. */
-  timings: { floatEvaluation: number; calibration: number; ranking: number; search: number; repair: number; refine: number; total: number };
-  fakeQuantModel?: Uint8Array;
-  deployModel?: Uint8Array;
-  /** Files written (with savePrefix / recordFile). */
-  files: string[];
-  /**
-   * Nodes of the user's model evaluated in an exactly equivalent form: on WebGPU, attribute-form
-   * Clip (opsets 8-10) as Max and Min, which onnxruntime-web runs on the GPU. Empty otherwise.
-   */
-  floatModelRewrites: string[];
-}
+export { type AutoPhase, type AutoProgressEvent, type AutoCalibrationOptions, type HistoryEntry, type AutoCalibrationResult } from './types.js';
 
 const now = () => performance.now() / 1000;
-
 async function readConfig(options: AutoCalibrationOptions, model: ModelSource): Promise<QuantConfig> {
   // PreparedQuantization.create validates it and works on its own copy.
   if (options.config) return options.config;
@@ -164,7 +40,6 @@ async function readConfig(options: AutoCalibrationOptions, model: ModelSource): 
   if (options.configFile) return (await readJsonFile(options.configFile)) as QuantConfig;
   return createQuantConfig(model);
 }
-
 export async function accuracyBasedAutoCalibration(
   model: ModelSource,
   evaluatorLike: AutoCalibrationEvaluator | EvaluatorLike,
@@ -501,81 +376,8 @@ export async function accuracyBasedAutoCalibration(
   result.timings.total = now() - t0;
   return result;
 }
-
-/** `{prefix}_auto_calibration.json`: the result's fields in snake_case, models and config left out (they have their own files). */
-export interface AutoCalibrationReport {
-  passed: boolean;
-  message: string;
-  original_metric: number;
-  quantized_metric: number;
-  evaluations: number;
-  quantized_layers: string[];
-  fallback_layers: string[];
-  fallback_to: 'float' | 'int16';
-  repaired_layers: LayerRepair[];
-  refined_layers: string[];
-  /** Ascending: the most sensitive layer first. */
-  ranking: LayerScore[];
-  history: { fallback_layers: string[] | null; repaired?: LayerRepair[]; metric: number; loss: number; ok: boolean; seconds: number }[];
-  timings: AutoCalibrationResult['timings'];
-  float_model_rewrites: string[];
-  warnings: { code: string; message: string; nodes?: string[] }[];
-}
-
-/** The report file: metrics, ranking ascending, and every evaluation. */
-export function autoCalibrationReport(r: AutoCalibrationResult): AutoCalibrationReport {
-  return {
-    passed: r.passed,
-    message: r.message,
-    original_metric: r.originalMetric,
-    quantized_metric: r.quantizedMetric,
-    evaluations: r.evaluations,
-    quantized_layers: r.quantizedLayers,
-    fallback_layers: r.fallbackLayers,
-    fallback_to: r.fallbackTo,
-    repaired_layers: r.repairedLayers,
-    refined_layers: r.refinedLayers,
-    ranking: r.ranking.map((x) => ({ layer: x.layer, score: x.score })),
-    history: r.history.map((h) => ({
-      fallback_layers: h.fallbackLayers,
-      ...(h.repaired ? { repaired: h.repaired } : {}),
-      metric: h.metric,
-      loss: h.loss,
-      ok: h.ok,
-      seconds: h.seconds,
-    })),
-    timings: r.timings,
-    float_model_rewrites: r.floatModelRewrites,
-    warnings: r.warnings.map((w) => ({ code: w.code, message: w.message, ...(w.nodes ? { nodes: w.nodes } : {}) })),
-  };
-}
-
-/** Every file `options` asks for, the models included (written only on success). */
-function outputFiles(options: AutoCalibrationOptions): { models: string[]; reports: string[] } {
-  const p = options.savePrefix;
-  return {
-    models: p ? [`${p}_fake_quant_model.onnx`, `${p}_deploy_model.onnx`] : [],
-    reports: [...(p ? [`${p}_quant_config.json`, `${p}_record.json`, `${p}_auto_calibration.json`, `${p}_report.html`] : []), ...(options.recordFile ? [options.recordFile] : [])],
-  };
-}
-
-async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOptions, floatModelBytes: number, log?: string): Promise<string[]> {
-  const { models, reports } = outputFiles(options);
-  const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
-  const data = [json(r.config), json(r.record), json(autoCalibrationReport(r)), htmlReport(r, { title: 'autoquant: accuracy-based automatic calibration', floatModelBytes })];
-  const writes: [string, Uint8Array | string][] = [];
-  if (r.passed) models.forEach((f, i) => writes.push([f, i === 0 ? r.fakeQuantModel! : r.deployModel!]));
-  if (options.savePrefix) reports.slice(0, 4).forEach((f, i) => writes.push([f, data[i]!]));
-  if (options.recordFile) writes.push([options.recordFile, json(r.record)]);
-  // The saved log (see setLogLevel), beside the other files.
-  if (options.savePrefix && log) writes.push([`${options.savePrefix}_autoquant.log`, log]);
-  for (const [file, bytes] of writes) await writeFileAtomic(file, bytes);
-  return writes.map(([f]) => f);
-}
-
 /** Calibration batches the model-output ranking compares on: enough to steady the order, few enough to keep. */
 const RANKING_BATCHES = 4;
-
 /**
  * The first calibration batches (at most RANKING_BATCHES) and the float model's first output on each,
  * from one more run of the batches; their inputs are kept for the ranking.
@@ -590,14 +392,12 @@ async function rankingSamples(work: ModelProto, batches: BatchSource, options: C
   });
   return taken;
 }
-
 /** Types a TypeScript caller would have caught, checked for JavaScript callers and the CLI. */
 const AUTO_OPTION_KEYS = optionKeys<AutoCalibrationOptions>({
   executionProviders: true, graphOptimizationLevel: true, engine: true, config: true, configFile: true, record: true, recordFile: true, savePrefix: true,
   strategy: true, fallback: true, sensitivity: true, ranking: true, repairs: true, refine: true, maxEvaluations: true, maxSeconds: true, signal: true,
   evaluationTimeoutSeconds: true, layerErrors: true, memoryBudgetBytes: true, onProgress: true,
 });
-
 /** The evaluator as an AutoCalibrationEvaluator, after checking it and the options. */
 function checkAutoArguments(evaluatorLike: unknown, options: unknown): AutoCalibrationEvaluator {
   const evaluator = asEvaluator(evaluatorLike);

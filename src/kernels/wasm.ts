@@ -25,7 +25,7 @@
  * Where `WebAssembly.validate` rejects it, `getKernels()` returns the scalar `referenceKernels`
  * (same results, slower); `backend` says which one you got.
  */
-import { KernelArgumentError, KernelMemoryError, UnsupportedEnvironmentError } from '../errors.js';
+import { UnsupportedEnvironmentError } from '../errors.js';
 import {
   QUANT_ARRAYS,
   QUANT_RANGES,
@@ -61,37 +61,10 @@ import type {
   ZeroPointArg,
 } from './types.js';
 import { wasmBytes } from './wasm-binary.js';
+import { CHUNK, CANDIDATE_CHUNK, PAGE, SCRATCH_BYTES, Arena, ResidentHeap, WasmResident } from './memory.js';
 
-/** Elements per streamed chunk: 64 KiB of float32, so input + output stay in L2 between passes. */
-const CHUNK = 1 << 14;
-/** Chunk for the K-candidate error sum: 16 KiB stays in L1 while all K candidates read it. */
-const CANDIDATE_CHUNK = 1 << 12;
-const PAGE = 65536;
-/**
- * Streaming buffers start at different offsets within a 4 KiB page (1088 * lane bytes). Large typed
- * arrays are page-aligned and chunks are multiples of 4 KiB apart, so without the skew the source and
- * destination of a copy or kernel share their low 12 address bits on every access, and x86 cores stall
- * on the false store-to-load dependency ("4K aliasing"): copying a chunk out ran ~7x slower (measured).
- */
-const CHUNK_SKEW = 1088;
-/** Bytes reserved for the streaming scratch area; resident blocks start above it. */
-const SCRATCH_BYTES = 1 << 20;
-/** Alignment (and granularity) of resident blocks: a cache line. */
-const BLOCK_ALIGN = 64;
-
-function growTo(memory: WebAssembly.Memory, end: number): void {
-  const have = memory.buffer.byteLength;
-  if (end <= have) return;
-  const pages = Math.ceil((end - have) / PAGE);
-  try {
-    memory.grow(pages);
-  } catch (cause) {
-    throw new KernelMemoryError(`autoquant kernels: cannot grow WebAssembly memory to ${Math.ceil(end / 2 ** 20)} MiB`, { cause });
-  }
-}
 
 type Fn = (...args: number[]) => void;
-
 interface KernelExports {
   memory: WebAssembly.Memory;
   heapBase(): number;
@@ -119,166 +92,16 @@ interface KernelExports {
   cross_moments: Fn;
   round_rows: Fn;
 }
-
 const SUFFIX: Record<QuantType, 'i8' | 'u8' | 'i16'> = { int8: 'i8', uint8: 'u8', int16: 'i16' };
-
-/** Bump allocator over the module's memory plus views that follow `memory.grow`. */
-class Arena {
-  private top: number;
-  private buffer: ArrayBuffer | undefined;
-  u8!: Uint8Array;
-  i8!: Int8Array;
-  i16!: Int16Array;
-  i32!: Int32Array;
-  u32!: Uint32Array;
-  f32!: Float32Array;
-  f64!: Float64Array;
-
-  constructor(
-    private readonly memory: WebAssembly.Memory,
-    private readonly base: number,
-    /** End of the scratch region; allocations past it spill to `spillBase()` (above resident blocks). */
-    private readonly limit: number,
-    private readonly spillBase: () => number,
-  ) {
-    this.top = base;
-    this.refresh();
-  }
-
-  /** Starts a call: everything allocated by the previous call is free again. */
-  reset(): void {
-    this.top = this.base;
-  }
-
-  /**
-   * 16-byte aligned block of `bytes`; grows the memory when needed. Call `views()` before use.
-   * `lane` > 0 places a streaming buffer at a distinct offset inside a 4 KiB page (see CHUNK_SKEW).
-   */
-  alloc(bytes: number, lane = 0): number {
-    const place = (top: number): number =>
-      lane > 0 ? ((top + 4095) & ~4095) + CHUNK_SKEW * lane : (top + 15) & ~15;
-    let ptr = place(this.top);
-    if (ptr + bytes > this.limit && this.top <= this.limit) ptr = place(Math.max(this.spillBase(), this.limit));
-    const end = ptr + bytes;
-    growTo(this.memory, end);
-    this.top = end;
-    return ptr;
-  }
-
-  /** Re-creates the typed-array views if the memory was grown (the old buffer is then detached). */
-  views(): this {
-    if (this.buffer !== this.memory.buffer) this.refresh();
-    return this;
-  }
-
-  private refresh(): void {
-    const b = this.memory.buffer;
-    this.buffer = b;
-    this.u8 = new Uint8Array(b);
-    this.i8 = new Int8Array(b);
-    this.i16 = new Int16Array(b);
-    this.i32 = new Int32Array(b);
-    this.u32 = new Uint32Array(b);
-    this.f32 = new Float32Array(b);
-    this.f64 = new Float64Array(b);
-  }
-}
-
-/**
- * First-fit free list over the resident region [base, top): blocks are BLOCK_ALIGN-aligned, freed
- * blocks are coalesced with their neighbours and reused; `top` (the high-water mark) drops when the
- * last block is freed. Memory grows to `top` as needed and never shrinks.
- */
-class ResidentHeap {
-  top: number;
-  /** Free blocks [ptr, size], sorted by ptr, never adjacent (coalesced). */
-  private readonly holes: Array<[number, number]> = [];
-
-  constructor(
-    private readonly memory: WebAssembly.Memory,
-    readonly base: number,
-  ) {
-    this.top = base;
-  }
-
-  alloc(bytes: number): [number, number] {
-    const size = Math.max(BLOCK_ALIGN, Math.ceil(bytes / BLOCK_ALIGN) * BLOCK_ALIGN);
-    const holes = this.holes;
-    for (let h = 0; h < holes.length; h++) {
-      const [ptr, have] = holes[h]!;
-      if (have < size) continue;
-      if (have === size) holes.splice(h, 1);
-      else holes[h] = [ptr + size, have - size];
-      return [ptr, size];
-    }
-    // No hole fits: extend the last hole if it ends at the top, else take fresh space at the top.
-    let ptr = this.top;
-    const last = holes[holes.length - 1];
-    if (last !== undefined && last[0] + last[1] === this.top) {
-      ptr = last[0];
-      holes.pop();
-    }
-    growTo(this.memory, ptr + size);
-    this.top = ptr + size;
-    return [ptr, size];
-  }
-
-  free(ptr: number, size: number): void {
-    const holes = this.holes;
-    let h = 0;
-    while (h < holes.length && holes[h]![0] < ptr) h++;
-    let start = ptr;
-    let end = ptr + size;
-    const prev = holes[h - 1];
-    if (prev !== undefined && prev[0] + prev[1] === start) {
-      start = prev[0];
-      holes.splice(--h, 1);
-    }
-    const next = holes[h];
-    if (next !== undefined && next[0] === end) {
-      end = next[0] + next[1];
-      holes.splice(h, 1);
-    }
-    if (end === this.top) this.top = start;
-    else holes.splice(h, 0, [start, end - start]);
-  }
-}
-
-class WasmResident implements ResidentFloat32 {
-  private freed = false;
-
-  constructor(
-    private readonly memory: WebAssembly.Memory,
-    private readonly heap: ResidentHeap,
-    private readonly ptr: number,
-    private readonly size: number,
-    readonly length: number,
-  ) {}
-
-  get array(): Float32Array {
-    if (this.freed) throw new KernelArgumentError('allocate: this ResidentFloat32 has been freed');
-    return new Float32Array(this.memory.buffer, this.ptr, this.length);
-  }
-
-  free(): void {
-    if (this.freed) return;
-    this.freed = true;
-    if (this.size > 0) this.heap.free(this.ptr, this.size);
-  }
-}
-
 type ElementArray = Float32Array | QuantArray;
-
 /** The arena view with the element type of `a` (Float32Array, Int8Array, Uint8Array or Int16Array). */
 function heapOf(m: Arena, a: ElementArray): ElementArray {
   return a instanceof Float32Array ? m.f32 : a instanceof Int8Array ? m.i8 : a instanceof Int16Array ? m.i16 : m.u8;
 }
-
 /** Where a chunk starting at global element `offset` begins: [channel, position inside the run]. */
 function chunkStart(p: { channels: number; inner: number }, offset: number): [number, number] {
   return [Math.floor(offset / p.inner) % p.channels, offset % p.inner];
 }
-
 class WasmKernels implements Kernels {
   readonly backend = 'wasm-simd' as const;
   private readonly m: Arena;
@@ -676,15 +499,12 @@ class WasmKernels implements Kernels {
 
 let instance: Kernels | undefined;
 let pending: Promise<Kernels> | undefined;
-
 function simdSupported(bytes: Uint8Array<ArrayBuffer>): boolean {
   return typeof WebAssembly === 'object' && WebAssembly.validate(bytes);
 }
-
 function fromInstance(inst: WebAssembly.Instance): Kernels {
   return new WasmKernels(inst.exports as unknown as KernelExports);
 }
-
 /**
  * The kernels: compiled and instantiated once (concurrent callers share the same promise and get the
  * same object). Falls back to `referenceKernels` where Wasm SIMD is unavailable (see `backend`).
@@ -702,7 +522,6 @@ export function getKernels(): Promise<Kernels> {
   });
   return pending;
 }
-
 /**
  * The kernels without awaiting. Returns the instance once `getKernels()` has resolved; before that it
  * compiles synchronously, which Node, Deno and workers allow but a browser's main thread may refuse for

@@ -1,0 +1,76 @@
+/**
+ * What an automatic calibration writes: the snake_case summary, and the files of a run with savePrefix (models only on success).
+ */
+import { htmlReport } from '../report/html.js';
+import { writeFileAtomic } from '../runtime/io.js';
+import { type AutoCalibrationOptions, type AutoCalibrationResult } from './types.js';
+import { type LayerRepair } from './repairs.js';
+import { type LayerScore } from './sensitivity.js';
+
+/** `{prefix}_auto_calibration.json`: the result's fields in snake_case, models and config left out (they have their own files). */
+export interface AutoCalibrationReport {
+  passed: boolean;
+  message: string;
+  original_metric: number;
+  quantized_metric: number;
+  evaluations: number;
+  quantized_layers: string[];
+  fallback_layers: string[];
+  fallback_to: 'float' | 'int16';
+  repaired_layers: LayerRepair[];
+  refined_layers: string[];
+  /** Ascending: the most sensitive layer first. */
+  ranking: LayerScore[];
+  history: { fallback_layers: string[] | null; repaired?: LayerRepair[]; metric: number; loss: number; ok: boolean; seconds: number }[];
+  timings: AutoCalibrationResult['timings'];
+  float_model_rewrites: string[];
+  warnings: { code: string; message: string; nodes?: string[] }[];
+}
+/** The report file: metrics, ranking ascending, and every evaluation. */
+export function autoCalibrationReport(r: AutoCalibrationResult): AutoCalibrationReport {
+  return {
+    passed: r.passed,
+    message: r.message,
+    original_metric: r.originalMetric,
+    quantized_metric: r.quantizedMetric,
+    evaluations: r.evaluations,
+    quantized_layers: r.quantizedLayers,
+    fallback_layers: r.fallbackLayers,
+    fallback_to: r.fallbackTo,
+    repaired_layers: r.repairedLayers,
+    refined_layers: r.refinedLayers,
+    ranking: r.ranking.map((x) => ({ layer: x.layer, score: x.score })),
+    history: r.history.map((h) => ({
+      fallback_layers: h.fallbackLayers,
+      ...(h.repaired ? { repaired: h.repaired } : {}),
+      metric: h.metric,
+      loss: h.loss,
+      ok: h.ok,
+      seconds: h.seconds,
+    })),
+    timings: r.timings,
+    float_model_rewrites: r.floatModelRewrites,
+    warnings: r.warnings.map((w) => ({ code: w.code, message: w.message, ...(w.nodes ? { nodes: w.nodes } : {}) })),
+  };
+}
+/** Every file `options` asks for, the models included (written only on success). */
+export function outputFiles(options: AutoCalibrationOptions): { models: string[]; reports: string[] } {
+  const p = options.savePrefix;
+  return {
+    models: p ? [`${p}_fake_quant_model.onnx`, `${p}_deploy_model.onnx`] : [],
+    reports: [...(p ? [`${p}_quant_config.json`, `${p}_record.json`, `${p}_auto_calibration.json`, `${p}_report.html`] : []), ...(options.recordFile ? [options.recordFile] : [])],
+  };
+}
+export async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOptions, floatModelBytes: number, log?: string): Promise<string[]> {
+  const { models, reports } = outputFiles(options);
+  const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+  const data = [json(r.config), json(r.record), json(autoCalibrationReport(r)), htmlReport(r, { title: 'autoquant: accuracy-based automatic calibration', floatModelBytes })];
+  const writes: [string, Uint8Array | string][] = [];
+  if (r.passed) models.forEach((f, i) => writes.push([f, i === 0 ? r.fakeQuantModel! : r.deployModel!]));
+  if (options.savePrefix) reports.slice(0, 4).forEach((f, i) => writes.push([f, data[i]!]));
+  if (options.recordFile) writes.push([options.recordFile, json(r.record)]);
+  // The saved log (see setLogLevel), beside the other files.
+  if (options.savePrefix && log) writes.push([`${options.savePrefix}_autoquant.log`, log]);
+  for (const [file, bytes] of writes) await writeFileAtomic(file, bytes);
+  return writes.map(([f]) => f);
+}
