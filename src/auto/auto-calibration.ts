@@ -27,7 +27,7 @@ import { outputFiles, saveOutputs } from './outputs.js';
 
 
 export { type AutoCalibrationReport, autoCalibrationReport } from './outputs.js';
-import { type AutoPhase, type AutoCalibrationOptions, type HistoryEntry, type AutoCalibrationResult } from './types.js';
+import { type AutoPhase, type AutoProgressEvent, type AutoCalibrationOptions, type HistoryEntry, type AutoCalibrationResult } from './types.js';
 
 
 export { type AutoPhase, type AutoProgressEvent, type AutoCalibrationOptions, type HistoryEntry, type AutoCalibrationResult } from './types.js';
@@ -48,8 +48,8 @@ export async function accuracyBasedAutoCalibration(
   const t0 = now();
   const evaluator = checkAutoArguments(evaluatorLike, options);
   const runLog = new RunLog();
-  const progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry) =>
-    emitProgress(runLog, options.onProgress, { phase, message, evaluation }, `a '${phase}' event`, `${phase}: ${message}`);
+  const progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry, step: Pick<AutoProgressEvent, 'done' | 'total' | 'layer'> = {}) =>
+    emitProgress(runLog, options.onProgress, { phase, stage: phase, message, ...step, ...(evaluation ? { metric: evaluation.metric, evaluation } : {}) }, `a '${phase}' event`, `${phase}: ${message}`);
   const sessionOptions: CreateSessionOptions = { executionProviders: options.executionProviders, graphOptimizationLevel: options.graphOptimizationLevel, engine: options.engine };
   const config = await readConfig(options, model);
   // Finds out now, not after the search, whether the deploy model's opset is reachable.
@@ -136,7 +136,7 @@ export async function accuracyBasedAutoCalibration(
     ...sessionOptions,
     signal: options.signal,
     // The event's own message tells the equalization pass from calibration's.
-    onProgress: (e: QuantizeProgressEvent) => progress('calibration', what === 'calibration' ? e.message : `${what}, ${e.message}`),
+    onProgress: (e: QuantizeProgressEvent) => progress('calibration', what === 'calibration' ? e.message : `${what}, ${e.message}`, undefined, { done: e.batch, total: e.batchNum }),
   });
   const stats = await p.calibrate(batches.callback!, calibrationOptions('calibration'));
   // The evaluator judges the output quantizations here (see step 2 below), so all are kept at first.
@@ -208,11 +208,11 @@ export async function accuracyBasedAutoCalibration(
     ranking = (options.ranking ?? 'model-output') === 'model-output'
       ? await rankByModelOutput(plan, (only) => p.fakeQuantModel([only]).model, await rankingSamples(p.session.work, batches, rankingOptions), similarity, {
         ...rankingOptions,
-        onLayer: (done, total) => progress('ranking', `layer ${done}/${total}`),
+        onLayer: (done, total) => progress('ranking', `layer ${done}/${total}`, undefined, { done, total }),
       })
       : await rankLayers(p.session.work, plan, batches, similarity, {
         ...rankingOptions,
-        onBatch: (b) => progress('ranking', `group ${b.group}/${b.groups}, batch ${b.batch}/${rankingOptions.batchNum}`),
+        onBatch: (b) => progress('ranking', `group ${b.group}/${b.groups}, batch ${b.batch}/${rankingOptions.batchNum}`, undefined, { done: b.batch, total: rankingOptions.batchNum }),
       });
     rankingSeconds = now() - rankStart;
     const searchStart = now();
@@ -302,7 +302,7 @@ export async function accuracyBasedAutoCalibration(
       const was = inFloat.includes(layer) ? fallbackTo : '16-bit activations';
       const entry = await evaluate(p.fakeQuantModel(subPlan).model, trial.float, `the model with ${layer} back in int8 from ${was}`, originalMetric);
       if (trial.repaired.size) entry.repaired = [...trial.repaired.values()].map((c) => c.repair);
-      progress('refine', `${layer} back in int8 from ${was}: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok, kept' : 'not ok'}`, entry);
+      progress('refine', `${layer} back in int8 from ${was}: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok, kept' : 'not ok'}`, entry, { layer });
       if (entry.ok) finalEntry = entry;
       return entry.ok;
     }, withinBudget);

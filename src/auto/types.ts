@@ -12,10 +12,22 @@ import { type LayerScore, type RankingName, type SensitivityFunction, type Sensi
 import { type StrategyName } from './strategies.js';
 
 export type AutoPhase = 'float-evaluation' | 'calibration' | 'quantized-evaluation' | 'ranking' | 'search' | 'repair' | 'refine' | 'saving';
+/**
+ * Progress as data: render it from the fields; `message` is the same in words and never repeats
+ * the phase (show `${phase}: ${message}`).
+ */
 export interface AutoProgressEvent {
   phase: AutoPhase;
+  /** The same as `phase` (the name the stages of quantizeModel's events use too). */
+  stage: AutoPhase;
   message: string;
-  /** For evaluations: the entry just added to the history. */
+  /** Steps done and in all, for the phases that count (calibration batches, ranked layers). */
+  done?: number;
+  total?: number;
+  /** The layer a step was about (ranking, refine). */
+  layer?: string;
+  /** For evaluations: the metric, and the entry just added to the history. */
+  metric?: number;
   evaluation?: HistoryEntry;
 }
 export interface AutoCalibrationOptions extends CreateSessionOptions {

@@ -228,7 +228,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
     executionProviders: eps,
     engine: runtime,
     layerErrors: true,
-    onProgress: (e) => log.progress(`${e.phase}: ${e.step}`, `${e.phase}: ${e.message}`, e.batch, e.batchNum),
+    onProgress: (e) => log.progress(`${e.phase}: ${e.step}`, `${e.phase}: ${e.message}`, e.done, e.total),
   });
   const floatBytes = encodeModel(model).length;
   const files = await saveModel(result, save);
@@ -356,14 +356,10 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   return result.passed ? 0 : 2;
 }
 
-/**
- * Evaluations as lines; calibration batches and ranked layers ("… batch i/n", "layer i/n") as
- * progress. Messages never repeat the phase, so it is shown once, in front.
- */
+/** Evaluations as lines; counted steps (calibration batches, ranked layers) as progress, from the event's fields. */
 function autoProgress(log: Logger, e: AutoProgressEvent): void {
   const text = `${e.phase}: ${e.evaluation ? describeHistory(e.evaluation) : e.message}`;
-  const step = e.evaluation ? undefined : /(?:batch|layer) (\d+)\/(\d+)$/.exec(e.message);
-  if (step) log.progress(text.slice(0, text.length - step[0].length), text, Number(step[1]), Number(step[2]));
+  if (e.done !== undefined && e.total !== undefined && !e.evaluation) log.progress(e.phase, text, e.done, e.total);
   else log.log('info', text);
 }
 

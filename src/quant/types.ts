@@ -37,6 +37,10 @@ export interface QuantizeModelOptions extends CreateSessionOptions {
 }
 export interface QuantizeProgressEvent {
   phase: 'calibration';
+  /** The same as `phase`; with `done` and `total`, what a renderer needs without reading `message`. */
+  stage: 'calibration';
+  done: number;
+  total: number;
   /** Which pass over the batches: the calibration itself, or activation equalization's measuring pass before it. */
   step: 'calibration' | 'activation equalization';
   message: string;

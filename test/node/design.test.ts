@@ -91,3 +91,20 @@ describe('an evaluator may be a plain object', () => {
     await expect(accuracyBasedAutoCalibration(bytes, { calibration: async () => {} } as never)).rejects.toThrow(/must have calibration\(session\) and evaluate\(session\) methods/);
   });
 });
+
+describe('progress is data', () => {
+  it('calibration and ranking events carry stage, done and total; evaluations carry the metric; no message repeats its phase', async () => {
+    const { bytes } = outlierModel();
+    const { outlierEvaluator } = await import('../helpers/outlier-model.js');
+    const events: import('../../src/index.js').AutoProgressEvent[] = [];
+    await accuracyBasedAutoCalibration(bytes, outlierEvaluator(), { repairs: [], onProgress: (e) => events.push(e) });
+    const calib = events.filter((e) => e.stage === 'calibration');
+    expect(calib.length).toBeGreaterThan(0);
+    expect(calib.every((e) => Number.isInteger(e.done) && e.done! >= 1 && e.done! <= e.total!)).toBe(true);
+    const ranked = events.filter((e) => e.stage === 'ranking');
+    expect(ranked.map((e) => e.done)).toEqual(ranked.map((_, i) => i + 1));
+    expect(ranked.every((e) => e.total === ranked.length)).toBe(true);
+    for (const e of events.filter((x) => x.evaluation)) expect(e.metric).toBe(e.evaluation!.metric);
+    for (const e of events) expect(e.message.startsWith(`${e.phase}:`)).toBe(false);
+  });
+});

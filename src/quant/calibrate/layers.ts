@@ -60,7 +60,7 @@ export async function calibrateLayers(
     signal: options.signal,
     kernels: q.kernels,
     keepOutputs: options.keepOutputs,
-    onBatch: (b) => emitProgress(printLog, options.onProgress, { phase: 'calibration', step: 'calibration', message: `batch ${b.batch}/${b.batchNum}`, ...b }, `calibration batch ${b.batch}`, `calibration: batch ${b.batch}/${b.batchNum}`),
+    onBatch: (b) => emitProgress(printLog, options.onProgress, { phase: 'calibration', stage: 'calibration', step: 'calibration', message: `batch ${b.batch}/${b.batchNum}`, ...b, done: b.batch, total: b.batchNum }, `calibration batch ${b.batch}`, `calibration: batch ${b.batch}/${b.batchNum}`),
   });
   if (!q.samples?.length) q.samples = samples;
   if (kept.length) q.kept = kept;

@@ -67,7 +67,7 @@ export async function equalizeActivations(
       await replayBatches(q.work, fetch, source, { ...options, batchNum: q.config.batch_num }, (outputs, batch) => {
         onBatch(outputs);
         const message = `activation equalization, batch ${batch + 1}/${q.config.batch_num}`;
-        emitProgress(printLog, options.onProgress, { phase: 'calibration', step: 'activation equalization', message, pass: 1, batch: batch + 1, batchNum: q.config.batch_num }, `equalization batch ${batch + 1}`, `calibration: ${message}`);
+        emitProgress(printLog, options.onProgress, { phase: 'calibration', stage: 'calibration', step: 'activation equalization', message, pass: 1, batch: batch + 1, batchNum: q.config.batch_num, done: batch + 1, total: q.config.batch_num }, `equalization batch ${batch + 1}`, `calibration: ${message}`);
       });
     });
     for (const p of todo) {
