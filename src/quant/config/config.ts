@@ -138,7 +138,25 @@ export interface CreateQuantConfigOptions {
   configFile?: string;
 }
 
-export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization', 'channel_splitting', 'weight_rounding']);
+/**
+ * The global settings in both spellings, with their defaults, in the order config files list them:
+ * the config key (AMCT's snake_case), the createQuantConfig option (camelCase; none where the
+ * setting has no option) and the value createQuantConfig writes when the option is absent.
+ */
+export const GLOBAL_SETTINGS = Object.freeze([
+  ['batch_num', 'batchNum', 1],
+  ['activation_offset', 'activationOffset', true],
+  ['do_fusion', 'doFusion', true],
+  ['skip_fusion_layers', undefined, []],
+  ['quantize_outputs', 'quantizeOutputs', true],
+  ['cross_layer_equalization', 'crossLayerEqualization', true],
+  ['activation_equalization', 'activationEqualization', true],
+  ['channel_splitting', 'channelSplitting', 0],
+  ['bias_correction', 'biasCorrection', false],
+  ['weight_rounding', 'weightRounding', 'nearest'],
+] as const satisfies readonly (readonly [keyof QuantConfigGlobals, keyof CreateQuantConfigOptions | undefined, unknown])[]);
+
+export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', ...GLOBAL_SETTINGS.map(([key]) => key)]);
 
 export const IFMR_DEFAULTS = Object.freeze({
   max_percentile: 0.999999,
@@ -183,8 +201,8 @@ function applyOverride(layer: LayerQuantConfig, o: LayerOverride | undefined): L
 }
 
 /** Builds the config for the given layers; unknown names in options are reported as errors. */
-const OPTION_KEYS = new Set([
-  'skipLayers', 'batchNum', 'activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'channelSplitting', 'biasCorrection', 'weightRounding',
+const OPTION_KEYS: ReadonlySet<string> = new Set([
+  'skipLayers', ...GLOBAL_SETTINGS.flatMap(([, option]) => (option ? [option] : [])),
   'activationAlgo', 'activationBits', 'weightBits', 'channelWise', 'common', 'byType', 'byName', 'configFile',
 ]);
 
@@ -255,19 +273,11 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
   }
   if (problems.length) throw new QuantConfigError(problems, 'createQuantConfig options');
 
-  const config: Record<string, unknown> = {
-    version: 1,
-    batch_num: options.batchNum ?? 1,
-    activation_offset: options.activationOffset ?? true,
-    do_fusion: options.doFusion ?? true,
-    skip_fusion_layers: [],
-    quantize_outputs: options.quantizeOutputs ?? true,
-    cross_layer_equalization: options.crossLayerEqualization ?? true,
-    activation_equalization: options.activationEqualization ?? true,
-    channel_splitting: options.channelSplitting ?? 0,
-    bias_correction: options.biasCorrection ?? false,
-    weight_rounding: options.weightRounding ?? 'nearest',
-  };
+  const config: Record<string, unknown> = { version: 1 };
+  for (const [key, option, fallback] of GLOBAL_SETTINGS) {
+    const given = option === undefined ? undefined : options[option];
+    config[key] = given ?? (Array.isArray(fallback) ? [...fallback] : fallback);
+  }
   const skip = new Set(options.skipLayers ?? []);
   for (const layer of layers) {
     const channelWise = layer.weight && layer.weight.channelAxis >= 0 ? options.channelWise ?? perChannelReachable : false;
