@@ -33,11 +33,11 @@ export async function calibrateLayers(
     const known = record.layers[l.name];
     if (!(known && known.num_bits_d === p.num_bits)) observe(l.activation, l.name, p);
   }
-  // Output factors, where no quantized reader of the output provides them (see outputs.ts).
+  // Output factors, where no quantized reader of the output provides them (see decide/outputs.ts).
   if (q.config.quantize_outputs !== false) {
     const graph = q.work.graph!;
     const readers = consumerMap(graph);
-    // Graph outputs stay float (see outputs.ts), so they need no factors.
+    // Graph outputs stay float (see decide/outputs.ts), so they need no factors.
     const read = new Set([...layers.map((l) => l.activation), ...(graph.output ?? []).map((o) => o.name ?? '')]);
     for (const l of layers) {
       const p = layerConfig(q.config, l.name)!.activation_quant_params;

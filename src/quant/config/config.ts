@@ -59,7 +59,7 @@ export interface QuantConfigGlobals {
    */
   cross_layer_equalization?: boolean;
   /**
-   * Empirical bias correction after calibration (see quantize.ts): each quantized layer's bias loses
+   * Empirical bias correction after calibration (see decide/bias-correction.ts): each quantized layer's bias loses
    * the mean output shift quantization adds, per output channel, measured on the calibration
    * batches (one more pass over them). Default (absent) false, AMCT's form: measured gains and
    * losses on the PP-OCR models depend on the data (see correctBiases).

@@ -19,7 +19,7 @@ export interface LayerRecord {
   offset_w?: number[];
   /**
    * 8-bit factors of the layer's output (or of the Relu right after it), where the output also
-   * feeds float operators and gets quantized so the runtime fuses the layer (see outputs.ts).
+   * feeds float operators and gets quantized so the runtime fuses the layer (see decide/outputs.ts).
    */
   scale_o?: number;
   offset_o?: number;

@@ -25,7 +25,7 @@ export function planLayers(q: QuantizationSession, layers: readonly LayerInfo[],
     if (!rec) throw new CalibrationError(`layer '${l.name}' has no calibration result`);
     const lq: LayerQuantization = { layer: l, activation: { scale: rec.scale_d, zeroPoint: rec.offset_d, bits: rec.num_bits_d } };
     // Output factors: calibrated for this layer. An output read by a quantized layer takes that
-    // reader's factors where the plan has the reader (see outputs.ts); a plan without it (a layer
+    // reader's factors where the plan has the reader (see decide/outputs.ts); a plan without it (a layer
     // fallen back to float) must leave the output float, or the fallen-back layer's input would still
     // be rounded on its int8 grid.
     if (rec.output_quant === false) lq.keepOutputFloat = true;
@@ -58,7 +58,7 @@ export function planLayers(q: QuantizationSession, layers: readonly LayerInfo[],
     return lq;
   });
 }
-/** Which layer outputs get quantized for `plan` (the same in both model forms; see outputs.ts). */
+/** Which layer outputs get quantized for `plan` (the same in both model forms; see decide/outputs.ts). */
 export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuantization[]): OutputPlacement {
   const opset = Math.max(opsetVersion(q.work) ?? 1, plan.length ? requiredDeployOpset(plan) : 0);
   return placeOutputs(q.work.graph!, plan, q.config.quantize_outputs !== false, opset >= 13);

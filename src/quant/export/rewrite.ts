@@ -21,9 +21,9 @@ import type { QuantizedBias, QuantizedWeight } from './weights.js';
 export interface LayerQuantization {
   layer: LayerInfo;
   activation: QuantFactors;
-  /** Calibrated factors of the layer's output (see outputs.ts), where known. */
+  /** Calibrated factors of the layer's output (see decide/outputs.ts), where known. */
   output?: QuantFactors;
-  /** Only exact output placements (see outputs.ts). */
+  /** Only exact output placements (see decide/outputs.ts). */
   keepOutputFloat?: boolean;
   weight?: QuantizedWeight;
   bias?: QuantizedBias;
@@ -153,7 +153,7 @@ type Quantizer = (editor: GraphEditor, anchor: NodeProto, base: string, x: strin
 const factorKey = (tensor: string, f: QuantFactors) => `${tensor}|${f.scale}|${f.zeroPoint}|${f.bits}`;
 
 /**
- * Second pass: quantizes layer outputs (see outputs.ts). Every reader of the tensor that the first
+ * Second pass: quantizes layer outputs (see decide/outputs.ts). Every reader of the tensor that the first
  * pass left reading it (the model's own nodes) reads the quantized value instead; a Q/DQ the first
  * pass already put on that tensor with the same factors is reused.
  */
