@@ -9,10 +9,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createQuantConfig, quantizeModel, Tensor, type CreateQuantConfigOptions, type Feeds } from '../../src/index.js';
+import { accuracyBasedAutoCalibration, createQuantConfig, FidelityEvaluator, quantizeModel, Tensor, type AutoCalibrationOptions, type CreateQuantConfigOptions, type Feeds } from '../../src/index.js';
 import { ROOT } from '../helpers/cli-runner.js';
 import { textLine, trainBatch } from '../helpers/mnist.js';
-import { outlierFeeds, outlierInputs, outlierModel } from '../helpers/outlier-model.js';
+import { outlierEvaluator, outlierFeeds, outlierInputs, outlierModel } from '../helpers/outlier-model.js';
 import { plantedMlp, plantedMlpData, MLP_WIDTH } from '../helpers/planted-mlp.js';
 
 const DIR = join(ROOT, 'test/fixtures/golden');
@@ -65,6 +65,59 @@ describe('golden results (records and model bytes stay bit-identical)', () => {
       const want = JSON.parse(readFileSync(file, 'utf8'));
       // Through JSON both ways, so that numbers compare as they are stored.
       expect(JSON.parse(JSON.stringify(got))).toEqual(want);
+    });
+  }
+});
+
+const textLines = (seed: number, n: number) => {
+  const data = new Float32Array(n * line);
+  for (let i = 0; i < n; i++) data.set(textLine(seed + i, i % 2 === 1), i * line);
+  return { x: new Tensor('float32', data, [n, 3, 48, 192]) };
+};
+const classifierEvaluator = (maxDrop: number) =>
+  new FidelityEvaluator([textLines(500, 8), textLines(600, 8)], { calibrationInputs: [textLines(0, 4), textLines(100, 4)], batchNum: 2, mode: 'cosine', maxDrop });
+
+interface AutoCase {
+  name: string;
+  model: () => Uint8Array;
+  evaluator: () => FidelityEvaluator;
+  options: AutoCalibrationOptions;
+  config?: CreateQuantConfigOptions;
+}
+
+const AUTO_CASES: AutoCase[] = [
+  { name: 'auto-classifier-repairs-refine', model: classifier, evaluator: () => classifierEvaluator(0.0005), options: { refine: true } },
+  { name: 'auto-classifier-layer-output-sequential', model: classifier, evaluator: () => classifierEvaluator(0.001), options: { ranking: 'layer-output', strategy: 'sequential', repairs: [] } },
+  { name: 'auto-outlier-int16', model: () => outlierModel().bytes, evaluator: () => outlierEvaluator(32), options: { fallback: 'int16' }, config: { batchNum: 2, activationAlgo: 'minmax' } },
+];
+
+describe('golden automatic searches (decisions, record and model bytes stay bit-identical)', () => {
+  for (const c of AUTO_CASES) {
+    it(c.name, async () => {
+      const model = c.model();
+      const config = await createQuantConfig(model, c.config ?? { batchNum: 2 });
+      const r = await accuracyBasedAutoCalibration(model, c.evaluator(), { ...c.options, config, engine: 'web' });
+      const got = {
+        passed: r.passed,
+        message: r.message,
+        quantizedLayers: r.quantizedLayers,
+        fallbackLayers: r.fallbackLayers,
+        repairedLayers: r.repairedLayers,
+        refinedLayers: r.refinedLayers,
+        ranking: r.ranking,
+        history: r.history.map(({ seconds: _s, ...h }) => h),
+        config: r.config,
+        record: r.record,
+        fakeQuantSha256: r.fakeQuantModel && sha256(r.fakeQuantModel),
+        deploySha256: r.deployModel && sha256(r.deployModel),
+      };
+      const file = join(DIR, `${c.name}.json`);
+      if (UPDATE || !existsSync(file)) {
+        if (!UPDATE) throw new Error(`no golden file ${file}: run with AUTOQUANT_UPDATE_GOLDEN=1 to write it`);
+        writeFileSync(file, JSON.stringify(got, null, 1) + '\n');
+        return;
+      }
+      expect(JSON.parse(JSON.stringify(got))).toEqual(JSON.parse(readFileSync(file, 'utf8')));
     });
   }
 });
