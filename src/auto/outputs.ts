@@ -14,6 +14,7 @@ export interface AutoCalibrationReport {
   original_metric: number;
   quantized_metric: number;
   evaluations: number;
+  calibration_calls: number;
   quantized_layers: string[];
   fallback_layers: string[];
   fallback_to: 'float' | 'int16';
@@ -34,6 +35,7 @@ export function autoCalibrationReport(r: AutoCalibrationResult): AutoCalibration
     original_metric: r.originalMetric,
     quantized_metric: r.quantizedMetric,
     evaluations: r.evaluations,
+    calibration_calls: r.calibrationCalls,
     quantized_layers: r.quantizedLayers,
     fallback_layers: r.fallbackLayers,
     fallback_to: r.fallbackTo,

@@ -38,6 +38,8 @@ export interface RepairCandidate {
 
 export interface RepairContext {
   p: PreparedQuantization;
+  /** The record the search's plans come from (calibration's, with the outputs it kept). */
+  record: QuantRecord;
   /** Calibrates a variant on the user's batches. */
   calibrate: (v: PreparedQuantization, what: string) => Promise<void>;
   /** Layer-wise similarity of the given plan's layers (see rankLayers). */
@@ -86,7 +88,7 @@ export async function buildRepair(ctx: RepairContext, repair: RepairName, layers
       return candidates(v, names, 'weights', () => 'per-channel weights', edit);
     }
     case 'rounding': {
-      const found = await p.roundingRepairs(layers);
+      const found = await p.roundingRepairs(layers, ctx.record);
       return new Map(
         [...found].map(([name, f]) => [name, { repair: { layer: name, repair: 'rounding' as const, detail: 'adaptive weight rounding' }, quantization: f.quantization, record: f.record, edit: () => {} }]),
       );

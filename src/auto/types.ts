@@ -130,6 +130,11 @@ export interface AutoCalibrationResult {
   ranking: LayerScore[];
   history: HistoryEntry[];
   evaluations: number;
+  /**
+   * How many times the evaluator's `calibration` was called: 1 when the first call's feeds fit the
+   * replay budget (256 MiB of copies; later passes replay them), else once per pass over the batches.
+   */
+  calibrationCalls: number;
   config: QuantConfig;
   record: QuantRecord;
   layers: LayerReport[];

@@ -20,7 +20,7 @@ import { buildDeployModel, fakeQuantModelProto, outputPlacement, planLayers } fr
 import { layerReport, pruneRecord } from './export/layer-report.js';
 import { type LayerQuantization } from './export/rewrite.js';
 import { type QuantWarning, coverageWarnings } from './prepare/coverage.js';
-import { checkDeployable, enabledLayers, prepareQuantization } from './prepare/prepare.js';
+import { checkDeployable, enabledLayers, prepareQuantization, type Prepared } from './prepare/prepare.js';
 import { type LayerInfo } from './prepare/registry.js';
 import { type CalibrateOptions, type LayerError, type LayerReport, type ModelSource, type QuantizationSession, type QuantizeModelOptions, type RoundingPassOptions, type RoundingSummary } from './types.js';
 
@@ -28,7 +28,9 @@ import { type CalibrateOptions, type LayerError, type LayerReport, type ModelSou
  * The staged PTQ both entry points compose: a model prepared for quantization with its record, that
  * is calibrated once and then builds a fake-quant or deploy model for any plan (all enabled layers,
  * or those left after fallbacks). `quantizeModel` is create → calibrate → chooseOutputs → build;
- * the automatic calibration is create → calibrate → keepAllOutputs → build per search step.
+ * the automatic calibration is create → calibrate → recordWithAllOutputs → build per search step →
+ * finalRecord. Calibration, its passes and chooseOutputs fill `record`; past them nothing writes to it: the search's
+ * records are copies, and the one it returns is built once, at the end.
  */
 export class PreparedQuantization {
   private constructor(
@@ -43,12 +45,12 @@ export class PreparedQuantization {
   ) {}
 
   /**
-   * Validates `config` against `model`, prepares a private working copy (fusions per the config) and
+   * Validates `config` (or the one it makes of the prepared model) against `model`, prepares a private working copy (fusions per the config) and
    * reads `options.record`; fails now, not after calibration, when the deploy opset is out of reach.
    */
   static async create(
     model: ModelSource,
-    config: QuantConfig,
+    config: QuantConfig | ((prepared: Prepared) => QuantConfig),
     options: { record?: QuantizeModelOptions['record']; kernels?: Kernels; configSource?: string; activationBits?: 8 | 16 } = {},
   ): Promise<PreparedQuantization> {
     const q = await prepareQuantization(model, config, options.kernels, options.configSource);
@@ -151,15 +153,15 @@ export class PreparedQuantization {
 
   /**
    * Adaptive rounding (see rounding-search.ts) of `layers`, in graph order, in the model with every
-   * enabled layer quantized: the layers rounded other than nearest, each with its plan entry and
-   * record entry (`round_w`, and `bias_shift` under `bias_correction`). Only layers still at nearest
-   * rounding are tried. Per layer, one run of each calibration batch; needs calibrate() first.
+   * enabled layer quantized as `from` (default: this session's record) says: the layers rounded other
+   * than nearest, each with its plan entry and record entry (`round_w`, and `bias_shift` under
+   * `bias_correction`). Only layers still at nearest rounding are tried. Per layer, one run of each calibration batch; needs calibrate() first.
    */
-  async roundingRepairs(layers: readonly string[]): Promise<Map<string, { quantization: LayerQuantization; record: QuantRecord['layers'][string] }>> {
+  async roundingRepairs(layers: readonly string[], from: QuantRecord = this.record): Promise<Map<string, { quantization: LayerQuantization; record: QuantRecord['layers'][string] }>> {
     if (!this.source) throw new CalibrationError('adaptive rounding needs the calibration batches: call calibrate() first');
-    const todo = new Set(layers.filter((n) => this.enabled.some((l) => l.name === n && l.weight) && !this.record.layers[n]?.round_w));
+    const todo = new Set(layers.filter((n) => this.enabled.some((l) => l.name === n && l.weight) && !from.layers[n]?.round_w));
     if (todo.size === 0) return new Map();
-    const record = structuredClone(this.record);
+    const record = structuredClone(from);
     for (const n of todo) delete record.layers[n]!.round_w;
     const summary = await chooseInto(this.session, planLayers(this.session, this.enabled, record), todo, record, await this.source(), this.passOptions ?? {});
     const kept = new Set(summary.layers);
@@ -194,55 +196,65 @@ export class PreparedQuantization {
     return selectOutputs(this.session, this.plan(), this.record, options);
   }
 
-  /** Keeps every calibrated output quantization; returns how many the record now keeps. */
-  keepAllOutputs(): number {
-    keepAllOutputs(this.session, this.plan(), this.record);
-    // Those a reused record already kept count too: dropOutputs turns them all back.
-    return Object.values(this.record.layers).filter((l) => l.output_quant === true).length;
+  /**
+   * The record with every calibrated output quantization kept, for callers whose own evaluation
+   * decides, as the automatic calibration does; and how many it keeps (a reused record's included).
+   * This session's record is left as calibration made it.
+   */
+  recordWithAllOutputs(): { record: QuantRecord; outputs: number } {
+    const record = structuredClone(this.record);
+    keepAllOutputs(this.session, this.plan(record), record);
+    return { record, outputs: Object.values(record.layers).filter((l) => l.output_quant === true).length };
   }
 
-  /** Turns every kept output quantization back to float (AMCT's form); returns how many. */
-  dropOutputs(): number {
-    const kept = Object.values(this.record.layers).filter((l) => l.output_quant === true);
-    for (const l of kept) l.output_quant = false;
-    return kept.length;
+  /** `record` with every kept output quantization turned back to float (AMCT's form). */
+  recordWithoutOutputs(record: QuantRecord): QuantRecord {
+    const copy = structuredClone(record);
+    for (const l of Object.values(copy.layers)) if (l.output_quant === true) l.output_quant = false;
+    return copy;
   }
 
   /**
-   * Takes `entry`, calibrated by a variant or withActivationBits session, as `layer`'s record entry,
-   * with what only this session's record knows: the activation equalization factors the shared
-   * working model already carries (without them a reuse would not equalize, and the entry's factors
-   * were calibrated on the equalized input), and, under adaptive rounding, that the variant's weights
-   * were rounded to nearest (without it a reuse would choose a rounding, from data).
+   * The record a search returns, built once at its end from the record its plans came from:
+   * `adopted` entries (calibrated by a variant or withActivationBits session) take their layers'
+   * place, and with `plan` the outputs it leaves float are settled; layers that do not exist are
+   * left out. Neither `base` nor this session's record is changed.
+   *
+   * An adopted entry keeps what only this session's record knows: the activation equalization
+   * factors the shared working model already carries (without them a reuse would not equalize, and
+   * the entry's factors were calibrated on the equalized input), and, under adaptive rounding, that
+   * the variant's weights were rounded to nearest (without it a reuse would choose a rounding, from data).
+   *
+   * Settling marks `output_quant: false` for the layers of `plan` whose output the plan leaves float
+   * and whose record has no output factors: a plan from this record would leave them float too, and
+   * saying so keeps a reuse of the record with the layers `plan` left out disabled (the automatic
+   * calibration's fallbacks) from calibrating those outputs, which needs data. Outputs the plan
+   * quantizes (with a quantized reader's factors) keep their entry.
    */
-  adoptRecord(layer: string, entry: QuantRecord['layers'][string]): void {
-    const own = this.record.layers[layer];
-    const adopted = { ...entry };
-    if (adopted.equalize_d === undefined && own?.equalize_d) adopted.equalize_d = own.equalize_d;
-    if (adopted.split_d === undefined && own?.split_d) Object.assign(adopted, { split_d: own.split_d, split_dither_d: own.split_dither_d });
-    const weighted = this.enabled.some((l) => l.name === layer && l.weight);
-    if (adopted.round_w === undefined && weighted && this.session.config.weight_rounding === 'adaptive') adopted.round_w = '';
-    this.record.layers[layer] = adopted;
-  }
-
-  /**
-   * Marks `output_quant: false` for the layers of `plan` whose output the plan leaves float and whose
-   * record has no output factors: a plan from this record would leave them float too, and saying so
-   * keeps a reuse of the record with the layers `plan` left out disabled (the automatic calibration's
-   * fallbacks) from calibrating those outputs, which needs data. Outputs the plan quantizes (with a
-   * quantized reader's factors) keep their entry.
-   */
-  settleOutputs(plan: readonly LayerQuantization[]): void {
-    const placed = new Set(outputPlacement(this.session, plan).outputs.map((o) => o.layer));
-    for (const p of plan) {
-      const l = this.record.layers[p.layer.name];
-      if (l && !placed.has(p.layer.name) && l.scale_o === undefined && l.output_quant !== false) l.output_quant = false;
+  finalRecord(base: QuantRecord, adopted: Iterable<readonly [string, QuantRecord['layers'][string]]> = [], plan?: readonly LayerQuantization[]): QuantRecord {
+    const record = structuredClone(base);
+    for (const [layer, entry] of adopted) {
+      const own = record.layers[layer];
+      const taken = structuredClone(entry);
+      if (taken.equalize_d === undefined && own?.equalize_d) taken.equalize_d = own.equalize_d;
+      if (taken.split_d === undefined && own?.split_d) Object.assign(taken, { split_d: own.split_d, split_dither_d: own.split_dither_d });
+      const weighted = this.enabled.some((l) => l.name === layer && l.weight);
+      if (taken.round_w === undefined && weighted && this.session.config.weight_rounding === 'adaptive') taken.round_w = '';
+      record.layers[layer] = taken;
     }
+    if (plan) {
+      const placed = new Set(outputPlacement(this.session, plan).outputs.map((o) => o.layer));
+      for (const p of plan) {
+        const l = record.layers[p.layer.name];
+        if (l && !placed.has(p.layer.name) && l.scale_o === undefined && l.output_quant !== false) l.output_quant = false;
+      }
+    }
+    return pruneRecord(this.session, record);
   }
 
-  /** The plan of every enabled layer, from the record. */
-  plan(): LayerQuantization[] {
-    return planLayers(this.session, this.enabled, this.record);
+  /** The plan of every enabled layer, from `record` (default: this session's). */
+  plan(record: QuantRecord = this.record): LayerQuantization[] {
+    return planLayers(this.session, this.enabled, record);
   }
 
   fakeQuantModel(plan: readonly LayerQuantization[]): { model: Uint8Array; gpuRewrites: string[] } {
@@ -254,9 +266,9 @@ export class PreparedQuantization {
     return buildDeployModel(this.session, plan);
   }
 
-  /** Per layer, whether `quantized` has it and, if not, why. */
-  layerReport(quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined): LayerReport[] {
-    return layerReport(this.session, quantized, reasonFor, this.record);
+  /** Per layer, whether `quantized` has it and, if not, why; what `record` (default: this session's) says of it. */
+  layerReport(quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined, record: QuantRecord = this.record): LayerReport[] {
+    return layerReport(this.session, quantized, reasonFor, record);
   }
 
   /** What stays float and why, counted (see coverage.ts), for a result whose layers are `layers`. */
@@ -264,8 +276,8 @@ export class PreparedQuantization {
     return coverageWarnings(layers, this.session.skipped, this.session.floatOnly, search);
   }
 
-  /** The record restricted to layers that exist. */
+  /** A copy of the record restricted to layers that exist. */
   prunedRecord(): QuantRecord {
-    return pruneRecord(this.session, this.record);
+    return pruneRecord(this.session, structuredClone(this.record));
   }
 }

@@ -7,10 +7,10 @@ import { checkWritable, writeFileAtomic } from '../runtime/io.js';
 import { RunLog } from '../runtime/log.js';
 import { describeValue } from '../text.js';
 import { type CalibrationSource } from './calibrate/calibrate.js';
-import { type CreateQuantConfigOptions, type QuantConfig, buildQuantConfig } from './config/config.js';
+import { type CreateQuantConfigOptions, type QuantConfig } from './config/config.js';
 import { fidelityWarnings, measureFidelity } from './export/fidelity.js';
-import { layersFeedingLog } from './prepare/log-inputs.js';
-import { INT16_OPSET, PER_CHANNEL_OPSET, opsetBlocker, prepare, privateCopy } from './prepare/prepare.js';
+import { defaultQuantConfig } from './prepare/default-config.js';
+import { prepare, privateCopy } from './prepare/prepare.js';
 import { PreparedQuantization } from './prepared.js';
 import { type ModelSource, type QuantizeModelOptions, type QuantizeResult } from './types.js';
 
@@ -29,11 +29,7 @@ export const QUANTIZE_OPTION_KEYS = optionKeys<QuantizeModelOptions>({
 });
 export async function createQuantConfig(model: ModelSource, options: CreateQuantConfigOptions = {}): Promise<QuantConfig> {
   checkOptions(options, 'createQuantConfig');
-  const { model: copy, layers, hint } = prepare(await privateCopy(model));
-  const logFed = layersFeedingLog(copy.graph!, layers);
-  const wide = logFed.size && opsetBlocker(copy, INT16_OPSET) !== undefined ? 'float' : 16;
-  const precise = new Map([...logFed].map((name) => [name, wide] as const));
-  const config = buildQuantConfig(layers, options, { perChannelReachable: opsetBlocker(copy, PER_CHANNEL_OPSET) === undefined, precise, hint });
+  const config = defaultQuantConfig(prepare(await privateCopy(model)), options);
   if (options.configFile) await writeFileAtomic(options.configFile, JSON.stringify(config, null, 2) + '\n');
   return config;
 }

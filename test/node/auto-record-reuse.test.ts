@@ -51,16 +51,16 @@ describe('a plan without a layer (a fallback)', () => {
       const config = await createQuantConfig(bytes, { batchNum: 2 });
       const p = await PreparedQuantization.create(bytes, config);
       await p.calibrate(feeds);
-      p.keepAllOutputs();
-      const withoutConv2 = p.plan().filter((l) => l.layer.name !== 'conv2');
+      const { record } = p.recordWithAllOutputs();
+      const withoutConv2 = p.plan(record).filter((l) => l.layer.name !== 'conv2');
       const returned = p.fakeQuantModel(withoutConv2).model;
       const conv2 = decodeModel(returned).graph!.node!.find((n) => n.name === 'conv2')!;
       const producer = decodeModel(returned).graph!.node!.find((n) => n.output?.includes(conv2.input![0]!));
       expect(producer?.opType).toBe('Relu'); // not a DequantizeLinear on conv2's int8 grid
-      p.settleOutputs(withoutConv2);
+      const settled = p.finalRecord(record, [], withoutConv2);
       const edited = structuredClone(p.config) as Record<string, { quant_enable?: boolean }>;
       edited.conv2!.quant_enable = false;
-      const again = await quantizeModel(bytes, edited as typeof p.config, [], { record: p.prunedRecord() });
+      const again = await quantizeModel(bytes, edited as typeof p.config, [], { record: settled });
       expect(Array.from(await run(again.fakeQuantModel, feeds[0]!))).toEqual(Array.from(await run(returned, feeds[0]!)));
     });
   }
@@ -80,10 +80,11 @@ describe('records adopted from repairs and 16-bit sessions', () => {
     const wide = p.withActivationBits(16);
     await wide.calibrate(feeds);
     for (const v of [repair, wide]) expect(v.record.layers.dw!.equalize_d).toBeUndefined();
-    p.adoptRecord('dw', repair.record.layers.dw!);
-    expect(p.record.layers.dw).toMatchObject({ num_bits_d: 16, equalize_d: factors, round_w: '' });
-    p.adoptRecord('dw', wide.record.layers.dw!);
-    expect(p.record.layers.dw).toMatchObject({ num_bits_d: 16, equalize_d: factors, round_w: wide.record.layers.dw!.round_w });
+    const before = structuredClone(p.record);
+    expect(p.finalRecord(p.record, [['dw', repair.record.layers.dw!]]).layers.dw).toMatchObject({ num_bits_d: 16, equalize_d: factors, round_w: '' });
+    expect(p.finalRecord(p.record, [['dw', wide.record.layers.dw!]]).layers.dw).toMatchObject({ num_bits_d: 16, equalize_d: factors, round_w: wide.record.layers.dw!.round_w });
+    // The record is built anew; calibration's stays as it was.
+    expect(p.record).toEqual(before);
   });
 
   it('let the result of a search with an int16 repair under adaptive rounding rebuild its deploy model without data', async () => {

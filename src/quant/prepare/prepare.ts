@@ -72,14 +72,19 @@ export function prepare(model: ModelProto): Prepared {
   const names = layers.map((l) => l.name);
   return { model, layers, skipped, coverage, hint: (name) => whereIsName(name, coverage, names) };
 }
-/** Validates the config against the model and prepares the working copy. */
+/**
+ * Validates the config against the model and prepares the working copy. `config` may be a function
+ * of the prepared model (the default config), so that the model is read and parsed once.
+ */
 export async function prepareQuantization(
   model: ModelSource,
-  config: QuantConfig,
+  configFor: QuantConfig | ((prepared: Prepared) => QuantConfig),
   kernels?: Kernels,
   configSource = 'quantizeModel config',
 ): Promise<QuantizationSession> {
-  const { model: work, layers: declared, skipped, coverage, hint } = prepare(await privateCopy(model));
+  const prepared = prepare(await privateCopy(model));
+  const { model: work, layers: declared, skipped, coverage, hint } = prepared;
+  const config = typeof configFor === 'function' ? configFor(prepared) : configFor;
   validateQuantConfig(config, declared, configSource, hint);
   const cfg = structuredClone(config);
   const original = encodeModel(work);
