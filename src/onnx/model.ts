@@ -8,6 +8,7 @@
 import { AutoquantError, OnnxFormatError } from '../errors.js';
 import { checkTensorData } from './tensor.js';
 import { forEachTensor } from './tensors-walk.js';
+import { plainDims } from './plain-dims.js';
 import { resolveExternalData, type ExternalDataSource } from './external.js';
 import { onnx, type ModelProto } from './types.js';
 import { dirnameOf, readFileBytes } from '../runtime/io.js';
@@ -82,6 +83,7 @@ function decodeOwned(bytes: Uint8Array): ModelProto {
   }
   // Decoding is lazy about meaning; catch inconsistent tensors now rather than mid-calibration.
   forEachTensor(model, checkTensorData);
+  plainDims(model);
   return model;
 }
 

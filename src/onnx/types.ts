@@ -1,10 +1,11 @@
 /**
  * Types of the decoded ONNX model, re-exported from the generated protobuf code.
  *
- * Field names are camelCase (`rawData`, `opType`, `dataType`). int64 fields (`dims`, `irVersion`,
- * attribute `i`/`ints`, `int64Data`, ...) hold `Long` objects after decoding (lossless: models
- * use values such as INT64_MAX that a JS number cannot hold) and accept `number | Long` when
- * building or encoding; convert them with the helpers in `int64.ts`.
+ * Field names are camelCase (`rawData`, `opType`, `dataType`). After decodeModel, shapes (a tensor's
+ * `dims`, a value info's `dimValue`) are plain numbers (see plain-dims.ts); the other int64 fields
+ * (`irVersion`, attribute `i`/`ints`, `int64Data`, ...) hold `Long` objects (lossless: models use
+ * values such as INT64_MAX that a JS number cannot hold). Every int64 field accepts `number | Long`
+ * when building or encoding; convert them with the helpers in `int64.ts`.
  *
  * The aliases are the generated `$Properties` interfaces (every field optional), which both
  * decoded messages and plain objects built by hand satisfy. Decoded messages are class instances
@@ -30,5 +31,5 @@ export type TrainingInfoProto = onnx.TrainingInfoProto.$Properties;
 export type StringStringEntryProto = onnx.StringStringEntryProto.$Properties;
 export type TensorAnnotation = onnx.TensorAnnotation.$Properties;
 
-/** A 64-bit integer field value: a `Long` after decoding, or a plain number when built by hand. */
+/** A 64-bit integer field value: a `Long` after decoding (a number for shapes), or a plain number when built by hand. */
 export type Int64 = onnx.TensorProto['dims'][number];

@@ -60,6 +60,33 @@ describe('decodeModel / encodeModel round trip', () => {
     expect(sameBytes(encodeModel(model), bytes)).toBe(true);
   });
 
+  it('decodes shapes as plain numbers (tensor dims and value-info dim values, in subgraphs too) and re-encodes the same bytes', async () => {
+    const bytes = await bytesOf(models.detector);
+    const model = decodeModel(bytes);
+    // This model keeps its weights in Constant nodes, not initializers.
+    const constants = model.graph!.node!.filter((n) => n.opType === 'Constant').map((n) => n.attribute![0]!.t!);
+    const tensorDims = [...model.graph!.initializer!, ...constants].flatMap((t) => t.dims!);
+    expect(tensorDims.length).toBeGreaterThan(100);
+    expect(tensorDims.every((d) => typeof d === 'number')).toBe(true);
+    const input = model.graph!.input![0]!.type!.tensorType!.shape!.dim!;
+    expect(input.map((d) => (Object.prototype.hasOwnProperty.call(d, 'dimParam') ? 'param' : typeof d.dimValue))).toContain('number');
+    expect(input.some((d) => typeof d.dimValue === 'number' && d.dimValue === 3)).toBe(true);
+    const inBody = new GraphBuilder().input('x').initializer('w', [2, 3], new Float32Array(6)).node('Add', ['x', 'w'], ['y']).output('y').build();
+    const outer = new GraphBuilder().input('c', DataType.BOOL, []).input('x', 1, ['N', 3]).node('If', ['c'], ['y']).output('y').build();
+    outer.node[0]!.attribute = [
+      onnx.AttributeProto.create({ name: 'then_branch', type: onnx.AttributeProto.AttributeType.GRAPH, g: inBody }),
+      onnx.AttributeProto.create({ name: 'else_branch', type: onnx.AttributeProto.AttributeType.GRAPH, g: inBody }),
+    ];
+    const withBody = encodeModel(buildModel(outer));
+    const decoded = decodeModel(withBody);
+    const body = decoded.graph!.node![0]!.attribute![0]!.g!;
+    expect(body.initializer![0]!.dims).toEqual([2, 3]);
+    expect(decoded.graph!.input![1]!.type!.tensorType!.shape!.dim![1]!.dimValue).toBe(3);
+    expect(decoded.graph!.input![1]!.type!.tensorType!.shape!.dim![0]!.dimParam).toBe('N');
+    expect(sameBytes(encodeModel(decoded), withBody)).toBe(true);
+    expect(sameBytes(encodeModel(model), bytes)).toBe(true);
+  });
+
   it('returns a plain Uint8Array that owns its buffer', () => {
     const out = encodeModel(buildModel(new GraphBuilder().input('x').node('Relu', ['x'], ['y']).output('y')));
     expect(out.constructor).toBe(Uint8Array);
