@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { accuracyBasedAutoCalibration, ClassificationEvaluator, FidelityEvaluator, getOrt, Tensor } from '../dist/index.js';
 import { mnistBatch, sample } from './inputs.mjs';
+import { emitTable } from './report.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -99,17 +100,16 @@ if (!ENGINE) {
     if (r.status !== 0) throw new Error(`${s.label}: ${r.stderr}`);
     for (const line of r.stdout.trim().split('\n')) rows.push({ engine: s.label, ...JSON.parse(line) });
   }
-  console.log(`Automatic calibration, Node ${process.version}, ${availableParallelism()} cores; times in seconds`);
-  console.log('| model | engine | passed | layers quantized / total | fell back | repaired | evaluations | float eval s | calibration s | ranking s | search s | repair s | total s | total / web 1 thread | peak RSS MiB |');
-  console.log('|---|---|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
-  for (const r of rows) {
-    const base = rows.find((b) => b.name === r.name && b.engine === settings[0].label);
-    const t = r.timings;
-    console.log(
-      `| ${r.name} | ${r.engine} | ${r.passed} | ${r.quantized} / ${r.total} | ${r.fell} | ${r.repaired} | ${r.evaluations} | ${t.floatEvaluation.toFixed(2)} | ${t.calibration.toFixed(2)} | ` +
-        `${t.ranking.toFixed(2)} | ${t.search.toFixed(2)} | ${t.repair.toFixed(2)} | ${t.total.toFixed(2)} | ${(t.total / base.timings.total).toFixed(2)} | ${r.peakMiB.toFixed(0)} |`,
-    );
-  }
+  emitTable('auto', {
+    title: 'Automatic calibration end to end, one child process per engine setting; times in seconds',
+    header: ['model', 'engine', 'passed', 'layers quantized / total', 'fell back', 'repaired', 'evaluations', 'float eval s', 'calibration s', 'ranking s', 'search s', 'repair s', 'total s', 'total / web 1 thread', 'peak RSS MiB'],
+    align: 'lllrllrrrrrrrrr',
+    rows: rows.map((r) => {
+      const base = rows.find((b) => b.name === r.name && b.engine === settings[0].label);
+      const t = r.timings;
+      return [r.name, r.engine, r.passed, `${r.quantized} / ${r.total}`, r.fell, r.repaired, r.evaluations, ...[t.floatEvaluation, t.calibration, t.ranking, t.search, t.repair, t.total].map((v) => v.toFixed(2)), (t.total / base.timings.total).toFixed(2), r.peakMiB.toFixed(0)];
+    }),
+  });
 } else {
   if (ENGINE === 'web') getOrt().env.wasm.numThreads = Number(arg('--threads') ?? 1);
   for (const c of cases) {

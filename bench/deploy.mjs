@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import * as ortNode from 'onnxruntime-node';
 import { createQuantConfig, decodeModel, getKernels, quantizeModel, Tensor } from '../dist/index.js';
 import { arg, deployCases, interleavedMedians } from './deploy-cases.mjs';
+import { emitTable } from './report.mjs';
 
 const RUNS = Number(arg('--runs', 15));
 const ONLY = arg('--only', '');
@@ -105,12 +106,12 @@ for (const c of deployCases) {
 }
 rmSync(tmp, { recursive: true, force: true });
 
-console.log(`onnxruntime-node ${ortNode.env.versions?.common ?? ''} CPU, graphOptimizationLevel 'all', median of ${RUNS} interleaved runs after 3 warm-up runs; ${all} cores`);
-console.log('| model, input | threads | float ms | fake-quant ms | deploy ms | fake-quant / float | deploy / float | integer kernels (of quantized layers) | DequantizeLinear left | cosine deploy-float (mean of 4 inputs) | cosine deploy-fake-quant |');
-console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
-for (const r of rows) {
-  console.log(
-    `| ${r.model} | ${r.threads} | ${r.float.toFixed(1)} | ${r.fake.toFixed(1)} | ${r.deploy.toFixed(1)} | ${(r.fake / r.float).toFixed(2)} | ${(r.deploy / r.float).toFixed(2)} | ` +
-      `${r.fused ? `${r.fused.integer} (${r.layers})` : '-'} | ${r.fused ? r.fused.dq : '-'} | ${r.cosFloat.toFixed(5)} | ${r.cosFake.toFixed(5)} |`,
-  );
-}
+emitTable('deploy', {
+  title: `onnxruntime-node ${ortNode.env.versions?.common ?? ''} CPU, graphOptimizationLevel 'all', median of ${RUNS} interleaved runs after 3 warm-up runs; ${all} cores`,
+  header: ['model, input', 'threads', 'float ms', 'fake-quant ms', 'deploy ms', 'fake-quant / float', 'deploy / float', 'integer kernels (of quantized layers)', 'DequantizeLinear left', 'cosine deploy-float (mean of 4 inputs)', 'cosine deploy-fake-quant'],
+  align: 'lrrrrrrrrrr',
+  rows: rows.map((r) => [
+    r.model, r.threads, r.float.toFixed(1), r.fake.toFixed(1), r.deploy.toFixed(1), (r.fake / r.float).toFixed(2), (r.deploy / r.float).toFixed(2),
+    r.fused ? `${r.fused.integer} (${r.layers})` : '-', r.fused ? r.fused.dq : '-', r.cosFloat.toFixed(5), r.cosFake.toFixed(5),
+  ]),
+});

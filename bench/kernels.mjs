@@ -11,6 +11,7 @@
 // buffers; their plain JS column runs on the same resident arrays.
 // Run with `npm run bench` after `npm run build`. Options: --sizes=4,16 (Mi elements), --runs=7.
 import { getKernels, referenceKernels } from '../dist/index.js';
+import { emitTable } from './report.mjs';
 
 const args = Object.fromEntries(
   process.argv.slice(2).map((a) => {
@@ -188,15 +189,15 @@ const table = rows.map((r) => [
   r.copy === undefined ? '-' : fmt(r.wasm / r.js),
   r.copy === undefined ? '1.00' : fmt(r.wasm / r.copy),
 ]);
-const widths = header.map((h, i) => Math.max(h.length, ...table.map((t) => t[i].length)));
-const line = (cells) => `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ')} |`;
-console.log(line(header));
-console.log(`|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
-for (const t of table) console.log(line(t));
-console.log(
-  `\nGB/s = bytes of the caller's arrays read + written / median time of ${RUNS} runs (after ${WARMUP} warm-up runs);` +
-    ' fakeQuantize/cosine/copy 8 B per element, quantize int8 5 B, minMax/histogram 4 B.',
-);
+emitTable('kernels-throughput', {
+  title: `Kernel throughput, median of ${RUNS} runs after ${WARMUP} warm-up runs`,
+  header,
+  align: 'llrrrr',
+  rows: table,
+  note:
+    "GB/s = bytes of the caller's arrays read + written / median time; fakeQuantize, cosine and copy 8 B per element, " +
+    'quantize int8 5 B, minMax and histogram 4 B.',
+});
 
 // Adaptive rounding's kernels are compute-bound (d² work per output channel): milliseconds per call
 // against the scalar reference, on shapes of PP-OCRv4 layers (statistics of 4096 sampled patches;
@@ -227,5 +228,9 @@ for (const { rows: outs, d } of shapes) {
   const rr = [time(round(k)), time(round(referenceKernels))];
   adaptive.push([`crossMoments`, `${m} × ${d}`, cm[0], cm[1]], [`roundRows`, `${outs} × ${d}`, rr[0], rr[1]]);
 }
-console.log('\n| kernel | shape | wasm ms | scalar reference ms | reference/wasm |\n|---|---|--:|--:|--:|');
-for (const [name, shape, tw, tr] of adaptive) console.log(`| ${name} | ${shape} | ${fmt(tw * 1000, 1)} | ${fmt(tr * 1000, 1)} | ${fmt(tr / tw, 1)} |`);
+emitTable('kernels-adaptive-rounding', {
+  title: `Adaptive rounding kernels on PP-OCRv4 layer shapes, median of ${RUNS} runs`,
+  header: ['kernel', 'shape', 'wasm ms', 'scalar reference ms', 'reference/wasm'],
+  align: 'llrrr',
+  rows: adaptive.map(([name, shape, tw, tr]) => [name, shape, fmt(tw * 1000, 1), fmt(tr * 1000, 1), fmt(tr / tw, 1)]),
+});

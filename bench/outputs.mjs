@@ -7,11 +7,11 @@
 // --activation-bits 8 is the log-mel pattern the default now handles (16-bit activations before Log).
 // Run: node bench/outputs.mjs [--engine node|web]
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createQuantConfig, createSession, quantizeModel, Tensor } from '../dist/index.js';
 import { arg, deployCases } from './deploy-cases.mjs';
+import { emitTable } from './report.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const engine = arg('--engine', 'node');
@@ -63,16 +63,20 @@ for (const c of cases) {
   console.error(`${c.name}: ${total.toFixed(2)} s`);
 }
 
-console.log(`quantizeModel with the default config, 2 calibration batches, engine ${engine}, Node ${process.version}, ${availableParallelism()} cores`);
-console.log('| model, calibration batch | layers quantized | heavy nodes left float | warnings | output | cosine to float | SQNR dB | quantizeModel s | fidelity measurement s | share |');
-console.log('|---|--:|--:|---|---|--:|--:|--:|--:|--:|');
+const cells = [];
 for (const r of rows) {
   const outs = r.fidelity.length ? r.fidelity : [{ output: '-', cosine: NaN, sqnrDb: NaN }];
   for (const [i, f] of outs.entries()) {
     const first = i === 0;
-    console.log(
-      `| ${first ? `${r.name} ${r.shape.join('×')}` : ''} | ${first ? `${r.quantized} / ${r.layers}` : ''} | ${first ? r.left : ''} | ${first ? r.warnings.join(', ') || '-' : ''} | ${f.output} | ` +
-        `${Number.isNaN(f.cosine) ? '-' : f.cosine.toFixed(5)} | ${Number.isNaN(f.sqnrDb) ? '-' : f.sqnrDb.toFixed(1)} | ${first ? r.total.toFixed(2) : ''} | ${first ? r.measure.toFixed(2) : ''} | ${first ? (r.measure / r.total).toFixed(2) : ''} |`,
-    );
+    cells.push([
+      first ? `${r.name} ${r.shape.join('×')}` : '', first ? `${r.quantized} / ${r.layers}` : '', first ? r.left : '', first ? r.warnings.join(', ') || '-' : '', f.output,
+      Number.isNaN(f.cosine) ? '-' : f.cosine.toFixed(5), Number.isNaN(f.sqnrDb) ? '-' : f.sqnrDb.toFixed(1), first ? r.total.toFixed(2) : '', first ? r.measure.toFixed(2) : '', first ? (r.measure / r.total).toFixed(2) : '',
+    ]);
   }
 }
+emitTable('outputs', {
+  title: `quantizeModel with the default config, 2 calibration batches, engine ${engine}`,
+  header: ['model, calibration batch', 'layers quantized', 'heavy nodes left float', 'warnings', 'output', 'cosine to float', 'SQNR dB', 'quantizeModel s', 'fidelity measurement s', 'share'],
+  align: 'lrrllrrrrr',
+  rows: cells,
+});

@@ -5,11 +5,11 @@
 // min-max on the same engine in the same run is the observers' own cost.
 // Run: node bench/ptq.mjs [--algos ifmr,minmax,...] [--batches N] [--engines web,node]
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createQuantConfig, getOrt, quantizeModel, Tensor } from '../dist/index.js';
 import { textLines } from './inputs.mjs';
+import { emitTable } from './report.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const arg = (name, fallback) => {
@@ -33,10 +33,12 @@ for (const engine of ENGINES) {
     console.error(`${engine} ${algo}: ${s.toFixed(1)} s`);
   }
 }
-console.log(`PTQ of the PP-OCRv4 recognizer (default config but the observer), ${BATCHES} batches of 16×3×48×320, Node ${process.version}, ${availableParallelism()} cores`);
-console.log('| engine | observer | PTQ s | / min-max | calibration passes | peak observer MiB |');
-console.log('|---|---|--:|--:|--:|--:|');
-for (const r of rows) {
-  const base = rows.find((b) => b.engine === r.engine && b.algo === 'minmax')?.s;
-  console.log(`| ${r.engine === 'web' ? `web (wasm, ${getOrt().env.wasm.numThreads} threads)` : 'node'} | ${r.algo} | ${r.s.toFixed(1)} | ${base ? (r.s / base).toFixed(2) : '-'} | ${r.passes} | ${r.peak.toFixed(1)} |`);
-}
+emitTable('ptq-observers', {
+  title: `PTQ of the PP-OCRv4 recognizer (default config but the observer), ${BATCHES} batches of 16×3×48×320`,
+  header: ['engine', 'observer', 'PTQ s', '/ min-max', 'calibration passes', 'peak observer MiB'],
+  align: 'llrrrr',
+  rows: rows.map((r) => {
+    const base = rows.find((b) => b.engine === r.engine && b.algo === 'minmax')?.s;
+    return [r.engine === 'web' ? `web (wasm, ${getOrt().env.wasm.numThreads} threads)` : 'node', r.algo, r.s.toFixed(1), base ? (r.s / base).toFixed(2) : '-', r.passes, r.peak.toFixed(1)];
+  }),
+});

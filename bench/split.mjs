@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import * as ortNode from 'onnxruntime-node';
 import { createQuantConfig, getKernels, quantizeModel, Tensor } from '../dist/index.js';
 import { arg, deployCases, interleavedMedians } from './deploy-cases.mjs';
+import { emitTable } from './report.mjs';
 
 const RATIO = Number(arg('--ratio', 0.0625));
 const RUNS = Number(arg('--runs', 15));
@@ -42,10 +43,12 @@ for (const c of deployCases) {
   const [f, d0, d1] = await interleavedMedians(sessions, feeds, RUNS);
   for (const s of sessions) await s.release();
   const split = results[1].channelSplits;
-  rows.push(`| ${c.name} ${dims.join('×')} | ${split.length} | ${split.reduce((n, s) => n + s.added, 0)} | ${(results[0].deployModel.length / 1e6).toFixed(2)} | ${(results[1].deployModel.length / 1e6).toFixed(2)} | ${(results[1].deployModel.length / results[0].deployModel.length).toFixed(3)} | ${f.toFixed(1)} | ${d0.toFixed(1)} | ${d1.toFixed(1)} | ${(d1 / d0).toFixed(2)} | ${cos[0].toFixed(5)} | ${cos[1].toFixed(5)} |`);
-  console.error(rows.at(-1));
+  rows.push([`${c.name} ${dims.join('×')}`, `${split.length}`, `${split.reduce((n, s) => n + s.added, 0)}`, `${(results[0].deployModel.length / 1e6).toFixed(2)}`, `${(results[1].deployModel.length / 1e6).toFixed(2)}`, `${(results[1].deployModel.length / results[0].deployModel.length).toFixed(3)}`, `${f.toFixed(1)}`, `${d0.toFixed(1)}`, `${d1.toFixed(1)}`, `${(d1 / d0).toFixed(2)}`, `${cos[0].toFixed(5)}`, `${cos[1].toFixed(5)}`]);
+  console.error(rows.at(-1).join(' | '));
 }
-console.log(`channel_splitting ${RATIO} against 0 (default config otherwise), onnxruntime-node ${ortNode.env.versions?.common ?? ''} CPU, 1 thread, median of ${RUNS} interleaved runs`);
-console.log('| model, input | layers split | input channels added | deploy MB | split deploy MB | size ratio | float ms | deploy ms | split deploy ms | latency ratio | cosine deploy-float | split: cosine deploy-float |');
-console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
-for (const r of rows) console.log(r);
+emitTable('split', {
+  title: `channel_splitting ${RATIO} against 0 (default config otherwise), onnxruntime-node ${ortNode.env.versions?.common ?? ''} CPU, 1 thread, median of ${RUNS} interleaved runs`,
+  header: ['model, input', 'layers split', 'input channels added', 'deploy MB', 'split deploy MB', 'size ratio', 'float ms', 'deploy ms', 'split deploy ms', 'latency ratio', 'cosine deploy-float', 'split: cosine deploy-float'],
+  align: 'lrrrrrrrrrrr',
+  rows,
+});

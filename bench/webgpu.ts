@@ -7,6 +7,7 @@
 //   deno run -A bench/webgpu.ts --prepare DIR   only write the models and inputs to DIR (for another machine)
 //   deno run -A bench/webgpu.ts --from DIR      only time what --prepare wrote (needs nothing but onnxruntime-web)
 import * as ort from 'onnxruntime-web/webgpu';
+import { emitTable } from './report.mjs';
 
 const args = Deno.args;
 const opt = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
@@ -100,9 +101,8 @@ async function bench(dir: string) {
   const adapter = await (navigator as unknown as { gpu?: { requestAdapter(): Promise<{ info?: { vendor?: string; architecture?: string; description?: string } } | null> } }).gpu?.requestAdapter();
   if (!adapter) throw new Error('no WebGPU adapter');
   const info = adapter.info ?? {};
-  console.log(`onnxruntime-web ${ort.env.versions?.web ?? ''} (webgpu build) in Deno ${Deno.version.deno}; adapter: ${[info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown'}; median of ${RUNS} runs after 2 warm-up runs, outputs read back`);
-  console.log('| model, input | float WebGPU ms | fake-quant before, WebGPU ms | fake-quant, WebGPU ms | fake-quant, wasm ms | before / now (WebGPU) | now WebGPU / wasm | now / float (WebGPU) | max abs diff before vs now (wasm) |');
-  console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|');
+  const title = `onnxruntime-web ${ort.env.versions?.web ?? ''} (webgpu build) in Deno ${Deno.version.deno}; adapter: ${[info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown'}; median of ${RUNS} runs after 2 warm-up runs, outputs read back`;
+  const rows: (string | number)[][] = [];
   for (const c of CASES) {
     const x = new Float32Array((await Deno.readFile(`${dir}/${c.id}.input.f32`)).buffer);
     const m = Object.fromEntries(await Promise.all(FORMS.map(async (f) => [f, await Deno.readFile(file(dir, c.id, f))])));
@@ -111,11 +111,17 @@ async function bench(dir: string) {
     const wasmNow = await time(m['fake-quant'], 'wasm', x, c.dims);
     const wasmBefore = await time(m['fake-quant (before)'], 'wasm', x, c.dims);
     const now = gpu['fake-quant']!.ms;
-    console.log(
-      `| ${c.name}, ${c.dims.join('×')} | ${gpu.float!.ms.toFixed(0)} | ${gpu['fake-quant (before)']!.ms.toFixed(0)} | ${now.toFixed(0)} | ${wasmNow.ms.toFixed(0)} | ` +
-        `${(gpu['fake-quant (before)']!.ms / now).toFixed(1)} | ${(now / wasmNow.ms).toFixed(2)} | ${(now / gpu.float!.ms).toFixed(2)} | ${maxAbsDiff(wasmBefore.out, wasmNow.out)} |`,
-    );
+    rows.push([
+      `${c.name}, ${c.dims.join('×')}`, gpu.float!.ms.toFixed(0), gpu['fake-quant (before)']!.ms.toFixed(0), now.toFixed(0), wasmNow.ms.toFixed(0),
+      (gpu['fake-quant (before)']!.ms / now).toFixed(1), (now / wasmNow.ms).toFixed(2), (now / gpu.float!.ms).toFixed(2), maxAbsDiff(wasmBefore.out, wasmNow.out),
+    ]);
   }
+  emitTable('webgpu', {
+    title,
+    header: ['model, input', 'float WebGPU ms', 'fake-quant before, WebGPU ms', 'fake-quant, WebGPU ms', 'fake-quant, wasm ms', 'before / now (WebGPU)', 'now WebGPU / wasm', 'now / float (WebGPU)', 'max abs diff before vs now (wasm)'],
+    align: 'lrrrrrrrr',
+    rows,
+  });
 }
 
 const from = opt('--from');

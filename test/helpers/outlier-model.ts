@@ -4,7 +4,8 @@
  * by a Mul that is not quantized). A single int8 scale for that activation wipes out the small
  * channels, which carry the signal (int16 keeps them); every other layer quantizes harmlessly.
  */
-import { encodeModel, FidelityEvaluator, Tensor } from '../../src/index.js';
+import { encodeModel } from '../../src/subpaths/onnx.js';
+import { FidelityEvaluator, Tensor } from '../../src/index.js';
 import { buildModel, GraphBuilder } from './graph-builder.js';
 import { Random } from './random.js';
 

@@ -10,7 +10,7 @@
  * The task: inputs are noisy copies of ten random prototypes, the label is the prototype; the
  * hidden layers are near-identity maps and fc4 scores each prototype by (negated) distance.
  */
-import { encodeModel } from '../../src/index.js';
+import { encodeModel } from '../../src/subpaths/onnx.js';
 import { buildModel, GraphBuilder } from './graph-builder.js';
 import { Random } from './random.js';
 

@@ -8,8 +8,6 @@ import {
   ClassificationEvaluator,
   createQuantConfig,
   createSession,
-  DataType,
-  encodeModel,
   quantizeModel,
   EvaluationError,
   FidelityEvaluator,
@@ -17,6 +15,7 @@ import {
   type CalibrationSession,
   type InferenceSession,
 } from '../../src/index.js';
+import { DataType, encodeModel } from '../../src/subpaths/onnx.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { heldOutBatch, trainBatch } from '../helpers/mnist.js';
 import { Random } from '../helpers/random.js';
@@ -77,7 +76,8 @@ describe('accuracy-based automatic calibration on a model with one planted outli
     expect(r.quantizedLayers).toContain(fragile);
     expect((r.config[fragile] as { activation_quant_params: { num_bits: number } }).activation_quant_params.num_bits).toBe(16);
     expect(r.record.layers[fragile]!.num_bits_d).toBe(16);
-    const { decodeModel, opsetVersion, createSession } = await import('../../src/index.js');
+    const { createSession } = await import('../../src/index.js');
+    const { decodeModel, opsetVersion } = await import('../../src/subpaths/onnx.js');
     const deploy = decodeModel(r.deployModel!);
     expect(opsetVersion(deploy)).toBe(21);
     const s = await createSession(r.deployModel!);

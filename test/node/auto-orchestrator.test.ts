@@ -7,7 +7,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { accuracyBasedAutoCalibration, createQuantConfig, FileAccessError, OptionsError, Tensor, type CalibrationSession, type Feeds } from '../../src/index.js';
+import {
+  accuracyBasedAutoCalibration,
+  createQuantConfig,
+  FileAccessError,
+  OptionsError,
+  Tensor,
+  type CalibrationSession,
+  type Feeds,
+} from '../../src/index.js';
 import { replayedCallback } from '../../src/quant/calibrate/replay.js';
 import { outlierEvaluator, outlierModel } from '../helpers/outlier-model.js';
 

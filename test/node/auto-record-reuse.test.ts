@@ -4,7 +4,8 @@
  * activation equalization included.
  */
 import { describe, expect, it } from 'vitest';
-import { accuracyBasedAutoCalibration, createQuantConfig, createSession, decodeModel, encodeModel, quantizeModel, Tensor } from '../../src/index.js';
+import { accuracyBasedAutoCalibration, createQuantConfig, createSession, quantizeModel, Tensor } from '../../src/index.js';
+import { decodeModel, encodeModel } from '../../src/subpaths/onnx.js';
 import { PreparedQuantization } from '../../src/quant/quantize.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { outlierEvaluator, outlierModel } from '../helpers/outlier-model.js';

@@ -6,7 +6,16 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { accuracyBasedAutoCalibration, autoCalibrationReport, AutoquantError, createQuantConfig, createSession, FidelityEvaluator, quantizeModel, Tensor } from '../../src/index.js';
+import {
+  accuracyBasedAutoCalibration,
+  autoCalibrationReport,
+  AutoquantError,
+  createQuantConfig,
+  createSession,
+  FidelityEvaluator,
+  quantizeModel,
+  Tensor,
+} from '../../src/index.js';
 import { refineGreedily } from '../../src/auto/strategies.js';
 import { outlierEvaluator, outlierModel } from '../helpers/outlier-model.js';
 import { textLine } from '../helpers/mnist.js';

@@ -3,7 +3,14 @@
  * judged by the user's evaluator, and the result says which layer got which.
  */
 import { describe, expect, it } from 'vitest';
-import { accuracyBasedAutoCalibration, autoCalibrationReport, ClassificationEvaluator, createQuantConfig, decodeModel, opsetVersion, Tensor } from '../../src/index.js';
+import {
+  accuracyBasedAutoCalibration,
+  autoCalibrationReport,
+  ClassificationEvaluator,
+  createQuantConfig,
+  Tensor,
+} from '../../src/index.js';
+import { decodeModel, opsetVersion } from '../../src/subpaths/onnx.js';
 import { MLP_WIDTH, plantedMlp, plantedMlpData } from '../helpers/planted-mlp.js';
 import { outlierEvaluator, outlierModel } from '../helpers/outlier-model.js';
 

@@ -6,7 +6,12 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { accuracyBasedAutoCalibration, EvaluationError, type CalibrationSession, type InferenceSession } from '../../src/index.js';
+import {
+  accuracyBasedAutoCalibration,
+  EvaluationError,
+  type CalibrationSession,
+  type InferenceSession,
+} from '../../src/index.js';
 import { ROOT } from '../helpers/cli-runner.js';
 import { outlierFeeds, outlierInputs, outlierModel } from '../helpers/outlier-model.js';
 

@@ -11,7 +11,6 @@ import {
   ClassificationEvaluator,
   createQuantConfig,
   createSession,
-  defaultEngine,
   EngineError,
   FidelityEvaluator,
   getOrt,
@@ -20,6 +19,7 @@ import {
   useEngine,
   type Engine,
 } from '../../src/index.js';
+import { defaultEngine } from '../../src/subpaths/runtime.js';
 import { heldOutBatch, trainBatch } from '../helpers/mnist.js';
 import { outlierInputs, outlierModel, WIDTH } from '../helpers/outlier-model.js';
 

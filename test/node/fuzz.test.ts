@@ -9,19 +9,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  AutoquantError,
-  createQuantConfig,
-  decodeModel,
-  encodeNpy,
-  encodeNpz,
-  loadQuantConfig,
-  parseNpy,
-  parseNpz,
-  quantizeModel,
-  Tensor,
-  type QuantConfig,
-} from '../../src/index.js';
+import { AutoquantError, createQuantConfig, loadQuantConfig, quantizeModel, Tensor, type QuantConfig } from '../../src/index.js';
+import { decodeModel } from '../../src/subpaths/onnx.js';
+import { encodeNpy, encodeNpz, parseNpy, parseNpz } from '../../src/subpaths/npy.js';
 import { main } from '../../src/cli/main.js';
 import { outlierInputs, outlierModel, WIDTH } from '../helpers/outlier-model.js';
 import { Random } from '../helpers/random.js';

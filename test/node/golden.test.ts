@@ -9,7 +9,16 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { accuracyBasedAutoCalibration, createQuantConfig, FidelityEvaluator, quantizeModel, Tensor, type AutoCalibrationOptions, type CreateQuantConfigOptions, type Feeds } from '../../src/index.js';
+import {
+  accuracyBasedAutoCalibration,
+  createQuantConfig,
+  FidelityEvaluator,
+  quantizeModel,
+  Tensor,
+  type AutoCalibrationOptions,
+  type CreateQuantConfigOptions,
+  type Feeds,
+} from '../../src/index.js';
 import { ROOT } from '../helpers/cli-runner.js';
 import { textLine, trainBatch } from '../helpers/mnist.js';
 import { outlierEvaluator, outlierFeeds, outlierInputs, outlierModel } from '../helpers/outlier-model.js';

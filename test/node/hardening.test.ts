@@ -13,19 +13,17 @@ import {
   CalibrationError,
   EvaluationError,
   createQuantConfig,
-  DataType,
-  encodeModel,
   FidelityEvaluator,
   FileAccessError,
   loadModel,
   loadQuantConfig,
-  makeTensor,
-  parseNpy,
   quantizeModel,
   QuantConfigError,
   saveModel,
   Tensor,
 } from '../../src/index.js';
+import { DataType, encodeModel, makeTensor } from '../../src/subpaths/onnx.js';
+import { parseNpy } from '../../src/subpaths/npy.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { outlierInputs, outlierModel, WIDTH } from '../helpers/outlier-model.js';
 import { Random } from '../helpers/random.js';

@@ -16,11 +16,7 @@ import {
   CalibrationError,
   createQuantConfig,
   createSession,
-  DataType,
-  declaredInputs,
-  encodeModel,
   FidelityEvaluator,
-  fidelityModeFor,
   FileAccessError,
   loadModel,
   QuantConfigError,
@@ -30,6 +26,8 @@ import {
   type Feeds,
   type InferenceSession,
 } from '../../src/index.js';
+import { DataType, declaredInputs, encodeModel } from '../../src/subpaths/onnx.js';
+import { fidelityModeFor } from '../../src/subpaths/auto.js';
 import { quoteName, quotePath } from '../../src/text.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { removeTempDirs, ROOT, runCli, tempDir } from '../helpers/cli-runner.js';

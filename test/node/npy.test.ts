@@ -311,9 +311,9 @@ describe('errors', () => {
   });
 });
 
-describe('the package root', () => {
-  it('exports the NumPy functions and error the README documents, and they round-trip', async () => {
-    const root = await import('../../src/index.js');
+describe('the autoquant/npy subpath', () => {
+  it('exports the NumPy functions and error the docs list, and they round-trip', async () => {
+    const root = await import('../../src/subpaths/npy.js');
     for (const name of ['parseNpy', 'parseNpz', 'toFloat32', 'encodeNpy', 'encodeNpz', 'NpyFormatError'] as const) expect(typeof root[name], name).toBe('function');
     const bytes = root.encodeNpz({ x: { data: Float32Array.of(1, 2, 3, 4), shape: [2, 2] } });
     const parsed = await root.parseNpz(bytes);

@@ -3,7 +3,8 @@
  * onnxruntime-web and comparing outputs, so a conversion that changes meaning fails here.
  */
 import { describe, expect, it } from 'vitest';
-import { createSession, DataType, decodeModel, encodeModel, OnnxFormatError, opsetVersion, Tensor, upgradeOpset } from '../../src/index.js';
+import { createSession, OnnxFormatError, Tensor } from '../../src/index.js';
+import { DataType, decodeModel, encodeModel, opsetVersion, upgradeOpset } from '../../src/subpaths/onnx.js';
 import type { ModelProto } from '../../src/index.js';
 import Long from 'long';
 import { buildModel, float, GraphBuilder } from '../helpers/graph-builder.js';

@@ -7,7 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { createSession, DataType, decodeModel, encodeModel, parsePlacement, Tensor, type Feeds } from '../../src/index.js';
+import { createSession, Tensor, type Feeds } from '../../src/index.js';
+import { DataType, decodeModel, encodeModel } from '../../src/subpaths/onnx.js';
+import { parsePlacement } from '../../src/subpaths/runtime.js';
 import { replaceAttributeClips, ROUNDING_MAGIC } from '../../src/quant/export/portable.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { textLine } from '../helpers/mnist.js';

@@ -8,16 +8,14 @@ import { describe, expect, it } from 'vitest';
 import {
   createQuantConfig,
   createSession,
-  DataType,
-  decodeModel,
-  encodeModel,
-  getKernels,
   loadQuantConfig,
   quantizeModel,
   QuantConfigError,
   Tensor,
   type ModelProto,
 } from '../../src/index.js';
+import { DataType, decodeModel, encodeModel } from '../../src/subpaths/onnx.js';
+import { getKernels } from '../../src/subpaths/kernels.js';
 import { channelRanges, chooseFactors, findEqualizationPaths, SampleExtremes, type EqualizationPath, type WeightProfile } from '../../src/quant/decide/activation-equalize.js';
 import { PreparedQuantization } from '../../src/quant/quantize.js';
 import { validateRecord } from '../../src/quant/config/record.js';

@@ -6,7 +6,17 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CalibrationError, createQuantConfig, createSession, DataType, encodeModel, getKernels, loadQuantConfig, quantizeModel, QuantConfigError, referenceKernels, Tensor } from '../../src/index.js';
+import {
+  CalibrationError,
+  createQuantConfig,
+  createSession,
+  loadQuantConfig,
+  quantizeModel,
+  QuantConfigError,
+  Tensor,
+} from '../../src/index.js';
+import { DataType, encodeModel } from '../../src/subpaths/onnx.js';
+import { getKernels, referenceKernels } from '../../src/subpaths/kernels.js';
 import { PreparedQuantization } from '../../src/quant/quantize.js';
 import { validateRecord } from '../../src/quant/config/record.js';
 import { accumulate, applyRounding, decodeRounding, encodeRounding, newStats, roundAdaptively } from '../../src/quant/decide/rounding.js';

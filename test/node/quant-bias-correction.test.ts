@@ -7,7 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createQuantConfig, createSession, DataType, encodeModel, getKernels, quantizeModel, Tensor, type Feeds } from '../../src/index.js';
+import { createQuantConfig, createSession, quantizeModel, Tensor, type Feeds } from '../../src/index.js';
+import { DataType, encodeModel } from '../../src/subpaths/onnx.js';
+import { getKernels } from '../../src/subpaths/kernels.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { textLine } from '../helpers/mnist.js';
 import { Random } from '../helpers/random.js';

@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ACTIVATION_ALGOS } from '../../src/subpaths/config.js';
 import {
-  ACTIVATION_ALGOS,
   CalibrationError,
   createQuantConfig,
   createSession,

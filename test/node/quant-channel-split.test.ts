@@ -9,9 +9,6 @@ import { describe, expect, it } from 'vitest';
 import {
   createQuantConfig,
   createSession,
-  DataType,
-  encodeModel,
-  getKernels,
   loadQuantConfig,
   quantizeModel,
   QuantConfigError,
@@ -19,6 +16,8 @@ import {
   type Feeds,
   type ModelProto,
 } from '../../src/index.js';
+import { DataType, encodeModel } from '../../src/subpaths/onnx.js';
+import { getKernels } from '../../src/subpaths/kernels.js';
 import { chooseSplit, findSplitSites } from '../../src/quant/decide/channel-split.js';
 import { PreparedQuantization } from '../../src/quant/quantize.js';
 import { validateRecord } from '../../src/quant/config/record.js';

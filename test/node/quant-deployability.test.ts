@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createQuantConfig, DataType, encodeModel, OnnxFormatError, quantizeModel, Tensor } from '../../src/index.js';
+import { createQuantConfig, OnnxFormatError, quantizeModel, Tensor } from '../../src/index.js';
+import { DataType, encodeModel } from '../../src/subpaths/onnx.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { Random } from '../helpers/random.js';
 

@@ -10,13 +10,11 @@ import {
   ClassificationEvaluator,
   createQuantConfig,
   createSession,
-  DataType,
-  decodeModel,
-  encodeModel,
   quantizeModel,
   Tensor,
   type ModelProto,
 } from '../../src/index.js';
+import { DataType, decodeModel, encodeModel } from '../../src/subpaths/onnx.js';
 import { PreparedQuantization } from '../../src/quant/quantize.js';
 import { equalizeChannels } from '../../src/quant/prepare/equalize.js';
 import { getConstant } from '../../src/onnx/graph.js';

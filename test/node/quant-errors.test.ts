@@ -11,8 +11,6 @@ import {
   CalibrationError,
   createQuantConfig,
   createSession,
-  DataType,
-  encodeModel,
   loadModel,
   QuantConfigError,
   quantizeModel,
@@ -22,6 +20,7 @@ import {
   type Feeds,
   type QuantConfig,
 } from '../../src/index.js';
+import { DataType, encodeModel } from '../../src/subpaths/onnx.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { Random } from '../helpers/random.js';
 

@@ -6,17 +6,15 @@ import { describe, expect, test } from 'vitest';
 import {
   createQuantConfig,
   createSession,
-  DataType,
-  decodeModel,
-  encodeModel,
   quantizeModel,
   Tensor,
   type Feeds,
   type LayerQuantConfig,
   type ModelProto,
   type QuantConfig,
-  referenceKernels,
 } from '../../src/index.js';
+import { DataType, decodeModel, encodeModel } from '../../src/subpaths/onnx.js';
+import { referenceKernels } from '../../src/subpaths/kernels.js';
 import { buildModel, float, GraphBuilder } from '../helpers/graph-builder.js';
 import { Random } from '../helpers/random.js';
 

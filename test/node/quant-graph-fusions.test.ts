@@ -4,7 +4,8 @@
  * stays the same (to float rounding), and nothing is folded where another reader would see it.
  */
 import { describe, expect, test } from 'vitest';
-import { createSession, DataType, encodeModel, type Feeds, type ModelProto, Tensor } from '../../src/index.js';
+import { createSession, type Feeds, type ModelProto, Tensor } from '../../src/index.js';
+import { DataType, encodeModel } from '../../src/subpaths/onnx.js';
 import { foldAffines } from '../../src/quant/prepare/fusion.js';
 import { fuseHardSwish } from '../../src/quant/prepare/hardswish.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';

@@ -7,13 +7,6 @@ import { describe, expect, test } from 'vitest';
 import {
   createQuantConfig,
   createSession,
-  DataType,
-  decodeModel,
-  encodeModel,
-  findAttribute,
-  getConstant,
-  opsetVersion,
-  readTensorAsFloat32,
   quantizeModel,
   Tensor,
   type CreateQuantConfigOptions,
@@ -23,8 +16,17 @@ import {
   type ModelProto,
   type QuantConfig,
   type QuantizeResult,
-  referenceKernels,
 } from '../../src/index.js';
+import {
+  DataType,
+  decodeModel,
+  encodeModel,
+  findAttribute,
+  getConstant,
+  opsetVersion,
+  readTensorAsFloat32,
+} from '../../src/subpaths/onnx.js';
+import { referenceKernels } from '../../src/subpaths/kernels.js';
 import { buildModel, GraphBuilder, float, type AttrValue } from '../helpers/graph-builder.js';
 import { Random } from '../helpers/random.js';
 

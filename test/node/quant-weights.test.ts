@@ -3,7 +3,9 @@
  * (a dead filter, or one equalization divided) gets a larger weight scale instead of a clipped bias.
  */
 import { describe, expect, it } from 'vitest';
-import { createQuantConfig, createSession, DataType, encodeModel, getKernels, quantizeModel, Tensor } from '../../src/index.js';
+import { createQuantConfig, createSession, quantizeModel, Tensor } from '../../src/index.js';
+import { DataType, encodeModel } from '../../src/subpaths/onnx.js';
+import { getKernels } from '../../src/subpaths/kernels.js';
 import { biasScaleFloor, quantizeBias, quantizeWeight } from '../../src/quant/export/weights.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { Random } from '../helpers/random.js';

@@ -1,0 +1,2 @@
+/** `autoquant/kernels`: the SIMD Wasm quantization and similarity kernels and their scalar reference. */
+export * from '../kernels/index.js';
