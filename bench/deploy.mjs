@@ -10,7 +10,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ortNode from 'onnxruntime-node';
-import { createQuantConfig, decodeModel, getKernels, quantizeModel, Tensor } from '../dist/index.js';
+import { createQuantConfig, quantizeModel, Tensor } from '../dist/index.js';
+import { decodeModel } from '../dist/onnx.js';
+import { getKernels } from '../dist/kernels.js';
 import { arg, deployCases, interleavedMedians } from './deploy-cases.mjs';
 import { emitTable } from './report.mjs';
 

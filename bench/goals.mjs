@@ -10,7 +10,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createQuantConfig, createSession, getKernels, quantizeModel, Tensor } from '../dist/index.js';
+import { createQuantConfig, createSession, quantizeModel, Tensor } from '../dist/index.js';
+import { getKernels } from '../dist/kernels.js';
 import { textLines, textPages } from './inputs.mjs';
 import { rowAgreement, textMaskIoU } from './metrics.mjs';
 import { emitTable } from './report.mjs';

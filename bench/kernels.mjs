@@ -10,7 +10,7 @@
 // "(resident)" rows keep the inputs in kernel memory (k.allocate): no copies through the Wasm scratch
 // buffers; their plain JS column runs on the same resident arrays.
 // Run with `npm run bench` after `npm run build`. Options: --sizes=4,16 (Mi elements), --runs=7.
-import { getKernels, referenceKernels } from '../dist/index.js';
+import { getKernels, referenceKernels } from '../dist/kernels.js';
 import { emitTable } from './report.mjs';
 
 const args = Object.fromEntries(

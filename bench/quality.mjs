@@ -12,7 +12,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { accuracyBasedAutoCalibration, createQuantConfig, createSession, FidelityEvaluator, getKernels, quantizeModel, Tensor } from '../dist/index.js';
+import { accuracyBasedAutoCalibration, createQuantConfig, createSession, FidelityEvaluator, quantizeModel, Tensor } from '../dist/index.js';
+import { getKernels } from '../dist/kernels.js';
 import { mnistBatch, textLines, textPages } from './inputs.mjs';
 import { textMaskIoU, top1 } from './metrics.mjs';
 import { emitTable } from './report.mjs';

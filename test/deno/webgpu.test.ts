@@ -3,7 +3,8 @@
 // onnxruntime-web with useOrt.
 import assert from 'node:assert/strict';
 import * as ortWebGpu from 'onnxruntime-web/webgpu';
-import { createQuantConfig, createSession, getKernels, quantizeModel, Tensor, useOrt } from '../../dist/index.js';
+import { createQuantConfig, createSession, quantizeModel, Tensor, useOrt } from '../../dist/index.js';
+import { getKernels } from '../../dist/kernels.js';
 import { rng } from './random.ts';
 
 Deno.test('the fake-quant model of the MNIST CNN runs on WebGPU and matches the wasm backend', async () => {
