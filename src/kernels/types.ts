@@ -3,7 +3,7 @@
  * the SIMD WebAssembly kernels (`getKernels()`, src/kernels/wasm.ts) and a scalar TypeScript
  * reference (`referenceKernels`, src/kernels/reference.ts) that is the oracle in tests.
  *
- * Semantics shared by both (see also the README of src/kernels in the docs of each method):
+ * Semantics shared by both (each method below documents its own on top of these):
  * - quantize is ONNX QuantizeLinear: q = saturate(round_half_to_even(x / scale) + zeroPoint), with
  *   x / scale an IEEE float32 division (not a multiply by the reciprocal). NaN quantizes to the zero
  *   point (q = zp); ±Infinity and values beyond the range saturate to qmin / qmax.

@@ -11,7 +11,7 @@ import { calibrateLayers } from './calibrate/layers.js';
 import { compareLayers } from './calibrate/layerwise.js';
 import { type LayerQuantConfig, type QuantConfig } from './config/config.js';
 import { readRecord } from './config/io.js';
-import { type QuantRecord, emptyRecord } from './config/record.js';
+import { type QuantRecord, emptyRecord, withPasses } from './config/record.js';
 import { chooseInto } from './decide/adaptive-rounding.js';
 import type { PassContext, PassRun } from './decide/pass.js';
 import { PASSES } from './decide/passes.js';
@@ -122,7 +122,7 @@ export class PreparedQuantization {
       const out = await pass.run(ctx);
       measuring += out.measuringPasses ?? 0;
       if (out.afterCalibration) finish.push(out.afterCalibration);
-      ran.push({ name: pass.name, stage: pass.stage, measuringPasses: out.measuringPasses ?? 0 });
+      if (!out.off) ran.push({ name: pass.name, stage: pass.stage, settings: pass.settings(this.session.config), measuringPasses: out.measuringPasses ?? 0 });
     }
     const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
     if (stats) stats.passes += measuring;
@@ -133,7 +133,7 @@ export class PreparedQuantization {
     for (const pass of active.filter((p) => p.stage === 'after-calibration')) {
       const out = await pass.run(ctx);
       if (pass.name === 'weight_rounding' && out.summary) this.rounding = out.summary as RoundingSummary;
-      ran.push({ name: pass.name, stage: pass.stage, measuringPasses: out.measuringPasses ?? 0 });
+      if (!out.off) ran.push({ name: pass.name, stage: pass.stage, settings: pass.settings(this.session.config), measuringPasses: out.measuringPasses ?? 0 });
     }
     this.passesRun = ran;
     return stats;
@@ -249,7 +249,12 @@ export class PreparedQuantization {
         if (l && !placed.has(p.layer.name) && l.scale_o === undefined && l.output_quant !== false) l.output_quant = false;
       }
     }
-    return pruneRecord(this.session, record);
+    return this.recorded(pruneRecord(this.session, record));
+  }
+
+  /** `record` saying which data passes calibrate() ran, with what. */
+  private recorded(record: QuantRecord): QuantRecord {
+    return withPasses(record, this.passesRun.map(({ name, stage, settings }) => ({ name, stage, settings })));
   }
 
   /** The plan of every enabled layer, from `record` (default: this session's). */
@@ -278,6 +283,6 @@ export class PreparedQuantization {
 
   /** A copy of the record restricted to layers that exist. */
   prunedRecord(): QuantRecord {
-    return pruneRecord(this.session, structuredClone(this.record));
+    return this.recorded(pruneRecord(this.session, structuredClone(this.record)));
   }
 }

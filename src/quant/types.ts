@@ -172,5 +172,7 @@ export type PassStage = 'before-calibration' | 'after-calibration';
 export interface PassRun {
   name: string;
   stage: PassStage;
+  /** The config values it ran with (the record keeps the same, see PassRecord). */
+  settings: Record<string, unknown>;
   measuringPasses: number;
 }

@@ -186,7 +186,7 @@ export function admitWithinBudget(names: readonly string[], bytesOf: (name: stri
 
 /**
  * Calibration batches kept for later checks on real inputs (the choice of output quantizations),
- * with the model's first output on each: the first few, so memory stays bounded whatever
+ * with the model's first output on each: only the first, so memory stays bounded whatever
  * `batch_num` is.
  */
 export const SAMPLE_BATCHES = 1;

@@ -3,8 +3,8 @@
  * calibration batches several times (calibration, the model-output ranking, 16-bit activations,
  * each repair's calibration, the layer errors); a user's callback may read files or decode images
  * for each batch, so its first call's feeds are copied and every later pass replays the copies.
- * The copies are bounded: past `budgetBytes` they are dropped and the callback is called per pass,
- * as before. Either way the callback must be deterministic (the same feeds on every call), since
+ * The copies are bounded: past `budgetBytes` they are dropped and the callback is called again for
+ * each pass. Either way the callback must be deterministic (the same feeds on every call), since
  * every pass has to see the batches calibration saw.
  */
 import { Tensor, type OrtTensor } from '../../runtime/ort.js';

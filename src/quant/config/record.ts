@@ -50,8 +50,21 @@ export interface LayerRecord {
   round_w?: string;
 }
 
+/**
+ * A data pass the record's factors came out of, and the config values it ran with, so that a
+ * reader of the file knows how its numbers were made. Informational: a reuse of the record reads
+ * the layer fields, and its own config decides which passes run.
+ */
+export interface PassRecord {
+  name: string;
+  stage: 'before-calibration' | 'after-calibration';
+  settings: Record<string, unknown>;
+}
+
 export interface QuantRecord {
   version: 1;
+  /** The data passes that ran, in order (absent in records written before passes were recorded). */
+  passes?: PassRecord[];
   layers: Record<string, LayerRecord>;
 }
 
@@ -82,6 +95,13 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
     throw new QuantConfigError(['a record must be an object { "version": 1, "layers": { ... } }'], source);
   }
   const out = emptyRecord();
+  if (r.passes !== undefined) {
+    const ok = Array.isArray(r.passes) && r.passes.every((p) =>
+      typeof p === 'object' && p !== null && typeof p.name === 'string' && (p.stage === 'before-calibration' || p.stage === 'after-calibration') &&
+      typeof p.settings === 'object' && p.settings !== null && !Array.isArray(p.settings));
+    if (!ok) problems.push('passes must be an array of { "name": string, "stage": "before-calibration" | "after-calibration", "settings": { ... } }');
+    else out.passes = r.passes.map((p) => ({ name: p.name, stage: p.stage, settings: JSON.parse(JSON.stringify(p.settings)) as Record<string, unknown> }));
+  }
   for (const [name, l] of Object.entries(r.layers)) {
     const where = `layer ${quoteName(name)}`;
     if (typeof l !== 'object' || l === null || Array.isArray(l)) {
@@ -135,6 +155,11 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
   }
   if (problems.length) throw new QuantConfigError(problems, source);
   return out;
+}
+
+/** `record` with `passes` in place of any it had, listed before the layers as files show them. */
+export function withPasses(record: QuantRecord, passes: readonly PassRecord[]): QuantRecord {
+  return { version: record.version, passes: passes.map((p) => ({ ...p, settings: { ...p.settings } })), layers: record.layers };
 }
 
 /** Sets a layer's entry; any name works, `__proto__` included (an own property, not the prototype). */

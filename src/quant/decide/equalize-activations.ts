@@ -26,13 +26,13 @@ export async function equalizeActivations(
   record: QuantRecord,
   batches: () => Promise<BatchSource>,
   options: QuantizeModelOptions,
-): Promise<{ done: ActivationEqualized[]; splits: ChannelSplit[]; factors: Map<string, number[]>; choices: Map<string, SplitChoice>; passes: number }> {
+): Promise<{ done: ActivationEqualized[]; splits: ChannelSplit[]; factors: Map<string, number[]>; choices: Map<string, SplitChoice>; passes: number; off?: true }> {
   const graph = q.work.graph!;
   const recorded = layers.filter((l) => record.layers[l.name]?.equalize_d !== undefined);
   const recordedSplits = layers.filter((l) => record.layers[l.name]?.split_d !== undefined);
   const ratio = q.config.channel_splitting ?? 0;
   const none = { done: [], splits: [], factors: new Map(), choices: new Map(), passes: 0 };
-  if (q.config.activation_equalization === false && ratio === 0 && recorded.length === 0 && recordedSplits.length === 0) return none;
+  if (q.config.activation_equalization === false && ratio === 0 && recorded.length === 0 && recordedSplits.length === 0) return { ...none, off: true };
   const perChannel = (name: string) => {
     const c = layerConfig(q.config, name);
     return c?.quant_enable !== true || c.weight_quant_params?.channel_wise === true;

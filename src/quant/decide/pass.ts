@@ -31,6 +31,8 @@ export interface PassContext {
 }
 
 export interface PassOutcome {
+  /** Set when the pass found itself off after all (its settings and the record ask for nothing): not listed as run. */
+  off?: true;
   /** Passes over the calibration batches it made (counted in CalibrationStats.passes). */
   measuringPasses?: number;
   /** Run once calibration has written its entries: record fields that belong after them. */
@@ -45,5 +47,7 @@ export interface QuantPass {
   stage: PassStage;
   /** Whether `config` asks for it (a pass may still find nothing to do). */
   enabled(config: QuantConfig, session: QuantizationSession): boolean;
+  /** The config values it ran with, by config key, as the record keeps them (see PassRecord). */
+  settings(config: QuantConfig): Record<string, unknown>;
   run(ctx: PassContext): Promise<PassOutcome>;
 }

@@ -4,15 +4,23 @@
  * is the last decision, made on the finished plan (select-outputs.ts). Adding a pass: write
  * `decide/<name>.ts` exporting a QuantPass, add it here; docs/design.md has an example.
  */
+import { GLOBAL_SETTINGS, type QuantConfig } from '../config/config.js';
 import type { QuantPass } from './pass.js';
 import { roundWeights } from './adaptive-rounding.js';
 import { correctBiases } from './bias-correction.js';
 import { equalizeActivations } from './equalize-activations.js';
 
+/** The config values of `keys`, the default where the config leaves one out. */
+const settingsOf =
+  (...keys: (keyof QuantConfig)[]) =>
+  (config: QuantConfig): Record<string, unknown> =>
+    Object.fromEntries(keys.map((k) => [k, config[k] ?? GLOBAL_SETTINGS.find(([key]) => key === k)?.[2]]));
+
 /** Activation equalization and channel splitting share one measuring pass over the batches. */
 const activationEqualization: QuantPass = {
-  name: 'activation_equalization, channel_splitting',
+  name: 'activation_equalization',
   stage: 'before-calibration',
+  settings: settingsOf('activation_equalization', 'channel_splitting'),
   // Variants of a session share the working model, which the first calibration already changed.
   enabled: (_config, session) => !session.activationEqualized,
   async run({ session, enabled, record, batches, options }) {
@@ -20,6 +28,7 @@ const activationEqualization: QuantPass = {
     session.activationEqualized = eq.done;
     session.channelSplits = eq.splits;
     return {
+      ...(eq.off ? { off: true as const } : {}),
       measuringPasses: eq.passes,
       // After calibration, so that a layer's record entry keeps its fields in the order files had.
       afterCalibration: () => {
@@ -34,6 +43,7 @@ const adaptiveRounding: QuantPass = {
   name: 'weight_rounding',
   stage: 'after-calibration',
   enabled: (config) => config.weight_rounding === 'adaptive',
+  settings: settingsOf('weight_rounding', 'bias_correction'),
   async run({ session, enabled, record, batches, passOptions }) {
     return { summary: await roundWeights(session, enabled, record, batches, passOptions) };
   },
@@ -43,6 +53,7 @@ const biasCorrection: QuantPass = {
   name: 'bias_correction',
   stage: 'after-calibration',
   enabled: (config) => config.bias_correction === true,
+  settings: settingsOf('bias_correction', 'weight_rounding'),
   async run({ session, enabled, record, batches, passOptions }) {
     await correctBiases(session, enabled, record, batches, passOptions);
     return {};
