@@ -173,7 +173,7 @@ async function finish(
   for (const name of fallback ?? []) {
     const entry = config[name] as LayerQuantConfig;
     if (fallbackTo === 'float') entry.quant_enable = false;
-    else entry.activation_quant_params.num_bits = 16;
+    else entry.activation_quant_params!.num_bits = 16;
   }
   for (const [name, c] of repaired) c.edit(config[name] as LayerQuantConfig);
   const choice = { fallback: fallback ?? [], repaired };

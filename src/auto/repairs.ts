@@ -94,8 +94,8 @@ export async function buildRepair(ctx: RepairContext, repair: RepairName, layers
       );
     }
     case 'int16': {
-      const names = layers.filter((n) => entry(n).activation_quant_params.num_bits === 8);
-      const edit = (e: LayerQuantConfig) => (e.activation_quant_params.num_bits = 16);
+      const names = layers.filter((n) => entry(n).activation_quant_params!.num_bits === 8);
+      const edit = (e: LayerQuantConfig) => (e.activation_quant_params!.num_bits = 16);
       const v = attempt(names, edit);
       if (!v) return new Map();
       await ctx.calibrate(v, '16-bit activations');
@@ -105,14 +105,14 @@ export async function buildRepair(ctx: RepairContext, repair: RepairName, layers
       const current = new Map(ctx.ranking.map((r) => [r.layer, r.score]));
       const best = new Map<string, { score: number; candidate: RepairCandidate }>();
       for (const algo of OBSERVER_ALTERNATIVES) {
-        const names = layers.filter((n) => entry(n).activation_quant_params.act_algo !== algo);
+        const names = layers.filter((n) => entry(n).activation_quant_params!.act_algo !== algo);
         const edit = (e: LayerQuantConfig) => {
-          e.activation_quant_params = { ...defaultActivation(algo, e.activation_quant_params.num_bits), ...(e.activation_quant_params.asymmetric === undefined ? {} : { asymmetric: e.activation_quant_params.asymmetric }) };
+          e.activation_quant_params = { ...defaultActivation(algo, e.activation_quant_params!.num_bits), ...(e.activation_quant_params!.asymmetric === undefined ? {} : { asymmetric: e.activation_quant_params!.asymmetric }) };
         };
         const v = attempt(names, edit);
         if (!v) continue;
         await ctx.calibrate(v, `${algo} observer`);
-        const found = candidates(v, names, 'observer', (n) => `act_algo ${entry(n).activation_quant_params.act_algo} → ${algo}`, edit);
+        const found = candidates(v, names, 'observer', (n) => `act_algo ${entry(n).activation_quant_params!.act_algo} → ${algo}`, edit);
         for (const s of await ctx.score([...found.values()].map((c) => c.quantization))) {
           const bar = best.get(s.layer)?.score ?? current.get(s.layer) ?? -Infinity;
           if (s.score > bar) best.set(s.layer, { score: s.score, candidate: found.get(s.layer)! });

@@ -22,7 +22,7 @@ import { type LayerQuantization } from './export/rewrite.js';
 import { type QuantWarning, coverageWarnings } from './prepare/coverage.js';
 import { checkDeployable, enabledLayers, prepareQuantization, type Prepared } from './prepare/prepare.js';
 import { type LayerInfo } from './prepare/registry.js';
-import { type CalibrateOptions, type LayerError, type LayerReport, type ModelSource, type QuantizationSession, type QuantizeModelOptions, type RoundingPassOptions, type RoundingSummary } from './types.js';
+import { type CalibrateOptions, type LayerError, type LayerReport, type ModelSource, type QuantizationSession, type QuantizeModelOptions, type RoundingPassOptions, type RoundingSummary, layerConfig } from './types.js';
 
 /**
  * The staged PTQ both entry points compose: a model prepared for quantization with its record, that
@@ -63,7 +63,7 @@ export class PreparedQuantization {
   /** The same prepared model and layers with `bits`-bit activations everywhere and an empty record. */
   withActivationBits(bits: 8 | 16): PreparedQuantization {
     const config = structuredClone(this.session.config);
-    for (const l of this.enabled) (config[l.name] as LayerQuantConfig).activation_quant_params.num_bits = bits;
+    for (const l of this.enabled) (config[l.name] as LayerQuantConfig).activation_quant_params!.num_bits = bits;
     return new PreparedQuantization({ ...this.session, config, samples: undefined, outputNoise: undefined }, emptyRecord(), this.enabled);
   }
 
@@ -273,7 +273,13 @@ export class PreparedQuantization {
 
   /** Per layer, whether `quantized` has it and, if not, why; what `record` (default: this session's) says of it. */
   layerReport(quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined, record: QuantRecord = this.record): LayerReport[] {
-    return layerReport(this.session, quantized, reasonFor, record);
+    // Every model built quantizes the enabled weight-only layers (data-free, outside the search).
+    return layerReport(this.session, new Set([...quantized, ...this.weightOnly.map((l) => l.name)]), reasonFor, record);
+  }
+
+  /** The weight-only layers every model built quantizes (embeddings, recurrent layers) whose config says quant_enable. */
+  get weightOnly(): LayerInfo[] {
+    return this.session.weightOnly.filter((l) => layerConfig(this.session.config, l.name)?.quant_enable === true);
   }
 
   /** What stays float and why, counted (see coverage.ts), for a result whose layers are `layers`. */

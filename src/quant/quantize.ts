@@ -53,7 +53,7 @@ export async function quantizeModel(
   const layerErrors = options.layerErrors ? await p.layerErrors(plan, options) : undefined;
   const layers = p.layerReport(new Set(p.enabled.map((l) => l.name)));
   // Nothing quantized means the models are the float model: there is nothing to measure.
-  const outputFidelity = plan.length && q.kept ? await measureFidelity(fake.model, q.kept, options) : [];
+  const outputFidelity = (plan.length || p.weightOnly.length) && q.kept ? await measureFidelity(fake.model, q.kept, options) : [];
   const warnings = [...p.warnings(layers), ...fidelityWarnings(outputFidelity)];
   // Printed where setLogLevel asks for warnings; the result carries them either way.
   const log = new RunLog();

@@ -134,7 +134,10 @@ export interface QuantizationSession {
   config: QuantConfig;
   /** Layers as the config lists them (before fusion) and after fusion (weights renamed). */
   declared: LayerInfo[];
+  /** Layers with a quantized activation in the working model (calibrated, searched, rewritten). */
   layers: LayerInfo[];
+  /** Weight-only layers in the working model (embeddings, LSTM/GRU/RNN; data-free, see export/weight-only.ts). */
+  weightOnly: LayerInfo[];
   skipped: SkippedNode[];
   /** Heavy nodes no config can quantize (see coverage.ts). */
   floatOnly: FloatOnlyNode[];

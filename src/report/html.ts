@@ -114,7 +114,7 @@ function layerTable(layers: readonly LayerReport[], config: QuantConfig, scores:
     const e = errors.get(l.name);
     const note = l.reason ?? l.weightsReason ?? ([l.biasCorrected ? 'bias corrected' : '', l.note ?? ''].filter(Boolean).join('; '));
     return `<tr class="${l.quantized ? 'q' : 'f'}"><td>${esc(l.name)}</td><td>${esc(l.opType)}</td><td>${l.quantized ? 'yes' : 'no'}</td>` +
-      `<td>${l.quantized && c ? c.activation_quant_params.num_bits : ''}</td><td>${l.quantized && c ? esc(c.activation_quant_params.act_algo) : ''}</td>` +
+      `<td>${c?.activation_quant_params && l.quantized ? c.activation_quant_params.num_bits : ''}</td><td>${c?.activation_quant_params && l.quantized ? esc(c.activation_quant_params.act_algo) : ''}</td>` +
       `<td>${esc(l.weights ?? '')}</td><td>${gap(scores.get(l.name))}</td><td>${num(e?.cosine, 6)}</td><td>${num(e?.sqnr, 1)}</td>` +
       `<td>${esc(l.repair ?? '')}</td><td>${esc(note)}</td></tr>`;
   });

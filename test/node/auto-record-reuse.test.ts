@@ -76,7 +76,7 @@ describe('records adopted from repairs and 16-bit sessions', () => {
     const factors = p.record.layers.dw!.equalize_d;
     expect(factors?.some((f) => f !== 1)).toBe(true);
     // A repair's variant rounds to nearest; the 16-bit session of fallback 'int16' chooses its own rounding.
-    const repair = p.variant(['dw'], (e) => (e.activation_quant_params.num_bits = 16));
+    const repair = p.variant(['dw'], (e) => (e.activation_quant_params!.num_bits = 16));
     await repair.calibrate(feeds);
     const wide = p.withActivationBits(16);
     await wide.calibrate(feeds);

@@ -183,24 +183,26 @@ describe('3. what stays float is said, counted by reason', () => {
     expect(r.outputFidelity).toEqual([]);
   });
 
-  it('a MatMul of two activations and a Gather from an embedding table are counted apart from quantized layers', async () => {
+  it('a MatMul of two activations and a Gather from an embedding table are quantized; a Gather from a 3-D table is counted apart', async () => {
     const rng = new Random(3);
     const g = new GraphBuilder()
       .input('ids', DataType.INT64, ['N', 3])
       .initializer('table', [10, 4], Float32Array.from({ length: 40 }, () => rng.next()))
+      .initializer('cube', [10, 2, 2], Float32Array.from({ length: 40 }, () => rng.next()))
       .initializer('w', [4, 4], Float32Array.from({ length: 16 }, () => rng.next() - 0.5))
       .node('Gather', ['table', 'ids'], ['e'], {}, { name: 'embed' })
+      .node('Gather', ['cube', 'ids'], ['c'], {}, { name: 'lookup3d' })
       .node('MatMul', ['e', 'w'], ['q'], {}, { name: 'proj' })
       .node('Transpose', ['e'], ['et'], { perm: [0, 2, 1] })
       .node('MatMul', ['q', 'et'], ['scores'], {}, { name: 'scores' })
-      .output('scores', DataType.FLOAT, ['N', 3, 3]);
+      .output('scores', DataType.FLOAT, ['N', 3, 3])
+      .output('c', DataType.FLOAT, ['N', 3, 2, 2]);
     const model = encodeModel(buildModel(g));
     const ids = new Tensor('int64', BigInt64Array.from([1n, 2n, 3n, 4n, 5n, 6n]), [2, 3]);
     const r = await quantizeModel(model, await createQuantConfig(model), [{ ids }]);
-    expect(r.layers.find((l) => l.name === 'proj')!.quantized).toBe(true);
+    for (const name of ['embed', 'proj', 'scores']) expect(r.layers.find((l) => l.name === name)!.quantized).toBe(true);
     expect(r.warnings.map((w) => [w.code, w.reason, w.nodes])).toEqual([
-      ['LEFT_FLOAT', 'activation × activation', ['scores']],
-      ['LEFT_FLOAT', 'no kernel for this op yet', ['embed']],
+      ['LEFT_FLOAT', 'no kernel for this op yet', ['lookup3d']],
     ]);
   });
 

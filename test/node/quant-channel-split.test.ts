@@ -216,8 +216,8 @@ describe('on the PP-OCR models', () => {
     return new Tensor('float32', data, [n, 3, 48, 192]);
   };
   const cases = [
-    { name: 'PP-OCRv4 recognizer', file: 'ch_PP-OCRv4_rec_infer.onnx', calib: (i: number) => lines(100 * i, 4), held: () => lines(900, 8) },
-    { name: 'PP-OCRv4 detector', file: 'ch_PP-OCRv4_det_infer.onnx', calib: (i: number) => new Tensor('float32', textPage(10 * i, 160, 160), [1, 3, 160, 160]), held: () => new Tensor('float32', textPage(500, 160, 160), [1, 3, 160, 160]) },
+    { name: 'PP-OCRv4 recognizer', file: 'ch_PP-OCRv4_rec_infer.onnx', calib: (i: number) => lines(100 * i, 4), held: () => lines(900, 8), float: ['p2o.MatMul.2', 'p2o.MatMul.4', 'p2o.MatMul.14', 'p2o.MatMul.16'] },
+    { name: 'PP-OCRv4 detector', float: [] as string[], file: 'ch_PP-OCRv4_det_infer.onnx', calib: (i: number) => new Tensor('float32', textPage(10 * i, 160, 160), [1, 3, 160, 160]), held: () => new Tensor('float32', textPage(500, 160, 160), [1, 3, 160, 160]) },
   ];
   for (const c of cases) {
     it(`${c.name}: the float function kept within float rounding, and closer to float once quantized`, async () => {
@@ -228,7 +228,8 @@ describe('on the PP-OCR models', () => {
       const floats: Float32Array[] = [];
       const cosines: number[] = [];
       for (const channelSplitting of [0, 1 / 16]) {
-        const p = await PreparedQuantization.create(bytes, await createQuantConfig(bytes, { batchNum: 2, channelSplitting, quantizeOutputs: false }));
+        // The recognizer's attention products (no weight to split) stay float: their rounding would hide the effect measured here.
+        const p = await PreparedQuantization.create(bytes, await createQuantConfig(bytes, { batchNum: 2, channelSplitting, quantizeOutputs: false, skipLayers: c.float }));
         await p.calibrate(calib);
         floats.push(await run(p.fakeQuantModel([]).model, held));
         cosines.push((await getKernels()).cosine(reference, await run(p.fakeQuantModel(p.plan()).model, held)));

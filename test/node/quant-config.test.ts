@@ -86,11 +86,11 @@ describe('createQuantConfig defaults (AMCT)', () => {
     const a = layer(c, '/conv1/Conv');
     const b = layer(c, '/dw/Conv');
     expect(a.activation_quant_params).not.toBe(b.activation_quant_params);
-    expect(a.activation_quant_params.search_range).not.toBe(b.activation_quant_params.search_range);
+    expect(a.activation_quant_params!.search_range).not.toBe(b.activation_quant_params!.search_range);
     // a second call is unaffected by edits to the first result
-    a.activation_quant_params.search_range![0] = 0.5;
+    a.activation_quant_params!.search_range![0] = 0.5;
     const again = await createQuantConfig(model);
-    expect(layer(again, '/conv1/Conv').activation_quant_params.search_range).toEqual([0.7, 1.3]);
+    expect(layer(again, '/conv1/Conv').activation_quant_params!.search_range).toEqual([0.7, 1.3]);
   });
 
   it('accepts the model as bytes, ArrayBuffer or file path with the same result', async () => {
@@ -132,7 +132,7 @@ describe('createQuantConfig options', () => {
     const mm = await createQuantConfig(model, { activationAlgo: 'minmax' });
     expect(layer(mm, '/fc1/Gemm').activation_quant_params).toEqual({ num_bits: 8, act_algo: 'minmax' });
     const pc = await createQuantConfig(model, { activationAlgo: 'percentile' });
-    expect(layer(pc, '/fc1/Gemm').activation_quant_params.act_algo).toBe('percentile');
+    expect(layer(pc, '/fc1/Gemm').activation_quant_params!.act_algo).toBe('percentile');
   });
 
   it('channelWise false makes every Conv per-tensor', async () => {
@@ -142,7 +142,7 @@ describe('createQuantConfig options', () => {
 
   it('activationBits 16 sets num_bits 16 on every activation; weights stay 8-bit', async () => {
     const c = await createQuantConfig(model, { activationBits: 16 });
-    for (const name of LAYERS) expect(layer(c, name).activation_quant_params.num_bits, name).toBe(16);
+    for (const name of LAYERS) expect(layer(c, name).activation_quant_params!.num_bits, name).toBe(16);
     for (const name of [...CONVS, ...GEMMS]) expect(layer(c, name).weight_quant_params!.num_bits, name).toBe(8);
   });
 
@@ -159,17 +159,17 @@ describe('createQuantConfig options', () => {
       },
     });
     // common only
-    expect(layer(c, POOL).activation_quant_params.search_step).toBe(0.02);
+    expect(layer(c, POOL).activation_quant_params!.search_step).toBe(0.02);
     expect(layer(c, POOL).quant_enable).toBe(false);
-    expect(layer(c, '/fc1/Gemm').activation_quant_params.search_step).toBe(0.02);
+    expect(layer(c, '/fc1/Gemm').activation_quant_params!.search_step).toBe(0.02);
     expect(layer(c, '/fc1/Gemm').quant_enable).toBe(false);
     expect(layer(c, '/fc1/Gemm').weight_quant_params!.channel_wise).toBe(true);
     // type over common
-    expect(layer(c, '/conv1/Conv').activation_quant_params.search_step).toBe(0.03);
+    expect(layer(c, '/conv1/Conv').activation_quant_params!.search_step).toBe(0.03);
     expect(layer(c, '/conv1/Conv').quant_enable).toBe(true);
-    expect(layer(c, '/conv2/Conv').activation_quant_params.search_step).toBe(0.03);
+    expect(layer(c, '/conv2/Conv').activation_quant_params!.search_step).toBe(0.03);
     // name over type
-    expect(layer(c, '/dw/Conv').activation_quant_params.search_step).toBe(0.05);
+    expect(layer(c, '/dw/Conv').activation_quant_params!.search_step).toBe(0.05);
     expect(layer(c, '/dw/Conv').quant_enable).toBe(true);
     expect(layer(c, '/fc2/Gemm').quant_enable).toBe(true);
     expect(layer(c, '/fc2/Gemm').weight_quant_params!.channel_wise).toBe(false);
@@ -238,10 +238,10 @@ describe('config files', () => {
     const edited = JSON.parse(readFileSync(path, 'utf8'));
     edited['/conv9/Conv'] = structuredClone(edited['/conv1/Conv']); // unknown layer
     edited['/fc1/Gemm'].weight_quant_params.num_bits = 7;
-    edited['/conv1/Conv'].activation_quant_params.act_algo = 'foo';
+    edited['/conv1/Conv'].activation_quant_params!.act_algo = 'foo';
     edited['/dw/Conv'].quant_enable = 'yes';
-    edited['/conv2/Conv'].activation_quant_params.search_range = [1.3, 0.7];
-    edited['/fc2/Gemm'].activation_quant_params.extra_field = 1;
+    edited['/conv2/Conv'].activation_quant_params!.search_range = [1.3, 0.7];
+    edited['/fc2/Gemm'].activation_quant_params!.extra_field = 1;
     writeFileSync(path, JSON.stringify(edited, null, 2));
 
     const e = await configError(() => loadQuantConfig(path, model));
@@ -311,7 +311,7 @@ describe('quantizeModel and the user\'s config', () => {
 
   it('rejects an invalid config before calibrating', async () => {
     const config = structuredClone(await createQuantConfig(model)) as Record<string, any>;
-    config['/fc1/Gemm'].activation_quant_params.act_algo = 'entropy';
+    config['/fc1/Gemm'].activation_quant_params!.act_algo = 'entropy';
     let called = false;
     const e = await configError(() =>
       quantizeModel(model, config as QuantConfig, () => {

@@ -29,9 +29,11 @@ export async function calibrateLayers(
     observers.set(tensor, list);
   };
   for (const l of layers) {
-    const p = layerConfig(q.config, l.name)!.activation_quant_params;
+    const p = layerConfig(q.config, l.name)!.activation_quant_params!;
     const known = record.layers[l.name];
-    if (!(known && known.num_bits_d === p.num_bits)) observe(l.activation, l.name, p);
+    const fresh = !(known && known.num_bits_d === p.num_bits);
+    if (fresh) observe(l.activation, l.name, p);
+    if (l.second && (fresh || known?.scale_d2 === undefined)) observe(l.second, SECOND_KEY + l.name, p);
   }
   // Output factors, where no quantized reader of the output provides them (see decide/outputs.ts).
   if (q.config.quantize_outputs !== false) {
@@ -40,7 +42,7 @@ export async function calibrateLayers(
     // Graph outputs stay float (see decide/outputs.ts), so they need no factors.
     const read = new Set([...layers.map((l) => l.activation), ...(graph.output ?? []).map((o) => o.name ?? '')]);
     for (const l of layers) {
-      const p = layerConfig(q.config, l.name)!.activation_quant_params;
+      const p = layerConfig(q.config, l.name)!.activation_quant_params!;
       const tensor = outputTensor(graph, l, readers);
       const known = record.layers[l.name];
       // A record that keeps the output float (output_quant false) needs no factors for it.
@@ -65,13 +67,21 @@ export async function calibrateLayers(
   if (!q.samples?.length) q.samples = samples;
   if (kept.length) q.kept = kept;
   const outputResults: [string, ActivationResult][] = [];
+  const secondResults: [string, ActivationResult][] = [];
   for (const [key, r] of results) {
     if (key.startsWith(OUTPUT_KEY)) {
       outputResults.push([key.slice(OUTPUT_KEY.length), r]);
       continue;
     }
-    const bits = layerConfig(q.config, key)!.activation_quant_params.num_bits;
+    if (key.startsWith(SECOND_KEY)) {
+      secondResults.push([key.slice(SECOND_KEY.length), r]);
+      continue;
+    }
+    const bits = layerConfig(q.config, key)!.activation_quant_params!.num_bits;
     record.layers[key] = { ...record.layers[key], scale_d: r.scale, offset_d: r.zeroPoint, num_bits_d: bits, clip_min_d: r.clipMin, clip_max_d: r.clipMax };
+  }
+  for (const [name, r] of secondResults) {
+    Object.assign(record.layers[name]!, { scale_d2: r.scale, offset_d2: r.zeroPoint, clip_min_d2: r.clipMin, clip_max_d2: r.clipMax });
   }
   for (const [name, r] of outputResults) {
     Object.assign(record.layers[name]!, { scale_o: r.scale, offset_o: r.zeroPoint, clip_min_o: r.clipMin, clip_max_o: r.clipMax });
@@ -81,3 +91,5 @@ export async function calibrateLayers(
 }
 /** Observer keys of output factors; NUL cannot start a layer name read from a config file's keys in practice. */
 export const OUTPUT_KEY = '\0output:';
+/** Observer keys of a MatMul's second activation (LayerInfo.second). */
+const SECOND_KEY = '\0second:';

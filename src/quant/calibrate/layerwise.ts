@@ -62,7 +62,10 @@ export async function compareLayers(
   options: LayerwiseOptions,
   onLayer: (layer: LayerQuantization, float: Float32Array, fake: Float32Array, dims: readonly number[]) => void,
 ): Promise<void> {
-  const bytesOf = (activation: string) => options.activationBytes?.get(activation) ?? Infinity;
+  const size = (tensor: string) => options.activationBytes?.get(tensor) ?? Infinity;
+  // A MatMul of two activations also holds its second input per batch.
+  const bytesOf = (activation: string) =>
+    size(activation) + plan.filter((p) => p.layer.activation === activation && p.layer.second).reduce((sum, p) => sum + size(p.layer.second!), 0);
   // Groups share an activation fetch, so plan by activation, then take their layers.
   let pending = [...new Set(plan.map((p) => p.layer.activation))];
   const groups: LayerQuantization[][] = [];

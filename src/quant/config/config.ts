@@ -33,7 +33,8 @@ export interface WeightQuantParams {
 
 export interface LayerQuantConfig {
   quant_enable: boolean;
-  activation_quant_params: ActivationQuantParams;
+  /** Absent for weight-only layers (a Gather from a constant embedding table). */
+  activation_quant_params?: ActivationQuantParams;
   /** Absent for layers without weights (AveragePool). */
   weight_quant_params?: WeightQuantParams;
 }
@@ -186,7 +187,7 @@ export function defaultActivation(algo: ActivationAlgo, bits: 8 | 16): Activatio
 function applyOverride(layer: LayerQuantConfig, o: LayerOverride | undefined): LayerQuantConfig {
   if (!o) return layer;
   let act = layer.activation_quant_params;
-  if (o.activation_quant_params) {
+  if (act && o.activation_quant_params) {
     // A new algorithm brings its own defaults; explicit fields still win.
     const algo = o.activation_quant_params.act_algo;
     const base = algo && algo !== act.act_algo ? defaultActivation(algo, act.num_bits) : act;
@@ -287,10 +288,13 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
       quant_enable: !skip.has(layer.name) && needs !== 'float',
       activation_quant_params: defaultActivation(options.activationAlgo ?? 'ifmr', options.activationBits ?? (needs === 16 ? 16 : 8)),
     };
-    if (layer.weight) entry.weight_quant_params = { num_bits: options.weightBits ?? 8, wts_algo: 'arq_quantize', channel_wise: channelWise };
+    // Weight-only rows are dequantized by Cast and Mul (export/weight-only.ts), which need no opset 13.
+    const rows = layer.weightOnly ? options.channelWise ?? true : channelWise;
+    if (layer.weight) entry.weight_quant_params = { num_bits: options.weightBits ?? 8, wts_algo: 'arq_quantize', channel_wise: rows };
     entry = applyOverride(entry, options.common);
     entry = applyOverride(entry, options.byType?.[layer.opType]);
     entry = applyOverride(entry, options.byName?.[layer.name]);
+    if (layer.weightOnly) delete entry.activation_quant_params;
     if (skip.has(layer.name)) entry.quant_enable = false;
     config[layer.name] = entry;
   }
@@ -405,7 +409,10 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
       if (!['quant_enable', 'activation_quant_params', 'weight_quant_params'].includes(k)) problems.push(`${where}.${k} is not a known field`);
     }
     if (typeof entry.quant_enable !== 'boolean') problems.push(`${where}.quant_enable must be a boolean, got ${describeValue(entry.quant_enable)}`);
-    checkActivation(where, entry.activation_quant_params, problems);
+    if (!layer.weightOnly) checkActivation(where, entry.activation_quant_params, problems);
+    else if (entry.activation_quant_params !== undefined) {
+      problems.push(`${where} is ${layer.opType === 'Gather' ? 'a Gather from a constant table' : `an ${layer.opType}`}, quantized weight-only: remove activation_quant_params`);
+    }
     if (layer.weight) checkWeight(where, entry.weight_quant_params, layer, problems);
     else if (entry.weight_quant_params !== undefined) problems.push(`${where} is a ${layer.opType} and has no weight: remove weight_quant_params`);
   }

@@ -15,6 +15,14 @@ export interface LayerRecord {
   /** The clip range the activation factors represent. */
   clip_min_d: number;
   clip_max_d: number;
+  /**
+   * A MatMul of two activations (attention): the second input's factors, at num_bits_d, and the
+   * clip range they represent (see registry.ts, LayerInfo.second).
+   */
+  scale_d2?: number;
+  offset_d2?: number;
+  clip_min_d2?: number;
+  clip_max_d2?: number;
   scale_w?: number[];
   offset_w?: number[];
   /**
@@ -73,7 +81,7 @@ export function emptyRecord(): QuantRecord {
 }
 
 const FIELDS = new Set([
-  'scale_d', 'offset_d', 'num_bits_d', 'clip_min_d', 'clip_max_d', 'scale_w', 'offset_w',
+  'scale_d', 'offset_d', 'num_bits_d', 'clip_min_d', 'clip_max_d', 'scale_d2', 'offset_d2', 'clip_min_d2', 'clip_max_d2', 'scale_w', 'offset_w',
   'scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'bias_shift', 'equalize_d', 'split_d', 'split_dither_d', 'round_w',
 ]);
 
@@ -127,6 +135,19 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
     for (const k of ['clip_min_o', 'clip_max_o'] as const) {
       if (l[k] !== undefined && !isFloat32(l[k], false)) problems.push(`${where}.${k} must be a finite number, got ${describeValue(l[k])}`);
     }
+    const second = ['scale_d2', 'offset_d2', 'clip_min_d2', 'clip_max_d2'] as const;
+    if (second.some((k) => l[k] !== undefined)) {
+      if (!isFloat32(l.scale_d2, true)) problems.push(`${where}.scale_d2 must be a number > 0 that float32 can hold, got ${describeValue(l.scale_d2)}`);
+      if (l.num_bits_d === 8 || l.num_bits_d === 16) {
+        const { qmin, qmax } = activationRange(l.num_bits_d);
+        if (!(Number.isInteger(l.offset_d2) && l.offset_d2! >= qmin && l.offset_d2! <= qmax)) {
+          problems.push(`${where}.offset_d2 must be an integer in [${qmin}, ${qmax}] for ${l.num_bits_d} bits, got ${describeValue(l.offset_d2)}`);
+        }
+      }
+      for (const k of ['clip_min_d2', 'clip_max_d2'] as const) {
+        if (!isFloat32(l[k], false)) problems.push(`${where}.${k} must be a finite number, got ${describeValue(l[k])}`);
+      }
+    }
     if (l.output_quant !== undefined && typeof l.output_quant !== 'boolean') problems.push(`${where}.output_quant must be a boolean`);
     if (l.bias_shift !== undefined && !numbers(l.bias_shift, (v) => isFloat32(v, false))) {
       problems.push(`${where}.bias_shift must be an array of finite numbers`);
@@ -149,7 +170,7 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
     }
     if (l.offset_w !== undefined && !numbers(l.offset_w, (v) => Number.isInteger(v))) problems.push(`${where}.offset_w must be an array of integers`);
     const copy: LayerRecord = { scale_d: l.scale_d, offset_d: l.offset_d, num_bits_d: l.num_bits_d, clip_min_d: l.clip_min_d, clip_max_d: l.clip_max_d };
-    for (const k of ['scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'round_w', 'split_dither_d'] as const) if (l[k] !== undefined) (copy as unknown as Record<string, unknown>)[k] = l[k];
+    for (const k of ['scale_d2', 'offset_d2', 'clip_min_d2', 'clip_max_d2', 'scale_o', 'offset_o', 'clip_min_o', 'clip_max_o', 'output_quant', 'round_w', 'split_dither_d'] as const) if (l[k] !== undefined) (copy as unknown as Record<string, unknown>)[k] = l[k];
     for (const k of ['scale_w', 'offset_w', 'bias_shift', 'equalize_d', 'split_d'] as const) if (Array.isArray(l[k])) copy[k] = [...l[k]!];
     setLayer(out, name, copy);
   }

@@ -74,14 +74,14 @@ export async function equalizeActivations(
       const r = ranges.get(p)!;
       const c = layerConfig(q.config, p.layer.name)!;
       const profile = weightProfile(graph, p, perChannel(p.layer.name));
-      const a = c.activation_quant_params;
+      const a = c.activation_quant_params!;
       const f = chooseFactors(r, profile, { symmetric: !(a.asymmetric ?? q.config.activation_offset), levels: 2 ** a.num_bits - 1 });
       if (f) factors.set(p.layer.name, Array.from(f));
     }
     for (const s of todoSplits) {
       const r = ranges.get(s);
       if (!r) continue;
-      const a = layerConfig(q.config, s.layer.name)!.activation_quant_params;
+      const a = layerConfig(q.config, s.layer.name)!.activation_quant_params!;
       const choice = chooseSplit(r.likelyLo ?? r.lo, r.likelyHi ?? r.hi, ratio, 2 ** a.num_bits - 1);
       if (choice) choices.set(s.layer.name, choice);
     }

@@ -14,6 +14,7 @@ import { applyRounding, decodeRounding } from '../decide/rounding.js';
 import { clone } from '../prepare/prepare.js';
 import { type LayerInfo } from '../prepare/registry.js';
 import { type QuantizationSession, layerConfig } from '../types.js';
+import { planWeightOnly, writeDeployWeightOnly, writeFakeQuantWeightOnly } from './weight-only.js';
 import { replaceAttributeClips } from './portable.js';
 import { type LayerQuantization, requiredDeployOpset, writeDeploy, writeFakeQuant } from './rewrite.js';
 import { biasScaleFloor, dequantizeWeight, quantizeBias, quantizeWeight } from './weights.js';
@@ -24,6 +25,10 @@ export function planLayers(q: QuantizationSession, layers: readonly LayerInfo[],
     const rec = record.layers[l.name];
     if (!rec) throw new CalibrationError(`layer '${l.name}' has no calibration result`);
     const lq: LayerQuantization = { layer: l, activation: { scale: rec.scale_d, zeroPoint: rec.offset_d, bits: rec.num_bits_d } };
+    if (l.second) {
+      if (rec.scale_d2 === undefined || rec.offset_d2 === undefined) throw new CalibrationError(`layer '${l.name}' has no calibration result for its second input '${l.second}' (scale_d2)`);
+      lq.second = { scale: rec.scale_d2, zeroPoint: rec.offset_d2, bits: rec.num_bits_d };
+    }
     // Output factors: calibrated for this layer. An output read by a quantized layer takes that
     // reader's factors where the plan has the reader (see decide/outputs.ts); a plan without it (a layer
     // fallen back to float) must leave the output float, or the fallen-back layer's input would still
@@ -71,6 +76,7 @@ export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuan
 export function fakeQuantModelProto(q: QuantizationSession, plan: readonly LayerQuantization[]): { model: ModelProto; gpuRewrites: string[] } {
   const fake = clone(q.work);
   writeFakeQuant(fake, plan, outputPlacement(q, plan).outputs);
+  writeFakeQuantWeightOnly(fake, planWeightOnly(q));
   return { model: fake, gpuRewrites: replaceAttributeClips(fake) };
 }
 /** The deployable QDQ model for a plan, with the opset raised as far as the plan needs. */
@@ -79,5 +85,6 @@ export function buildDeployModel(q: QuantizationSession, plan: readonly LayerQua
   const need = requiredDeployOpset(plan);
   if (plan.length > 0 && (opsetVersion(deploy) ?? 1) < need) upgradeOpset(deploy, need);
   writeDeploy(deploy, plan, outputPlacement(q, plan));
+  writeDeployWeightOnly(deploy, planWeightOnly(q));
   return encodeModel(deploy);
 }

@@ -25,7 +25,7 @@ export function layerReport(q: QuantizationSession, quantized: ReadonlySet<strin
   };
   const logFed = layersFeedingLog(q.work.graph!, q.layers);
   const note = (l: LayerInfo): Partial<LayerReport> =>
-    logFed.has(l.name) && layerConfig(q.config, l.name)?.activation_quant_params.num_bits === 16 ? { note: LOG_INPUT_NOTE } : {};
+    logFed.has(l.name) && layerConfig(q.config, l.name)?.activation_quant_params?.num_bits === 16 ? { note: LOG_INPUT_NOTE } : {};
   const disabled = (l: LayerInfo) =>
     logFed.has(l.name) ? 'quant_enable is false in the config (the default where a layer feeds a Log and the model cannot reach opset 21 for 16-bit activations)' : 'quant_enable is false in the config';
   return [

@@ -21,6 +21,8 @@ import type { QuantizedBias, QuantizedWeight } from './weights.js';
 export interface LayerQuantization {
   layer: LayerInfo;
   activation: QuantFactors;
+  /** The factors of the second activation of a MatMul of two (layer.second). */
+  second?: QuantFactors;
   /** Calibrated factors of the layer's output (see decide/outputs.ts), where known. */
   output?: QuantFactors;
   /** Only exact output placements (see decide/outputs.ts). */
@@ -198,14 +200,19 @@ export function writeFakeQuant(
 
   for (const p of plan) {
     const node = nodes.get(p.layer.name)!;
-    const key = factorKey(p.layer.activation, p.activation);
-    let fq = chains.get(key);
-    if (!fq) {
-      fq = fakeQuantChain(editor, firstReader(readers, p.layer.activation, node), opset, `${p.layer.name}.input`, p.layer.activation, p.activation);
-      chains.set(key, fq);
-    }
+    // One chain per tensor and factors, shared by every layer reading it with those factors.
+    const chain = (tensor: string, f: QuantFactors, base: string) => {
+      const key = factorKey(tensor, f);
+      let fq = chains.get(key);
+      if (!fq) {
+        fq = fakeQuantChain(editor, firstReader(readers, tensor, node), opset, base, tensor, f);
+        chains.set(key, fq);
+      }
+      return fq;
+    };
     const inputs = [...node.input!];
-    inputs[0] = fq;
+    inputs[0] = chain(p.layer.activation, p.activation, `${p.layer.name}.input`);
+    if (p.second && p.layer.second) inputs[1] = chain(p.layer.second, p.second, `${p.layer.name}.input_b`);
     if (p.weight && p.layer.weight) {
       // Layers sharing a weight share its quantized copy only when they quantize it the same way.
       const key = `${p.layer.weight.name}|${p.weight.axis}`;
@@ -296,20 +303,25 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
     // Layers left to float kernels read a per-axis DequantizeLinear (see dequantizeLinear; it needs
     // opset 13, below which such layers may be fused).
     const perAxis = integer || opset < 13 ? undefined : keepFloatAxis(graph, node, p.layer);
-    const key = factorKey(p.layer.activation, p.activation);
-    const dqKey = perAxis ? `${key}|${perAxis.axis}|${perAxis.size}` : key;
-    let dq = activations.get(dqKey);
-    if (!dq) {
-      let q = quantized.get(key);
-      if (!q) {
-        q = quantizeLinear(editor, firstReader(readers, p.layer.activation, node), `${p.layer.name}.input`, p.layer.activation, p.activation);
-        quantized.set(key, q);
+    // One Q per tensor and factors, one DQ per Q and axis, shared by every layer reading them.
+    const dequantized = (tensor: string, f: QuantFactors, base: string, axis?: PerAxis) => {
+      const key = factorKey(tensor, f);
+      const dqKey = axis ? `${key}|${axis.axis}|${axis.size}` : key;
+      let dq = activations.get(dqKey);
+      if (!dq) {
+        let q = quantized.get(key);
+        if (!q) {
+          q = quantizeLinear(editor, firstReader(readers, tensor, node), base, tensor, f);
+          quantized.set(key, q);
+        }
+        dq = dequantizeLinear(editor, node, base, q, f, axis);
+        activations.set(dqKey, dq);
       }
-      dq = dequantizeLinear(editor, node, `${p.layer.name}.input`, q, p.activation, perAxis);
-      activations.set(dqKey, dq);
-    }
+      return dq;
+    };
     const inputs = [...node.input!];
-    inputs[0] = dq;
+    inputs[0] = dequantized(p.layer.activation, p.activation, `${p.layer.name}.input`, perAxis);
+    if (p.second && p.layer.second) inputs[1] = dequantized(p.layer.second, p.second, `${p.layer.name}.input_b`);
     if (p.weight && p.layer.weight) {
       const wq = p.weight;
       const key = `${p.layer.weight.name}|${wq.axis}|${integer}`;

@@ -57,8 +57,11 @@ function isHeavy(graph: GraphProto, node: NodeProto, outer: readonly GraphProto[
   return op !== 'Gather' || gathersWeight(graph, node, outer);
 }
 
-/** Scans the main graph (names as `nodeNames` gives them) and every control-flow body in it. */
-export function scanCoverage(graph: GraphProto): CoverageScan {
+/**
+ * Scans the main graph (names as `nodeNames` gives them) and every control-flow body in it;
+ * `layers` are main-graph nodes a rule quantizes (embeddings and recurrent layers among them).
+ */
+export function scanCoverage(graph: GraphProto, layers: ReadonlySet<string> = new Set()): CoverageScan {
   const floatOnly: FloatOnlyNode[] = [];
   const places = new Map<string, NodePlace>();
   const names = nodeNames(graph);
@@ -75,7 +78,7 @@ export function scanCoverage(graph: GraphProto): CoverageScan {
     const name = names[i]!;
     const opType = node.opType ?? '';
     places.set(name, { opType });
-    if (NO_KERNEL_YET.has(opType) && isHeavy(graph, node, [])) floatOnly.push({ name, opType, reason: 'no kernel for this op yet' });
+    if (NO_KERNEL_YET.has(opType) && !layers.has(name) && isHeavy(graph, node, [])) floatOnly.push({ name, opType, reason: 'no kernel for this op yet' });
     for (const a of node.attribute ?? []) {
       for (const g of [a.g, ...(a.graphs ?? [])]) if (g) visitBody(g as GraphProto, { name, opType, attribute: a.name ?? '' }, [graph]);
     }
@@ -110,7 +113,7 @@ export interface QuantWarning {
 /** What a user can do about each reason, where there is something. */
 const ADVICE: Record<string, string> = {
   'no kernel for this op yet': 'autoquant does not quantize these types yet',
-  'activation × activation': 'both inputs are computed at run time (e.g. attention scores); only constant weights are quantized',
+  'activation × activation': 'a Gemm whose B is computed at run time; write it as a MatMul (MatMuls of two activations are quantized)',
   'weight computed at run time': 'the weight is computed at run time; only constant weights are quantized',
   'quant_enable is false in the config': 'set quant_enable to true to quantize them',
 };

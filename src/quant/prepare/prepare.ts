@@ -67,8 +67,11 @@ export function prepare(model: ModelProto): Prepared {
   if (!model.graph) throw new OnnxFormatError('the model has no graph');
   if ((opsetVersion(model) ?? 1) < RUNNABLE_OPSET) upgradeOpset(model, RUNNABLE_OPSET);
   assignStableNames(model.graph, RESERVED_NAMES);
-  const { layers, skipped } = scanLayers(model.graph);
-  const coverage = scanCoverage(model.graph);
+  const scan = scanLayers(model.graph);
+  // What a config lists: every layer, weight-only ones included, in graph order.
+  const layers = [...scan.layers, ...scan.weightOnly].sort((a, b) => a.nodeIndex - b.nodeIndex);
+  const skipped = scan.skipped;
+  const coverage = scanCoverage(model.graph, new Set(layers.map((l) => l.name)));
   const names = layers.map((l) => l.name);
   return { model, layers, skipped, coverage, hint: (name) => whereIsName(name, coverage, names) };
 }
@@ -94,8 +97,8 @@ export async function prepareQuantization(
   const hardSwish = cfg.do_fusion !== false ? fuseHardSwishes(work) : [];
   // After the fusions, so that the weights balanced are the ones quantized.
   const equalized = cfg.cross_layer_equalization !== false ? equalizeChannels(work.graph!) : [];
-  const { layers } = scanLayers(work.graph!);
-  return { work, original, config: cfg, declared, layers, skipped, floatOnly: coverage.floatOnly, fused, affines, hardSwish, equalized, kernels: kernels ?? (await getKernels()) };
+  const { layers, weightOnly } = scanLayers(work.graph!);
+  return { work, original, config: cfg, declared, layers, weightOnly, skipped, floatOnly: coverage.floatOnly, fused, affines, hardSwish, equalized, kernels: kernels ?? (await getKernels()) };
 }
 /**
  * Fails now, with the list of nodes in the way, when the deploy model of `layers` would need an
@@ -105,7 +108,7 @@ export function checkDeployable(q: QuantizationSession, layers: readonly LayerIn
   let need = 10;
   for (const l of layers) {
     const c = layerConfig(q.config, l.name)!;
-    if ((activationBits ?? c.activation_quant_params.num_bits) === 16) need = Math.max(need, 21);
+    if ((activationBits ?? c.activation_quant_params?.num_bits) === 16) need = Math.max(need, 21);
     if (c.weight_quant_params?.channel_wise && l.weight && l.weight.channelAxis >= 0) need = Math.max(need, 13);
   }
   if (layers.length > 0 && (opsetVersion(q.work) ?? 1) < need) upgradeOpset(decodeModel(q.original), need);

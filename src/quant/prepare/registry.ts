@@ -7,7 +7,9 @@ import { attrFloat, attrInt, getConstant, nodeNames, producerMap } from '../../o
 import { DataType, tensorDims } from '../../onnx/tensor.js';
 import type { GraphProto, NodeProto, TensorProto } from '../../onnx/types.js';
 
-export const QUANTIZABLE_TYPES = Object.freeze(['Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'AveragePool'] as const);
+export const QUANTIZABLE_TYPES = Object.freeze(['Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'AveragePool', 'Gather', 'LSTM', 'GRU', 'RNN'] as const);
+/** The types quantized weight-only (see export/weight-only.ts). */
+export const WEIGHT_ONLY_TYPES: ReadonlySet<string> = new Set(['Gather', 'LSTM', 'GRU', 'RNN']);
 export type QuantizableType = (typeof QUANTIZABLE_TYPES)[number];
 
 export interface WeightSpec {
@@ -29,6 +31,18 @@ export interface LayerInfo {
   weight?: WeightSpec;
   /** Constant bias name, quantized to int32 with scale = activation scale × weight scale. */
   bias?: string;
+  /**
+   * A weight-only layer (a Gather from a constant embedding table, an LSTM/GRU/RNN): its weights are
+   * quantized per row and `activation` (the indices, the sequence) is not; see export/weight-only.ts.
+   */
+  weightOnly?: true;
+  /** A recurrent layer's recurrence weight R, quantized like its input weight W (`weight`). */
+  recurrence?: WeightSpec;
+  /**
+   * A MatMul's second input when it is an activation too (attention's Q·Kᵀ and A·V): observed and
+   * quantized like the first, in place of a weight.
+   */
+  second?: string;
 }
 
 /** Why a node of a quantizable type stays float, in words a warning can count by. */
@@ -42,16 +56,21 @@ export interface SkippedNode {
 }
 
 export interface LayerScan {
+  /** Layers with a quantized activation, in graph order. */
   layers: LayerInfo[];
+  /** Weight-only layers (embeddings, recurrent layers), in graph order. */
+  weightOnly: LayerInfo[];
   /** Nodes of a quantizable type that cannot be quantized safely, with the reason. */
   skipped: SkippedNode[];
 }
 
-type Verdict = { weight?: WeightSpec; bias?: string } | string;
+type Verdict = { weight?: WeightSpec; bias?: string; second?: string } | string;
 
 interface RuleContext {
   graph: GraphProto;
   constant(name: string): TensorProto | undefined;
+  /** Whether `name` is a graph input or a node's output here (an activation of this graph). */
+  produced(name: string): boolean;
 }
 
 function floatConstant(ctx: RuleContext, name: string | undefined, what: string): { tensor: TensorProto } | string {
@@ -83,7 +102,7 @@ function weightAndBias(
   return out;
 }
 
-const RULES: Record<QuantizableType, (node: NodeProto, ctx: RuleContext) => Verdict> = {
+const RULES: Record<Exclude<QuantizableType, 'Gather' | 'LSTM' | 'GRU' | 'RNN'>, (node: NodeProto, ctx: RuleContext) => Verdict> = {
   Conv: (node, ctx) => weightAndBias(node, ctx, [3, 4, 5], () => 0, 2),
   ConvTranspose: (node, ctx) =>
     // Weight is [C_in, C_out/group, k...]: output channels are axis 1 only when there is one group.
@@ -95,9 +114,48 @@ const RULES: Record<QuantizableType, (node: NodeProto, ctx: RuleContext) => Verd
     const transB = attrInt(node, 'transB', 0) === 1;
     return weightAndBias(node, ctx, [2], () => (transB ? 0 : 1), 2);
   },
-  MatMul: (node, ctx) => weightAndBias(node, ctx, [2], () => 1, undefined),
+  MatMul: (node, ctx) => {
+    const b = node.input?.[1];
+    if (b && !ctx.constant(b) && ctx.produced(b)) return { second: b };
+    return weightAndBias(node, ctx, [2], () => 1, undefined);
+  },
   AveragePool: () => ({}),
 };
+
+/**
+ * A Gather that looks rows up in a constant float table (an embedding): the table is the weight,
+ * one scale per row; other Gathers (shape arithmetic, index tensors) are no layer.
+ */
+function embedding(node: NodeProto, ctx: RuleContext, name: string, nodeIndex: number): LayerInfo | undefined {
+  const [table, indices] = node.input ?? [];
+  if (!table || !indices) return undefined;
+  const t = ctx.constant(table);
+  if (!t || t.dataType !== DataType.FLOAT || !ctx.produced(indices) || ctx.constant(indices)) return undefined;
+  const dims = tensorDims(t);
+  const axis = attrInt(node, 'axis', 0);
+  if (dims.length !== 2 || (axis !== 0 && axis !== -2)) return undefined;
+  return { name, opType: 'Gather', nodeIndex, activation: indices, weight: { name: table, dims, channelAxis: 0 }, weightOnly: true };
+}
+
+/**
+ * An LSTM, GRU or RNN with constant float W [directions, gates·hidden, input] and R [directions,
+ * gates·hidden, hidden]: both quantized per gate row (axis 1); the bias and the states stay float.
+ */
+function recurrent(node: NodeProto, ctx: RuleContext, name: string, nodeIndex: number): LayerInfo | string {
+  const [x, w, r] = node.input ?? [];
+  if (!x || !ctx.produced(x)) return 'its input sequence is not an activation of this graph';
+  const spec = (input: string | undefined, what: string): WeightSpec | string => {
+    const t = floatConstant(ctx, input, what);
+    if (typeof t === 'string') return t;
+    const dims = tensorDims(t.tensor);
+    return dims.length === 3 ? { name: input!, dims, channelAxis: 1 } : `${what} has rank ${dims.length}, not 3`;
+  };
+  const weight = spec(w, 'W');
+  if (typeof weight === 'string') return weight;
+  const recurrence = spec(r, 'R');
+  if (typeof recurrence === 'string') return recurrence;
+  return { name, opType: node.opType as QuantizableType, nodeIndex, activation: x, weight, recurrence, weightOnly: true };
+}
 
 function isQuantizable(opType: string | null | undefined): opType is QuantizableType {
   return (QUANTIZABLE_TYPES as readonly string[]).includes(opType ?? '');
@@ -115,6 +173,7 @@ function skipKind(node: NodeProto, ctx: RuleContext): SkipKind {
 export function scanLayers(graph: GraphProto): LayerScan {
   const names = nodeNames(graph);
   const producers = producerMap(graph);
+  const inputs = new Set((graph.input ?? []).map((v) => v.name));
   const constants = new Map<string, TensorProto | undefined>();
   const ctx: RuleContext = {
     graph,
@@ -122,9 +181,10 @@ export function scanLayers(graph: GraphProto): LayerScan {
       if (!constants.has(name)) constants.set(name, getConstant(graph, name));
       return constants.get(name);
     },
+    produced: (name) => producers.has(name) || inputs.has(name),
   };
-  const inputs = new Set((graph.input ?? []).map((v) => v.name));
   const layers: LayerInfo[] = [];
+  const weightOnly: LayerInfo[] = [];
   const skipped: SkippedNode[] = [];
   (graph.node ?? []).forEach((node, nodeIndex) => {
     const name = names[nodeIndex]!;
@@ -134,6 +194,17 @@ export function scanLayers(graph: GraphProto): LayerScan {
       if (node.attribute?.some((a) => a.g || a.graphs?.length)) {
         skipped.push({ name, opType, reason: 'holds a subgraph: layers inside control flow are left in float', kind: 'holds a subgraph' });
       }
+      return;
+    }
+    if (opType === 'Gather') {
+      const e = embedding(node, ctx, name, nodeIndex);
+      if (e) weightOnly.push(e);
+      return;
+    }
+    if (opType === 'LSTM' || opType === 'GRU' || opType === 'RNN') {
+      const verdict = recurrent(node, ctx, name, nodeIndex);
+      if (typeof verdict === 'string') skipped.push({ name, opType, reason: verdict, kind: 'unsupported form' });
+      else weightOnly.push(verdict);
       return;
     }
     const activation = node.input?.[0];
@@ -153,5 +224,5 @@ export function scanLayers(graph: GraphProto): LayerScan {
     if (typeof verdict === 'string') skipped.push({ name, opType, reason: verdict, kind: skipKind(node, ctx) });
     else layers.push({ name, opType, nodeIndex, activation, ...verdict });
   });
-  return { layers, skipped };
+  return { layers, weightOnly, skipped };
 }
