@@ -14,8 +14,10 @@ export class GraphEditor {
   /** Initializers added by this editor: dropped too if nothing reads them at commit. */
   private readonly added = new Set<string>();
 
-  constructor(readonly graph: GraphProto) {
+  /** `reserved`: names of the graphs around this one (an If branch's editor must not reuse them). */
+  constructor(readonly graph: GraphProto, reserved: Iterable<string> = []) {
     this.usedAtStart = usedNames(graph);
+    for (const name of reserved) this.taken.add(name);
     // Names inside subgraphs count too: a new outer name equal to one defined in an If/Loop body
     // would break single assignment across scopes.
     walkGraphs(graph, (g) => {

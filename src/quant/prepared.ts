@@ -5,6 +5,7 @@ import { CalibrationError } from '../errors.js';
 import { type Kernels } from '../kernels/types.js';
 import { declaredInputs } from '../onnx/inputs.js';
 import { encodeModel } from '../onnx/model.js';
+import { scopePath } from '../onnx/scope.js';
 import { type CreateSessionOptions } from '../runtime/ort.js';
 import { type BatchSource, type CalibrationSource, type CalibrationStats, DEFAULT_CALIBRATION_MEMORY, toBatchSource } from './calibrate/calibrate.js';
 import { calibrateLayers } from './calibrate/layers.js';
@@ -113,7 +114,8 @@ export class PreparedQuantization {
       engine: options.engine,
       signal: options.signal,
     };
-    const ctx: PassContext = { session: this.session, enabled: this.enabled, record: this.record, batches, options, passOptions };
+    // The data passes rewrite and replay main-graph layers; layers in If branches get calibration only.
+    const ctx: PassContext = { session: this.session, enabled: this.enabled.filter((l) => !l.scope), withBranches: this.enabled, record: this.record, batches, options, passOptions };
     const active = PASSES.filter((p) => p.enabled(this.session.config, this.session));
     const finish: (() => void)[] = [];
     let measuring = 0;
@@ -126,6 +128,7 @@ export class PreparedQuantization {
     }
     const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
     if (stats) stats.passes += measuring;
+    if (stats?.unreached?.length) this.dropUnreached(stats.unreached);
     for (const f of finish) f();
     // The passes after calibration: the same runtime, and the activation sizes calibration measured.
     passOptions.activationBytes = stats?.activationBytes;
@@ -137,6 +140,19 @@ export class PreparedQuantization {
     }
     this.passesRun = ran;
     return stats;
+  }
+
+  /**
+   * Takes layers no calibration batch reached out of the enabled ones: every model built leaves
+   * them float, and the layer report says why.
+   */
+  private dropUnreached(names: readonly string[]): void {
+    const gone = new Set(names);
+    const unreached = (this.session.unreached ??= new Map());
+    for (const l of this.enabled) {
+      if (gone.has(l.name)) unreached.set(l.name, `no calibration batch took its branch (${scopePath(l.scope)})`);
+    }
+    this.enabled.splice(0, this.enabled.length, ...this.enabled.filter((l) => !gone.has(l.name)));
   }
 
   /** The calibration batches, once calibrate() has taken them (replayable). */

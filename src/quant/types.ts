@@ -161,6 +161,8 @@ export interface QuantizationSession {
   outputNoise?: Map<string, number>;
   /** With `keepOutputs`: the first calibration batches and the float outputs on them (see KeptBatch). */
   kept?: KeptBatch[];
+  /** Layers in If branches that no calibration batch took, and why they stay float. */
+  unreached?: Map<string, string>;
 }
 export function layerConfig(config: QuantConfig, name: string): LayerQuantConfig | undefined {
   const entry = config[name];

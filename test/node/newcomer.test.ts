@@ -170,17 +170,20 @@ describe('2. calibration feeds are checked against the model before anything run
 });
 
 describe('3. what stays float is said, counted by reason', () => {
-  it('Silero VAD: nothing quantized is a warning first, then the 16 heavy nodes inside its If, by type', async () => {
-    const r = await quantizeModel(VAD, await createQuantConfig(VAD), [vadFeeds(new Random(1))]);
-    expect(r.layers.filter((l) => l.quantized)).toEqual([]);
-    expect(r.warnings.map((w) => w.code)).toEqual(['NOTHING_QUANTIZED', 'LEFT_FLOAT']);
-    expect(r.warnings[0]!.message).toMatch(/^no layer was quantized: the models written are the float model; 16 inside an If body$/);
-    const left = r.warnings[1]!;
-    expect(left.reason).toBe('inside an If body');
-    expect(left.opTypes).toEqual({ Conv: 12, LSTM: 4 });
-    expect(left.nodes).toHaveLength(16);
-    expect(left.message).toBe('16 heavy nodes stay float, inside an If body (Conv ×12, LSTM ×4): layers inside control flow are left in float');
-    expect(r.outputFidelity).toEqual([]);
+  it('Silero VAD: the Convs and LSTMs inside its If are layers; 16 kHz data quantizes that branch and every LSTM, and the 8 kHz branch is reported as never taken', async () => {
+    const config = await createQuantConfig(VAD);
+    const listed = Object.keys(config).filter((k) => typeof config[k] === 'object' && !Array.isArray(config[k]));
+    expect(listed).toHaveLength(16);
+    const r = await quantizeModel(VAD, config, [vadFeeds(new Random(1))]);
+    const quantized = r.layers.filter((l) => l.quantized);
+    expect(quantized.map((l) => l.opType).sort()).toEqual([...Array(6).fill('Conv'), ...Array(4).fill('LSTM')]);
+    // The LSTMs are weight-only (data-free), so those of the branch not taken are int8 too.
+    expect(quantized.filter((l) => l.opType === 'Conv').every((l) => l.name.startsWith('If_0_then_branch'))).toBe(true);
+    expect(r.calibration?.unreached).toHaveLength(6);
+    expect(r.warnings.map((w) => w.code)).toEqual(['LEFT_FLOAT']);
+    expect(r.warnings[0]!.message).toBe('6 heavy nodes stay float, no calibration batch took its branch (If_0/else_branch) (Conv ×6): without calibration data that takes the branch they have no calibrated range; give batches that do');
+    expect(r.outputFidelity.map((f) => f.output)).toEqual(['output', 'stateN']);
+    expect(r.outputFidelity[0]!.cosine).toBeGreaterThan(0.99);
   });
 
   it('a MatMul of two activations and a Gather from an embedding table are quantized; a Gather from a 3-D table is counted apart', async () => {
@@ -206,11 +209,14 @@ describe('3. what stays float is said, counted by reason', () => {
     ]);
   });
 
-  it('skipLayers naming a node inside an If says where it is; a typo gets the nearest layer names', async () => {
+  it('skipLayers takes a layer inside an If; a node there that is no layer is said to be where it is; a typo gets the nearest layer names', async () => {
     const inner = 'If_0_then_branch__Inline_0__/stft/Conv';
-    const e = await rejection(createQuantConfig(VAD, { skipLayers: [inner] }));
+    const skipped = await createQuantConfig(VAD, { skipLayers: [inner] });
+    expect((skipped[inner] as { quant_enable: boolean }).quant_enable).toBe(false);
+    const relu = 'If_0_then_branch__Inline_0__/encoder/0/activation/Relu';
+    const e = await rejection(createQuantConfig(VAD, { skipLayers: [relu] }));
     expect(e).toBeInstanceOf(QuantConfigError);
-    expect((e as Error).message).toContain(`skipLayers: no quantizable layer named '${inner}': it is a Conv inside the then_branch of If node 'If_0', and layers inside control flow are left in float`);
+    expect((e as Error).message).toContain(`skipLayers: no quantizable layer named '${relu}': it is a Relu inside the then_branch of If node 'If_0', and no rule quantizes a Relu there`);
     const typo = await rejection(createQuantConfig(MEL, { skipLayers: ['MatMul15'] }));
     expect((typo as Error).message).toContain("skipLayers: no quantizable layer named 'MatMul15' (did you mean 'MatMul_15'?)");
     const other = await rejection(createQuantConfig(MEL, { skipLayers: ['Log_17'] }));
@@ -321,13 +327,14 @@ describe('6. the CLI feeds real models: scalars, non-first batch axes, constants
     expect((e as Error).message).toContain("a batch of input 'state' has shape [1, 3, 128], but the model declares float32 [2, ?, 128]: it was split along axis 0, which the model fixes at 2: name its batch axis with --batch-axis state=K, or hold it constant with --const");
   });
 
-  it('autoquant quantize runs Silero VAD from an npz with --const sr=16000 and says loudly that nothing was quantized', async () => {
+  it('autoquant quantize runs Silero VAD from an npz with --const sr=16000: the 16 kHz branch and the LSTMs are quantized, and the branch no batch took is named', async () => {
     const dir = tempDir({ 'vad.onnx': new Uint8Array(readFileSync(VAD)), 'vad.npz': encodeNpz({ input: { data: audioRows, shape: [3, 512] }, state: { data: new Float32Array(256), shape: [2, 1, 128] } }) });
     const r = await runCli(['quantize', 'vad.onnx', '--data', 'vad.npz', '--batch-size', '1', '--const', 'sr=16000', '--save', 'out/vad', '--engine', 'web'], dir);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^WARNING: no layer was quantized \(0 of 1\)/m);
-    expect(r.stdout).not.toMatch(/^quantized 0 of/m);
-    expect(r.stderr).toMatch(/^warning: 16 heavy nodes stay float, inside an If body \(Conv ×12, LSTM ×4\)/m);
+    expect(r.stdout).toMatch(/^quantized 10 of 16 layers; model 2\.22 MiB → deploy /m);
+    expect(r.stdout).toMatch(/^ {2}float {5}If_0_else_branch__Inline_0__\/stft\/Conv \(Conv\): no calibration batch took its branch \(If_0\/else_branch\)$/m);
+    expect(r.stdout).toMatch(/^ {2}quantized If_0_then_branch__Inline_0__\/decoder\/rnn\/LSTM \(LSTM\): per-channel$/m);
+    expect(r.stderr).toMatch(/^warning: 6 heavy nodes stay float, no calibration batch took its branch \(If_0\/else_branch\) \(Conv ×6\)/m);
   });
 
   it('autoquant quantize prints each output\'s fidelity to float', async () => {

@@ -951,8 +951,8 @@ describe('opset variants', () => {
 });
 
 describe('control flow', () => {
-  test('an If node whose branches hold Convs is skipped with a reason; outer Convs are quantized', async () => {
-    const rng = new Random(801);
+  /** x → Conv → If(cond: Conv reading the outer value c1 and the outer weight W2 | Conv with its own weight) → Conv. */
+  function branchyModel(rng: Random): ModelProto {
     const thenBranch = new GraphBuilder('then')
       // Reads the outer Conv's weight W2 from the enclosing scope.
       .node('Conv', ['c1', 'W2'], ['t'], { pads: [1, 1, 1, 1] }, { name: 'then_conv' })
@@ -971,21 +971,59 @@ describe('control flow', () => {
       .initializer('W2', [4, 4, 3, 3], rng.normals(144, 0.3))
       .node('Conv', ['z', 'W2'], ['y'], { pads: [1, 1, 1, 1] }, { name: 'outer2' })
       .output('y', DataType.FLOAT, [1, 4, 6, 6]);
-    const model = buildModel(g);
-    const config = await createQuantConfig(model);
-    expect(Object.keys(config).filter((k) => k.startsWith('outer') || k.endsWith('_conv')).sort()).toEqual(['outer1', 'outer2']);
+    return buildModel(g);
+  }
+  const condFeeds = (rng: Random, conds: readonly boolean[]): Feeds[] =>
+    conds.map((c) => ({ x: floatTensor(rng.normals(108), [1, 3, 6, 6]), cond: new Tensor('bool', new Uint8Array([c ? 1 : 0]), []) }));
+  const branchOf = (bytes: Uint8Array, attribute: string) => decodeModel(bytes).graph!.node!.find((n) => n.opType === 'If')!.attribute!.find((a) => a.name === attribute)!.g!;
 
-    for (const cond of [true, false]) {
-      const q = await quantizeAndRun(model, {
-        rng,
-        inputs: { x: [1, 3, 6, 6] },
-        extraFeeds: { cond: new Tensor('bool', new Uint8Array([cond ? 1 : 0]), []) },
-      });
-      expectQuantized(q.result, ['outer1', 'outer2']);
-      const branch = q.result.layers.find((l) => l.name === 'branch');
-      expect(branch).toMatchObject({ opType: 'If', quantized: false });
-      expect(branch!.reason).toMatch(/subgraph|control flow/);
-      expectConsistent(q);
+  test('Convs in both branches of an If are listed, calibrated on the batches that take their branch, and quantized inside it; outer-scope values keep working', async () => {
+    const rng = new Random(801);
+    const model = encodeModel(branchyModel(rng));
+    const config = await createQuantConfig(model, { biasCorrection: false, batchNum: 4 });
+    expect(Object.keys(config).filter((k) => k.startsWith('outer') || k.endsWith('_conv'))).toEqual(['outer1', 'then_conv', 'else_conv', 'outer2']);
+    const result = await quantizeModel(model, config, condFeeds(rng, [true, false, true, false]));
+    expectQuantized(result, ['outer1', 'then_conv', 'else_conv', 'outer2']);
+    expect(result.calibration?.unreached ?? []).toEqual([]);
+    expect(result.warnings).toEqual([]);
+    for (const attribute of ['then_branch', 'else_branch']) {
+      const body = branchOf(result.deployModel, attribute);
+      const ops = body.node!.map((n) => n.opType);
+      expect(ops, attribute).toContain('QuantizeLinear');
+      expect(ops, attribute).toContain('DequantizeLinear');
+      // The int8 weight lives in the branch; its float original is gone from there.
+      expect((body.initializer ?? []).some((t) => t.dataType === DataType.INT8), attribute).toBe(true);
     }
+    expect(getConstant(branchOf(result.deployModel, 'else_branch'), 'We')).toBeUndefined();
+    // The then branch quantized the outer W2 with its own scales (the record's), leaving outer2's copy alone.
+    expect(result.record.layers['then_conv']!.scale_w).toHaveLength(4);
+    for (const cond of [true, false]) {
+      const [feeds] = condFeeds(rng, [cond]);
+      const [float] = await runModel(model, feeds!);
+      const [fake] = await runModel(result.fakeQuantModel, feeds!);
+      const [deploy] = await runModel(result.deployModel, feeds!);
+      expect(cosine(float!, fake!), `cond ${cond}: fake-quant vs float`).toBeGreaterThan(0.99);
+      expect(relDiff(deploy!, fake!), `cond ${cond}: deploy vs fake-quant`).toBeLessThanOrEqual(1e-5);
+    }
+  });
+
+  test('a branch no calibration batch takes stays float, and the layer report and the calibration statistics say so', async () => {
+    const rng = new Random(802);
+    const model = encodeModel(branchyModel(rng));
+    const config = await createQuantConfig(model, { biasCorrection: false, batchNum: 3 });
+    const result = await quantizeModel(model, config, condFeeds(rng, [true, true, true]));
+    expectQuantized(result, ['outer1', 'then_conv', 'outer2']);
+    const elseConv = result.layers.find((l) => l.name === 'else_conv')!;
+    expect(elseConv.quantized).toBe(false);
+    expect(elseConv.reason).toBe('no calibration batch took its branch (branch/else_branch)');
+    expect(result.warnings.map((w) => w.message)).toEqual(['1 heavy node stays float, no calibration batch took its branch (branch/else_branch) (Conv ×1): without calibration data that takes the branch they have no calibrated range; give batches that do']);
+    expect(result.calibration?.unreached).toEqual(['else_conv']);
+    expect(result.record.layers['else_conv']).toBeUndefined();
+    // The branch never taken is the float model's, and still runs.
+    expect(getConstant(branchOf(result.deployModel, 'else_branch'), 'We')).toBeDefined();
+    const [feeds] = condFeeds(rng, [false]);
+    const [float] = await runModel(model, feeds!);
+    const [deploy] = await runModel(result.deployModel, feeds!);
+    expect(cosine(float!, deploy!)).toBeGreaterThan(0.99);
   });
 });

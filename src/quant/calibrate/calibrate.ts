@@ -9,6 +9,7 @@ import { checkSignal, withDeadline } from '../../runtime/deadline.js';
 import { describeError, describeValue, quoteName } from '../../text.js';
 import type { Kernels } from '../../kernels/types.js';
 import { decodeModel, encodeModel } from '../../onnx/model.js';
+import { threadOutputs } from '../../onnx/scope.js';
 import type { ModelProto } from '../../onnx/types.js';
 import { onnx } from '../../onnx/types.js';
 import { createSession, runtimeName, Tensor, type CreateSessionOptions, type InferenceSession, type OrtTensor } from '../../runtime/ort.js';
@@ -35,6 +36,11 @@ export interface CalibrationOptions extends CreateSessionOptions {
   signal?: AbortSignal;
   /** Also keep the first batches' feeds and the model's own float outputs on them (see KeptBatch). */
   keepOutputs?: boolean;
+  /**
+   * Values inside If branches whose only question is whether any batch computed them (a branch
+   * layer's output, where its input comes from outside the branch); the unreached are returned.
+   */
+  probes?: readonly string[];
 }
 
 /** Per activation, the observers of the layers reading it, keyed by layer name. */
@@ -48,6 +54,8 @@ export interface CalibrationStats {
   peakObserverBytes: number;
   /** Bytes of one batch of each calibrated activation (the sensitivity ranking plans its groups with them). */
   activationBytes: Map<string, number>;
+  /** Layers whose input no batch reached (inside an If branch no batch took): they stay float. */
+  unreached?: string[];
 }
 
 /** Default bound on the activations the sensitivity ranking holds per group of layers. */
@@ -63,12 +71,18 @@ async function firstFeeds(source: Iterable<Feeds> | AsyncIterable<Feeds>, n: num
   return out;
 }
 
-function withOutputs(model: ModelProto, names: readonly string[]): Uint8Array {
+/**
+ * `model` with `names` as outputs too; a value inside an If branch comes out under another name
+ * (`threaded`: output → value), with no elements from a run that took another branch.
+ */
+function withOutputs(model: ModelProto, names: readonly string[]): { bytes: Uint8Array; threaded: Map<string, string> } {
   const copy = decodeModel(encodeModel(model));
+  const threaded = threadOutputs(copy, names);
   const graph = copy.graph!;
   const existing = new Set((graph.output ?? []).map((o) => o.name));
-  graph.output = [...(graph.output ?? []), ...names.filter((n) => !existing.has(n)).map((name) => onnx.ValueInfoProto.create({ name }))];
-  return encodeModel(copy);
+  const inBodies = new Set(threaded.values());
+  graph.output = [...(graph.output ?? []), ...names.filter((n) => !existing.has(n) && !inBodies.has(n)).map((name) => onnx.ValueInfoProto.create({ name }))];
+  return { bytes: encodeModel(copy), threaded };
 }
 
 export interface BatchSource {
@@ -114,7 +128,8 @@ export async function replayBatches(
 ): Promise<number> {
   const userOutputs = (model.graph?.output ?? []).map((o) => o.name ?? '');
   const inputs = declaredInputs(model);
-  const session: InferenceSession = await createSession(withOutputs(model, fetch), options);
+  const extended = withOutputs(model, fetch);
+  const session: InferenceSession = await createSession(extended.bytes, options);
   let batch = 0;
   const wrapper: CalibrationSession = {
     inputNames: session.inputNames,
@@ -128,6 +143,7 @@ export async function replayBatches(
       } catch (cause) {
         throw new CalibrationError(`${runtimeName(session)} could not run calibration batch ${batch + 1}: ${describeError(cause)}`, { cause });
       }
+      for (const [output, value] of extended.threaded) out[value] = out[output]!;
       if (batch < options.batchNum) await onBatch(out, batch++, feeds);
       const result: Record<string, OrtTensor> = {};
       for (const n of userOutputs) if (out[n]) result[n] = out[n];
@@ -218,14 +234,16 @@ export interface Sample {
 
 /**
  * Feeds every observer with the first `batchNum` batches, in one pass, and returns each layer's
- * result, the pass's statistics and the first batches (see SAMPLE_BATCHES).
+ * result, the pass's statistics and the first batches (see SAMPLE_BATCHES). Observers whose
+ * activation had no element in any batch (inside an If branch no batch took) give no result: their
+ * keys are `unreached`.
  */
 export async function calibrateActivations(
   model: ModelProto,
   observers: ObserverMap,
   source: CalibrationSource,
   options: CalibrationOptions,
-): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats; samples: Sample[]; kept: KeptBatch[] }> {
+): Promise<{ results: Map<string, ActivationResult>; stats: CalibrationStats; samples: Sample[]; kept: KeptBatch[]; unreached: string[] }> {
   const results = new Map<string, ActivationResult>();
   const samples: Sample[] = [];
   const kept: KeptBatch[] = [];
@@ -235,7 +253,10 @@ export async function calibrateActivations(
   const batches = await toBatchSource(source, options.batchNum);
   const stats: CalibrationStats = { batches: 0, passes: 1, peakObserverBytes: 0, activationBytes: new Map() };
   const fetched = [...observers.keys()];
-  stats.batches = await replayBatches(model, fetched, batches, options, (out, batch, feeds) => {
+  const probes = (options.probes ?? []).filter((p) => !observers.has(p));
+  const reached = new Set<string>();
+  stats.batches = await replayBatches(model, [...fetched, ...probes], batches, options, (out, batch, feeds) => {
+    for (const p of probes) if ((out[p]?.size ?? 0) > 0) reached.add(p);
     if (samples.length < SAMPLE_BATCHES) {
       const o = out[firstOutput];
       // Copied: the runtime may reuse its output buffers.
@@ -256,6 +277,9 @@ export async function calibrateActivations(
     }
     for (const name of fetched) {
       const x = activationData(out, name);
+      // No elements: a value in an If branch this batch did not take (see threadOutputs).
+      if (x.length === 0) continue;
+      reached.add(name);
       // Policy: non-finite values fail calibration, naming where. Skipping them would hide a broken
       // input pipeline, and no observer can place a range around an infinity.
       const { min, max } = x.length ? options.kernels.minMax(x) : { min: 0, max: 0 };
@@ -266,7 +290,7 @@ export async function calibrateActivations(
             'calibration data must give finite activations',
         );
       }
-      if (batch === 0) stats.activationBytes.set(name, x.byteLength);
+      if (!stats.activationBytes.has(name)) stats.activationBytes.set(name, x.byteLength);
       for (const o of observers.get(name)!.values()) o.observe(x);
     }
     let held = 0;
@@ -274,6 +298,10 @@ export async function calibrateActivations(
     stats.peakObserverBytes = Math.max(stats.peakObserverBytes, held);
     options.onBatch?.({ pass: 1, batch: batch + 1, batchNum: options.batchNum });
   });
-  for (const list of observers.values()) for (const [layer, o] of list) results.set(layer, o.compute());
-  return { results, stats, samples, kept };
+  const unreached: string[] = probes.filter((p) => !reached.has(p));
+  for (const [name, list] of observers) {
+    if (!reached.has(name)) unreached.push(...list.keys());
+    else for (const [layer, o] of list) results.set(layer, o.compute());
+  }
+  return { results, stats, samples, kept, unreached };
 }

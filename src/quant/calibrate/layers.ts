@@ -2,6 +2,7 @@
  * Calibration of the enabled layers' activation (and output) factors in one pass over the batches, into the record.
  */
 import { consumerMap } from '../../onnx/graph.js';
+import { graphAt } from '../../onnx/scope.js';
 import { RunLog, emitProgress } from '../../runtime/log.js';
 import { type ActivationQuantParams } from '../config/config.js';
 import { type QuantRecord } from '../config/record.js';
@@ -42,6 +43,8 @@ export async function calibrateLayers(
     // Graph outputs stay float (see decide/outputs.ts), so they need no factors.
     const read = new Set([...layers.map((l) => l.activation), ...(graph.output ?? []).map((o) => o.name ?? '')]);
     for (const l of layers) {
+      // Outputs of layers in If branches stay float (see decide/outputs.ts).
+      if (l.scope) continue;
       const p = layerConfig(q.config, l.name)!.activation_quant_params!;
       const tensor = outputTensor(graph, l, readers);
       const known = record.layers[l.name];
@@ -50,11 +53,19 @@ export async function calibrateLayers(
       observe(tensor, OUTPUT_KEY + l.name, p);
     }
   }
+  // A branch layer reading a value from outside its branch is calibrated whichever branch runs; its
+  // output tells whether its own branch ever did.
+  const probes = new Map<string, string>();
+  for (const l of layers) {
+    if (!l.scope || !observers.has(l.activation) || producedIn(q, l, l.activation)) continue;
+    const output = graphAt(q.work.graph!, l.scope)?.node?.[l.nodeIndex]?.output?.[0];
+    if (output) probes.set(output, l.name);
+  }
   if (observers.size === 0) return undefined;
   const source = await batches();
   // quantizeModel saves no log file; its messages are printed when setLogLevel asks.
   const printLog = new RunLog();
-  const { results, stats, samples, kept } = await calibrateActivations(q.work, observers, source.callback ?? source.feeds!, {
+  const { results, stats, samples, kept, unreached } = await calibrateActivations(q.work, observers, source.callback ?? source.feeds!, {
     batchNum: q.config.batch_num,
     executionProviders: options.executionProviders,
     graphOptimizationLevel: options.graphOptimizationLevel,
@@ -62,6 +73,7 @@ export async function calibrateLayers(
     signal: options.signal,
     kernels: q.kernels,
     keepOutputs: options.keepOutputs,
+    probes: [...probes.keys()],
     onBatch: (b) => emitProgress(printLog, options.onProgress, { phase: 'calibration', stage: 'calibration', step: 'calibration', message: `batch ${b.batch}/${b.batchNum}`, ...b, done: b.batch, total: b.batchNum }, `calibration batch ${b.batch}`, `calibration: batch ${b.batch}/${b.batchNum}`),
   });
   if (!q.samples?.length) q.samples = samples;
@@ -80,7 +92,11 @@ export async function calibrateLayers(
     const bits = layerConfig(q.config, key)!.activation_quant_params!.num_bits;
     record.layers[key] = { ...record.layers[key], scale_d: r.scale, offset_d: r.zeroPoint, num_bits_d: bits, clip_min_d: r.clipMin, clip_max_d: r.clipMax };
   }
-  for (const [name, r] of secondResults) {
+  // A layer whose input no batch reached (in an If branch never taken) has nothing to be quantized with.
+  const missed = new Set(unreached.filter((k) => !k.startsWith(OUTPUT_KEY)).map((k) => probes.get(k) ?? (k.startsWith(SECOND_KEY) ? k.slice(SECOND_KEY.length) : k)));
+  for (const name of missed) delete record.layers[name];
+  stats.unreached = [...missed];
+  for (const [name, r] of secondResults.filter(([n]) => !missed.has(n))) {
     Object.assign(record.layers[name]!, { scale_d2: r.scale, offset_d2: r.zeroPoint, clip_min_d2: r.clipMin, clip_max_d2: r.clipMax });
   }
   for (const [name, r] of outputResults) {
@@ -88,6 +104,10 @@ export async function calibrateLayers(
     if (r.noise !== undefined) (q.outputNoise ??= new Map()).set(name, r.noise);
   }
   return stats;
+}
+/** Whether `tensor` is computed inside the branch `layer` is in (not read from the graphs around it). */
+function producedIn(q: QuantizationSession, layer: LayerInfo, tensor: string): boolean {
+  return (graphAt(q.work.graph!, layer.scope)?.node ?? []).some((n) => n.output?.includes(tensor));
 }
 /** Observer keys of output factors; NUL cannot start a layer name read from a config file's keys in practice. */
 export const OUTPUT_KEY = '\0output:';

@@ -8,6 +8,7 @@
  */
 import { GraphEditor } from '../../onnx/editor.js';
 import { decodeModel, encodeModel } from '../../onnx/model.js';
+import { graphAt } from '../../onnx/scope.js';
 import { onnx, type ModelProto } from '../../onnx/types.js';
 import type { CreateSessionOptions } from '../../runtime/ort.js';
 import { activationData, admitWithinBudget, replayBatches, type BatchSource } from './calibrate.js';
@@ -20,13 +21,13 @@ import { writeFakeQuant, type LayerQuantization } from '../export/rewrite.js';
  */
 function withFakeCopies(work: ModelProto, group: readonly LayerQuantization[]): { model: ModelProto; outputs: Map<string, { float: string; fake: string }> } {
   const model = decodeModel(encodeModel(work));
-  const graph = model.graph!;
-  const byName = new Map((graph.node ?? []).map((n) => [n.name ?? '', n]));
-  const names = new GraphEditor(graph);
+  const names = new GraphEditor(model.graph!);
   const outputs = new Map<string, { float: string; fake: string }>();
   const copies: LayerQuantization[] = [];
   for (const p of group) {
-    const original = byName.get(p.layer.name)!;
+    // A layer in an If branch gets its copy in that branch; its outputs are threaded out (see replayBatches).
+    const graph = graphAt(model.graph!, p.layer.scope)!;
+    const original = graph.node!.find((n) => n.name === p.layer.name)!;
     const copy = onnx.NodeProto.decode(onnx.NodeProto.encode(original as onnx.NodeProto).finish());
     copy.name = names.name(`${p.layer.name}::fake_quant`);
     copy.output = [names.name(`${original.output![0]!}::fake_quant`)];
@@ -80,7 +81,9 @@ export async function compareLayers(
     await replayBatches(model, fetch, batches, options, (out, batch) => {
       for (const p of group) {
         const o = outputs.get(p.layer.name)!;
-        onLayer(p, activationData(out, o.float), activationData(out, o.fake), out[o.float]!.dims);
+        const float = activationData(out, o.float);
+        // Empty: the layer is in an If branch this batch did not take.
+        if (float.length) onLayer(p, float, activationData(out, o.fake), out[o.float]!.dims);
       }
       options.onBatch?.({ group: g + 1, groups: groups.length, batch: batch + 1 });
     });

@@ -129,7 +129,9 @@ export function gainsFromInteger(graph: GraphProto, layer: LayerInfo): boolean {
  * `keepFloat`: layers that do not gain can be kept on float kernels even where a Q follows them (the
  * deploy model reads their input through a per-channel DequantizeLinear, opset 13; see rewrite.ts).
  */
-export function placeOutputs(graph: GraphProto, plan: readonly PlannedLayer[], calibrated: boolean, keepFloat = true): OutputPlacement {
+export function placeOutputs(graph: GraphProto, all: readonly PlannedLayer[], calibrated: boolean, keepFloat = true): OutputPlacement {
+  // Layers in If branches keep float outputs: a Q/DQ across a branch boundary is not placed (yet).
+  const plan = all.filter((p) => !p.layer.scope);
   const consumers = consumerMap(graph);
   const graphOutputs = new Set((graph.output ?? []).map((o) => o.name));
   const byNode = new Map<NodeProto, PlannedLayer>(plan.map((p) => [graph.node![p.layer.nodeIndex]!, p]));

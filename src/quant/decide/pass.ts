@@ -20,6 +20,8 @@ export interface PassContext {
   session: QuantizationSession;
   /** Layers whose config says quant_enable. */
   enabled: readonly LayerInfo[];
+  /** The enabled layers with those in If branches, for passes that only run layers alone (see calibrate/layerwise.ts). */
+  withBranches: readonly LayerInfo[];
   /** The record so far (the caller's, then calibration's): passes read and write their fields here. */
   record: QuantRecord;
   /** The calibration batches, taken on first call and replayable. */

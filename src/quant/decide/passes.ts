@@ -54,8 +54,8 @@ const biasCorrection: QuantPass = {
   stage: 'after-calibration',
   enabled: (config) => config.bias_correction === true,
   settings: settingsOf('bias_correction', 'weight_rounding'),
-  async run({ session, enabled, record, batches, passOptions }) {
-    await correctBiases(session, enabled, record, batches, passOptions);
+  async run({ session, withBranches, record, batches, passOptions }) {
+    await correctBiases(session, withBranches, record, batches, passOptions);
     return {};
   },
 };

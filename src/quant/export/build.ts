@@ -2,7 +2,8 @@
  * From a plan (layers with their factors) to the fake-quant and deploy models.
  */
 import { CalibrationError, QuantConfigError } from '../../errors.js';
-import { getConstant, opsetVersion } from '../../onnx/graph.js';
+import { opsetVersion } from '../../onnx/graph.js';
+import { constantAt } from '../../onnx/scope.js';
 import { encodeModel } from '../../onnx/model.js';
 import { upgradeOpset } from '../../onnx/opset.js';
 import { readTensorAsFloat32, tensorDims } from '../../onnx/tensor.js';
@@ -36,10 +37,10 @@ export function planLayers(q: QuantizationSession, layers: readonly LayerInfo[],
     if (rec.output_quant === false) lq.keepOutputFloat = true;
     else if (rec.scale_o !== undefined && rec.offset_o !== undefined) lq.output = { scale: rec.scale_o, zeroPoint: rec.offset_o, bits: 8 };
     if (l.weight) {
-      const w = readTensorAsFloat32(getConstant(q.work.graph!, l.weight.name)!);
+      const w = readTensorAsFloat32(constantAt(q.work.graph!, l.scope, l.weight.name)!);
       const axis = layerConfig(q.config, l.name)?.weight_quant_params?.channel_wise ? l.weight.channelAxis : -1;
       const channels = axis < 0 ? 1 : l.weight.dims[axis]!;
-      const bias = l.bias ? getConstant(q.work.graph!, l.bias)! : undefined;
+      const bias = l.bias ? constantAt(q.work.graph!, l.scope, l.bias)! : undefined;
       const biasDims = bias ? tensorDims(bias) : [];
       // A per-channel bias scale needs the channels on the bias's last axis; otherwise the bias stays float.
       let values: Float32Array | undefined;

@@ -31,7 +31,7 @@ export function layerReport(q: QuantizationSession, quantized: ReadonlySet<strin
   return [
     ...q.declared.map((l) => {
       const on = quantized.has(l.name);
-      const reason = on ? undefined : reasonFor?.(l.name) ?? disabled(l);
+      const reason = on ? undefined : reasonFor?.(l.name) ?? q.unreached?.get(l.name) ?? disabled(l);
       return { name: l.name, opType: l.opType, quantized: on, ...(reason ? { reason } : { ...weights(l), ...note(l) }) };
     }),
     ...q.skipped.map((s) => ({ name: s.name, opType: s.opType, quantized: false, reason: s.reason })),

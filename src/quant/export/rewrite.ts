@@ -10,6 +10,7 @@
  */
 import { intAttr, GraphEditor } from '../../onnx/editor.js';
 import { consumerMap, findAttribute, opsetVersion, type Consumer } from '../../onnx/graph.js';
+import { allNames, graphAt, scopePath } from '../../onnx/scope.js';
 import { DataType, makeTensor } from '../../onnx/tensor.js';
 import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../onnx/types.js';
 import type { OutputPlacement, OutputQuantization, QuantFactors } from '../decide/outputs.js';
@@ -191,13 +192,53 @@ export function writeFakeQuant(
 ): Map<string, string> {
   const graph = model.graph!;
   const opset = opsetVersion(model) ?? 1;
-  const editor = new GraphEditor(graph);
+  const { main, bodies } = byGraph(model, plan);
   const ownNodes = new Set(graph.node ?? []);
+  const chains = fakeQuantLayers(new GraphEditor(graph), opset, main);
+  for (const [body, layers] of bodies) fakeQuantLayers(new GraphEditor(body, allNames(graph)), opset, layers);
+  // Exact output placements change no value, so the fake-quant model leaves them out.
+  const flags = new Map<string, string>();
+  const fakeQuant: Quantizer = (e, anchor, base, x, f) => fakeQuantChain(e, anchor, opset, base, x, f);
+  const switched = (layer: string): Quantizer => (e, anchor, base, x, f) => {
+    const fq = fakeQuantChain(e, anchor, opset, base, x, f);
+    const flag = e.name(`${base}.enabled`);
+    graph.input = [...(graph.input ?? []), onnx.ValueInfoProto.create({ name: flag, type: { tensorType: { elemType: DataType.BOOL, shape: { dim: [] } } } })];
+    flags.set(layer, flag);
+    return e.insertBefore(anchor, { opType: 'Where', name: `${base}/Switch`, inputs: [flag, fq, x] })[0]!;
+  };
+  const calibrated = outputs.filter((o) => !o.exact);
+  if (!switches) quantizeOutputs(graph, calibrated, chains, fakeQuant, ownNodes);
+  // One at a time, so no two switches share a chain.
+  else for (const o of calibrated) quantizeOutputs(graph, [o], new Map(), switched(o.layer), ownNodes);
+  return flags;
+}
+
+/**
+ * The plan split by the graph its layers are in: the main graph's, and each If branch's (whose
+ * layers get their inputs and weights quantized, never their outputs: see decide/outputs.ts).
+ */
+function byGraph(model: ModelProto, plan: readonly LayerQuantization[]): { main: LayerQuantization[]; bodies: Map<GraphProto, LayerQuantization[]> } {
+  const main: LayerQuantization[] = [];
+  const bodies = new Map<GraphProto, LayerQuantization[]>();
+  for (const p of plan) {
+    if (!p.layer.scope?.length) {
+      main.push(p);
+      continue;
+    }
+    const body = graphAt(model.graph!, p.layer.scope);
+    if (!body) throw new Error(`layer '${p.layer.name}': no branch at ${scopePath(p.layer.scope)} in the model`);
+    bodies.set(body, [...(bodies.get(body) ?? []), p]);
+  }
+  return { main, bodies };
+}
+
+/** The first pass of the fake-quant form over one graph's layers; returns the chains made, by tensor and factors. */
+function fakeQuantLayers(editor: GraphEditor, opset: number, plan: readonly LayerQuantization[]): Map<string, string> {
+  const graph = editor.graph;
   const nodes = nodesByName(graph);
   const chains = new Map<string, string>();
   const weights = new Map<string, string>();
   const readers = consumerMap(graph);
-
   for (const p of plan) {
     const node = nodes.get(p.layer.name)!;
     // One chain per tensor and factors, shared by every layer reading it with those factors.
@@ -229,21 +270,7 @@ export function writeFakeQuant(
     node.input = inputs;
   }
   editor.commit();
-  // Exact output placements change no value, so the fake-quant model leaves them out.
-  const flags = new Map<string, string>();
-  const fakeQuant: Quantizer = (e, anchor, base, x, f) => fakeQuantChain(e, anchor, opset, base, x, f);
-  const switched = (layer: string): Quantizer => (e, anchor, base, x, f) => {
-    const fq = fakeQuantChain(e, anchor, opset, base, x, f);
-    const flag = e.name(`${base}.enabled`);
-    graph.input = [...(graph.input ?? []), onnx.ValueInfoProto.create({ name: flag, type: { tensorType: { elemType: DataType.BOOL, shape: { dim: [] } } } })];
-    flags.set(layer, flag);
-    return e.insertBefore(anchor, { opType: 'Where', name: `${base}/Switch`, inputs: [flag, fq, x] })[0]!;
-  };
-  const calibrated = outputs.filter((o) => !o.exact);
-  if (!switches) quantizeOutputs(graph, calibrated, chains, fakeQuant, ownNodes);
-  // One at a time, so no two switches share a chain.
-  else for (const o of calibrated) quantizeOutputs(graph, [o], new Map(), switched(o.layer), ownNodes);
-  return flags;
+  return chains;
 }
 
 interface QuantizedConstant {
@@ -286,19 +313,27 @@ function quantizedConstant(editor: GraphEditor, anchor: NodeProto, base: string,
 
 export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[], placement: OutputPlacement = { outputs: [], fused: new Set() }): void {
   const graph = model.graph!;
-  const editor = new GraphEditor(graph);
+  const opset = opsetVersion(model) ?? 1;
+  const { main, bodies } = byGraph(model, plan);
   const ownNodes = new Set(graph.node ?? []);
+  const activations = deployLayers(new GraphEditor(graph), opset, main, placement.fused);
+  for (const [body, layers] of bodies) deployLayers(new GraphEditor(body, allNames(graph)), opset, layers, new Set());
+  quantizeOutputs(graph, placement.outputs, activations, qdqPair, ownNodes);
+}
+
+/** The deploy form of one graph's layers (inputs and weights); returns the DQs made, by tensor and factors. */
+function deployLayers(editor: GraphEditor, opset: number, plan: readonly LayerQuantization[], fused: ReadonlySet<string>): Map<string, string> {
+  const graph = editor.graph;
   const nodes = nodesByName(graph);
   const activations = new Map<string, string>();
   const quantized = new Map<string, Quantized>();
-  const opset = opsetVersion(model) ?? 1;
   const weights = new Map<string, string>();
   const readers = consumerMap(graph);
 
   for (const p of plan) {
     const node = nodes.get(p.layer.name)!;
     // MatMul and Gemm run as integer kernels in ONNX Runtime even with a float output.
-    const integer = placement.fused.has(p.layer.name) || (p.activation.bits === 8 && (p.layer.opType === 'MatMul' || p.layer.opType === 'Gemm'));
+    const integer = fused.has(p.layer.name) || (p.activation.bits === 8 && (p.layer.opType === 'MatMul' || p.layer.opType === 'Gemm'));
     const form = integer ? 'dequantize' : 'cast';
     // Layers left to float kernels read a per-axis DequantizeLinear (see dequantizeLinear; it needs
     // opset 13, below which such layers may be fused).
@@ -341,5 +376,5 @@ export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[
     node.input = inputs;
   }
   editor.commit();
-  quantizeOutputs(graph, placement.outputs, activations, qdqPair, ownNodes);
+  return activations;
 }

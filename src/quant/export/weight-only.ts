@@ -14,9 +14,9 @@
  * Either way the values are exactly the fake-quant model's: float32(q) · scale.
  */
 import { intAttr, GraphEditor } from '../../onnx/editor.js';
-import { getConstant } from '../../onnx/graph.js';
+import { allNames, constantAt, graphAt, scopePath } from '../../onnx/scope.js';
 import { DataType, makeTensor, readTensorAsFloat32 } from '../../onnx/tensor.js';
-import { onnx, type ModelProto, type NodeProto } from '../../onnx/types.js';
+import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../onnx/types.js';
 import type { LayerInfo, WeightSpec } from '../prepare/registry.js';
 import { type QuantizationSession, layerConfig } from '../types.js';
 import { quantizeWeight, type QuantizedWeight } from './weights.js';
@@ -28,8 +28,8 @@ export interface WeightOnlyQuantization {
 }
 
 /** One scale per row: every axis but the last is a row index. */
-function quantizeRows(q: QuantizationSession, spec: WeightSpec, perRow: boolean): QuantizedWeight {
-  const w = readTensorAsFloat32(getConstant(q.work.graph!, spec.name)!);
+function quantizeRows(q: QuantizationSession, layer: LayerInfo, spec: WeightSpec, perRow: boolean): QuantizedWeight {
+  const w = readTensorAsFloat32(constantAt(q.work.graph!, layer.scope, spec.name)!);
   const cols = spec.dims[spec.dims.length - 1]!;
   return quantizeWeight(q.kernels, w, [w.length / cols, cols], perRow ? 0 : -1);
 }
@@ -50,7 +50,7 @@ export function planWeightOnly(q: QuantizationSession): WeightOnlyQuantization[]
     let e = known.get(key);
     if (!e) {
       const specs: [number, WeightSpec | undefined][] = [[layer.opType === 'Gather' ? 0 : 1, layer.weight], [2, layer.recurrence]];
-      e = { layer, weights: new Map(specs.filter((s): s is [number, WeightSpec] => s[1] !== undefined).map(([i, spec]) => [i, { spec, q: quantizeRows(q, spec, perRow) }])) };
+      e = { layer, weights: new Map(specs.filter((s): s is [number, WeightSpec] => s[1] !== undefined).map(([i, spec]) => [i, { spec, q: quantizeRows(q, layer, spec, perRow) }])) };
       known.set(key, e);
     }
     out.push(e);
@@ -58,19 +58,30 @@ export function planWeightOnly(q: QuantizationSession): WeightOnlyQuantization[]
   return out;
 }
 
-function nodeOf(model: ModelProto, layer: LayerInfo): NodeProto {
-  return model.graph!.node!.find((n) => n.name === layer.name)!;
+/** The plan by the graph each layer is in (the main graph, an If branch), with an editor for it. */
+function byGraph(model: ModelProto, plan: readonly WeightOnlyQuantization[]): { graph: GraphProto; editor: () => GraphEditor; plan: WeightOnlyQuantization[] }[] {
+  const groups = new Map<GraphProto, WeightOnlyQuantization[]>();
+  for (const p of plan) {
+    const g = graphAt(model.graph!, p.layer.scope);
+    if (!g) throw new Error(`layer '${p.layer.name}': no branch at ${scopePath(p.layer.scope)} in the model`);
+    groups.set(g, [...(groups.get(g) ?? []), p]);
+  }
+  // Editors are made one after another's commit, so each sees the names the others added.
+  return [...groups].map(([graph, plan]) => ({ graph, plan, editor: () => new GraphEditor(graph, graph === model.graph ? [] : allNames(model.graph!)) }));
 }
+
+const nodeIn = (graph: GraphProto, layer: LayerInfo) => graph.node!.find((n) => n.name === layer.name)!;
 
 /** Fake-quant form: the layer reads the dequantized weights. */
 export function writeFakeQuantWeightOnly(model: ModelProto, plan: readonly WeightOnlyQuantization[]): void {
-  if (plan.length === 0) return;
-  const editor = new GraphEditor(model.graph!);
-  for (const { layer, weights } of plan) {
-    const node = nodeOf(model, layer);
-    for (const [input, { spec, q }] of weights) node.input![input] = editor.addInitializer(makeTensor(`${spec.name}_fake_quant`, DataType.FLOAT, spec.dims, q.fq));
+  for (const { graph, editor: make, plan: layers } of byGraph(model, plan)) {
+    const editor = make();
+    for (const { layer, weights } of layers) {
+      const node = nodeIn(graph, layer);
+      for (const [input, { spec, q }] of weights) node.input![input] = editor.addInitializer(makeTensor(`${spec.name}_fake_quant`, DataType.FLOAT, spec.dims, q.fq));
+    }
+    editor.commit();
   }
-  editor.commit();
 }
 
 /** The scale tensor of `spec`'s rows, shaped to broadcast against the weight (or against a looked-up row). */
@@ -80,16 +91,17 @@ function rowScale(editor: GraphEditor, spec: WeightSpec, q: QuantizedWeight, dim
 
 /** Deploy form (see the module comment). */
 export function writeDeployWeightOnly(model: ModelProto, plan: readonly WeightOnlyQuantization[]): void {
-  if (plan.length === 0) return;
-  const graph = model.graph!;
-  const editor = new GraphEditor(graph);
+  for (const group of byGraph(model, plan)) deployGraph(group.graph, group.editor(), group.plan);
+}
+
+function deployGraph(graph: GraphProto, editor: GraphEditor, plan: readonly WeightOnlyQuantization[]): void {
   const before = new Map<NodeProto, NodeProto[]>();
   const after = new Map<NodeProto, NodeProto[]>();
   const node = (opType: string, base: string, input: string[], output: string[], attribute: onnx.IAttributeProto[] = []) =>
     onnx.NodeProto.create({ name: editor.name(`${base}/${opType}`), opType, input, output, attribute: attribute.map((a) => onnx.AttributeProto.create(a)) });
   const toFloat = [intAttr('to', DataType.FLOAT)];
   for (const { layer, weights } of plan) {
-    const target = nodeOf(model, layer);
+    const target = nodeIn(graph, layer);
     for (const [input, { spec, q }] of weights) {
       const qName = editor.addInitializer(makeTensor(`${spec.name}_quantized`, DataType.INT8, spec.dims, q.q));
       if (layer.opType === 'Gather') {

@@ -59,28 +59,34 @@ function isHeavy(graph: GraphProto, node: NodeProto, outer: readonly GraphProto[
 
 /**
  * Scans the main graph (names as `nodeNames` gives them) and every control-flow body in it;
- * `layers` are main-graph nodes a rule quantizes (embeddings and recurrent layers among them).
+ * `layers` are the nodes a rule quantizes (embeddings, recurrent layers and If-branch layers among
+ * them). In If branches the main graph's rule holds (what no rule quantizes stays float); in Loop
+ * and Scan bodies every heavy node stays float.
  */
 export function scanCoverage(graph: GraphProto, layers: ReadonlySet<string> = new Set()): CoverageScan {
   const floatOnly: FloatOnlyNode[] = [];
   const places = new Map<string, NodePlace>();
   const names = nodeNames(graph);
-  const visitBody = (body: GraphProto, parent: NonNullable<FloatOnlyNode['parent']>, outer: readonly GraphProto[]) => {
+  const noKernel = (g: GraphProto, node: NodeProto, name: string, outer: readonly GraphProto[]) =>
+    NO_KERNEL_YET.has(node.opType ?? '') && !layers.has(name) && isHeavy(g, node, outer);
+  const visitBody = (body: GraphProto, parent: NonNullable<FloatOnlyNode['parent']>, outer: readonly GraphProto[], loop: boolean) => {
     (body.node ?? []).forEach((node, i) => {
       const name = node.name || `${parent.name}/${parent.attribute}/${node.opType}_${i}`;
       places.set(name, { opType: node.opType ?? '', parent });
-      if (isHeavy(body, node, outer)) floatOnly.push({ name, opType: node.opType ?? '', reason: `inside ${article(parent.opType)} ${parent.opType} body`, parent });
+      if (loop ? isHeavy(body, node, outer) : noKernel(body, node, name, outer)) {
+        floatOnly.push({ name, opType: node.opType ?? '', reason: loop ? `inside ${article(parent.opType)} ${parent.opType} body` : 'no kernel for this op yet', parent });
+      }
       // Nested bodies are reported as inside the outermost control-flow node: that is the one a user can see in the main graph.
-      for (const a of node.attribute ?? []) for (const g of [a.g, ...(a.graphs ?? [])]) if (g) visitBody(g as GraphProto, parent, [body, ...outer]);
+      for (const a of node.attribute ?? []) for (const g of [a.g, ...(a.graphs ?? [])]) if (g) visitBody(g as GraphProto, parent, [body, ...outer], loop || node.opType !== 'If');
     });
   };
   (graph.node ?? []).forEach((node, i) => {
     const name = names[i]!;
     const opType = node.opType ?? '';
     places.set(name, { opType });
-    if (NO_KERNEL_YET.has(opType) && !layers.has(name) && isHeavy(graph, node, [])) floatOnly.push({ name, opType, reason: 'no kernel for this op yet' });
+    if (noKernel(graph, node, name, [])) floatOnly.push({ name, opType, reason: 'no kernel for this op yet' });
     for (const a of node.attribute ?? []) {
-      for (const g of [a.g, ...(a.graphs ?? [])]) if (g) visitBody(g as GraphProto, { name, opType, attribute: a.name ?? '' }, [graph]);
+      for (const g of [a.g, ...(a.graphs ?? [])]) if (g) visitBody(g as GraphProto, { name, opType, attribute: a.name ?? '' }, [graph], opType !== 'If');
     }
   });
   return { floatOnly, places };
@@ -119,7 +125,8 @@ const ADVICE: Record<string, string> = {
 };
 
 function adviceFor(reason: string): string {
-  if (reason.startsWith('inside ')) return 'layers inside control flow are left in float';
+  if (reason.startsWith('inside ')) return 'layers inside Loop and Scan bodies are left in float';
+  if (reason.startsWith('no calibration batch took')) return 'without calibration data that takes the branch they have no calibrated range; give batches that do';
   return ADVICE[reason] ?? '';
 }
 
@@ -173,7 +180,8 @@ export function whereIsName(name: string, scan: CoverageScan, layerNames: readon
   const place = scan.places.get(name);
   if (place?.parent) {
     const p = place.parent;
-    return `: it is ${article(place.opType)} ${place.opType} inside the ${p.attribute} of ${p.opType} node ${quoteName(p.name)}, and layers inside control flow are left in float (they are not in the config)`;
+    const why = p.opType === 'If' ? `no rule quantizes ${article(place.opType)} ${place.opType} there` : `layers inside ${p.opType} bodies are left in float (they are not in the config)`;
+    return `: it is ${article(place.opType)} ${place.opType} inside the ${p.attribute} of ${p.opType} node ${quoteName(p.name)}, and ${why}`;
   }
   if (place) return `: it is ${article(place.opType)} ${place.opType} node${didYouMean(name, layerNames)}`;
   const hint = didYouMean(name, layerNames);

@@ -7,11 +7,13 @@ import { getKernels } from '../../kernels/wasm.js';
 import { assignStableNames, opsetVersion } from '../../onnx/graph.js';
 import { decodeModel, encodeModel, loadModel } from '../../onnx/model.js';
 import { upgradeOpset } from '../../onnx/opset.js';
+import { nameBodyNodes } from '../../onnx/scope.js';
 import { type ModelProto } from '../../onnx/types.js';
 import { GLOBAL_KEYS, type NameHint, type QuantConfig, validateQuantConfig } from '../config/config.js';
 import { type ModelSource, type QuantizationSession, layerConfig } from '../types.js';
 import { type CoverageScan, scanCoverage, whereIsName } from './coverage.js';
 import { equalizeChannels } from './equalize.js';
+import { foldRecurrentWeights } from './fold-weights.js';
 import { foldAffines, foldBatchNorms } from './fusion.js';
 import { HARD_SWISH_OPSET, fuseHardSwish } from './hardswish.js';
 import { type LayerInfo, type SkippedNode, scanLayers } from './registry.js';
@@ -67,14 +69,18 @@ export function prepare(model: ModelProto): Prepared {
   if (!model.graph) throw new OnnxFormatError('the model has no graph');
   if ((opsetVersion(model) ?? 1) < RUNNABLE_OPSET) upgradeOpset(model, RUNNABLE_OPSET);
   assignStableNames(model.graph, RESERVED_NAMES);
+  nameBodyNodes(model.graph);
+  foldRecurrentWeights(model.graph, opsetVersion(model) ?? 1);
   const scan = scanLayers(model.graph);
-  // What a config lists: every layer, weight-only ones included, in graph order.
-  const layers = [...scan.layers, ...scan.weightOnly].sort((a, b) => a.nodeIndex - b.nodeIndex);
+  // What a config lists: every layer, weight-only ones included, in graph order (a body's where its If is).
+  const layers = byOrder([...scan.layers, ...scan.weightOnly]);
   const skipped = scan.skipped;
   const coverage = scanCoverage(model.graph, new Set(layers.map((l) => l.name)));
   const names = layers.map((l) => l.name);
   return { model, layers, skipped, coverage, hint: (name) => whereIsName(name, coverage, names) };
 }
+/** Layers in model order (see LayerInfo.order). */
+export const byOrder = (layers: LayerInfo[]) => layers.sort((a, b) => (a.order ?? a.nodeIndex) - (b.order ?? b.nodeIndex));
 /**
  * Validates the config against the model and prepares the working copy. `config` may be a function
  * of the prepared model (the default config), so that the model is read and parsed once.

@@ -5,6 +5,7 @@
  */
 import { attrFloat, attrInt, getConstant, nodeNames, producerMap } from '../../onnx/graph.js';
 import { DataType, tensorDims } from '../../onnx/tensor.js';
+import { isIf, scopePath, type Scope } from '../../onnx/scope.js';
 import type { GraphProto, NodeProto, TensorProto } from '../../onnx/types.js';
 
 export const QUANTIZABLE_TYPES = Object.freeze(['Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'AveragePool', 'Gather', 'LSTM', 'GRU', 'RNN'] as const);
@@ -24,8 +25,12 @@ export interface LayerInfo {
   /** Stable node name (`{opType}_{index}` for unnamed nodes). */
   name: string;
   opType: QuantizableType;
-  /** Position in graph.node. */
+  /** Position in its graph's node list (the main graph's, or the body's at `scope`). */
   nodeIndex: number;
+  /** Position among all layers of the model, bodies included, in node order (a body where its If is). */
+  order?: number;
+  /** Where the node is when it sits in an If branch (see onnx/scope.ts); absent in the main graph. */
+  scope?: Scope;
   /** The float tensor whose activation gets quantized (input 0). */
   activation: string;
   weight?: WeightSpec;
@@ -169,60 +174,77 @@ function skipKind(node: NodeProto, ctx: RuleContext): SkipKind {
   return 'unsupported form';
 }
 
-/** Finds the quantizable layers of the main graph. Nodes inside subgraphs are reported as skipped. */
+/**
+ * Finds the quantizable layers of the main graph and of the If branches in it, at any depth (a
+ * body sees the constants and values of the graphs around it). Nodes holding Loop or Scan bodies
+ * are reported as skipped: a body that runs many times per inference has no single activation to
+ * calibrate.
+ */
 export function scanLayers(graph: GraphProto): LayerScan {
-  const names = nodeNames(graph);
-  const producers = producerMap(graph);
-  const inputs = new Set((graph.input ?? []).map((v) => v.name));
-  const constants = new Map<string, TensorProto | undefined>();
-  const ctx: RuleContext = {
-    graph,
-    constant(name) {
-      if (!constants.has(name)) constants.set(name, getConstant(graph, name));
-      return constants.get(name);
-    },
-    produced: (name) => producers.has(name) || inputs.has(name),
-  };
   const layers: LayerInfo[] = [];
   const weightOnly: LayerInfo[] = [];
   const skipped: SkippedNode[] = [];
-  (graph.node ?? []).forEach((node, nodeIndex) => {
-    const name = names[nodeIndex]!;
-    if (node.domain && node.domain !== 'ai.onnx') return;
-    const opType = node.opType ?? '';
-    if (!isQuantizable(opType)) {
-      if (node.attribute?.some((a) => a.g || a.graphs?.length)) {
-        skipped.push({ name, opType, reason: 'holds a subgraph: layers inside control flow are left in float', kind: 'holds a subgraph' });
+  let order = 0;
+  const visit = (g: GraphProto, outer: readonly { producers: Map<string, unknown>; inputs: Set<string> }[], chain: readonly GraphProto[], scope: Scope) => {
+    const names = scope.length ? (g.node ?? []).map((n, i) => n.name || `${scopePath(scope)}/${n.opType}_${i}`) : nodeNames(g);
+    const producers = producerMap(g);
+    const inputs = new Set((g.input ?? []).map((v) => v.name ?? ''));
+    const levels = [{ producers, inputs }, ...outer];
+    const constants = new Map<string, TensorProto | undefined>();
+    const ctx: RuleContext = {
+      graph: g,
+      constant(name) {
+        if (!constants.has(name)) constants.set(name, chain.map((c) => getConstant(c, name)).find((t) => t !== undefined));
+        return constants.get(name);
+      },
+      produced: (name) => levels.some((l) => l.producers.has(name) || l.inputs.has(name)),
+    };
+    const where = scope.length ? { scope } : {};
+    (g.node ?? []).forEach((node, nodeIndex) => {
+      const name = names[nodeIndex]!;
+      if (node.domain && node.domain !== 'ai.onnx') return;
+      const opType = node.opType ?? '';
+      if (isIf(node)) {
+        for (const a of node.attribute ?? []) if (a.g) visit(a.g as GraphProto, levels, [a.g as GraphProto, ...chain], [...scope, { node: name, attribute: a.name ?? '' }]);
+        return;
       }
-      return;
-    }
-    if (opType === 'Gather') {
-      const e = embedding(node, ctx, name, nodeIndex);
-      if (e) weightOnly.push(e);
-      return;
-    }
-    if (opType === 'LSTM' || opType === 'GRU' || opType === 'RNN') {
-      const verdict = recurrent(node, ctx, name, nodeIndex);
-      if (typeof verdict === 'string') skipped.push({ name, opType, reason: verdict, kind: 'unsupported form' });
-      else weightOnly.push(verdict);
-      return;
-    }
-    const activation = node.input?.[0];
-    if (!activation) {
-      skipped.push({ name, opType, reason: 'has no input 0', kind: 'unsupported form' });
-      return;
-    }
-    if (ctx.constant(activation) && !inputs.has(activation)) {
-      skipped.push({ name, opType, reason: `input '${activation}' is a constant, not an activation`, kind: 'unsupported form' });
-      return;
-    }
-    if (!producers.has(activation) && !inputs.has(activation)) {
-      skipped.push({ name, opType, reason: `input '${activation}' is not produced in this graph`, kind: 'unsupported form' });
-      return;
-    }
-    const verdict = RULES[opType](node, ctx);
-    if (typeof verdict === 'string') skipped.push({ name, opType, reason: verdict, kind: skipKind(node, ctx) });
-    else layers.push({ name, opType, nodeIndex, activation, ...verdict });
-  });
+      if (!isQuantizable(opType)) {
+        if (node.attribute?.some((a) => a.g || a.graphs?.length)) {
+          skipped.push({ name, opType, reason: `holds a ${opType} body: layers inside Loop and Scan bodies are left in float`, kind: 'holds a subgraph' });
+        }
+        return;
+      }
+      const at = { nodeIndex, order: order++, ...where };
+      if (opType === 'Gather') {
+        const e = embedding(node, ctx, name, nodeIndex);
+        if (e) weightOnly.push({ ...e, ...at });
+        return;
+      }
+      if (opType === 'LSTM' || opType === 'GRU' || opType === 'RNN') {
+        const verdict = recurrent(node, ctx, name, nodeIndex);
+        if (typeof verdict === 'string') skipped.push({ name, opType, reason: verdict, kind: 'unsupported form' });
+        else weightOnly.push({ ...verdict, ...at });
+        return;
+      }
+      const activation = node.input?.[0];
+      if (!activation) {
+        skipped.push({ name, opType, reason: 'has no input 0', kind: 'unsupported form' });
+        return;
+      }
+      const input = levels.some((l) => l.inputs.has(activation));
+      if (ctx.constant(activation) && !input) {
+        skipped.push({ name, opType, reason: `input '${activation}' is a constant, not an activation`, kind: 'unsupported form' });
+        return;
+      }
+      if (!ctx.produced(activation)) {
+        skipped.push({ name, opType, reason: `input '${activation}' is not produced in this graph`, kind: 'unsupported form' });
+        return;
+      }
+      const verdict = RULES[opType](node, ctx);
+      if (typeof verdict === 'string') skipped.push({ name, opType, reason: verdict, kind: skipKind(node, ctx) });
+      else layers.push({ name, opType, activation, ...verdict, ...at });
+    });
+  };
+  visit(graph, [], [graph], []);
   return { layers, weightOnly, skipped };
 }
