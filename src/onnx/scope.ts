@@ -4,6 +4,7 @@
  * first; a body's values are not outputs of the model, so fetching one threads it out through
  * every If around it (`threadOutputs`).
  */
+import { OnnxFormatError } from '../errors.js';
 import { getConstant, subgraphsOf, walkGraphs } from './graph.js';
 import { DataType, makeTensor } from './tensor.js';
 import { onnx, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from './types.js';
@@ -35,7 +36,7 @@ export function scopeChain(root: GraphProto, scope: Scope | undefined): GraphPro
   for (const step of scope ?? []) {
     const node = (g.node ?? []).find((n) => n.name === step.node);
     const body = node?.attribute?.find((a) => a.name === step.attribute)?.g as GraphProto | undefined;
-    if (!body) throw new Error(`no body '${step.attribute}' in node '${step.node}'`);
+    if (!body) throw new OnnxFormatError(`no body '${step.attribute}' in node '${step.node}'`);
     chain.unshift((g = body));
   }
   return chain;

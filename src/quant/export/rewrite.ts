@@ -8,6 +8,7 @@
  *   QDQ form runtimes fuse into integer kernels.
  * Both compute the same values: the chain rounds x / s half to even and saturates, as Q does.
  */
+import { OnnxFormatError } from '../../errors.js';
 import { intAttr, GraphEditor } from '../../onnx/editor.js';
 import { consumerMap, findAttribute, opsetVersion, type Consumer } from '../../onnx/graph.js';
 import { allNames, graphAt, scopePath } from '../../onnx/scope.js';
@@ -226,7 +227,7 @@ function byGraph(model: ModelProto, plan: readonly LayerQuantization[]): { main:
       continue;
     }
     const body = graphAt(model.graph!, p.layer.scope);
-    if (!body) throw new Error(`layer '${p.layer.name}': no branch at ${scopePath(p.layer.scope)} in the model`);
+    if (!body) throw new OnnxFormatError(`layer '${p.layer.name}': no branch at ${scopePath(p.layer.scope)} in the model`);
     bodies.set(body, [...(bodies.get(body) ?? []), p]);
   }
   return { main, bodies };

@@ -13,6 +13,7 @@
  *   runtime (integer recurrent kernels exist only in onnxruntime's CPU contrib ops).
  * Either way the values are exactly the fake-quant model's: float32(q) · scale.
  */
+import { OnnxFormatError } from '../../errors.js';
 import { intAttr, GraphEditor } from '../../onnx/editor.js';
 import { allNames, constantAt, graphAt, scopePath } from '../../onnx/scope.js';
 import { DataType, makeTensor, readTensorAsFloat32 } from '../../onnx/tensor.js';
@@ -63,7 +64,7 @@ function byGraph(model: ModelProto, plan: readonly WeightOnlyQuantization[]): { 
   const groups = new Map<GraphProto, WeightOnlyQuantization[]>();
   for (const p of plan) {
     const g = graphAt(model.graph!, p.layer.scope);
-    if (!g) throw new Error(`layer '${p.layer.name}': no branch at ${scopePath(p.layer.scope)} in the model`);
+    if (!g) throw new OnnxFormatError(`layer '${p.layer.name}': no branch at ${scopePath(p.layer.scope)} in the model`);
     groups.set(g, [...(groups.get(g) ?? []), p]);
   }
   // Editors are made one after another's commit, so each sees the names the others added.
