@@ -4,7 +4,8 @@
  * Names are made unique against everything already in the graph.
  */
 import { onnx, type GraphProto, type NodeProto, type TensorProto } from './types.js';
-import { implicitInputs, walkGraphs } from './graph.js';
+import { implicitInputs } from './graph.js';
+import { allNames } from './scope.js';
 
 export class GraphEditor {
   private readonly taken = new Set<string>();
@@ -20,15 +21,7 @@ export class GraphEditor {
     for (const name of reserved) this.taken.add(name);
     // Names inside subgraphs count too: a new outer name equal to one defined in an If/Loop body
     // would break single assignment across scopes.
-    walkGraphs(graph, (g) => {
-      for (const v of [...(g.input ?? []), ...(g.output ?? []), ...(g.valueInfo ?? [])]) if (v.name) this.taken.add(v.name);
-      for (const t of g.initializer ?? []) if (t.name) this.taken.add(t.name);
-      for (const n of g.node ?? []) {
-        if (n.name) this.taken.add(n.name);
-        for (const o of n.output ?? []) if (o) this.taken.add(o);
-        for (const i of n.input ?? []) if (i) this.taken.add(i);
-      }
-    });
+    for (const name of allNames(graph)) this.taken.add(name);
   }
 
   /** `base`, or `base_1`, `base_2`, ... whichever is free; the name is reserved. */

@@ -29,6 +29,20 @@ export function graphAt(root: GraphProto, scope: Scope | undefined): GraphProto 
   return g;
 }
 
+/**
+ * `items` grouped by the graph they are in (`root` itself for the main graph), in first-seen order;
+ * `describe` names an item whose scope addresses no branch of `root`.
+ */
+export function byGraph<T>(root: GraphProto, items: readonly T[], scopeOf: (item: T) => Scope | undefined, describe: (item: T) => string): Map<GraphProto, T[]> {
+  const groups = new Map<GraphProto, T[]>();
+  for (const item of items) {
+    const g = graphAt(root, scopeOf(item));
+    if (!g) throw new OnnxFormatError(`${describe(item)}: no branch at ${scopePath(scopeOf(item))} in the model`);
+    groups.set(g, [...(groups.get(g) ?? []), item]);
+  }
+  return groups;
+}
+
 /** The graphs `scope` passes through, innermost first, ending with `root`. */
 export function scopeChain(root: GraphProto, scope: Scope | undefined): GraphProto[] {
   const chain = [root];
@@ -50,12 +64,6 @@ export function constantAt(root: GraphProto, scope: Scope | undefined, name: str
   }
   return undefined;
 }
-
-/** Whether two scopes address the same body. */
-export const sameScope = (a: Scope | undefined, b: Scope | undefined) => scopeKey(a) === scopeKey(b);
-
-/** A string that identifies a scope (the main graph's is ''). */
-export const scopeKey = (scope: Scope | undefined) => (scope ?? []).map((s) => `${s.node}\0${s.attribute}`).join('\0\0');
 
 /** `If_0/then_branch/…`: where a body is, in words a user can find in a model viewer. */
 export const scopePath = (scope: Scope | undefined) => (scope ?? []).map((s) => `${s.node}/${s.attribute}`).join('/');

@@ -8,10 +8,9 @@
  *   QDQ form runtimes fuse into integer kernels.
  * Both compute the same values: the chain rounds x / s half to even and saturates, as Q does.
  */
-import { OnnxFormatError } from '../../errors.js';
 import { intAttr, GraphEditor } from '../../onnx/editor.js';
 import { consumerMap, findAttribute, opsetVersion, type Consumer } from '../../onnx/graph.js';
-import { allNames, graphAt, scopePath } from '../../onnx/scope.js';
+import { allNames, byGraph } from '../../onnx/scope.js';
 import { DataType, makeTensor } from '../../onnx/tensor.js';
 import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../onnx/types.js';
 import type { OutputPlacement, OutputQuantization, QuantFactors } from '../decide/outputs.js';
@@ -193,7 +192,7 @@ export function writeFakeQuant(
 ): Map<string, string> {
   const graph = model.graph!;
   const opset = opsetVersion(model) ?? 1;
-  const { main, bodies } = byGraph(model, plan);
+  const { main, bodies } = splitByGraph(model, plan);
   const ownNodes = new Set(graph.node ?? []);
   const chains = fakeQuantLayers(new GraphEditor(graph), opset, main);
   for (const [body, layers] of bodies) fakeQuantLayers(new GraphEditor(body, allNames(graph)), opset, layers);
@@ -218,18 +217,10 @@ export function writeFakeQuant(
  * The plan split by the graph its layers are in: the main graph's, and each If branch's (whose
  * layers get their inputs and weights quantized, never their outputs: see decide/outputs.ts).
  */
-function byGraph(model: ModelProto, plan: readonly LayerQuantization[]): { main: LayerQuantization[]; bodies: Map<GraphProto, LayerQuantization[]> } {
-  const main: LayerQuantization[] = [];
-  const bodies = new Map<GraphProto, LayerQuantization[]>();
-  for (const p of plan) {
-    if (!p.layer.scope?.length) {
-      main.push(p);
-      continue;
-    }
-    const body = graphAt(model.graph!, p.layer.scope);
-    if (!body) throw new OnnxFormatError(`layer '${p.layer.name}': no branch at ${scopePath(p.layer.scope)} in the model`);
-    bodies.set(body, [...(bodies.get(body) ?? []), p]);
-  }
+function splitByGraph(model: ModelProto, plan: readonly LayerQuantization[]): { main: LayerQuantization[]; bodies: Map<GraphProto, LayerQuantization[]> } {
+  const bodies = byGraph(model.graph!, plan, (p) => p.layer.scope, (p) => `layer '${p.layer.name}'`);
+  const main = bodies.get(model.graph!) ?? [];
+  bodies.delete(model.graph!);
   return { main, bodies };
 }
 
@@ -315,7 +306,7 @@ function quantizedConstant(editor: GraphEditor, anchor: NodeProto, base: string,
 export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[], placement: OutputPlacement = { outputs: [], fused: new Set() }): void {
   const graph = model.graph!;
   const opset = opsetVersion(model) ?? 1;
-  const { main, bodies } = byGraph(model, plan);
+  const { main, bodies } = splitByGraph(model, plan);
   const ownNodes = new Set(graph.node ?? []);
   const activations = deployLayers(new GraphEditor(graph), opset, main, placement.fused);
   for (const [body, layers] of bodies) deployLayers(new GraphEditor(body, allNames(graph)), opset, layers, new Set());

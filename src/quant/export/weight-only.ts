@@ -13,9 +13,8 @@
  *   runtime (integer recurrent kernels exist only in onnxruntime's CPU contrib ops).
  * Either way the values are exactly the fake-quant model's: float32(q) · scale.
  */
-import { OnnxFormatError } from '../../errors.js';
 import { intAttr, GraphEditor } from '../../onnx/editor.js';
-import { allNames, constantAt, graphAt, scopePath } from '../../onnx/scope.js';
+import { allNames, byGraph, constantAt } from '../../onnx/scope.js';
 import { DataType, makeTensor, readTensorAsFloat32 } from '../../onnx/tensor.js';
 import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../onnx/types.js';
 import type { LayerInfo, WeightSpec } from '../prepare/registry.js';
@@ -60,13 +59,8 @@ export function planWeightOnly(q: QuantizationSession): WeightOnlyQuantization[]
 }
 
 /** The plan by the graph each layer is in (the main graph, an If branch), with an editor for it. */
-function byGraph(model: ModelProto, plan: readonly WeightOnlyQuantization[]): { graph: GraphProto; editor: () => GraphEditor; plan: WeightOnlyQuantization[] }[] {
-  const groups = new Map<GraphProto, WeightOnlyQuantization[]>();
-  for (const p of plan) {
-    const g = graphAt(model.graph!, p.layer.scope);
-    if (!g) throw new OnnxFormatError(`layer '${p.layer.name}': no branch at ${scopePath(p.layer.scope)} in the model`);
-    groups.set(g, [...(groups.get(g) ?? []), p]);
-  }
+function editorsByGraph(model: ModelProto, plan: readonly WeightOnlyQuantization[]): { graph: GraphProto; editor: () => GraphEditor; plan: WeightOnlyQuantization[] }[] {
+  const groups = byGraph(model.graph!, plan, (p) => p.layer.scope, (p) => `layer '${p.layer.name}'`);
   // Editors are made one after another's commit, so each sees the names the others added.
   return [...groups].map(([graph, plan]) => ({ graph, plan, editor: () => new GraphEditor(graph, graph === model.graph ? [] : allNames(model.graph!)) }));
 }
@@ -75,7 +69,7 @@ const nodeIn = (graph: GraphProto, layer: LayerInfo) => graph.node!.find((n) => 
 
 /** Fake-quant form: the layer reads the dequantized weights. */
 export function writeFakeQuantWeightOnly(model: ModelProto, plan: readonly WeightOnlyQuantization[]): void {
-  for (const { graph, editor: make, plan: layers } of byGraph(model, plan)) {
+  for (const { graph, editor: make, plan: layers } of editorsByGraph(model, plan)) {
     const editor = make();
     for (const { layer, weights } of layers) {
       const node = nodeIn(graph, layer);
@@ -92,7 +86,7 @@ function rowScale(editor: GraphEditor, spec: WeightSpec, q: QuantizedWeight, dim
 
 /** Deploy form (see the module comment). */
 export function writeDeployWeightOnly(model: ModelProto, plan: readonly WeightOnlyQuantization[]): void {
-  for (const group of byGraph(model, plan)) deployGraph(group.graph, group.editor(), group.plan);
+  for (const group of editorsByGraph(model, plan)) deployGraph(group.graph, group.editor(), group.plan);
 }
 
 function deployGraph(graph: GraphProto, editor: GraphEditor, plan: readonly WeightOnlyQuantization[]): void {

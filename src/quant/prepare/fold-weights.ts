@@ -6,11 +6,10 @@
  * weight inputs are folded: elsewhere a computed weight keeps its own reasons (a model's shape
  * arithmetic, a weight the user meant to compute).
  */
-import { attrInt, findAttribute, producerMap, subgraphsOf } from '../../onnx/graph.js';
+import { attrInt, findAttribute, getConstant, implicitInputs, producerMap, subgraphsOf } from '../../onnx/graph.js';
 import { int64ToNumber } from '../../onnx/int64.js';
 import { DataType, makeTensor, readTensor, tensorDims } from '../../onnx/tensor.js';
 import { onnx, type GraphProto, type NodeProto, type TensorProto } from '../../onnx/types.js';
-import { getConstant } from '../../onnx/graph.js';
 
 interface Value {
   dims: number[];
@@ -179,19 +178,10 @@ function dropUnread(graph: GraphProto): void {
     const read = new Set<string>((graph.output ?? []).map((o) => o.name ?? ''));
     for (const n of graph.node ?? []) {
       for (const i of n.input ?? []) read.add(i);
-      for (const sub of subgraphsOf(n)) for (const name of namesIn(sub)) read.add(name);
+      for (const name of implicitInputs(n)) read.add(name);
     }
     const keep = (graph.node ?? []).filter((n) => !(FOLDABLE.has(n.opType ?? '') || n.opType === 'Constant') || (n.output ?? []).some((o) => read.has(o)));
     if (keep.length === graph.node?.length) return;
     graph.node = keep;
   }
-}
-
-function namesIn(g: GraphProto): string[] {
-  const out: string[] = [];
-  for (const n of g.node ?? []) {
-    out.push(...(n.input ?? []));
-    for (const sub of subgraphsOf(n)) out.push(...namesIn(sub));
-  }
-  return out;
 }
