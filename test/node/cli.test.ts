@@ -382,7 +382,7 @@ describe('autoquant auto --data (label-free fidelity)', () => {
     expect(observerOnly.fallback_layers).toEqual([fragile]);
     const bad = await runCli([...autoArgs, '--repairs', 'int8'], dir);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/--repairs must be 'none' or a comma-separated list of weights, observer, rounding, int16, got 'int8'/);
+    expect(bad.stderr).toMatch(/--repairs must be 'none' or a comma-separated list of weights, rounding, observer, int16, got 'int8'/);
   });
 
   it('--refine tries the layer left in float back in int8 and reports it in refined_layers', async () => {
