@@ -103,7 +103,7 @@ export interface QuantizeResult {
   fusedHardSwish: string[];
   /** Layer pairs balanced by cross-layer equalization (`cross_layer_equalization`). */
   equalized: EqualizedPair[];
-  /** Depthwise layers whose input channels activation equalization rescaled (`activation_equalization`). */
+  /** Depthwise layers, and linear layers behind a normalization, whose input channels activation equalization rescaled (`activation_equalization`). */
   activationEqualized: ActivationEqualized[];
   /** Dense layers whose input channels were split into copies (`channel_splitting`). */
   channelSplits: ChannelSplit[];

@@ -220,10 +220,14 @@ export interface ChannelStats {
 
 /**
  * Power-of-two factors for the layer's input channels (see the module comment), or undefined when
- * none lowers the estimated noise by 1%. `levels`: 2^bits − 1 of the activations; `symmetric`: their
+ * none lowers the estimated noise by 1% (`minGain`). `candidates` replaces the range fits with the caller's. `levels`: 2^bits − 1 of the activations; `symmetric`: their
  * range is ±max |x|.
  */
-export function chooseFactors(stats: ChannelStats, weights: WeightProfile, options: { symmetric: boolean; levels: number }): Float64Array | undefined {
+export function chooseFactors(
+  stats: ChannelStats,
+  weights: WeightProfile,
+  options: { symmetric: boolean; levels: number; candidates?: readonly Float64Array[]; minGain?: number },
+): Float64Array | undefined {
   const n = stats.lo.length;
   const { perGroup, rowsPerGroup, maxAbs, sumSq, taps } = weights;
   const rows = maxAbs.length / perGroup;
@@ -284,7 +288,8 @@ export function chooseFactors(stats: ChannelStats, weights: WeightProfile, optio
   // for a likely extreme beyond what was seen.
   const fit = (seen: number, likely: number) => Math.max(Math.min(seen, 1), likely);
   // Range fits: every channel as wide as fits in [lower, top]; the lower end may grow.
-  const lowers = options.symmetric || bottom === 0 ? [bottom] : Array.from({ length: 2 * MAX_EXPONENT + 1 }, (_, i) => bottom * 2 ** (i - MAX_EXPONENT));
+  const lowers = options.candidates ? [] : options.symmetric || bottom === 0 ? [bottom] : Array.from({ length: 2 * MAX_EXPONENT + 1 }, (_, i) => bottom * 2 ** (i - MAX_EXPONENT));
+  candidates.push(...(options.candidates ?? []));
   for (const lower of lowers) {
     candidates.push(Float64Array.from({ length: n }, (_, c) => {
       let limit = Infinity;
@@ -296,7 +301,7 @@ export function chooseFactors(stats: ChannelStats, weights: WeightProfile, optio
   const before = noise(new Float64Array(n).fill(1));
   if (!(before > 0)) return undefined;
   let best: Float64Array | undefined;
-  let bestNoise = before * 0.99;
+  let bestNoise = before * (1 - (options.minGain ?? 0.01));
   for (const f of candidates) {
     const e = noise(f);
     if (e < bestNoise) {

@@ -14,6 +14,9 @@
  *   the graph's outputs stay float). Those ops then read the quantized value; the factors are those of a
  *   quantized consumer when there is one (no second rounding), else the layer's own calibrated
  *   output factors. The fake-quant model carries the same quantization, so both models agree.
+ *   Never on a transformer's residual stream (a value that reaches a normalization through Adds):
+ *   every block adds its update to it and normalizes it again, so its rounding is carried through the
+ *   whole model, and the Adds and normalizations that read it run float anyway.
  */
 import { consumerMap, getConstant, findAttribute } from '../../onnx/graph.js';
 import { readTensorAsFloat32 } from '../../onnx/tensor.js';
@@ -77,6 +80,36 @@ function keepsGrid(node: NodeProto, graph: GraphProto): boolean {
       return false;
   }
 }
+
+/**
+ * Whether a normalization reads `t`: LayerNormalization, or a decomposed one, which subtracts its own
+ * ReduceMean from it (a ReduceMean alone is also a CNN's global pooling).
+ */
+function normalized(t: string, consumers: ReturnType<typeof consumerMap>): boolean {
+  const readers = (consumers.get(t) ?? []).map((c) => c.node).filter(isDefault);
+  if (readers.some((n) => n.opType === 'LayerNormalization')) return true;
+  const means = new Set(readers.filter((n) => n.opType === 'ReduceMean').map((n) => n.output?.[0]));
+  return readers.some((n) => n.opType === 'Sub' && n.input?.[0] === t && means.has(n.input[1]));
+}
+
+/**
+ * Whether `tensor` is (or, through at most RESIDUAL_DEPTH Adds, flows into) a value a normalization
+ * reads: a transformer's residual stream (the patch or token embedding, each block's sum).
+ */
+export function reachesNormalization(tensor: string, consumers: ReturnType<typeof consumerMap>): boolean {
+  let frontier = [tensor];
+  for (let depth = 0; depth <= RESIDUAL_DEPTH && frontier.length; depth++) {
+    const next: string[] = [];
+    for (const t of frontier) {
+      if (normalized(t, consumers)) return true;
+      for (const { node } of consumers.get(t) ?? []) if (isDefault(node) && node.opType === 'Add' && node.output?.[0]) next.push(node.output[0]);
+    }
+    frontier = next;
+  }
+  return false;
+}
+/** Adds between a block's output and the next normalization: the residual sum, a position embedding. */
+const RESIDUAL_DEPTH = 2;
 
 const same = (a: QuantFactors, b: QuantFactors) => a.scale === b.scale && a.zeroPoint === b.zeroPoint && a.bits === b.bits;
 
@@ -172,7 +205,7 @@ export function placeOutputs(graph: GraphProto, all: readonly PlannedLayer[], ca
     } else {
       // MatMul and Gemm run as integer kernels with a float output anyway: a calibrated Q would add
       // rounding and no speed.
-      if (!calibrated || p.keepOutputFloat || !gains || p.layer.opType !== 'Conv') continue;
+      if (!calibrated || p.keepOutputFloat || !gains || p.layer.opType !== 'Conv' || reachesNormalization(end, consumers)) continue;
       factors = quantizedReaders.find((r) => r.activation.bits === 8)?.activation ?? p.output;
       exact = false;
     }
