@@ -155,3 +155,15 @@ export class KernelMemoryError extends AutoquantError {
     super('KERNEL_MEMORY', message, options);
   }
 }
+
+/**
+ * The deploy model computes something else on its runtime than the fake-quant model it was measured
+ * as (see QuantizeResult.parity); saving it needs `{ force: true }`. `parity` holds the figures.
+ */
+export class ParityError extends AutoquantError {
+  readonly parity: { backend: string; output: string; cosine: number; maxAbs: number; batches: number };
+  constructor(message: string, parity: ParityError['parity']) {
+    super('PARITY', message);
+    this.parity = parity;
+  }
+}

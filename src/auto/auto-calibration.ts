@@ -12,7 +12,8 @@ import { checkOptionKeys, optionKeys } from '../options.js';
 import { checkWritable } from '../runtime/io.js';
 import { type CreateSessionOptions } from '../runtime/ort.js';
 import { emitProgress, RunLog } from '../runtime/log.js';
-import { DEFAULT_CALIBRATION_MEMORY, type BatchSource } from '../quant/calibrate/calibrate.js';
+import { DEFAULT_CALIBRATION_MEMORY, type BatchSource, type KeptBatch } from '../quant/calibrate/calibrate.js';
+import { measureParity, parityWarnings } from '../quant/export/parity.js';
 import { replayedCallback } from '../quant/calibrate/replay.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config/config.js';
 import { readJsonFile } from '../quant/config/io.js';
@@ -28,7 +29,7 @@ import { RANKINGS, rankLayers, sensitivityFunction, type LayerScore } from './se
 import { REPAIRS, type RepairContext } from './repairs.js';
 import { quantizeAll, refine, repair, searchFallbacks, type Outcome, type Progress, type SearchContext } from './search.js';
 import { SearchSpace } from './space.js';
-import { outputFiles, saveOutputs } from './outputs.js';
+import { outputFiles, saveOutputs, withholdsModels } from './outputs.js';
 import { type AutoCalibrationOptions, type AutoCalibrationResult } from './types.js';
 
 export { type AutoCalibrationReport, autoCalibrationReport } from './outputs.js';
@@ -95,6 +96,8 @@ export async function accuracyBasedAutoCalibration(
     v.calibrate(replayed.callback, {
       ...sessionOptions,
       signal: options.signal,
+      // The first batches, kept to check the returned deploy model's parity (see finish).
+      keepOutputs: step === 'calibration',
       // The event's own message tells the equalization pass from calibration's.
       onProgress: (e: QuantizeProgressEvent) => progress('calibration', step === 'calibration' ? e.message : `${step}, ${e.message}`, undefined, { done: e.batch, total: e.batchNum }),
     });
@@ -139,10 +142,13 @@ export async function accuracyBasedAutoCalibration(
   }
 
   const result = await finish(p, space, outcome, {
-    ranking, evaluations, evaluator, timings, floatModelRewrites, runLog, rankingOptions, layerErrors: options.layerErrors ?? options.savePrefix !== undefined,
+    ranking, evaluations, evaluator, timings, floatModelRewrites, runLog, rankingOptions, layerErrors: options.layerErrors ?? options.savePrefix !== undefined, kept: p.session.kept ?? [], sessionOptions,
   });
   result.calibrationCalls = replayed.calls;
   result.timings.total = now() - t0; // as of the report; updated below with the writing
+  if (withholdsModels(result, options)) {
+    runLog.log('warn', `the fake-quant and deploy models were not written: the deploy model fails parity (cosine ${result.parity!.cosine.toFixed(5)} on ${result.parity!.backend}); pass force: true (CLI --force) to write them anyway, or saveModel(result, prefix, { force: true })`);
+  }
   result.files = await saveOutputs(result, options, p.session.original.length, runLog.text());
   if (result.files.length) progress('saving', `wrote ${result.files.join(', ')}`);
   result.timings.total = now() - t0;
@@ -163,6 +169,8 @@ async function finish(
     runLog: RunLog;
     layerErrors: boolean;
     rankingOptions: CreateSessionOptions & { signal?: AbortSignal };
+    kept: readonly KeptBatch[];
+    sessionOptions: CreateSessionOptions;
   },
 ): Promise<AutoCalibrationResult> {
   const { fallback, repaired, message } = outcome;
@@ -186,7 +194,10 @@ async function finish(
     (name) => (off.has(name) ? 'fell back to float: the metric drop exceeded the limit' : passed ? undefined : message),
     record,
   ).map((l) => (repaired.has(l.name) ? { ...l, repair: repaired.get(l.name)!.repair.detail } : l));
-  const warnings = p.warnings(layers, true);
+  const fakeQuantModel = passed ? p.fakeQuantModel(plan).model : undefined;
+  const deployModel = passed ? p.deployModel(plan) : undefined;
+  const parity = fakeQuantModel && deployModel && plan.length ? await measureParity(fakeQuantModel, deployModel, o.kept, o.sessionOptions) : undefined;
+  const warnings = [...p.warnings(layers, true), ...parityWarnings(parity)];
   for (const w of warnings) o.runLog.log('warn', `warning: ${w.message}`);
   const history = o.evaluations.history;
   const original = o.evaluations.original!;
@@ -214,8 +225,9 @@ async function finish(
     floatModelRewrites: o.floatModelRewrites,
   };
   if (passed) {
-    result.fakeQuantModel = p.fakeQuantModel(plan).model;
-    result.deployModel = p.deployModel(plan);
+    result.fakeQuantModel = fakeQuantModel;
+    result.deployModel = deployModel;
+    if (parity) result.parity = parity;
     if (o.layerErrors) result.layerErrors = await p.layerErrors(plan, o.rankingOptions);
   }
   o.runLog.log('info', message);
@@ -226,7 +238,7 @@ async function finish(
 const AUTO_OPTION_KEYS = optionKeys<AutoCalibrationOptions>({
   executionProviders: true, graphOptimizationLevel: true, engine: true, config: true, configFile: true, record: true, recordFile: true, savePrefix: true,
   strategy: true, fallback: true, sensitivity: true, ranking: true, repairs: true, refine: true, maxEvaluations: true, maxSeconds: true, signal: true,
-  evaluationTimeoutSeconds: true, layerErrors: true, memoryBudgetBytes: true, onProgress: true,
+  evaluationTimeoutSeconds: true, layerErrors: true, memoryBudgetBytes: true, force: true, onProgress: true,
 });
 /** The evaluator as an AutoCalibrationEvaluator, after checking it and the options. */
 function checkAutoArguments(evaluatorLike: unknown, options: unknown): AutoCalibrationEvaluator {
@@ -236,6 +248,7 @@ function checkAutoArguments(evaluatorLike: unknown, options: unknown): AutoCalib
   }
   checkOptionKeys(options, AUTO_OPTION_KEYS, 'accuracyBasedAutoCalibration', 'AUTO_OPTIONS');
   const o = options as AutoCalibrationOptions;
+  if (o.force !== undefined && typeof o.force !== 'boolean') throw new OptionsError(`force must be a boolean, got ${describeValue(o.force)}`, 'AUTO_OPTIONS');
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new OptionsError(`onProgress must be a function, got ${describeValue(o.onProgress)}`, 'AUTO_OPTIONS');
   if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && typeof o.signal.aborted === 'boolean')) {
     throw new OptionsError(`signal must be an AbortSignal, got ${describeValue(o.signal)}`, 'AUTO_OPTIONS');

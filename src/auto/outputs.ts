@@ -3,6 +3,7 @@
  */
 import { htmlReport } from '../report/html.js';
 import { writeFileAtomic } from '../runtime/io.js';
+import { parityAcceptable, type Parity } from '../quant/export/parity.js';
 import { type AutoCalibrationOptions, type AutoCalibrationResult } from './types.js';
 import { type LayerRepair } from './repairs.js';
 import { type LayerScore } from './sensitivity.js';
@@ -26,6 +27,7 @@ export interface AutoCalibrationReport {
   timings: AutoCalibrationResult['timings'];
   float_model_rewrites: string[];
   warnings: { code: string; message: string; nodes?: string[] }[];
+  parity?: Parity;
 }
 /** The report file: metrics, ranking ascending, and every evaluation. */
 export function autoCalibrationReport(r: AutoCalibrationResult): AutoCalibrationReport {
@@ -53,7 +55,12 @@ export function autoCalibrationReport(r: AutoCalibrationResult): AutoCalibration
     timings: r.timings,
     float_model_rewrites: r.floatModelRewrites,
     warnings: r.warnings.map((w) => ({ code: w.code, message: w.message, ...(w.nodes ? { nodes: w.nodes } : {}) })),
+    ...(r.parity ? { parity: r.parity } : {}),
   };
+}
+/** A deploy model that fails parity is not written, as saveModel would refuse it (its reports say why), unless forced. */
+export function withholdsModels(r: AutoCalibrationResult, options: AutoCalibrationOptions): boolean {
+  return r.passed && options.savePrefix !== undefined && !options.force && !parityAcceptable(r.parity);
 }
 /** Every file `options` asks for, the models included (written only on success). */
 export function outputFiles(options: AutoCalibrationOptions): { models: string[]; reports: string[] } {
@@ -68,7 +75,7 @@ export async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibra
   const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
   const data = [json(r.config), json(r.record), json(autoCalibrationReport(r)), htmlReport(r, { title: 'autoquant: accuracy-based automatic calibration', floatModelBytes })];
   const writes: [string, Uint8Array | string][] = [];
-  if (r.passed) models.forEach((f, i) => writes.push([f, i === 0 ? r.fakeQuantModel! : r.deployModel!]));
+  if (r.passed && !withholdsModels(r, options)) models.forEach((f, i) => writes.push([f, i === 0 ? r.fakeQuantModel! : r.deployModel!]));
   if (options.savePrefix) reports.slice(0, 4).forEach((f, i) => writes.push([f, data[i]!]));
   if (options.recordFile) writes.push([options.recordFile, json(r.record)]);
   // The saved log (see setLogLevel), beside the other files.

@@ -3,6 +3,7 @@
  */
 import { type QuantConfig } from '../quant/config/config.js';
 import { type QuantRecord } from '../quant/config/record.js';
+import { type Parity } from '../quant/export/parity.js';
 import { type QuantWarning } from '../quant/prepare/coverage.js';
 import { type LayerError, type LayerReport } from '../quant/quantize.js';
 import { type CreateSessionOptions } from '../runtime/ort.js';
@@ -92,6 +93,11 @@ export interface AutoCalibrationOptions extends CreateSessionOptions {
   layerErrors?: boolean;
   /** Bound on activation bytes the sensitivity ranking holds at once (default 512 MiB; calibration holds fixed-size statistics). */
   memoryBudgetBytes?: number;
+  /**
+   * Write the models with `savePrefix` even when the deploy model fails parity (see `parity`). Without
+   * it such a result is returned and its reports written, but not its models. Default false.
+   */
+  force?: boolean;
   onProgress?: (event: AutoProgressEvent) => void;
 }
 export interface HistoryEntry {
@@ -144,6 +150,12 @@ export interface AutoCalibrationResult {
   timings: { floatEvaluation: number; calibration: number; ranking: number; search: number; repair: number; refine: number; total: number };
   fakeQuantModel?: Uint8Array;
   deployModel?: Uint8Array;
+  /**
+   * On success: the deploy model against the fake-quant model on the kept calibration batches (see
+   * export/parity.ts); below 0.999 cosine a LOW_PARITY warning, and with savePrefix the models are
+   * not written unless `force` (saveModel then refuses them the same way).
+   */
+  parity?: Parity;
   /** Files written (with savePrefix / recordFile). */
   files: string[];
   /**

@@ -20,6 +20,7 @@ import { describeError } from '../text.js';
 import { loadModel } from '../onnx/model.js';
 import { WEIGHT_ROUNDINGS, type ActivationAlgo, type WeightRounding } from '../quant/config/config.js';
 import { createQuantConfig, loadQuantConfig, quantizeModel, saveModel, type LayerReport } from '../quant/quantize.js';
+import { describeParity } from '../quant/export/parity.js';
 import type { QuantWarning } from '../quant/prepare/coverage.js';
 import { encodeModel } from '../onnx/model.js';
 import { htmlReport } from '../report/html.js';
@@ -39,23 +40,27 @@ Usage:
 
   autoquant quantize <model.onnx> --data <calib.npy|.npz> --save <prefix> [--config <config.json>] [--batch-size B]
                      [--batch-axis name=K,...] [--const name=value,...] [--batch-num N]
-                     [--weight-rounding nearest|adaptive] [--channel-splitting R]
+                     [--weight-rounding nearest|adaptive] [--channel-splitting R] [--force]
       Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json
       and <prefix>_report.html; prints each model output's cosine and SQNR to float on the calibration batches,
       and warnings (heavy nodes left float and why, an output below cosine 0.99). --weight-rounding sets the config's weight_rounding (adaptive: each layer's weights
       rounded, one layer after another, to fit the input the quantized layers before it give it).
       --channel-splitting sets channel_splitting: the share R in [0, 1] of extra input channels a dense layer may get
       where its widest input channels are split into copies (0 off, the default; 0.0625 measured).
+      Parity: the deploy model is run (all graph optimizations on) against the fake-quant model on the calibration
+      batches; below cosine 0.999 nothing is written and the exit status is 1, unless --force.
 
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
                  [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
                  [--ranking model-output|layer-output] [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B]
                  [--batch-axis name=K,...] [--const name=value,...] [--calibration-data <calib.npy|.npz>]
                  [--fidelity auto|top1|cosine|relative] [--fallback float|int16] [--repairs weights,rounding,observer,int16|none]
-                 [--weight-rounding nearest|adaptive] [--channel-splitting R] [--refine]
+                 [--weight-rounding nearest|adaptive] [--channel-splitting R] [--refine] [--force]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
       --repairs (default all four) are tried on those layers first, keeping them quantized where they suffice.
       --refine then tries each layer still in float back in int8, least sensitive first (one evaluation each).
+      A result whose deploy model fails parity (as for quantize) has its reports written but not its models
+      (exit status 1), unless --force.
       --evaluator: a module whose default export is an AutoCalibrationEvaluator instance, a subclass (constructed
       with { maxDrop } or { maxRelativeDrop }) or a function returning one. --data: label-free, the metric is the
       agreement with the float model's first output on those inputs, over all batches: top-1 for classifiers,
@@ -89,7 +94,7 @@ Exit status: 0 success, 1 error, 2 no acceptable model.`;
 
 type Out = { write(s: string): unknown };
 
-const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise', 'quiet', 'verbose', 'refine']);
+const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise', 'quiet', 'verbose', 'refine', 'force']);
 /** Options that take a value, over all commands; each command rejects the ones it does not use. */
 const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
@@ -213,6 +218,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const weightRounding = o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS);
   const splitting = channelSplitting(o);
   const eps = executionProviders(o);
+  const force = o.flag('force');
   const { runtime, json, log } = await finishOptions(o, err, save);
   // Cheap checks first: the outputs can be written, the data fits the model.
   const report = `${save}_report.html`;
@@ -231,7 +237,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
     onProgress: (e) => log.progress(`${e.phase}: ${e.step}`, `${e.phase}: ${e.message}`, e.done, e.total),
   });
   const floatBytes = encodeModel(model).length;
-  const files = await saveModel(result, save);
+  const files = await saveModel(result, save, { force });
   await writeFileAtomic(report, htmlReport(result, { title: `autoquant: ${modelPath}`, floatModelBytes: floatBytes }));
   files.push(report);
   for (const l of result.layers) log.log('debug', `layer ${l.name} (${l.opType}): ${l.quantized ? `quantized${l.weights ? `, ${l.weights} weights` : ''}` : `float: ${l.reason}`}`);
@@ -244,7 +250,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const rounding = result.adaptiveRounding;
   const summary = {
     quantizedLayers: quantized, skipped: result.layers.filter((l) => !l.quantized), layers: result.layers, sizes, files, seconds: (performance.now() - t0) / 1000,
-    outputFidelity: result.outputFidelity, warnings: result.warnings, ...(rounding ? { adaptiveRounding: rounding } : {}),
+    outputFidelity: result.outputFidelity, ...(result.parity ? { parity: result.parity } : {}), warnings: result.warnings, ...(rounding ? { adaptiveRounding: rounding } : {}),
   };
   if (json) out.write(JSON.stringify(summary) + '\n');
   else {
@@ -253,6 +259,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
     for (const f of result.outputFidelity) {
       out.write(`output ${f.output}: cosine ${f.cosine.toFixed(5)} to float, SQNR ${Number.isFinite(f.sqnrDb) ? f.sqnrDb.toFixed(1) : '∞'} dB (${f.batches} calibration batch${f.batches === 1 ? '' : 'es'})\n`);
     }
+    if (result.parity) out.write(`parity: ${describeParity(result.parity)}\n`);
     if (rounding) {
       out.write(`adaptive rounding changed ${rounding.layers.length} of ${rounding.considered} layers; output error on the calibration batches ${rounding.errorBefore.toExponential(2)} → ${rounding.errorAfter.toExponential(2)}\n`);
     }
@@ -311,6 +318,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const ranking = o.choice<RankingName>('ranking', ['model-output', 'layer-output']);
   const repairs = repairList(o.string('repairs'));
   const refine = o.flag('refine') || undefined;
+  const force = o.flag('force') || undefined;
   const maxEvaluations = o.number('max-evaluations', (n) => Number.isInteger(n) && n >= 2, 'an integer >= 2');
   const maxSeconds = o.number('max-seconds', (n) => n > 0, 'a number of seconds > 0');
   const eps = executionProviders(o);
@@ -346,6 +354,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     ranking,
     repairs,
     refine,
+    force,
     maxEvaluations,
     maxSeconds,
     executionProviders: eps,
@@ -353,6 +362,8 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     onProgress: (e) => autoProgress(log, e),
   });
   await finishAuto(result, log, encodeModel(model).length, json, out);
+  // Passed, but the models were withheld for failing parity: not the success the caller asked for.
+  if (result.passed && save && !result.files.includes(`${save}_deploy_model.onnx`)) return 1;
   return result.passed ? 0 : 2;
 }
 
@@ -385,6 +396,7 @@ function printAutoResult(result: AutoCalibrationResult, floatBytes: number, json
     const top = result.ranking.slice(0, 5).map((r) => `${r.layer} (${cosine ? (1 - r.score).toExponential(1) : r.score.toPrecision(4)})`).join(', ');
     out.write(`most sensitive layers (${cosine ? '1 − similarity' : `${sensitivity} score`}): ${top}\n`);
   }
+  if (result.parity) out.write(`parity: ${describeParity(result.parity)}\n`);
   if (result.deployModel) out.write(`model ${size(floatBytes)} → deploy ${size(result.deployModel.length)} (${((100 * result.deployModel.length) / floatBytes).toFixed(1)}%)\n`);
   describeLayers(result.layers, out);
   if (result.files.length) out.write(`wrote ${result.files.join(', ')}\n`);

@@ -1,14 +1,15 @@
 /**
  * Post-training quantization: createQuantConfig, quantizeModel and saveModel (AMCT's create_quant_config / quantize_model / save_model), composed from the stages under src/quant (prepare, calibrate, decide, export; config for the files a user edits).
  */
-import { OptionsError } from '../errors.js';
+import { OptionsError, ParityError } from '../errors.js';
 import { checkOptionKeys, optionKeys } from '../options.js';
 import { checkWritable, writeFileAtomic } from '../runtime/io.js';
 import { RunLog } from '../runtime/log.js';
-import { describeValue } from '../text.js';
+import { describeValue, quoteName } from '../text.js';
 import { type CalibrationSource } from './calibrate/calibrate.js';
 import { type CreateQuantConfigOptions, type QuantConfig } from './config/config.js';
 import { fidelityWarnings, measureFidelity } from './export/fidelity.js';
+import { measureParity, parityAcceptable, parityWarnings, PARITY_MIN_COSINE, type Parity } from './export/parity.js';
 import { defaultQuantConfig } from './prepare/default-config.js';
 import { prepare, privateCopy } from './prepare/prepare.js';
 import { PreparedQuantization } from './prepared.js';
@@ -53,19 +54,23 @@ export async function quantizeModel(
   const layerErrors = options.layerErrors ? await p.layerErrors(plan, options) : undefined;
   const layers = p.layerReport(new Set(p.enabled.map((l) => l.name)));
   // Nothing quantized means the models are the float model: there is nothing to measure.
-  const outputFidelity = (plan.length || p.weightOnly.length) && q.kept ? await measureFidelity(fake.model, q.kept, options) : [];
-  const warnings = [...p.warnings(layers), ...fidelityWarnings(outputFidelity)];
+  const quantized = (plan.length || p.weightOnly.length) > 0;
+  const outputFidelity = quantized && q.kept ? await measureFidelity(fake.model, q.kept, options) : [];
+  const deployModel = p.deployModel(plan);
+  const parity = quantized && q.kept ? await measureParity(fake.model, deployModel, q.kept, options) : undefined;
+  const warnings = [...p.warnings(layers), ...fidelityWarnings(outputFidelity), ...parityWarnings(parity)];
   // Printed where setLogLevel asks for warnings; the result carries them either way.
   const log = new RunLog();
   for (const w of warnings) log.log('warn', `warning: ${w.message}`);
   return {
     outputFidelity,
+    ...(parity ? { parity } : {}),
     passes: p.passesRun,
     ...(layerErrors ? { layerErrors } : {}),
     record: p.prunedRecord(),
     config: q.config,
     fakeQuantModel: fake.model,
-    deployModel: p.deployModel(plan),
+    deployModel,
     layers,
     warnings,
     fusedBatchNorms: q.fused,
@@ -81,17 +86,30 @@ export async function quantizeModel(
 }
 /**
  * Writes `{prefix}_fake_quant_model.onnx`, `{prefix}_deploy_model.onnx` and `{prefix}_record.json`
- * (Node/Deno), each to a temporary name first and then renamed.
+ * (Node/Deno), each to a temporary name first and then renamed. A result whose deploy model fails
+ * parity (see export/parity.ts) is refused, and nothing written, unless `force` is given.
  */
-export async function saveModel(result: Pick<QuantizeResult, 'fakeQuantModel' | 'deployModel' | 'record'>, prefix: string): Promise<string[]> {
+export async function saveModel(result: Pick<QuantizeResult, 'fakeQuantModel' | 'deployModel' | 'record'> & { parity?: Parity }, prefix: string, options: { force?: boolean } = {}): Promise<string[]> {
   if (typeof result !== 'object' || result === null || !(result.fakeQuantModel instanceof Uint8Array) || !(result.deployModel instanceof Uint8Array) || typeof result.record !== 'object') {
     throw new OptionsError(`saveModel needs quantizeModel's result ({ fakeQuantModel, deployModel, record }), got ${describeValue(result)}`, 'SAVE_ARGUMENTS');
   }
   if (typeof prefix !== 'string' || prefix === '') throw new OptionsError(`saveModel needs a non-empty path prefix, got ${describeValue(prefix)}`, 'SAVE_ARGUMENTS');
+  checkOptions(options, 'saveModel');
+  if (options.force !== undefined && typeof options.force !== 'boolean') throw new OptionsError(`saveModel's force must be a boolean, got ${describeValue(options.force)}`, 'SAVE_ARGUMENTS');
+  checkParity(result.parity, options.force === true);
   const files = [`${prefix}_fake_quant_model.onnx`, `${prefix}_deploy_model.onnx`, `${prefix}_record.json`];
   await checkWritable(files);
   await writeFileAtomic(files[0]!, result.fakeQuantModel);
   await writeFileAtomic(files[1]!, result.deployModel);
   await writeFileAtomic(files[2]!, JSON.stringify(result.record, null, 2) + '\n');
   return files;
+}
+
+/** Refuses a deploy model that fails parity (see export/parity.ts), unless forced. */
+export function checkParity(parity: Parity | undefined, force: boolean): void {
+  if (force || parityAcceptable(parity)) return;
+  throw new ParityError(
+    `the deploy model's output ${quoteName(parity.output)} has cosine ${parity.cosine.toFixed(5)} to the fake-quant model's on ${parity.backend} (below ${PARITY_MIN_COSINE}), so it would ship a model that computes something else than the one measured; nothing was written. Pass { force: true } (CLI --force) to save it anyway`,
+    parity,
+  );
 }

@@ -10,6 +10,7 @@ import { type QuantRecord } from './config/record.js';
 import { type ActivationEqualized } from './decide/activation-equalize.js';
 import { type ChannelSplit } from './decide/channel-split.js';
 import { type OutputFidelity } from './export/fidelity.js';
+import { type Parity } from './export/parity.js';
 import { type FloatOnlyNode, type QuantWarning } from './prepare/coverage.js';
 import { type EqualizedPair } from './prepare/equalize.js';
 import { type FoldedAffine, type FoldedPair } from './prepare/fusion.js';
@@ -91,6 +92,12 @@ export interface QuantizeResult {
    * (a record that covered every layer).
    */
   outputFidelity: OutputFidelity[];
+  /**
+   * The deploy model against the fake-quant model on the kept calibration batches, on the runtime
+   * calibration used (see export/parity.ts); below PARITY_MIN_COSINE (0.999) a LOW_PARITY warning
+   * and saveModel refuses without `{ force: true }`. Absent where outputFidelity is empty.
+   */
+  parity?: Parity;
   /** The data passes that ran, in order (activation equalization and channel splitting, adaptive rounding, bias correction). */
   passes: PassRun[];
   fusedBatchNorms: FoldedPair[];

@@ -7,6 +7,7 @@
 import type { MetricLimit } from '../auto/evaluator.js';
 import type { QuantWarning } from '../quant/prepare/coverage.js';
 import type { OutputFidelity } from '../quant/export/fidelity.js';
+import { describeParity, type Parity } from '../quant/export/parity.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config/config.js';
 import type { LayerError, LayerReport, QuantizeResult } from '../quant/quantize.js';
 
@@ -141,6 +142,8 @@ export function htmlReport(result: ReportInput | SearchReport, options: HtmlRepo
   for (const f of (result as ReportInput).outputFidelity ?? []) {
     summary.push([`output ${f.output}`, `cosine ${f.cosine.toFixed(5)} to float, SQNR ${Number.isFinite(f.sqnrDb) ? f.sqnrDb.toFixed(1) : '∞'} dB (${f.batches} calibration batch${f.batches === 1 ? '' : 'es'})`]);
   }
+  const parity = (result as { parity?: Parity }).parity;
+  if (parity) summary.push(['parity', describeParity(parity)]);
   for (const w of result.warnings ?? []) summary.push(['warning', w.message]);
   if (auto) summary.push(['timings', Object.entries(auto.timings).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')]);
   const ranking = auto?.ranking.length ? auto.ranking : [...errors.values()].map((e) => ({ layer: e.layer, score: 0.5 + 0.5 * e.cosine })).sort((a, b) => a.score - b.score);

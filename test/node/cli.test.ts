@@ -235,6 +235,21 @@ describe('autoquant quantize', () => {
     }
   });
 
+  it('prints the parity of the deploy model to the fake-quant one, carries it in --json, and takes --force', async () => {
+    const dir = tempDir({ 'model.onnx': bytes, 'calib.npy': outlierNpy(2, 64, 7) });
+    const r = await runCli(['quantize', 'model.onnx', '--data', 'calib.npy', '--batch-size', '64', '--save', 'out/model'], dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^parity: deploy model against fake-quant on onnxruntime-(node|web)[^,]*, output \S+: cosine (0\.999\d+|1\.0+), max \|difference\| \S+ \(1 calibration batch\)$/m);
+    const j = await runCli(['quantize', 'model.onnx', '--data', 'calib.npy', '--batch-size', '64', '--save', 'out/forced', '--force', '--json'], dir);
+    expect(j.code, j.stderr).toBe(0);
+    const parity = (JSON.parse(j.stdout) as { parity: { cosine: number; batches: number } }).parity;
+    expect(parity.cosine).toBeGreaterThanOrEqual(0.999);
+    expect(parity.batches).toBe(1);
+    const bad = await runCli(['config', 'model.onnx', '-o', 'config.json', '--force'], dir);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--force/);
+  });
+
   it('--weight-rounding adaptive records a rounding for every weighted layer and prints what it changed; a bad value lists the choices', async () => {
     const dir = tempDir({ 'model.onnx': bytes, 'calib.npy': outlierNpy(2, 64, 7) });
     const r = await runCli(['quantize', 'model.onnx', '--data', 'calib.npy', '--batch-size', '64', '--batch-num', '2', '--save', 'out/model', '--weight-rounding', 'adaptive'], dir);

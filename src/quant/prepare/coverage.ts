@@ -102,7 +102,7 @@ export interface ReportedLayer {
   reason?: string;
 }
 
-export type WarningCode = 'LEFT_FLOAT' | 'NOTHING_QUANTIZED' | 'LOW_FIDELITY';
+export type WarningCode = 'LEFT_FLOAT' | 'NOTHING_QUANTIZED' | 'LOW_FIDELITY' | 'LOW_PARITY';
 
 /** Something the user should know about a result that is not an error. */
 export interface QuantWarning {
@@ -112,7 +112,7 @@ export interface QuantWarning {
   reason?: string;
   nodes?: string[];
   opTypes?: Record<string, number>;
-  /** LOW_FIDELITY: the model output it is about. */
+  /** LOW_FIDELITY, LOW_PARITY: the model output it is about. */
   output?: string;
 }
 
