@@ -35,12 +35,14 @@ const HELP = `autoquant ${VERSION}: accuracy-driven automatic int8 quantization 
 Usage:
   autoquant config <model.onnx> -o <config.json|-> [--batch-num N] [--skip a,b] [--act-algo ifmr|hfmg|minmax|percentile]
                    [--weight-rounding nearest|adaptive] [--channel-splitting R]
-                   [--activation-bits 8|16] [--symmetric] [--no-fusion] [--no-channel-wise]
-      List every quantizable layer in a quantization config (AMCT's JSON form).
+                   [--activation-bits 8|16] [--symmetric] [--no-fusion] [--no-channel-wise] [--no-skip-slow]
+      List every quantizable layer in a quantization config (AMCT's JSON form). By default the layers that
+      onnxruntime's CPU runs slower in int8 than in float (depthwise and grouped Conv, Conv with dot products
+      under 16 terms, AveragePool) are listed with quant_enable false (skip_slow_layers); --no-skip-slow lists them on.
 
   autoquant quantize <model.onnx> --data <calib.npy|.npz> --save <prefix> [--config <config.json>] [--batch-size B]
                      [--batch-axis name=K,...] [--const name=value,...] [--batch-num N]
-                     [--weight-rounding nearest|adaptive] [--channel-splitting R] [--force]
+                     [--weight-rounding nearest|adaptive] [--channel-splitting R] [--no-skip-slow] [--force]
       Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json
       and <prefix>_report.html; prints each model output's cosine and SQNR to float on the calibration batches,
       and warnings (heavy nodes left float and why, an output below cosine 0.99). --weight-rounding sets the config's weight_rounding (adaptive: each layer's weights
@@ -55,7 +57,7 @@ Usage:
                  [--ranking model-output|layer-output] [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B]
                  [--batch-axis name=K,...] [--const name=value,...] [--calibration-data <calib.npy|.npz>]
                  [--fidelity auto|top1|cosine|relative] [--fallback float|int16] [--repairs weights,rounding,observer,int16|none]
-                 [--weight-rounding nearest|adaptive] [--channel-splitting R] [--refine] [--force]
+                 [--weight-rounding nearest|adaptive] [--channel-splitting R] [--no-skip-slow] [--refine] [--force]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
       --repairs (default all four) are tried on those layers first, keeping them quantized where they suffice.
       --refine then tries each layer still in float back in int8, least sensitive first (one evaluation each).
@@ -94,7 +96,7 @@ Exit status: 0 success, 1 error, 2 no acceptable model.`;
 
 type Out = { write(s: string): unknown };
 
-const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise', 'quiet', 'verbose', 'refine', 'force']);
+const FLAGS = new Set(['help', 'version', 'json', 'symmetric', 'no-fusion', 'no-channel-wise', 'quiet', 'verbose', 'refine', 'force', 'no-skip-slow']);
 /** Options that take a value, over all commands; each command rejects the ones it does not use. */
 const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
@@ -102,6 +104,13 @@ const VALUED = new Set([
   'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs', 'log-level', 'log-file', 'weight-rounding',
   'channel-splitting', 'batch-axis', 'const', 'engine',
 ]);
+
+/** --no-skip-slow: the created config's skipSlowLayers; a given --config already decided it per layer. */
+function noSkipSlow(o: Options): false | undefined {
+  if (!o.flag('no-skip-slow')) return undefined;
+  if (o.string('config') !== undefined) throw new UsageError('--no-skip-slow applies to the config autoquant creates; with --config, set quant_enable in that file instead');
+  return false;
+}
 
 /** --channel-splitting: the config's channel_splitting. */
 const channelSplitting = (o: Options) => o.number('channel-splitting', (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
@@ -191,6 +200,7 @@ async function configCommand(model: string, o: Options, out: Out): Promise<numbe
     activationOffset: o.flag('symmetric') ? false : undefined,
     doFusion: o.flag('no-fusion') ? false : undefined,
     channelWise: o.flag('no-channel-wise') ? false : undefined,
+    skipSlowLayers: o.flag('no-skip-slow') ? false : undefined,
     weightRounding: o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS),
     channelSplitting: channelSplitting(o),
     // '-' writes the config to stdout.
@@ -217,6 +227,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const batchNum = o.number('batch-num', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1');
   const weightRounding = o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS);
   const splitting = channelSplitting(o);
+  const skipSlowLayers = noSkipSlow(o);
   const eps = executionProviders(o);
   const force = o.flag('force');
   const { runtime, json, log } = await finishOptions(o, err, save);
@@ -224,7 +235,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const report = `${save}_report.html`;
   await checkWritable([`${save}_fake_quant_model.onnx`, `${save}_deploy_model.onnx`, `${save}_record.json`, report]);
   const model = await loadModel(modelPath);
-  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model);
+  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { skipSlowLayers });
   if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
   if (weightRounding !== undefined) config = { ...config, weight_rounding: weightRounding };
   if (splitting !== undefined) config = { ...config, channel_splitting: splitting };
@@ -305,6 +316,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const fidelity = o.choice<FidelityMode>('fidelity', ['auto', 'top1', 'cosine', 'relative']);
   const weightRounding = o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS);
   const splitting = channelSplitting(o);
+  const skipSlowLayers = noSkipSlow(o);
   const maxDrop = o.number('max-drop', (n) => n >= 0, 'a number >= 0');
   const maxRelativeDrop = o.number('max-relative-drop', (n) => n >= 0, 'a number >= 0');
   const feeding = feedOptions(o);
@@ -340,7 +352,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     const calib = calibrationData ? await readFeeds(calibrationData, inputs, feeding) : undefined;
     evaluator = new FidelityEvaluator(feeds, { ...limit, calibrationInputs: calib, batchNum: batchNum ?? 1, mode: fidelity });
   }
-  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { batchNum });
+  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { batchNum, skipSlowLayers });
   if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
   if (weightRounding !== undefined) config = { ...config, weight_rounding: weightRounding };
   if (splitting !== undefined) config = { ...config, channel_splitting: splitting };
@@ -435,9 +447,9 @@ async function demoCommand(o: Options, out: Out, err: Out): Promise<number> {
   const data = [0, 1, 2].map((b) => ({ feeds: { input: images('images', b * 100, 100) }, labels: labels.slice(b * 100, (b + 1) * 100) }));
   const calibrationInputs = [0, 1].map((b) => ({ input: images('calibration', b * 32, 32) }));
   const evaluator = new ClassificationEvaluator(data, { calibrationInputs, batchNum: 2, maxDrop: 0.002 });
-  log.log('info', 'demo: the MNIST CNN, 64 calibration digits, 300 held-out digits; top-1 accuracy may drop by at most 0.002, and no activation equalization, so that the search runs (with it every layer passes as int8 at once)');
+  log.log('info', 'demo: the MNIST CNN, 64 calibration digits, 300 held-out digits; top-1 accuracy may drop by at most 0.002, with all six layers in play (skip_slow_layers off) and no activation equalization, so that the search runs (otherwise every layer passes as int8 at once)');
   const result = await accuracyBasedAutoCalibration(model, evaluator, {
-    config: await createQuantConfig(model, { batchNum: 2, activationEqualization: false }),
+    config: await createQuantConfig(model, { batchNum: 2, activationEqualization: false, skipSlowLayers: false }),
     savePrefix: save,
     engine: runtime,
     onProgress: (e) => autoProgress(log, e),

@@ -49,7 +49,7 @@ describe('a plan without a layer (a fallback)', () => {
   for (const kind of ['chain', 'fanOut'] as const) {
     it(`feeds that layer float inputs, and the record then rebuilds the same model without data (${kind})`, async () => {
       const { bytes, feeds } = convChain(kind);
-      const config = await createQuantConfig(bytes, { batchNum: 2 });
+      const config = await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2 });
       const p = await PreparedQuantization.create(bytes, config);
       await p.calibrate(feeds);
       const { record } = p.recordWithAllOutputs();
@@ -70,7 +70,7 @@ describe('a plan without a layer (a fallback)', () => {
 describe('records adopted from repairs and 16-bit sessions', () => {
   it('keep the activation equalization factors the working model carries, and say adaptive rounding chose nearest', async () => {
     const { bytes, feeds } = convChain('depthwise');
-    const config = await createQuantConfig(bytes, { batchNum: 2, weightRounding: 'adaptive' });
+    const config = await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2, weightRounding: 'adaptive' });
     const p = await PreparedQuantization.create(bytes, config);
     await p.calibrate(feeds);
     const factors = p.record.layers.dw!.equalize_d;
@@ -90,7 +90,7 @@ describe('records adopted from repairs and 16-bit sessions', () => {
 
   it('let the result of a search with an int16 repair under adaptive rounding rebuild its deploy model without data', async () => {
     const { bytes, fragile } = outlierModel();
-    const config = await createQuantConfig(bytes, { batchNum: 2, weightRounding: 'adaptive' });
+    const config = await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2, weightRounding: 'adaptive' });
     const r = await accuracyBasedAutoCalibration(bytes, outlierEvaluator(), { config });
     expect(r.repairedLayers).toEqual([{ layer: fragile, repair: 'int16', detail: '16-bit activations' }]);
     expect(r.record.layers[fragile]!.round_w).toBe('');

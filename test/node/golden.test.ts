@@ -50,7 +50,7 @@ const plantedFeeds = () => [0, 1].map((b) => ({ x: new Tensor('float32', planted
 
 const CASES: Case[] = [
   { name: 'mnist-default', model: mnist, feeds: mnistFeeds, options: { batchNum: 2 } },
-  { name: 'mnist-amct-form', model: mnist, feeds: mnistFeeds, options: { batchNum: 2, quantizeOutputs: false, activationEqualization: false, crossLayerEqualization: false } },
+  { name: 'mnist-amct-form', model: mnist, feeds: mnistFeeds, options: { batchNum: 2, quantizeOutputs: false, activationEqualization: false, crossLayerEqualization: false, skipSlowLayers: false } },
   { name: 'mnist-adaptive-bias', model: mnist, feeds: mnistFeeds, options: { batchNum: 2, weightRounding: 'adaptive', biasCorrection: true } },
   { name: 'outlier-split-hfmg', model: () => outlierModel().bytes, feeds: () => outlierFeeds(outlierInputs(2, 32, 3)), options: { batchNum: 2, channelSplitting: 0.25, activationAlgo: 'hfmg' } },
   { name: 'planted-int16-minmax', model: planted, feeds: plantedFeeds, options: { batchNum: 2, activationBits: 16, activationAlgo: 'minmax' } },

@@ -190,8 +190,8 @@ describe('on a depthwise layer with a shrunk input channel', () => {
 
   it('restores the channel, reports it, and keeps the factors in the record', async () => {
     const float = await channelCosine(model);
-    const without = await quantizeModel(model, await createQuantConfig(model, { batchNum: 2, activationEqualization: false }), data);
-    const withIt = await quantizeModel(model, await createQuantConfig(model, { batchNum: 2 }), data);
+    const without = await quantizeModel(model, await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, activationEqualization: false }), data);
+    const withIt = await quantizeModel(model, await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 }), data);
     const before = (await channelCosine(without.fakeQuantModel, float.y)).cosine;
     const after = (await channelCosine(withIt.fakeQuantModel, float.y)).cosine;
     console.log(`shrunk channel, cosine to float: ${before.toFixed(4)} without, ${after.toFixed(4)} with activation equalization`);
@@ -207,7 +207,7 @@ describe('on a depthwise layer with a shrunk input channel', () => {
   });
 
   it('a record with the factors reproduces the models without data; one calibrated without them is not equalized', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
     const first = await quantizeModel(model, config, data);
     const again = await quantizeModel(model, config, [], { record: first.record });
     expect(Buffer.compare(Buffer.from(again.fakeQuantModel), Buffer.from(first.fakeQuantModel))).toBe(0);
@@ -220,21 +220,21 @@ describe('on a depthwise layer with a shrunk input channel', () => {
   });
 
   it('a record whose factors do not fit the model is a QuantConfigError naming the layer', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
     const record = structuredClone((await quantizeModel(model, config, data)).record);
     expect(() => validateRecord({ version: 1, layers: { dw: { ...record.layers.dw, equalize_d: [1, 3, 1, 1] } } })).toThrow(/equalize_d must be an array of powers of two/);
     await expect(quantizeModel(model, config, [], { record: { version: 1, layers: { dw: { ...record.layers.dw!, equalize_d: [1, 2] } } } })).rejects.toThrow(/'dw'.equalize_d has 2 factors; its input has 4 channels/);
     const mnist = new Uint8Array(readFileSync('test/fixtures/mnist_cnn.onnx'));
-    const mnistConfig = await createQuantConfig(mnist);
+    const mnistConfig = await createQuantConfig(mnist, { skipSlowLayers: false });
     const entry = { ...record.layers.dw!, equalize_d: [1, 2] };
     await expect(quantizeModel(mnist, mnistConfig, [], { record: { version: 1, layers: { '/conv2/Conv': entry } } })).rejects.toThrow(QuantConfigError);
     await expect(quantizeModel(mnist, mnistConfig, [], { record: { version: 1, layers: { '/conv2/Conv': entry } } })).rejects.toThrow(/'\/conv2\/Conv' has equalize_d/);
   });
 
   it('the activation_equalization config key must be a boolean', async () => {
-    const config = await createQuantConfig(model);
+    const config = await createQuantConfig(model, { skipSlowLayers: false });
     await expect(loadQuantConfig({ ...config, activation_equalization: 'yes' } as never, model)).rejects.toThrow(/activation_equalization/);
-    await expect(createQuantConfig(model, { activationEqualization: 1 } as never)).rejects.toThrow(/activationEqualization/);
+    await expect(createQuantConfig(model, { skipSlowLayers: false, activationEqualization: 1 } as never)).rejects.toThrow(/activationEqualization/);
   });
 });
 
@@ -264,7 +264,7 @@ describe('on the PP-OCR models', () => {
       const cosines: number[] = [];
       const reference = await run(bytes);
       for (const activationEqualization of [false, true]) {
-        const p = await PreparedQuantization.create(bytes, await createQuantConfig(bytes, { batchNum: 2, activationEqualization, quantizeOutputs: false }));
+        const p = await PreparedQuantization.create(bytes, await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2, activationEqualization, quantizeOutputs: false }));
         await p.calibrate(calib);
         floats.push(await run(p.fakeQuantModel([]).model));
         cosines.push((await getKernels()).cosine(reference, await run(p.fakeQuantModel(p.plan()).model)));

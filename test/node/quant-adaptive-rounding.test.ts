@@ -148,7 +148,7 @@ describe('in sequence', () => {
     built.graph!.node!.reverse();
     const bytes = encodeModel(built);
     const feeds = [0, 1].map(() => ({ x: new Tensor('float32', Float32Array.from({ length: rows * d0 }, () => 2 + rng.normal()), [rows, d0]), cond: new Tensor('bool', new Uint8Array([1]), []) }));
-    const config = await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, crossLayerEqualization: false, weightRounding: 'adaptive' });
+    const config = await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2, quantizeOutputs: false, crossLayerEqualization: false, weightRounding: 'adaptive' });
     const result = await quantizeModel(bytes, config, feeds);
     expect(result.adaptiveRounding!.layers.sort()).toEqual(['mm1', 'mm2']);
 
@@ -203,7 +203,7 @@ describe('in sequence', () => {
       .output('z', DataType.FLOAT).output('y', DataType.FLOAT);
     const bytes = encodeModel(buildModel(g, { opset: 13 }));
     const feeds = feedsOf(rng, 2, [32, 12], 1);
-    const config = await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive' });
+    const config = await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive' });
     const r = await quantizeModel(bytes, config, feeds);
     expect(r.adaptiveRounding).toMatchObject({ layers: [], considered: 1 });
     expect(r.adaptiveRounding!.errorAfter).toBe(r.adaptiveRounding!.errorBefore);
@@ -215,7 +215,7 @@ describe('in sequence', () => {
       .node('MatMul', ['x', 'w'], ['y'], {}, { name: 'mm' })
       .output('y', DataType.FLOAT).output('z', DataType.FLOAT);
     const bytes2 = encodeModel(buildModel(g2, { opset: 13 }));
-    const r2 = await quantizeModel(bytes2, await createQuantConfig(bytes2, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive' }), feeds);
+    const r2 = await quantizeModel(bytes2, await createQuantConfig(bytes2, { skipSlowLayers: false, batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive' }), feeds);
     expect(r2.adaptiveRounding!.layers).toEqual(['mm']);
     expect(r2.adaptiveRounding!.errorAfter).toBeLessThan(r2.adaptiveRounding!.errorBefore);
   });
@@ -290,16 +290,16 @@ describe('crossMoments', () => {
 describe('weight_rounding in the config and round_w in the record', () => {
   it('rejects unknown roundings and malformed records, naming the field and the layer', async () => {
     const model = fixture('mnist_cnn.onnx');
-    const config = await createQuantConfig(model);
+    const config = await createQuantConfig(model, { skipSlowLayers: false });
     expect(config.weight_rounding).toBe('nearest');
     await expect(loadQuantConfig({ ...config, weight_rounding: 'stochastic' } as never, model)).rejects.toThrow(/weight_rounding must be one of 'nearest', 'adaptive'/);
-    await expect(createQuantConfig(model, { weightRounding: 'up' } as never)).rejects.toThrow(/weightRounding/);
+    await expect(createQuantConfig(model, { skipSlowLayers: false, weightRounding: 'up' } as never)).rejects.toThrow(/weightRounding/);
     expect(() => validateRecord({ version: 1, layers: { a: { scale_d: 1, offset_d: 0, num_bits_d: 8, clip_min_d: 0, clip_max_d: 1, round_w: 'not base64!' } } })).toThrow(/a.*round_w must be a base64 string/);
   });
 
   it('on the MNIST CNN: recorded for every weighted layer, reproduced from the record without data, and a record for other weights is refused', async () => {
     const model = fixture('mnist_cnn.onnx');
-    const config = await createQuantConfig(model, { batchNum: 2, weightRounding: 'adaptive' });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, weightRounding: 'adaptive' });
     const feeds = await mnistFeeds(model, 9);
     const r = await quantizeModel(model, config, feeds);
     const summary = r.adaptiveRounding!;
@@ -334,7 +334,7 @@ describe('on a model whose first output is not float', () => {
       .output('idx', DataType.INT64).output('y', DataType.FLOAT);
     const bytes = encodeModel(buildModel(g, { opset: 13 }));
     const feeds = [0, 1].map(() => ({ x: new Tensor('float32', normals(rng, 32), [4, 8]) }));
-    const config = await createQuantConfig(bytes, { batchNum: 2, weightRounding: 'adaptive' });
+    const config = await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2, weightRounding: 'adaptive' });
     const run = () => quantizeModel(bytes, config, feeds);
     await expect(run()).rejects.toThrow(CalibrationError);
     await expect(run()).rejects.toThrow(/adaptive rounding compares the model's first output 'idx', which is int64; .*weight_rounding 'nearest'/);
@@ -346,7 +346,7 @@ describe('with bias_correction', () => {
   it('rounds each layer for the error left once its mean is off the bias, records that shift, and the record reproduces the result', async () => {
     const model = fixture('mnist_cnn.onnx');
     const feeds = await mnistFeeds(model, 3);
-    const config = await createQuantConfig(model, { batchNum: 2, weightRounding: 'adaptive', biasCorrection: true });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, weightRounding: 'adaptive', biasCorrection: true });
     const r = await quantizeModel(model, config, feeds);
     expect(r.adaptiveRounding!.errorAfter).toBeLessThanOrEqual(r.adaptiveRounding!.errorBefore);
     // Every layer with a bias has its shift: with its rounding where it was rounded adaptively, else from bias correction.
@@ -367,7 +367,7 @@ describe('with bias_correction, on a layer whose bias stays float', () => {
       .output('y', DataType.FLOAT);
     const bytes = encodeModel(buildModel(g, { opset: 13 }));
     const feeds = feedsOf(rng, 2, [32, 12], 1);
-    const config = await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive', biasCorrection: true });
+    const config = await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive', biasCorrection: true });
     const r = await quantizeModel(bytes, config, feeds);
     expect(r.adaptiveRounding!.layers).toEqual(['gemm']);
     expect(r.record.layers.gemm!.bias_shift).toBeUndefined();
@@ -388,8 +388,8 @@ describe('with bias_correction, as a repair', () => {
       .output('y', DataType.FLOAT);
     const bytes = encodeModel(buildModel(g, { opset: 13 }));
     const feeds = feedsOf(rng, 2, [32, 12], 1);
-    const fresh = await quantizeModel(bytes, await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive', biasCorrection: true }), feeds);
-    const p = await PreparedQuantization.create(bytes, await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, biasCorrection: true }));
+    const fresh = await quantizeModel(bytes, await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2, quantizeOutputs: false, weightRounding: 'adaptive', biasCorrection: true }), feeds);
+    const p = await PreparedQuantization.create(bytes, await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2, quantizeOutputs: false, biasCorrection: true }));
     await p.calibrate(feeds);
     const corrected = p.record.layers.gemm!.bias_shift!;
     expect(corrected.length).toBe(4);
@@ -413,7 +413,7 @@ describe('with a calibration callback that refills one buffer', () => {
       .output('y', DataType.FLOAT);
     const bytes = encodeModel(buildModel(g, { opset: 13 }));
     const data = [0, 1, 2, 3].map(() => Float32Array.from({ length: 32 * 12 }, () => 1 + rng.normal()));
-    const config = await createQuantConfig(bytes, { batchNum: 4, quantizeOutputs: false, weightRounding: 'adaptive' });
+    const config = await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 4, quantizeOutputs: false, weightRounding: 'adaptive' });
     const separate = await quantizeModel(bytes, config, data.map((d) => ({ x: new Tensor('float32', d, [32, 12]) })));
     const buffer = new Float32Array(32 * 12);
     const refilled = await quantizeModel(bytes, config, async (session) => {
@@ -431,7 +431,7 @@ describe('as a repair of the automatic calibration', () => {
   it('offers, for layers at nearest rounding, their adaptive roundings with their plan and record entries, and leaves the prepared record alone', async () => {
     const model = fixture('mnist_cnn.onnx');
     const feeds = await mnistFeeds(model, 9);
-    const p = await PreparedQuantization.create(model, await createQuantConfig(model, { batchNum: 2 }));
+    const p = await PreparedQuantization.create(model, await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 }));
     await p.calibrate(feeds);
     const before = structuredClone(p.record);
     const names = p.enabled.filter((l) => l.weight).map((l) => l.name);
@@ -476,7 +476,7 @@ describe('on the PP-OCRv4 recognizer', () => {
     const cosines: number[] = [];
     let summary;
     for (const weightRounding of ['nearest', 'adaptive'] as const) {
-      const r = await quantizeModel(bytes, await createQuantConfig(bytes, { batchNum: 2, quantizeOutputs: false, weightRounding }), calib);
+      const r = await quantizeModel(bytes, await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2, quantizeOutputs: false, weightRounding }), calib);
       cosines.push(k.cosine(reference, await run(r.fakeQuantModel)));
       summary ??= r.adaptiveRounding;
     }

@@ -74,7 +74,7 @@ let base: QuantizeResult;
 
 beforeAll(async () => {
   floatAccuracy = await accuracy(model);
-  const config = await createQuantConfig(model, { batchNum: 2 });
+  const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
   base = await quantizeModel(model, config, runBatches(2));
 });
 
@@ -110,7 +110,7 @@ describe('calibration sources', () => {
         finished = true;
       }
     }
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
     const result = await quantizeModel(model, config, source());
     expect(pulled).toBe(2);
     expect(finished).toBe(true); // the generator was closed, not left suspended
@@ -119,14 +119,14 @@ describe('calibration sources', () => {
   });
 
   it('a plain array of feeds works the same way', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
     const result = await quantizeModel(model, config, calib);
     expect(result.record).toEqual(base.record);
   });
 
   it("the calibration session exposes only the model's own outputs, and run returns only those", async () => {
     // Without activation equalization's pass over the batches, the callback runs once.
-    const config = await createQuantConfig(model, { batchNum: 2, biasCorrection: false, activationEqualization: false });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, biasCorrection: false, activationEqualization: false });
     const seen: { inputNames: string[]; outputNames: string[]; keys: string[][] } = { inputNames: [], outputNames: [], keys: [] };
     const logits: Float32Array[] = [];
     await quantizeModel(model, config, async (s) => {
@@ -155,7 +155,7 @@ describe('calibration sources', () => {
   });
 
   it('a callback running 5 batches when batch_num is 2: the extra batches are ignored', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2, biasCorrection: false, activationEqualization: false });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, biasCorrection: false, activationEqualization: false });
     let ran = 0;
     const result = await quantizeModel(model, config, async (s) => {
       for (let i = 0; i < 5; i++) {
@@ -170,7 +170,7 @@ describe('calibration sources', () => {
   });
 
   it('a callback that runs no batch, and feeds naming the wrong input, are CalibrationErrors', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
     await expect(quantizeModel(model, config, () => {})).rejects.toThrow(CalibrationError);
     await expect(quantizeModel(model, config, [])).rejects.toThrow(CalibrationError);
     const wrong = quantizeModel(model, config, [{ image: calib[0]!.input! }]);
@@ -179,7 +179,7 @@ describe('calibration sources', () => {
   });
 
   it('a callback that throws becomes a CalibrationError carrying the cause', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
     const boom = new Error('data loader failed');
     const p = quantizeModel(model, config, async (s) => {
       await s.run(calib[0]!);
@@ -191,7 +191,7 @@ describe('calibration sources', () => {
   });
 
   it('a record covering every layer skips calibration and gives the same models', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
     let called = false;
     const result = await quantizeModel(model, config, () => {
       called = true;
@@ -209,7 +209,7 @@ describe('bounded calibration memory', () => {
     for (const batchNum of [1, 4]) {
       for (const biasCorrection of [false, true]) {
         for (const activationEqualization of [false, true]) {
-          const config = await createQuantConfig(model, { batchNum, biasCorrection, activationEqualization });
+          const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum, biasCorrection, activationEqualization });
           let calls = 0;
           await quantizeModel(model, config, async (s) => {
             calls++;
@@ -219,10 +219,10 @@ describe('bounded calibration memory', () => {
           expect(calls).toBe(1 + (biasCorrection ? 1 : 0) + (activationEqualization ? 1 : 0));
         }
       }
-      const config = await createQuantConfig(model, { batchNum, activationEqualization: false });
+      const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum, activationEqualization: false });
       const result = await quantizeModel(model, config, runBatches(batchNum));
       expect(result.calibration).toMatchObject({ batches: batchNum, passes: 1 });
-      const equalized = await quantizeModel(model, await createQuantConfig(model, { batchNum }), runBatches(batchNum));
+      const equalized = await quantizeModel(model, await createQuantConfig(model, { skipSlowLayers: false, batchNum }), runBatches(batchNum));
       expect(equalized.calibration).toMatchObject({ batches: batchNum, passes: 2 });
       peaks.push(result.calibration!.peakObserverBytes);
     }
@@ -238,7 +238,7 @@ describe('bounded calibration memory', () => {
         yield f;
       }
     }
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
     const result = await quantizeModel(model, config, source());
     expect(result.calibration!.passes).toBe(2);
     expect(pulled).toBe(2);
@@ -266,7 +266,7 @@ describe('accuracy and size on 1000 held-out digits', () => {
     expect([...ACTIVATION_ALGOS].sort()).toEqual(['hfmg', 'ifmr', 'minmax', 'percentile']);
     const lines: string[] = [];
     for (const algo of ACTIVATION_ALGOS) {
-      const config = await createQuantConfig(model, { batchNum: 2, activationAlgo: algo });
+      const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, activationAlgo: algo });
       const result = await quantizeModel(model, config, calib.slice(0, 2));
       const acc = await accuracy(result.fakeQuantModel);
       lines.push(`${algo} ${acc.toFixed(1)}%`);

@@ -136,13 +136,13 @@ describe('on a dense layer with one wide input channel', () => {
 
   it('splits that channel, reports it, keeps the copies in the record, and brings the output closer to float', async () => {
     const reference = await run(model, held);
-    const without = await quantizeModel(model, await createQuantConfig(model, { batchNum: 2 }), data);
-    const withIt = await quantizeModel(model, await createQuantConfig(model, { batchNum: 2, channelSplitting: 0.25 }), data);
+    const without = await quantizeModel(model, await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 }), data);
+    const withIt = await quantizeModel(model, await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, channelSplitting: 0.25 }), data);
     const before = sqnr(reference, await run(without.fakeQuantModel, held));
     const after = sqnr(reference, await run(withIt.fakeQuantModel, held));
     console.log(`wide input channel, SQNR to float: ${before.toFixed(1)} dB without, ${after.toFixed(1)} dB with channel splitting`);
     // The float function: the working model with every layer left float, against the model.
-    const p = await PreparedQuantization.create(model, await createQuantConfig(model, { batchNum: 2, channelSplitting: 0.25 }));
+    const p = await PreparedQuantization.create(model, await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, channelSplitting: 0.25 }));
     await p.calibrate(data);
     const float = await run(p.fakeQuantModel([]).model, held);
     const range = reference.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
@@ -159,7 +159,7 @@ describe('on a dense layer with one wide input channel', () => {
   });
 
   it('the deploy model computes what the fake-quant model does, in onnxruntime-web and natively', async () => {
-    const r = await quantizeModel(model, await createQuantConfig(model, { batchNum: 2, channelSplitting: 0.25 }), data);
+    const r = await quantizeModel(model, await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, channelSplitting: 0.25 }), data);
     const fake = await run(r.fakeQuantModel, held);
     const web = await run(r.deployModel, held);
     const native = await run(r.deployModel, held, 'node');
@@ -170,7 +170,7 @@ describe('on a dense layer with one wide input channel', () => {
   });
 
   it('a record with the copies reproduces the models without data; one calibrated without them is not split', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2, channelSplitting: 0.25 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, channelSplitting: 0.25 });
     const first = await quantizeModel(model, config, data);
     const again = await quantizeModel(model, config, [], { record: first.record });
     expect(Buffer.compare(Buffer.from(again.fakeQuantModel), Buffer.from(first.fakeQuantModel))).toBe(0);
@@ -185,7 +185,7 @@ describe('on a dense layer with one wide input channel', () => {
   });
 
   it('a record whose copies do not fit the model is a QuantConfigError naming the layer and the field', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2, channelSplitting: 0.25 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, channelSplitting: 0.25 });
     const entry = (await quantizeModel(model, config, data)).record.layers.fc!;
     expect(() => validateRecord({ version: 1, layers: { fc: { ...entry, split_d: [1, 0.5] } } })).toThrow(/'fc'.split_d must be an array of whole copy counts ≥ 1/);
     expect(() => validateRecord({ version: 1, layers: { fc: { ...entry, split_dither_d: -1 } } })).toThrow(/'fc'.split_dither_d must be a finite number ≥ 0/);
@@ -193,7 +193,7 @@ describe('on a dense layer with one wide input channel', () => {
     expect(() => validateRecord({ version: 1, layers: { fc: noDither } })).toThrow(/'fc' needs split_d and split_dither_d together/);
     await expect(quantizeModel(model, config, [], { record: { version: 1, layers: { fc: { ...entry, split_d: [2, 1] } } } })).rejects.toThrow(/'fc'.split_d has 2 copy counts; its input has 16 channels/);
     const mnist = new Uint8Array(readFileSync('test/fixtures/mnist_cnn.onnx'));
-    const mnistConfig = await createQuantConfig(mnist);
+    const mnistConfig = await createQuantConfig(mnist, { skipSlowLayers: false });
     const dw = '/dw/Conv';
     const attempt = quantizeModel(mnist, mnistConfig, [], { record: { version: 1, layers: { [dw]: { ...entry, split_d: [2] } } } });
     await expect(attempt).rejects.toThrow(QuantConfigError);
@@ -201,11 +201,11 @@ describe('on a dense layer with one wide input channel', () => {
   });
 
   it('the channel_splitting config key must be a number in [0, 1]', async () => {
-    const config = await createQuantConfig(model);
+    const config = await createQuantConfig(model, { skipSlowLayers: false });
     expect(config.channel_splitting).toBe(0);
     await expect(loadQuantConfig({ ...config, channel_splitting: true } as never, model)).rejects.toThrow(/channel_splitting must be a number in \[0, 1\]/);
     await expect(loadQuantConfig({ ...config, channel_splitting: 2 } as never, model)).rejects.toThrow(/channel_splitting must be a number in \[0, 1\]/);
-    await expect(createQuantConfig(model, { channelSplitting: -0.1 })).rejects.toThrow(/channelSplitting must be a number in \[0, 1\]/);
+    await expect(createQuantConfig(model, { skipSlowLayers: false, channelSplitting: -0.1 })).rejects.toThrow(/channelSplitting must be a number in \[0, 1\]/);
   });
 });
 
@@ -229,7 +229,7 @@ describe('on the PP-OCR models', () => {
       const cosines: number[] = [];
       for (const channelSplitting of [0, 1 / 16]) {
         // The recognizer's attention products (no weight to split) stay float: their rounding would hide the effect measured here.
-        const p = await PreparedQuantization.create(bytes, await createQuantConfig(bytes, { batchNum: 2, channelSplitting, quantizeOutputs: false, skipLayers: c.float }));
+        const p = await PreparedQuantization.create(bytes, await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: 2, channelSplitting, quantizeOutputs: false, skipLayers: c.float }));
         await p.calibrate(calib);
         floats.push(await run(p.fakeQuantModel([]).model, held));
         cosines.push((await getKernels()).cosine(reference, await run(p.fakeQuantModel(p.plan()).model, held)));

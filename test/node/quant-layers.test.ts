@@ -185,7 +185,7 @@ async function quantizeAndRun(model: ModelProto, o: QuantizeOptions): Promise<Qu
   const bytes = encodeModel(model);
   const batches = o.batches ?? 3;
   // Without bias correction: these tests check the fake-quant math against fq(b) computed in JS.
-  const config = await createQuantConfig(bytes, { batchNum: batches, biasCorrection: false, ...o.configOptions });
+  const config = await createQuantConfig(bytes, { skipSlowLayers: false, batchNum: batches, biasCorrection: false, ...o.configOptions });
   o.editConfig?.(config);
   const calibration: Feeds[] = Array.from({ length: batches }, () => {
     const feeds: Feeds = { ...o.extraFeeds };
@@ -424,7 +424,7 @@ describe('Gemm and MatMul layers', () => {
       .output('y', DataType.FLOAT);
     // Resize changed incompatibly at opset 11, so this opset-10 model cannot be raised to 13.
     const model = buildModel(g, { opset: 10 });
-    const config = await createQuantConfig(model);
+    const config = await createQuantConfig(model, { skipSlowLayers: false });
     expect(layerConfig(config, 'fc').weight_quant_params!.channel_wise).toBe(false);
     const result = await quantizeModel(model, config, [{ x: floatTensor(rng.normals(8), [2, 4]) }]);
     const fc = result.layers.find((l) => l.name === 'fc')!;
@@ -436,7 +436,7 @@ describe('Gemm and MatMul layers', () => {
       .initializer('W', [4, 3], rng.normals(12))
       .node('Gemm', ['x', 'W'], ['y'], {}, { name: 'fc' })
       .output('y', DataType.FLOAT), { opset: 11 });
-    expect(layerConfig(await createQuantConfig(upgradable), 'fc').weight_quant_params!.channel_wise).toBe(true);
+    expect(layerConfig(await createQuantConfig(upgradable, { skipSlowLayers: false }), 'fc').weight_quant_params!.channel_wise).toBe(true);
   });
 
   test('Gemm with alpha=0.5 is left in float with a reason that names alpha', async () => {
@@ -450,7 +450,7 @@ describe('Gemm and MatMul layers', () => {
       .node('Gemm', ['h', 'W2'], ['y'], {}, { name: 'plain' })
       .output('y', DataType.FLOAT, [2, 2]);
     const model = buildModel(g);
-    const config = await createQuantConfig(model);
+    const config = await createQuantConfig(model, { skipSlowLayers: false });
     expect(config.scaled).toBeUndefined();
     expect(config.plain).toBeDefined();
     const result = await quantizeModel(model, config, [{ x: floatTensor(rng.normals(8), [2, 4]) }]);
@@ -477,7 +477,7 @@ describe('Gemm and MatMul layers', () => {
       .initializer('B2', [2], rng.normals(2))
       .node('Gemm', ['h', 'W2', 'B2'], ['y'], { beta: float(2) }, { name: 'beta2' })
       .output('y', DataType.FLOAT, [2, 2]);
-    const config = await createQuantConfig(buildModel(g));
+    const config = await createQuantConfig(buildModel(g), { skipSlowLayers: false });
     expect(Object.keys(config).filter((k) => typeof config[k] === 'object' && !Array.isArray(config[k]))).toEqual([]);
     const result = await quantizeModel(buildModel(g), config, [{ x: floatTensor(rng.normals(8), [4, 2]) }]);
     expect(result.layers.find((l) => l.name === 'ta')!.reason).toMatch(/transA/);
@@ -530,7 +530,7 @@ describe('activation calibration', () => {
       d[i] = 3 + i; // spread the extremes over the batches
       return d;
     });
-    const config = await createQuantConfig(buildModel(g), { batchNum: 4, activationAlgo: 'minmax' });
+    const config = await createQuantConfig(buildModel(g), { skipSlowLayers: false, batchNum: 4, activationAlgo: 'minmax' });
     const result = await quantizeModel(buildModel(g), config, batches.map((d) => ({ x: floatTensor(d, [2, 6]) })));
     const all = batches.flatMap((b) => Array.from(b));
     const rec = result.record.layers.mm!;
@@ -547,7 +547,7 @@ describe('activation calibration', () => {
       .initializer('W', [6, 3], rng.normals(18))
       .node('MatMul', ['r', 'W'], ['y'], {}, { name: 'mm' })
       .output('y', DataType.FLOAT, [2, 3]);
-    const config = await createQuantConfig(buildModel(g), { activationAlgo: 'minmax' });
+    const config = await createQuantConfig(buildModel(g), { skipSlowLayers: false, activationAlgo: 'minmax' });
     const result = await quantizeModel(buildModel(g), config, [{ x: floatTensor(rng.normals(12), [2, 6]) }]);
     const rec = result.record.layers.mm!;
     expect(rec.clip_min_d).toBe(0);
@@ -564,7 +564,7 @@ describe('activation calibration', () => {
     const model = buildModel(g);
     const data = [rng.normals(12), rng.normals(12), rng.normals(12)].map((d) => d.map((v) => Math.max(-2, Math.min(2, v))));
     data[2]![5] = 50; // outside what the first two batches hold
-    const config = await createQuantConfig(model, { batchNum: 2, activationAlgo: 'minmax' });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, activationAlgo: 'minmax' });
     const fromArray = await quantizeModel(model, config, data.map((d) => ({ x: floatTensor(d, [2, 6]) })));
     let runs = 0;
     const fromCallback = await quantizeModel(model, config, async (session) => {
@@ -703,7 +703,7 @@ describe('graph shapes', () => {
       );
     // onnxruntime refuses duplicate node names, so the float reference names them apart.
     const model = net('dup', 'dup');
-    const config = await createQuantConfig(model);
+    const config = await createQuantConfig(model, { skipSlowLayers: false });
     const calibration = [0, 1].map(() => ({ x: floatTensor(rng.normals(108), [1, 3, 6, 6]) }));
     const result = await quantizeModel(model, config, calibration);
     const names = result.layers.filter((l) => l.opType === 'Conv').map((l) => l.name);
@@ -833,7 +833,7 @@ describe('graph shapes', () => {
       .node('Conv', ['x', 'W', 'B'], ['y'], {}, { name: 'conv' })
       .output('y', DataType.FLOAT, [1, 4, 4, 4]);
     const model = buildModel(g);
-    const config = await createQuantConfig(model);
+    const config = await createQuantConfig(model, { skipSlowLayers: false });
     const zeros = { x: floatTensor(new Float32Array(108), [1, 3, 6, 6]) };
     const result = await quantizeModel(model, config, [zeros]);
     const rec = result.record.layers.conv!;
@@ -980,7 +980,7 @@ describe('control flow', () => {
   test('Convs in both branches of an If are listed, calibrated on the batches that take their branch, and quantized inside it; outer-scope values keep working', async () => {
     const rng = new Random(801);
     const model = encodeModel(branchyModel(rng));
-    const config = await createQuantConfig(model, { biasCorrection: false, batchNum: 4 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, biasCorrection: false, batchNum: 4 });
     expect(Object.keys(config).filter((k) => k.startsWith('outer') || k.endsWith('_conv'))).toEqual(['outer1', 'then_conv', 'else_conv', 'outer2']);
     const result = await quantizeModel(model, config, condFeeds(rng, [true, false, true, false]));
     expectQuantized(result, ['outer1', 'then_conv', 'else_conv', 'outer2']);
@@ -1010,7 +1010,7 @@ describe('control flow', () => {
   test('a branch no calibration batch takes stays float, and the layer report and the calibration statistics say so', async () => {
     const rng = new Random(802);
     const model = encodeModel(branchyModel(rng));
-    const config = await createQuantConfig(model, { biasCorrection: false, batchNum: 3 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, biasCorrection: false, batchNum: 3 });
     const result = await quantizeModel(model, config, condFeeds(rng, [true, true, true]));
     expectQuantized(result, ['outer1', 'then_conv', 'outer2']);
     const elseConv = result.layers.find((l) => l.name === 'else_conv')!;

@@ -64,7 +64,7 @@ const ops = (bytes: Uint8Array) => decodeModel(bytes).graph!.node!;
 describe('deploy models in onnxruntime-node', () => {
   test('the MNIST CNN: integer kernels where they are faster, float kernels with our own weights where they are not, and the deploy model equals the fake-quant model', async () => {
     const model = new Uint8Array(readFileSync(new URL('../fixtures/mnist_cnn.onnx', import.meta.url)));
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
     expect(config.quantize_outputs).toBe(true);
     const result = await quantizeModel(model, config, [0, 1].map((b) => ({ input: new Tensor('float32', trainBatch(b * 8, 8), [8, 1, 28, 28]) })));
     const quantized = result.layers.filter((l) => l.quantized).length;
@@ -119,14 +119,14 @@ describe('quantize_outputs', () => {
   const data = [0, 1].map(() => ({ x: new Tensor('float32', rng.normals(2 * 3 * 64), [2, 3, 8, 8]) }));
 
   test('off: the Conv before a float op keeps a float output, as in AMCT', async () => {
-    const result = await quantizeModel(model, await createQuantConfig(model, { batchNum: 2, quantizeOutputs: false }), data);
+    const result = await quantizeModel(model, await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2, quantizeOutputs: false }), data);
     expect(result.record.layers.a!.scale_o).toBeUndefined();
     expect(ops(result.deployModel).some((n) => n.opType === 'QuantizeLinear' && n.input![0] === 'a')).toBe(false);
     expect(integerKernels(await optimizedOps(result.deployModel))).toBe(0);
   });
 
   test('on (the default, also when a saved config lacks the key): the output feeding a float op is calibrated, quantized in both models alike, and the Conv fuses', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
     expect(config.quantize_outputs).toBe(true);
     delete config.quantize_outputs;
     const result = await quantizeModel(model, config, data);
@@ -159,14 +159,14 @@ describe('quantize_outputs', () => {
       { opset: 13 },
     );
     // Without fusion, which would fold the constant Mul into the Conv.
-    const result = await quantizeModel(m, await createQuantConfig(m, { batchNum: 2, quantizeOutputs: true, doFusion: false }), data);
+    const result = await quantizeModel(m, await createQuantConfig(m, { skipSlowLayers: false, batchNum: 2, quantizeOutputs: true, doFusion: false }), data);
     expect(result.record.layers.a!.output_quant).toBe(false);
     expect(ops(result.fakeQuantModel).find((n) => n.opType === 'Mul' && n.input![1] === 'gain')!.input![0]).toBe('a');
     expect(ops(result.deployModel).find((n) => n.opType === 'Mul' && n.input![1] === 'gain')!.input![0]).toBe('a');
   });
 
   test('a config or record with a malformed output field is rejected, naming it', async () => {
-    const config = await createQuantConfig(model, { batchNum: 2 });
+    const config = await createQuantConfig(model, { skipSlowLayers: false, batchNum: 2 });
     const bad = { ...config, quantize_outputs: 'yes' } as unknown as QuantConfig;
     await expect(quantizeModel(model, bad, data)).rejects.toThrow(/quantize_outputs must be a boolean/);
     const ok = await quantizeModel(model, { ...config, quantize_outputs: true }, data);

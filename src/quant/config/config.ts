@@ -83,6 +83,13 @@ export interface QuantConfigGlobals {
    */
   channel_splitting?: number;
   /**
+   * Whether createQuantConfig left float, by default, the layers that onnxruntime's CPU runs slower
+   * in int8 than in float (depthwise and grouped Conv, Conv with dot products under 16 terms,
+   * AveragePool; see prepare/cpu-cost.ts): their entries have `quant_enable: false`, which an edit
+   * can turn back on. Default (absent in older configs: no layer was left float for it) true.
+   */
+  skip_slow_layers?: boolean;
+  /**
    * How weights are rounded to int8 (see rounding.ts): 'nearest' (default, AMCT's), or 'adaptive':
    * each weight rounded down or up so that each layer's output on the input the quantized model
    * feeds it comes closest to float's, kept per layer only where the model's output on the first
@@ -119,6 +126,8 @@ export interface CreateQuantConfigOptions {
   channelSplitting?: number;
   /** See `bias_correction` (default false). */
   biasCorrection?: boolean;
+  /** See `skip_slow_layers` (default true). */
+  skipSlowLayers?: boolean;
   /** See `weight_rounding` (default 'nearest'). */
   weightRounding?: WeightRounding;
   activationAlgo?: ActivationAlgo;
@@ -155,6 +164,7 @@ export const GLOBAL_SETTINGS = Object.freeze([
   ['channel_splitting', 'channelSplitting', 0],
   ['bias_correction', 'biasCorrection', false],
   ['weight_rounding', 'weightRounding', 'nearest'],
+  ['skip_slow_layers', 'skipSlowLayers', true],
 ] as const satisfies readonly (readonly [keyof QuantConfigGlobals, keyof CreateQuantConfigOptions | undefined, unknown])[]);
 
 export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', ...GLOBAL_SETTINGS.map(([key]) => key)]);
@@ -233,7 +243,7 @@ function checkOptions(options: CreateQuantConfigOptions, problems: string[]): vo
   }
   if (options.activationBits !== undefined && options.activationBits !== 8 && options.activationBits !== 16) problems.push(`activationBits must be 8 or 16, got ${describeValue(options.activationBits)}`);
   if (options.weightBits !== undefined && options.weightBits !== 8) problems.push(`weightBits must be 8, got ${describeValue(options.weightBits)}`);
-  for (const k of ['activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'biasCorrection', 'channelWise'] as const) {
+  for (const k of ['activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'biasCorrection', 'skipSlowLayers', 'channelWise'] as const) {
     if (options[k] !== undefined && typeof options[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(options[k])}`);
   }
   if (options.channelSplitting !== undefined && !(typeof options.channelSplitting === 'number' && options.channelSplitting >= 0 && options.channelSplitting <= 1)) {
@@ -258,11 +268,13 @@ export interface ModelFacts {
   perChannelReachable?: boolean;
   /** Layers that need precise activations by default: 16 bits, or 'float' where 16 bits cannot be deployed. */
   precise?: ReadonlyMap<string, 16 | 'float'>;
+  /** Layers slower in int8 than in float on onnxruntime's CPU (see prepare/cpu-cost.ts), float where skipSlowLayers is on. */
+  slow?: ReadonlyMap<string, string>;
   hint?: NameHint;
 }
 
 export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQuantConfigOptions = {}, facts: ModelFacts = {}): QuantConfig {
-  const { perChannelReachable = true, precise = new Map(), hint = plainHint(layers) } = facts;
+  const { perChannelReachable = true, precise = new Map(), slow = new Map(), hint = plainHint(layers) } = facts;
   const problems: string[] = [];
   checkOptions(options, problems);
   if (problems.length) throw new QuantConfigError(problems, 'createQuantConfig options');
@@ -280,12 +292,13 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
     config[key] = given ?? (Array.isArray(fallback) ? [...fallback] : fallback);
   }
   const skip = new Set(options.skipLayers ?? []);
+  const skipSlow = options.skipSlowLayers ?? true;
   for (const layer of layers) {
     const channelWise = layer.weight && layer.weight.channelAxis >= 0 ? options.channelWise ?? perChannelReachable : false;
     // An explicit activationBits wins over the model's needs; so do overrides below.
     const needs = options.activationBits === undefined ? precise.get(layer.name) : undefined;
     let entry: LayerQuantConfig = {
-      quant_enable: !skip.has(layer.name) && needs !== 'float',
+      quant_enable: !skip.has(layer.name) && needs !== 'float' && !(skipSlow && slow.has(layer.name)),
       activation_quant_params: defaultActivation(options.activationAlgo ?? 'ifmr', options.activationBits ?? (needs === 16 ? 16 : 8)),
     };
     // Weight-only rows are dequantized by Cast and Mul (export/weight-only.ts), which need no opset 13.
@@ -374,7 +387,7 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
   }
   if (typeof config.activation_offset !== 'boolean') problems.push(`activation_offset must be a boolean, got ${describeValue(config.activation_offset)}`);
   if (config.do_fusion !== undefined && typeof config.do_fusion !== 'boolean') problems.push(`do_fusion must be a boolean, got ${describeValue(config.do_fusion)}`);
-  for (const k of ['quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization'] as const) {
+  for (const k of ['quantize_outputs', 'cross_layer_equalization', 'bias_correction', 'activation_equalization', 'skip_slow_layers'] as const) {
     if (config[k] !== undefined && typeof config[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(config[k])}`);
   }
   if (config.channel_splitting !== undefined && !(typeof config.channel_splitting === 'number' && config.channel_splitting >= 0 && config.channel_splitting <= 1)) {

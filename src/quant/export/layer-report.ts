@@ -3,6 +3,7 @@
  */
 import { decodeModel } from '../../onnx/model.js';
 import { type QuantRecord } from '../config/record.js';
+import { slowInt8Layers } from '../prepare/cpu-cost.js';
 import { LOG_INPUT_NOTE, layersFeedingLog } from '../prepare/log-inputs.js';
 import { PER_CHANNEL_OPSET, perChannelBlocker } from '../prepare/prepare.js';
 import { type LayerInfo } from '../prepare/registry.js';
@@ -26,8 +27,13 @@ export function layerReport(q: QuantizationSession, quantized: ReadonlySet<strin
   const logFed = layersFeedingLog(q.work.graph!, q.layers);
   const note = (l: LayerInfo): Partial<LayerReport> =>
     logFed.has(l.name) && layerConfig(q.config, l.name)?.activation_quant_params?.num_bits === 16 ? { note: LOG_INPUT_NOTE } : {};
+  const slow = q.config.skip_slow_layers === true ? slowInt8Layers(q.work.graph!, q.layers) : new Map<string, string>();
   const disabled = (l: LayerInfo) =>
-    logFed.has(l.name) ? 'quant_enable is false in the config (the default where a layer feeds a Log and the model cannot reach opset 21 for 16-bit activations)' : 'quant_enable is false in the config';
+    logFed.has(l.name)
+      ? 'quant_enable is false in the config (the default where a layer feeds a Log and the model cannot reach opset 21 for 16-bit activations)'
+      : slow.has(l.name)
+        ? `quant_enable is false in the config (the default, skip_slow_layers: ${slow.get(l.name)})`
+        : 'quant_enable is false in the config';
   return [
     ...q.declared.map((l) => {
       const on = quantized.has(l.name);
