@@ -72,6 +72,42 @@ async function fidelity(models, c) {
   return { cosFloat, cosFake };
 }
 
+/**
+ * For the recognizer: of 64 held-out lines (8 timed-size batches), how many the deploy model reads as
+ * exactly the string float reads (greedy CTC: argmax per step, repeats merged, blank 0 dropped).
+ */
+async function stringsMatchingFloat(models, c) {
+  const sessions = [];
+  for (const bytes of models) sessions.push(await ortNode.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: 1 }));
+  const read = (out) => {
+    const [n, t, k] = out.dims;
+    const lines = [];
+    for (let i = 0; i < n; i++) {
+      const text = [];
+      let prev = 0;
+      for (let s = 0; s < t; s++) {
+        let best = 0;
+        for (let j = 1; j < k; j++) if (out.data[(i * t + s) * k + j] > out.data[(i * t + s) * k + best]) best = j;
+        if (best !== 0 && best !== prev) text.push(best);
+        prev = best;
+      }
+      lines.push(text.join(','));
+    }
+    return lines;
+  };
+  let same = 0;
+  let total = 0;
+  for (let b = 0; b < 8; b++) {
+    const [x, d] = c.bench(b);
+    const feeds = { [c.input]: new ortNode.Tensor('float32', x, d) };
+    const [f, q] = await Promise.all(sessions.map(async (s) => read((await s.run(feeds))[s.outputNames[0]])));
+    for (let i = 0; i < f.length; i++) if (f[i] === q[i]) same++;
+    total += f.length;
+  }
+  for (const s of sessions) await s.release();
+  return `${same} of ${total}`;
+}
+
 /** Quantized layers by the kernel onnxruntime chose: integer (QLinear*, QGemm, MatMulInteger*) or float behind a DequantizeLinear. */
 function fusedCounts(path) {
   const nodes = decodeModel(new Uint8Array(readFileSync(path))).graph.node;
@@ -86,34 +122,38 @@ const rows = [];
 for (const c of deployCases) {
   if (ONLY && !c.name.toLowerCase().includes(ONLY.toLowerCase())) continue;
   const model = new Uint8Array(readFileSync(c.file));
-  const config = await createQuantConfig(model, { batchNum: 2, quantizeOutputs: QUANTIZE_OUTPUTS, biasCorrection: BIAS_CORRECTION, channelSplitting: CHANNEL_SPLITTING });
-  const t0 = performance.now();
-  const r = await quantizeModel(model, config, [0, 1].map((i) => { const [x, d] = c.calib(i); return { [c.input]: new Tensor('float32', x, d) }; }));
-  const ptq = (performance.now() - t0) / 1000;
-  const [x, dims] = c.bench();
-  const feeds = { [c.input]: new ortNode.Tensor('float32', x, dims) };
-  const layers = r.layers.filter((l) => l.quantized).length;
-  const fid = await fidelity([model, r.fakeQuantModel, r.deployModel], c);
-  for (const threads of [1, all]) {
-    const opt = join(tmp, 'deploy.opt.onnx');
-    const [f, q, d] = await timedTogether([model, r.fakeQuantModel, r.deployModel], feeds, threads, threads === 1 ? opt : undefined);
-    const fused = threads === 1 ? fusedCounts(opt) : undefined;
-    rows.push({
-      model: `${c.name} ${dims.join('×')}`, threads, float: f.ms, fake: q.ms, deploy: d.ms,
-      layers, fused, ...fid, ptq,
-    });
-    const row = rows[rows.length - 1];
-    console.error(`${row.model}, ${threads} thread(s): float ${f.ms.toFixed(1)} ms, deploy ${d.ms.toFixed(1)} ms; deploy ${r.deployModel.length} bytes, ${r.channelSplits.length} layers split (+${r.channelSplits.reduce((n, x) => n + x.added, 0)} input channels)`);
+  // The default, and every layer int8 (skip_slow_layers off: the form before it) as the baseline, 1 thread.
+  for (const skipSlowLayers of [true, false]) {
+    const config = await createQuantConfig(model, { batchNum: 2, quantizeOutputs: QUANTIZE_OUTPUTS, biasCorrection: BIAS_CORRECTION, channelSplitting: CHANNEL_SPLITTING, skipSlowLayers });
+    const t0 = performance.now();
+    const r = await quantizeModel(model, config, [0, 1].map((i) => { const [x, d] = c.calib(i); return { [c.input]: new Tensor('float32', x, d) }; }));
+    const ptq = (performance.now() - t0) / 1000;
+    const [x, dims] = c.bench();
+    const feeds = { [c.input]: new ortNode.Tensor('float32', x, dims) };
+    const layers = r.layers.filter((l) => l.quantized).length;
+    const fid = await fidelity([model, r.fakeQuantModel, r.deployModel], c);
+    const strings = c.name.includes('rec') ? await stringsMatchingFloat([model, r.deployModel], c) : '-';
+    for (const threads of skipSlowLayers ? [1, all] : [1]) {
+      const opt = join(tmp, 'deploy.opt.onnx');
+      const [f, q, d] = await timedTogether([model, r.fakeQuantModel, r.deployModel], feeds, threads, threads === 1 ? opt : undefined);
+      const fused = threads === 1 ? fusedCounts(opt) : undefined;
+      rows.push({
+        model: `${c.name} ${dims.join('×')}`, layersIn: skipSlowLayers ? 'default' : 'every layer int8', threads, float: f.ms, fake: q.ms, deploy: d.ms,
+        layers, fused, ...fid, strings, ptq,
+      });
+      const row = rows[rows.length - 1];
+      console.error(`${row.model} (${row.layersIn}), ${threads} thread(s): float ${f.ms.toFixed(1)} ms, deploy ${d.ms.toFixed(1)} ms; deploy ${r.deployModel.length} bytes, ${r.channelSplits.length} layers split (+${r.channelSplits.reduce((n, x) => n + x.added, 0)} input channels)`);
+    }
   }
 }
 rmSync(tmp, { recursive: true, force: true });
 
 emitTable('deploy', {
   title: `onnxruntime-node ${ortNode.env.versions?.common ?? ''} CPU, graphOptimizationLevel 'all', median of ${RUNS} interleaved runs after 3 warm-up runs; ${all} cores`,
-  header: ['model, input', 'threads', 'float ms', 'fake-quant ms', 'deploy ms', 'fake-quant / float', 'deploy / float', 'integer kernels (of quantized layers)', 'DequantizeLinear left', 'cosine deploy-float (mean of 4 inputs)', 'cosine deploy-fake-quant'],
-  align: 'lrrrrrrrrrr',
+  header: ['model, input', 'layers', 'threads', 'float ms', 'fake-quant ms', 'deploy ms', 'fake-quant / float', 'deploy / float', 'integer kernels (of quantized layers)', 'DequantizeLinear left', 'cosine deploy-float (mean of 4 inputs)', 'cosine deploy-fake-quant', 'lines read as float reads them (deploy)'],
+  align: 'llrrrrrrrrrrr',
   rows: rows.map((r) => [
-    r.model, r.threads, r.float.toFixed(1), r.fake.toFixed(1), r.deploy.toFixed(1), (r.fake / r.float).toFixed(2), (r.deploy / r.float).toFixed(2),
-    r.fused ? `${r.fused.integer} (${r.layers})` : '-', r.fused ? r.fused.dq : '-', r.cosFloat.toFixed(5), r.cosFake.toFixed(5),
+    r.model, r.layersIn === 'default' ? 'default (skip_slow_layers)' : r.layersIn, r.threads, r.float.toFixed(1), r.fake.toFixed(1), r.deploy.toFixed(1), (r.fake / r.float).toFixed(2), (r.deploy / r.float).toFixed(2),
+    r.fused ? `${r.fused.integer} (${r.layers})` : '-', r.fused ? r.fused.dq : '-', r.cosFloat.toFixed(5), r.cosFake.toFixed(5), r.threads === 1 ? r.strings : '-',
   ]),
 });
