@@ -9,7 +9,7 @@ async function main() {
   const model = new Uint8Array(await (await fetch('/test/fixtures/mnist_cnn.onnx')).arrayBuffer());
   const x = Float32Array.from({ length: 4 * 784 }, (_, i) => ((i * 7919) % 255) / 255);
   const feeds = { input: new Tensor('float32', x, [4, 1, 28, 28]) };
-  const result = await quantizeModel(model, await createQuantConfig(model), [feeds]);
+  const result = await quantizeModel(model, await createQuantConfig(model, { skipSlowLayers: false }), [feeds]);
   const session = await createSession(result.deployModel);
   const out = await session.run(feeds);
   await session.release();
