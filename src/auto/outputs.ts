@@ -3,7 +3,7 @@
  */
 import { htmlReport } from '../report/html.js';
 import { writeFileAtomic } from '../runtime/io.js';
-import { parityAcceptable, type Parity } from '../quant/export/parity.js';
+import { parityRefused, type Parity } from '../quant/export/parity.js';
 import { type AutoCalibrationOptions, type AutoCalibrationResult } from './types.js';
 import { type LayerRepair } from './repairs.js';
 import { type LayerScore } from './sensitivity.js';
@@ -60,7 +60,7 @@ export function autoCalibrationReport(r: AutoCalibrationResult): AutoCalibration
 }
 /** A deploy model that fails parity is not written, as saveModel would refuse it (its reports say why), unless forced. */
 export function withholdsModels(r: AutoCalibrationResult, options: AutoCalibrationOptions): boolean {
-  return r.passed && options.savePrefix !== undefined && !options.force && !parityAcceptable(r.parity);
+  return r.passed && options.savePrefix !== undefined && parityRefused(r.parity, options.force === true);
 }
 /** Every file `options` asks for, the models included (written only on success). */
 export function outputFiles(options: AutoCalibrationOptions): { models: string[]; reports: string[] } {

@@ -9,7 +9,7 @@ import { describeValue, quoteName } from '../text.js';
 import { type CalibrationSource } from './calibrate/calibrate.js';
 import { type CreateQuantConfigOptions, type QuantConfig } from './config/config.js';
 import { fidelityWarnings, measureFidelity } from './export/fidelity.js';
-import { measureParity, parityAcceptable, parityWarnings, PARITY_MIN_COSINE, type Parity } from './export/parity.js';
+import { measureParity, parityRefused, parityWarnings, PARITY_MIN_COSINE, type Parity } from './export/parity.js';
 import { defaultQuantConfig } from './prepare/default-config.js';
 import { prepare, privateCopy } from './prepare/prepare.js';
 import { PreparedQuantization } from './prepared.js';
@@ -107,7 +107,7 @@ export async function saveModel(result: Pick<QuantizeResult, 'fakeQuantModel' | 
 
 /** Refuses a deploy model that fails parity (see export/parity.ts), unless forced. */
 export function checkParity(parity: Parity | undefined, force: boolean): void {
-  if (force || parityAcceptable(parity)) return;
+  if (!parityRefused(parity, force)) return;
   throw new ParityError(
     `the deploy model's output ${quoteName(parity.output)} has cosine ${parity.cosine.toFixed(5)} to the fake-quant model's on ${parity.backend} (below ${PARITY_MIN_COSINE}), so it would ship a model that computes something else than the one measured; nothing was written. Pass { force: true } (CLI --force) to save it anyway`,
     parity,

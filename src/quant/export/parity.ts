@@ -81,12 +81,13 @@ export function describeParity(p: Parity): string {
 }
 
 /** No parity measured (nothing quantized, no data ran) counts as acceptable: there is nothing to compare. */
-export function parityAcceptable(parity: Parity | undefined): parity is undefined {
-  return !parity || parity.cosine >= PARITY_MIN_COSINE;
+/** Whether a deploy model with this parity is refused (saveModel) or withheld (automatic calibration): measured, below the limit, not forced. */
+export function parityRefused(parity: Parity | undefined, force: boolean): parity is Parity {
+  return !force && parity !== undefined && parity.cosine < PARITY_MIN_COSINE;
 }
 
 export function parityWarnings(parity: Parity | undefined): QuantWarning[] {
-  if (parityAcceptable(parity)) return [];
+  if (!parityRefused(parity, false)) return [];
   return [{
     code: 'LOW_PARITY',
     output: parity.output,
