@@ -196,7 +196,7 @@ async function finish(
   ).map((l) => (repaired.has(l.name) ? { ...l, repair: repaired.get(l.name)!.repair.detail } : l));
   const fakeQuantModel = passed ? p.fakeQuantModel(plan).model : undefined;
   const deployModel = passed ? p.deployModel(plan) : undefined;
-  const parity = fakeQuantModel && deployModel && plan.length ? await measureParity(fakeQuantModel, deployModel, o.kept, o.sessionOptions) : undefined;
+  const parity = fakeQuantModel && deployModel && plan.length ? await measureParity(fakeQuantModel, deployModel, o.kept, o.sessionOptions, p.config.deploy_target) : undefined;
   const warnings = [...p.warnings(layers, true), ...parityWarnings(parity)];
   for (const w of warnings) o.runLog.log('warn', `warning: ${w.message}`);
   const history = o.evaluations.history;

@@ -126,7 +126,7 @@ export class PreparedQuantization {
       if (out.afterCalibration) finish.push(out.afterCalibration);
       if (!out.off) ran.push({ name: pass.name, stage: pass.stage, settings: pass.settings(this.session.config), measuringPasses: out.measuringPasses ?? 0 });
     }
-    const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options);
+    const stats = await calibrateLayers(this.session, this.enabled, this.record, batches, options, !this.fromRecord && this.weightOnly.length > 0);
     if (stats) stats.passes += measuring;
     if (stats?.unreached?.length) this.dropUnreached(stats.unreached);
     for (const f of finish) f();

@@ -40,3 +40,33 @@ for (const c of cases) {
     for (const n of result.gpuRewrites) assert.ok(floatCpu.includes(`Clip ${n}`), `${n} was not a CPU-placed Clip`);
   });
 }
+
+// The 'webgpu' deploy target: its deploy models (MatMulNBits, GatherBlockQuantized, Conv reading
+// int8 weights through Cast → Mul, which onnxruntime folds at load) put no node on the CPU that the
+// float model does not.
+const targetCases = [
+  { name: 'MNIST CNN fixture', url: new URL('../fixtures/mnist_cnn.onnx', import.meta.url), feeds: (x: (n: number) => Float32Array) => ({ input: new Tensor('float32', x(2 * 784), [2, 1, 28, 28]) }) },
+  { name: 'tiny ViT', url: new URL('../fixtures/transformers/vit_tiny.onnx', import.meta.url), feeds: (x: (n: number) => Float32Array) => ({ input: new Tensor('float32', x(2 * 784), [2, 1, 28, 28]) }) },
+  {
+    name: 'token classifier (embedding)',
+    url: new URL('../fixtures/transformers/token_classifier.onnx', import.meta.url),
+    feeds: () => ({ input_ids: new Tensor('int64', BigInt64Array.from({ length: 64 }, (_, i) => BigInt((i * 7) % 50)), [2, 32]), attention_mask: new Tensor('int64', new BigInt64Array(64).fill(1n), [2, 32]) }),
+  },
+];
+for (const c of targetCases) {
+  for (const bits of [8, 4] as const) {
+    Deno.test(`the ${c.name}'s ${bits}-bit webgpu-target deploy model keeps every node the float model runs on the GPU there`, async () => {
+      useOrt(ortWebGpu as never);
+      const model = await Deno.readFile(c.url);
+      const next = rng(11);
+      const x = (n: number) => Float32Array.from({ length: n }, () => next());
+      const result = await quantizeModel(model, await createQuantConfig(model, { deployTarget: 'webgpu', weightBits: bits }), [c.feeds(x)]);
+      const floatCpu = onCpu(await nodePlacement(model, { executionProviders: ['webgpu'] }));
+      const deploy = await nodePlacement(result.deployModel, { executionProviders: ['webgpu'] });
+      const extra = onCpu(deploy).filter((n) => !floatCpu.includes(n));
+      assert.deepEqual(extra, [], `deploy nodes on the CPU that the float model does not put there: ${extra.join(', ')}`);
+      assert.ok((deploy.counts.WebGpuExecutionProvider ?? 0) > 0, 'nothing was placed on WebGPU');
+      assert.ok(!onCpu(deploy).some((n) => /^(MatMulNBits|GatherBlockQuantized|DequantizeLinear) /.test(n)), `${onCpu(deploy).join(', ')}`);
+    });
+  }
+}

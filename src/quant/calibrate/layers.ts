@@ -22,6 +22,8 @@ export async function calibrateLayers(
   record: QuantRecord,
   batches: () => Promise<BatchSource>,
   options: CalibrateOptions = {},
+  /** Run the batches even with nothing to observe, to keep outputs (weight-only models: their parity and fidelity). */
+  keepAnyway = false,
 ): Promise<CalibrationStats | undefined> {
   const observers: ObserverMap = new Map();
   const observe = (tensor: string, key: string, p: ActivationQuantParams) => {
@@ -61,7 +63,7 @@ export async function calibrateLayers(
     const output = graphAt(q.work.graph!, l.scope)?.node?.[l.nodeIndex]?.output?.[0];
     if (output) probes.set(output, l.name);
   }
-  if (observers.size === 0) return undefined;
+  if (observers.size === 0 && !(keepAnyway && options.keepOutputs)) return undefined;
   const source = await batches();
   // quantizeModel saves no log file; its messages are printed when setLogLevel asks.
   const printLog = new RunLog();

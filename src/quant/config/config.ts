@@ -26,10 +26,27 @@ export interface ActivationQuantParams {
 }
 
 export interface WeightQuantParams {
-  num_bits: 8;
+  /** 4 only where the deploy target quantizes the layer in blocks (see `deploy_target`). */
+  num_bits: 8 | 4;
   wts_algo: 'arq_quantize';
   channel_wise: boolean;
+  /**
+   * Weights per scale along the reduction axis, for the block forms of the 'webgpu' target
+   * (MatMulNBits, GatherBlockQuantized): a power of two from 16 to 256; default 32.
+   */
+  block_size?: number;
 }
+
+export const DEPLOY_TARGETS = Object.freeze(['cpu', 'webgpu'] as const);
+/**
+ * The runtime the deploy model is made for (see prepare/target.ts): 'cpu' (default), int8 QDQ that
+ * native ONNX Runtime fuses into integer kernels; 'webgpu', weight-only forms that onnxruntime-web's
+ * WebGPU backend runs on the GPU (activations stay float).
+ */
+export type DeployTarget = (typeof DEPLOY_TARGETS)[number];
+/** MatMulNBits and GatherBlockQuantized take power-of-two blocks of at least 16. */
+export const BLOCK_SIZES: readonly number[] = Object.freeze([16, 32, 64, 128, 256]);
+export const DEFAULT_BLOCK_SIZE = 32;
 
 export interface LayerQuantConfig {
   quant_enable: boolean;
@@ -96,6 +113,8 @@ export interface QuantConfigGlobals {
    * calibration batches gets closer to float (one more pass, plus one forward pass per layer).
    */
   weight_rounding?: WeightRounding;
+  /** See DeployTarget. Default (absent) 'cpu'. */
+  deploy_target?: DeployTarget;
 }
 
 export const WEIGHT_ROUNDINGS = Object.freeze(['nearest', 'adaptive'] as const);
@@ -133,7 +152,13 @@ export interface CreateQuantConfigOptions {
   activationAlgo?: ActivationAlgo;
   /** Activation bits: 8, or 16 for sensitive layers. */
   activationBits?: 8 | 16;
-  weightBits?: 8;
+  /**
+   * Weight bits: 8, or 4 for the layers the 'webgpu' target quantizes in blocks (MatMul, Gemm,
+   * embeddings; its Conv weights stay 8-bit).
+   */
+  weightBits?: 8 | 4;
+  /** See `deploy_target` (default 'cpu'). */
+  deployTarget?: DeployTarget;
   /**
    * Per-output-channel weights for every layer that has an output-channel axis (Conv, ConvTranspose
    * with one group, Gemm, MatMul). Default: true when the model is at opset 13 or can be raised to it
@@ -165,6 +190,8 @@ export const GLOBAL_SETTINGS = Object.freeze([
   ['bias_correction', 'biasCorrection', false],
   ['weight_rounding', 'weightRounding', 'nearest'],
   ['skip_slow_layers', 'skipSlowLayers', true],
+  // Written only when asked for: configs without it are for the CPU.
+  ['deploy_target', 'deployTarget', undefined],
 ] as const satisfies readonly (readonly [keyof QuantConfigGlobals, keyof CreateQuantConfigOptions | undefined, unknown])[]);
 
 export const GLOBAL_KEYS: ReadonlySet<string> = new Set(['version', ...GLOBAL_SETTINGS.map(([key]) => key)]);
@@ -242,7 +269,13 @@ function checkOptions(options: CreateQuantConfigOptions, problems: string[]): vo
     problems.push(`weightRounding must be one of ${WEIGHT_ROUNDINGS.join(', ')}, got ${describeValue(options.weightRounding)}`);
   }
   if (options.activationBits !== undefined && options.activationBits !== 8 && options.activationBits !== 16) problems.push(`activationBits must be 8 or 16, got ${describeValue(options.activationBits)}`);
-  if (options.weightBits !== undefined && options.weightBits !== 8) problems.push(`weightBits must be 8, got ${describeValue(options.weightBits)}`);
+  if (options.weightBits !== undefined && options.weightBits !== 8 && options.weightBits !== 4) problems.push(`weightBits must be 8 or 4, got ${describeValue(options.weightBits)}`);
+  if (options.deployTarget !== undefined && !(DEPLOY_TARGETS as readonly unknown[]).includes(options.deployTarget)) {
+    problems.push(`deployTarget must be one of ${DEPLOY_TARGETS.map((t) => `'${t}'`).join(', ')}, got ${describeValue(options.deployTarget)}`);
+  }
+  if (options.weightBits === 4 && (options.deployTarget ?? 'cpu') !== 'webgpu') {
+    problems.push("weightBits 4 needs deployTarget 'webgpu' (the CPU target's int8 kernels take 8-bit weights)");
+  }
   for (const k of ['activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'biasCorrection', 'skipSlowLayers', 'channelWise'] as const) {
     if (options[k] !== undefined && typeof options[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(options[k])}`);
   }
@@ -259,6 +292,9 @@ function checkOptions(options: CreateQuantConfigOptions, problems: string[]): vo
  * closest to (see coverage.ts's whereIsName, which knows the whole model).
  */
 export type NameHint = (name: string) => string;
+
+/** Whether the layer's weights are quantized in blocks (see LayerInfo.blocked). */
+const blockwise = (layer: LayerInfo) => layer.blocked === true;
 
 const plainHint = (layers: readonly LayerInfo[]): NameHint => (name) => didYouMean(name, layers.map((l) => l.name));
 
@@ -289,7 +325,8 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
   const config: Record<string, unknown> = { version: 1 };
   for (const [key, option, fallback] of GLOBAL_SETTINGS) {
     const given = option === undefined ? undefined : options[option];
-    config[key] = given ?? (Array.isArray(fallback) ? [...fallback] : fallback);
+    const value = given ?? (Array.isArray(fallback) ? [...fallback] : fallback);
+    if (value !== undefined) config[key] = value;
   }
   const skip = new Set(options.skipLayers ?? []);
   const skipSlow = options.skipSlowLayers ?? true;
@@ -303,7 +340,10 @@ export function buildQuantConfig(layers: readonly LayerInfo[], options: CreateQu
     };
     // Weight-only rows are dequantized by Cast and Mul (export/weight-only.ts), which need no opset 13.
     const rows = layer.weightOnly ? options.channelWise ?? true : channelWise;
-    if (layer.weight) entry.weight_quant_params = { num_bits: options.weightBits ?? 8, wts_algo: 'arq_quantize', channel_wise: rows };
+    if (layer.weight) {
+      entry.weight_quant_params = { num_bits: blockwise(layer) ? options.weightBits ?? 8 : 8, wts_algo: 'arq_quantize', channel_wise: rows };
+      if (blockwise(layer)) entry.weight_quant_params.block_size = DEFAULT_BLOCK_SIZE;
+    }
     entry = applyOverride(entry, options.common);
     entry = applyOverride(entry, options.byType?.[layer.opType]);
     entry = applyOverride(entry, options.byName?.[layer.name]);
@@ -365,8 +405,16 @@ function checkWeight(where: string, p: unknown, layer: LayerInfo | undefined, pr
     problems.push(`${where}.weight_quant_params must be an object`);
     return;
   }
-  for (const k of Object.keys(p)) if (!['num_bits', 'wts_algo', 'channel_wise'].includes(k)) problems.push(`${where}.weight_quant_params.${k} is not a known field`);
-  if (p.num_bits !== 8) problems.push(`${where}.weight_quant_params.num_bits must be 8, got ${describeValue(p.num_bits)}`);
+  for (const k of Object.keys(p)) if (!['num_bits', 'wts_algo', 'channel_wise', 'block_size'].includes(k)) problems.push(`${where}.weight_quant_params.${k} is not a known field`);
+  const blocks = layer !== undefined && blockwise(layer);
+  if (blocks ? p.num_bits !== 8 && p.num_bits !== 4 : p.num_bits !== 8) {
+    const why = blocks || layer?.weightOnly || !(layer?.opType === 'MatMul' || layer?.opType === 'Gemm') ? '' : " (4 needs deploy_target 'webgpu', where this layer is quantized in blocks)";
+    problems.push(`${where}.weight_quant_params.num_bits must be ${blocks ? '8 or 4' : '8'}, got ${describeValue(p.num_bits)}${why}`);
+  }
+  if (p.block_size !== undefined) {
+    if (!blocks) problems.push(`${where}.weight_quant_params.block_size applies only to the 'webgpu' target's block forms (MatMul, Gemm, embeddings): remove it`);
+    else if (!BLOCK_SIZES.includes(p.block_size as number)) problems.push(`${where}.weight_quant_params.block_size must be one of ${BLOCK_SIZES.join(', ')}, got ${describeValue(p.block_size)}`);
+  }
   if (p.wts_algo !== 'arq_quantize') problems.push(`${where}.weight_quant_params.wts_algo must be "arq_quantize", got ${describeValue(p.wts_algo)}`);
   if (typeof p.channel_wise !== 'boolean') problems.push(`${where}.weight_quant_params.channel_wise must be a boolean`);
   else if (p.channel_wise && layer?.weight && layer.weight.channelAxis < 0) {
@@ -392,6 +440,9 @@ export function validateQuantConfig(config: unknown, layers: readonly LayerInfo[
   }
   if (config.channel_splitting !== undefined && !(typeof config.channel_splitting === 'number' && config.channel_splitting >= 0 && config.channel_splitting <= 1)) {
     problems.push(`channel_splitting must be a number in [0, 1] (the share of extra input channels a layer may get; 0 turns it off), got ${describeValue(config.channel_splitting)}`);
+  }
+  if (config.deploy_target !== undefined && !(DEPLOY_TARGETS as readonly unknown[]).includes(config.deploy_target)) {
+    problems.push(`deploy_target must be one of ${DEPLOY_TARGETS.map((t) => `'${t}'`).join(', ')}, got ${describeValue(config.deploy_target)}`);
   }
   if (config.weight_rounding !== undefined && !(WEIGHT_ROUNDINGS as readonly unknown[]).includes(config.weight_rounding)) {
     problems.push(`weight_rounding must be one of ${WEIGHT_ROUNDINGS.map((r) => `'${r}'`).join(', ')}, got ${describeValue(config.weight_rounding)}`);

@@ -10,7 +10,9 @@
  * cls cosine 1.000000, PP-OCRv4 det 0.99954, rec 0.99922; with optimizations off all four are 1.
  */
 import { CalibrationError } from '../../errors.js';
-import { createSession, runtimeName, type CreateSessionOptions, type InferenceSession, type OrtTensor } from '../../runtime/ort.js';
+import { env } from '../../runtime/env.js';
+import { createSession, defaultEngine, runtimeName, type CreateSessionOptions, type InferenceSession, type OrtTensor } from '../../runtime/ort.js';
+import type { DeployTarget } from '../config/config.js';
 import { describeError, quoteName } from '../../text.js';
 import type { KeptBatch } from '../calibrate/calibrate.js';
 import type { QuantWarning } from '../prepare/coverage.js';
@@ -39,17 +41,42 @@ async function outputs(session: InferenceSession, batch: KeptBatch, what: string
   }
 }
 
-/** Deploy against fake-quant on `kept` (see the module comment); undefined when nothing was kept. */
-export async function measureParity(fakeQuant: Uint8Array, deploy: Uint8Array, kept: readonly KeptBatch[], options: CreateSessionOptions = {}): Promise<Parity | undefined> {
+const providerNames = (options: CreateSessionOptions) => (options.executionProviders ?? []).map((ep) => (typeof ep === 'string' ? ep : ep.name));
+
+/**
+ * The deploy model's session: on the target's own backend where this runtime has it (the 'webgpu'
+ * target on onnxruntime-web's WebGPU build, where an adapter exists), else where calibration ran.
+ */
+async function deploySession(deploy: Uint8Array, options: CreateSessionOptions, target: DeployTarget): Promise<{ session: InferenceSession; providers: string[] }> {
+  const all = { ...options, graphOptimizationLevel: 'all' as const };
+  if (target === 'webgpu' && !providerNames(options).includes('webgpu') && env.hasWebGpuApi && (options.engine ?? (await defaultEngine())) === 'web') {
+    try {
+      return { session: await createSession(deploy, { ...all, executionProviders: ['webgpu'] }), providers: ['webgpu'] };
+    } catch {
+      // This build of onnxruntime-web has no WebGPU backend, or no adapter answered: measure where calibration ran.
+    }
+  }
+  return { session: await createSession(deploy, all), providers: providerNames(options) };
+}
+
+/**
+ * Deploy against fake-quant on `kept` (see the module comment); undefined when nothing was kept.
+ * For the 'webgpu' target the deploy model runs on WebGPU where it can (see deploySession), the
+ * fake-quant model where calibration ran; `backend` names both then.
+ */
+export async function measureParity(fakeQuant: Uint8Array, deploy: Uint8Array, kept: readonly KeptBatch[], options: CreateSessionOptions = {}, target: DeployTarget = 'cpu'): Promise<Parity | undefined> {
   if (kept.length === 0) return undefined;
   const fake = await createSession(fakeQuant, options);
   const names = [...fake.outputNames];
   const sums = new Map(names.map((n) => [n, { c: new OutputComparison(), maxAbs: 0 }]));
-  const providers = (options.executionProviders ?? []).map((ep) => (typeof ep === 'string' ? ep : ep.name));
-  const backend = `${runtimeName(fake)} ${providers.length ? providers.join(', ') : 'default provider'}`;
+  const providers = providerNames(options);
+  const described = (eps: string[]) => (eps.length ? eps.join(', ') : 'default provider');
+  let backend = `${runtimeName(fake)} ${described(providers)}`;
   let deployed: InferenceSession | undefined;
   try {
-    deployed = await createSession(deploy, { ...options, graphOptimizationLevel: 'all' });
+    const d = await deploySession(deploy, options, target);
+    deployed = d.session;
+    if (described(d.providers) !== described(providers)) backend = `${runtimeName(deployed)} ${described(d.providers)} (the fake-quant model on ${described(providers)})`;
     for (const [i, batch] of kept.entries()) {
       const a = await outputs(fake, batch, 'fake-quant model', i);
       const b = await outputs(deployed, batch, 'deploy model', i);

@@ -153,6 +153,8 @@ export function coverageWarnings(layers: readonly ReportedLayer[], skipped: read
   const add = (reason: string, node: { name: string; opType: string }) => byReason.set(reason, [...(byReason.get(reason) ?? []), node]);
   for (const l of layers) {
     if (l.quantized || !HEAVY_OPS.has(l.opType) || (search && !kindOf.has(l.name))) continue;
+    // A weight-only target keeps activation products float by design: the layer report says so.
+    if (kindOf.get(l.name) === 'no weight (weight-only target)') continue;
     add(kindOf.get(l.name) ?? l.reason ?? 'left in float', l);
   }
   for (const n of floatOnly) add(n.reason, n);

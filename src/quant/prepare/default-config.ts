@@ -7,12 +7,17 @@
 import { type CreateQuantConfigOptions, type QuantConfig, buildQuantConfig } from '../config/config.js';
 import { slowInt8Layers } from './cpu-cost.js';
 import { layersFeedingLog } from './log-inputs.js';
+import { forTarget } from './target.js';
 import { INT16_OPSET, PER_CHANNEL_OPSET, opsetBlocker, type Prepared } from './prepare.js';
 
-export function defaultQuantConfig({ model, layers, hint }: Prepared, options: CreateQuantConfigOptions = {}): QuantConfig {
+export function defaultQuantConfig({ model, layers: all, hint }: Prepared, options: CreateQuantConfigOptions = {}): QuantConfig {
+  const { layers } = forTarget(all, options.deployTarget);
+  const cpu = (options.deployTarget ?? 'cpu') === 'cpu';
   const logFed = layersFeedingLog(model.graph!, layers);
   const wide = logFed.size && opsetBlocker(model, INT16_OPSET) !== undefined ? 'float' : 16;
-  const precise = new Map([...logFed].map((name) => [name, wide] as const));
-  const slow = slowInt8Layers(model.graph!, layers);
+  // Activation precision matters only where activations are quantized.
+  const precise = new Map(cpu ? [...logFed].map((name) => [name, wide] as const) : []);
+  // The CPU's integer kernels are what makes a layer slow in int8; other targets keep activations float.
+  const slow = cpu ? slowInt8Layers(model.graph!, layers) : new Map<string, string>();
   return buildQuantConfig(layers, options, { perChannelReachable: opsetBlocker(model, PER_CHANNEL_OPSET) === undefined, precise, slow, hint });
 }

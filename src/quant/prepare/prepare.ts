@@ -17,6 +17,7 @@ import { foldRecurrentWeights } from './fold-weights.js';
 import { foldAffines, foldBatchNorms } from './fusion.js';
 import { HARD_SWISH_OPSET, fuseHardSwish } from './hardswish.js';
 import { type LayerInfo, type SkippedNode, scanLayers } from './registry.js';
+import { configTarget, forTarget } from './target.js';
 
 export function isModelProto(m: ModelSource): m is ModelProto {
   return typeof m === 'object' && m !== null && !(m instanceof Uint8Array) && !(m instanceof ArrayBuffer) && !(m instanceof URL);
@@ -92,8 +93,11 @@ export async function prepareQuantization(
   configSource = 'quantizeModel config',
 ): Promise<QuantizationSession> {
   const prepared = prepare(await privateCopy(model));
-  const { model: work, layers: declared, skipped, coverage, hint } = prepared;
+  const { model: work, coverage, hint } = prepared;
   const config = typeof configFor === 'function' ? configFor(prepared) : configFor;
+  const target = configTarget(config);
+  const { layers: declared, dropped } = forTarget(prepared.layers, target);
+  const skipped = [...prepared.skipped, ...dropped];
   validateQuantConfig(config, declared, configSource, hint);
   const cfg = structuredClone(config);
   const original = encodeModel(work);
@@ -103,7 +107,10 @@ export async function prepareQuantization(
   const hardSwish = cfg.do_fusion !== false ? fuseHardSwishes(work) : [];
   // After the fusions, so that the weights balanced are the ones quantized.
   const equalized = cfg.cross_layer_equalization !== false ? equalizeChannels(work.graph!) : [];
-  const { layers, weightOnly } = scanLayers(work.graph!);
+  const scan = scanLayers(work.graph!);
+  const scanned = forTarget(byOrder([...scan.layers, ...scan.weightOnly]), target).layers;
+  const layers = scanned.filter((l) => !l.weightOnly);
+  const weightOnly = scanned.filter((l) => l.weightOnly);
   return { work, original, config: cfg, declared, layers, weightOnly, skipped, floatOnly: coverage.floatOnly, fused, affines, hardSwish, equalized, kernels: kernels ?? (await getKernels()) };
 }
 /**

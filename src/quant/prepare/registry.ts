@@ -41,6 +41,11 @@ export interface LayerInfo {
    * quantized per row and `activation` (the indices, the sequence) is not; see export/weight-only.ts.
    */
   weightOnly?: true;
+  /**
+   * Quantized in blocks along the reduction axis (MatMulNBits, GatherBlockQuantized): the 'webgpu'
+   * target's MatMul, Gemm and embedding layers (see prepare/target.ts). Implies weightOnly.
+   */
+  blocked?: true;
   /** A recurrent layer's recurrence weight R, quantized like its input weight W (`weight`). */
   recurrence?: WeightSpec;
   /**
@@ -51,7 +56,7 @@ export interface LayerInfo {
 }
 
 /** Why a node of a quantizable type stays float, in words a warning can count by. */
-export type SkipKind = 'activation × activation' | 'weight computed at run time' | 'unsupported form' | 'holds a subgraph';
+export type SkipKind = 'activation × activation' | 'weight computed at run time' | 'unsupported form' | 'holds a subgraph' | 'no weight (weight-only target)';
 
 export interface SkippedNode {
   name: string;
