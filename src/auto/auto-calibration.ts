@@ -14,6 +14,7 @@ import { type CreateSessionOptions } from '../runtime/ort.js';
 import { emitProgress, RunLog } from '../runtime/log.js';
 import { DEFAULT_CALIBRATION_MEMORY, type BatchSource, type KeptBatch } from '../quant/calibrate/calibrate.js';
 import { measureParity, parityWarnings } from '../quant/export/parity.js';
+import { weightOnlyBits, weightOnlyBytes } from '../quant/export/weight-only.js';
 import { replayedCallback } from '../quant/calibrate/replay.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config/config.js';
 import { readJsonFile } from '../quant/config/io.js';
@@ -57,7 +58,9 @@ export async function accuracyBasedAutoCalibration(
   // The model is read and parsed once; the default config is made from that parse. A given config
   // is validated against it (and copied). The deploy model's opset is checked here, not after the search.
   const config = options.config ?? (options.configFile ? ((await readJsonFile(options.configFile)) as QuantConfig) : undefined);
-  const p = await PreparedQuantization.create(model, config ?? ((prepared) => defaultQuantConfig(prepared)), {
+  const mixed = Array.isArray(options.weightBits);
+  const bits = mixed ? 4 : (options.weightBits as 4 | 8 | undefined);
+  const p = await PreparedQuantization.create(model, config ?? ((prepared) => defaultQuantConfig(prepared, { deployTarget: options.deployTarget, weightBits: bits })), {
     record: options.record,
     configSource: options.configFile ?? 'config',
     activationBits: fallbackTo === 'int16' ? 16 : undefined,
@@ -102,8 +105,10 @@ export async function accuracyBasedAutoCalibration(
       onProgress: (e: QuantizeProgressEvent) => progress('calibration', step === 'calibration' ? e.message : `${step}, ${e.message}`, undefined, { done: e.batch, total: e.batchNum }),
     });
   const stats = await timed('calibration', () => calibrate(p, 'calibration'));
-  const space = new SearchSpace(p, fallbackTo);
-  const ctx: SearchContext = { space, evaluations, progress, budget: `maxEvaluations ${maxEvaluations}, maxSeconds ${maxSeconds}` };
+  // Mixed 4/8-bit weights: the first level moves layers from 4 to 8 bits (see weightBits).
+  const startBits = mixed ? new Map(p.searchedWeightOnly.filter((l) => l.blocked).map((l) => [l.name, 4 as const])) : undefined;
+  let space = new SearchSpace(p, mixed ? '8-bit' : fallbackTo, startBits);
+  let ctx: SearchContext = { space, evaluations, progress, budget: `maxEvaluations ${maxEvaluations}, maxSeconds ${maxSeconds}` };
   const similarity = sensitivityFunction(p.session.kernels, options.sensitivity ?? 'cosine');
   const rankingOptions = {
     ...sessionOptions,
@@ -116,16 +121,25 @@ export async function accuracyBasedAutoCalibration(
   // 3. Every layer in int8; 4. rank, and fall back in ranking order; 5. repair; 6. refine.
   let ranking: LayerScore[] = [];
   let outcome = await timed('search', () => quantizeAll(ctx));
-  if (!outcome.fallback && !outcome.exhausted && space.plan.length > 0) {
+  if (!outcome.fallback && !outcome.exhausted && space.size > 0) {
     ranking = await timed('ranking', () =>
       RANKING[options.ranking ?? 'model-output']({
-        p, plan: space.plan, batches, similarity, options: rankingOptions, onStep: (done, total, step) => progress('ranking', step, undefined, { done, total }),
+        p, plan: space.plan, weightOnly: space.weightOnly, batches, similarity, options: rankingOptions, onStep: (done, total, step) => progress('ranking', step, undefined, { done, total }),
       }));
     const quantized = outcome;
     outcome = await timed('search', async () => {
       if (fallbackTo === 'int16') await space.widen(async (v) => void (await calibrate(v, '16-bit activations')));
       return searchFallbacks(ctx, quantized, ranking, options.strategy ?? 'binary');
     });
+    if (mixed && !outcome.fallback && !outcome.exhausted && evaluations.mayEvaluate()) {
+      // Every layer at 8 bits fails too: one level down, from 8 bits to float, in the same ranking.
+      const atEight = outcome;
+      space = new SearchSpace(p, 'float', new Map([...(startBits ?? [])].map(([name]) => [name, 8 as const])));
+      ctx = { ...ctx, space };
+      progress('search', `every layer at 8-bit weights fails the limit: falling the most sensitive back to float`);
+      outcome = await timed('search', () => searchFallbacks(ctx, atEight, ranking, options.strategy ?? 'binary'));
+      outcome = { ...outcome, message: `every block-quantized layer at 8-bit weights still exceeds the limit; from 8 bits: ${outcome.message}` };
+    }
   }
   const repairContext: RepairContext = {
     p,
@@ -181,22 +195,27 @@ async function finish(
   for (const name of fallback ?? []) {
     const entry = config[name] as LayerQuantConfig;
     if (fallbackTo === 'float') entry.quant_enable = false;
+    else if (fallbackTo === '8-bit') entry.weight_quant_params!.num_bits = 8;
     else entry.activation_quant_params!.num_bits = 16;
   }
   for (const [name, c] of repaired) c.edit(config[name] as LayerQuantConfig);
   const choice = { fallback: fallback ?? [], repaired };
   const plan = passed ? space.planFor(choice) : [];
+  const weightOnly = passed ? space.weightOnlyFor(choice) : [];
+  // The returned config rebuilds the model chosen: each weight-only layer at the bits it got.
+  const bitsOf = new Map(weightOnly.filter((w) => w.layer.blocked).map((w) => [w.layer.name, weightOnlyBits(w)]));
+  for (const [name, b] of bitsOf) (config[name] as LayerQuantConfig).weight_quant_params!.num_bits = b;
   // The returned config and record must rebuild this model without data, fallbacks in float included.
   const record = p.finalRecord(space.record, space.adoptedEntries(choice), passed ? plan : undefined);
   const off = new Set(fallback ?? []);
   const layers = p.layerReport(
-    new Set(plan.map((l) => l.layer.name)),
+    new Set([...plan.map((l) => l.layer.name), ...weightOnly.map((w) => w.layer.name)]),
     (name) => (off.has(name) ? 'fell back to float: the metric drop exceeded the limit' : passed ? undefined : message),
     record,
-  ).map((l) => (repaired.has(l.name) ? { ...l, repair: repaired.get(l.name)!.repair.detail } : l));
-  const fakeQuantModel = passed ? p.fakeQuantModel(plan).model : undefined;
-  const deployModel = passed ? p.deployModel(plan) : undefined;
-  const parity = fakeQuantModel && deployModel && plan.length ? await measureParity(fakeQuantModel, deployModel, o.kept, o.sessionOptions, p.config.deploy_target) : undefined;
+  ).map((l) => (repaired.has(l.name) ? { ...l, repair: repaired.get(l.name)!.repair.detail } : bitsOf.has(l.name) && l.quantized ? { ...l, weightBits: bitsOf.get(l.name)! } : l));
+  const fakeQuantModel = passed ? p.fakeQuantModel(plan, weightOnly).model : undefined;
+  const deployModel = passed ? p.deployModel(plan, weightOnly) : undefined;
+  const parity = fakeQuantModel && deployModel && plan.length + weightOnly.length ? await measureParity(fakeQuantModel, deployModel, o.kept, o.sessionOptions, p.config.deploy_target) : undefined;
   const warnings = [...p.warnings(layers, true), ...parityWarnings(parity)];
   for (const w of warnings) o.runLog.log('warn', `warning: ${w.message}`);
   const history = o.evaluations.history;
@@ -206,8 +225,8 @@ async function finish(
     message,
     originalMetric: original,
     quantizedMetric: passed ? outcome.final!.metric : outcome.full?.metric ?? original,
-    quantizedLayers: plan.map((l) => l.layer.name),
-    fallbackLayers: passed ? fallback! : space.plan.map((l) => l.layer.name),
+    quantizedLayers: [...plan.map((l) => l.layer.name), ...weightOnly.map((w) => w.layer.name)],
+    fallbackLayers: passed ? fallback! : space.names,
     fallbackTo,
     repairedLayers: [...repaired.values()].map((c) => c.repair),
     refinedLayers: outcome.refined,
@@ -228,7 +247,8 @@ async function finish(
     result.fakeQuantModel = fakeQuantModel;
     result.deployModel = deployModel;
     if (parity) result.parity = parity;
-    if (o.layerErrors) result.layerErrors = await p.layerErrors(plan, o.rankingOptions);
+    if (o.layerErrors) result.layerErrors = await p.layerErrors(plan, o.rankingOptions, weightOnly);
+    if (weightOnly.length) result.weightBytes = weightOnlyBytes(weightOnly);
   }
   o.runLog.log('info', message);
   return result;
@@ -238,7 +258,7 @@ async function finish(
 const AUTO_OPTION_KEYS = optionKeys<AutoCalibrationOptions>({
   executionProviders: true, graphOptimizationLevel: true, engine: true, config: true, configFile: true, record: true, recordFile: true, savePrefix: true,
   strategy: true, fallback: true, sensitivity: true, ranking: true, repairs: true, refine: true, maxEvaluations: true, maxSeconds: true, signal: true,
-  evaluationTimeoutSeconds: true, layerErrors: true, memoryBudgetBytes: true, force: true, onProgress: true,
+  evaluationTimeoutSeconds: true, layerErrors: true, memoryBudgetBytes: true, force: true, onProgress: true, deployTarget: true, weightBits: true,
 });
 /** The evaluator as an AutoCalibrationEvaluator, after checking it and the options. */
 function checkAutoArguments(evaluatorLike: unknown, options: unknown): AutoCalibrationEvaluator {
@@ -264,6 +284,15 @@ function checkAutoArguments(evaluatorLike: unknown, options: unknown): AutoCalib
   }
   if (o.repairs !== undefined && !(Array.isArray(o.repairs) && o.repairs.every((r) => (REPAIRS as readonly unknown[]).includes(r)))) {
     throw new OptionsError(`repairs must be a list of ${REPAIRS.join(', ')}, got ${describeValue(o.repairs)}`, 'AUTO_OPTIONS');
+  }
+  if (o.weightBits !== undefined && !(o.weightBits === 8 || o.weightBits === 4 || (Array.isArray(o.weightBits) && o.weightBits.length === 2 && o.weightBits[0] === 4 && o.weightBits[1] === 8))) {
+    throw new OptionsError(`weightBits must be 8, 4 or [4, 8], got ${describeValue(o.weightBits)}`, 'AUTO_OPTIONS');
+  }
+  if (o.weightBits !== undefined && o.weightBits !== 8 && (o.deployTarget ?? o.config?.deploy_target ?? 'cpu') !== 'webgpu') {
+    throw new OptionsError(`weightBits ${describeValue(o.weightBits)} needs deployTarget 'webgpu' (the CPU target's int8 kernels take 8-bit weights)`, 'AUTO_OPTIONS');
+  }
+  if (o.deployTarget !== undefined && (o.config !== undefined || o.configFile !== undefined)) {
+    throw new OptionsError("deployTarget applies to the default config; a given config says its own deploy_target", 'AUTO_OPTIONS');
   }
   if (o.refine !== undefined && typeof o.refine !== 'boolean') throw new OptionsError(`refine must be a boolean, got ${describeValue(o.refine)}`, 'AUTO_OPTIONS');
   const maxEvaluations = o.maxEvaluations ?? Infinity;

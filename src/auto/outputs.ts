@@ -18,7 +18,7 @@ export interface AutoCalibrationReport {
   calibration_calls: number;
   quantized_layers: string[];
   fallback_layers: string[];
-  fallback_to: 'float' | 'int16';
+  fallback_to: AutoCalibrationResult['fallbackTo'];
   repaired_layers: LayerRepair[];
   refined_layers: string[];
   /** Ascending: the most sensitive layer first. */
@@ -28,6 +28,9 @@ export interface AutoCalibrationReport {
   float_model_rewrites: string[];
   warnings: { code: string; message: string; nodes?: string[] }[];
   parity?: Parity;
+  /** Per block-quantized layer, its weights' bits; and the searched layers' weight bytes (the 'webgpu' target). */
+  weight_bits?: Record<string, 4 | 8>;
+  weight_bytes?: { quantized: number; float: number };
 }
 /** The report file: metrics, ranking ascending, and every evaluation. */
 export function autoCalibrationReport(r: AutoCalibrationResult): AutoCalibrationReport {
@@ -56,6 +59,8 @@ export function autoCalibrationReport(r: AutoCalibrationResult): AutoCalibration
     float_model_rewrites: r.floatModelRewrites,
     warnings: r.warnings.map((w) => ({ code: w.code, message: w.message, ...(w.nodes ? { nodes: w.nodes } : {}) })),
     ...(r.parity ? { parity: r.parity } : {}),
+    ...(r.layers.some((l) => l.weightBits) ? { weight_bits: Object.fromEntries(r.layers.filter((l) => l.weightBits).map((l) => [l.name, l.weightBits!])) } : {}),
+    ...(r.weightBytes ? { weight_bytes: r.weightBytes } : {}),
   };
 }
 /** A deploy model that fails parity is not written, as saveModel would refuse it (its reports say why), unless forced. */

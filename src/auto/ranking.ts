@@ -6,13 +6,17 @@ import { EvaluationError } from '../errors.js';
 import type { ModelProto } from '../onnx/types.js';
 import type { CreateSessionOptions } from '../runtime/ort.js';
 import { replayBatches, type BatchSource, type Sample } from '../quant/calibrate/calibrate.js';
+import type { Compared } from '../quant/calibrate/layerwise.js';
 import type { LayerQuantization } from '../quant/export/rewrite.js';
+import type { WeightOnlyQuantization } from '../quant/export/weight-only.js';
 import type { PreparedQuantization } from '../quant/prepared.js';
 import { rankByModelOutput, rankLayers, type LayerScore, type RankingName, type RankingOptions, type SensitivityFunction } from './sensitivity.js';
 
 export interface RankingContext {
   p: PreparedQuantization;
   plan: readonly LayerQuantization[];
+  /** The searched weight-only layers (the 'webgpu' target's), ranked with the rest. */
+  weightOnly?: readonly WeightOnlyQuantization[];
   batches: BatchSource;
   similarity: SensitivityFunction;
   options: RankingOptions;
@@ -26,13 +30,13 @@ export type Ranking = (ctx: RankingContext) => Promise<LayerScore[]>;
 export const RANKING_BATCHES = 4;
 
 export const RANKING: Readonly<Record<RankingName, Ranking>> = Object.freeze({
-  'model-output': async ({ p, plan, batches, similarity, options, onStep }) =>
-    rankByModelOutput(plan, (only) => p.fakeQuantModel([only]).model, await rankingSamples(p.session.work, batches, options), similarity, {
+  'model-output': async ({ p, plan, weightOnly = [], batches, similarity, options, onStep }) =>
+    rankByModelOutput<Compared>([...plan, ...weightOnly], (only) => ('weights' in only ? p.fakeQuantModel([], [only]) : p.fakeQuantModel([only], [])).model, await rankingSamples(p.session.work, batches, options), similarity, {
       ...options,
       onLayer: (done, total) => onStep(done, total, `layer ${done}/${total}`),
     }),
-  'layer-output': ({ p, plan, batches, similarity, options, onStep }) =>
-    rankLayers(p.session.work, plan, batches, similarity, {
+  'layer-output': ({ p, plan, weightOnly = [], batches, similarity, options, onStep }) =>
+    rankLayers(p.session.work, [...plan, ...weightOnly], batches, similarity, {
       ...options,
       onBatch: (b) => onStep(b.batch, options.batchNum, `group ${b.group}/${b.groups}, batch ${b.batch}/${options.batchNum}`),
     }),

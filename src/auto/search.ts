@@ -52,7 +52,7 @@ async function tryFallback({ space, evaluations, progress }: SearchContext, fall
  */
 export async function quantizeAll(ctx: SearchContext): Promise<Outcome> {
   const { space, evaluations } = ctx;
-  const n = space.plan.length;
+  const n = space.size;
   const outcome: Outcome = { repaired: new Map(), refined: [], message: '', exhausted: false };
   if (n === 0) return { ...outcome, message: 'no layer is enabled for quantization, so no quantized model can be produced' };
   let full = await tryFallback(ctx, []);
@@ -77,8 +77,9 @@ export async function quantizeAll(ctx: SearchContext): Promise<Outcome> {
 /** Falls back the most sensitive layers of `ranking` (AMCT's step 4), as many as `strategy` finds needed. */
 export async function searchFallbacks(ctx: SearchContext, from: Outcome, ranking: readonly LayerScore[], strategy: StrategyName): Promise<Outcome> {
   const { space, evaluations } = ctx;
-  const n = space.plan.length;
-  const order = ranking.map((r) => r.layer);
+  // The mixed search's first level moves only the layers at 4 bits.
+  const order = ranking.map((r) => r.layer).filter((name) => space.movable(name));
+  const n = space.fallbackTo === '8-bit' ? order.length : space.size;
   const byCount = new Map<number, HistoryEntry>();
   const found = await searchFallbackCount(
     strategy,
@@ -94,7 +95,9 @@ export async function searchFallbacks(ctx: SearchContext, from: Outcome, ranking
   const outcome: Outcome = { ...from, exhausted: found.exhausted };
   if (found.count !== undefined) {
     const fallback = order.slice(0, found.count);
-    let message = `${n - fallback.length} of ${n} layers in int8; ${fallback.length} fell back to ${space.fallbackTo}: ${fallback.join(', ')}`;
+    let message = space.fallbackTo === '8-bit'
+      ? `${n - fallback.length} of ${n} block-quantized layers at 4-bit weights; ${fallback.length} moved up to 8 bits: ${fallback.join(', ')}`
+      : `${n - fallback.length} of ${n} layers ${space.weightOnly.length ? 'quantized' : 'in int8'}; ${fallback.length} fell back to ${space.fallbackTo}: ${fallback.join(', ')}`;
     if (found.exhausted) message += ' (the budget ended the search early: fewer fallbacks may also pass)';
     return { ...outcome, fallback, final: byCount.get(found.count), message };
   }
@@ -103,7 +106,9 @@ export async function searchFallbacks(ctx: SearchContext, from: Outcome, ranking
     ...outcome,
     message: space.fallbackTo === 'float'
       ? `no configuration that keeps at least one of the ${n} layers quantized meets the limit: every layer would have to fall back to float, so no quantized model is produced`
-      : `even with every one of the ${n} layers at int16 activations the drop exceeds the limit, so no quantized model is produced (try fallback: 'float')`,
+      : space.fallbackTo === '8-bit'
+        ? `even with every one of the ${n} layers at 8-bit weights the drop exceeds the limit`
+        : `even with every one of the ${n} layers at int16 activations the drop exceeds the limit, so no quantized model is produced (try fallback: 'float')`,
   };
 }
 
@@ -113,9 +118,12 @@ export async function repair(ctx: SearchContext, from: Outcome, repairs: readonl
   const inFloat = from.fallback;
   if (!inFloat || inFloat.length === 0 || repairs.length === 0 || !evaluations.mayEvaluate()) return from;
   let final = from.final;
+  // The repairs change activation quantization; weight-only layers have none to change.
+  const repairable = inFloat.filter((name) => space.hasActivations(name));
+  if (repairable.length === 0) return from;
   const repaired = await repairFallbacks(
     repairContext,
-    inFloat,
+    repairable,
     repairs,
     async (trial) => {
       const still = inFloat.filter((name) => !trial.has(name));
@@ -129,7 +137,7 @@ export async function repair(ctx: SearchContext, from: Outcome, repairs: readonl
     () => evaluations.mayEvaluate(),
   );
   if (repaired.size === 0) return { ...from, final };
-  const n = space.plan.length;
+  const n = space.size;
   const fallback = inFloat.filter((name) => !repaired.has(name));
   const list = [...repaired.values()].map((c) => `${c.repair.layer} (${c.repair.detail})`).join(', ');
   let message = `${n - fallback.length} of ${n} layers quantized; ${repaired.size} of the ${inFloat.length} the search put in float were repaired instead: ${list}`;
@@ -164,7 +172,7 @@ export async function refine(ctx: SearchContext, from: Outcome, ranking: readonl
   }, () => evaluations.mayEvaluate());
   const refined = found.kept;
   const { float: fallback, repaired } = without(new Set(refined));
-  const n = space.plan.length;
+  const n = space.size;
   const early = found.exhausted ? ' (the budget ended it early)' : '';
   let message: string;
   if (refined.length) {

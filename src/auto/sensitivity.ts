@@ -12,7 +12,7 @@ import type { BatchSource, Sample } from '../quant/calibrate/calibrate.js';
 import { checkSignal } from '../runtime/deadline.js';
 import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
 import { compareLayers, type LayerwiseOptions } from '../quant/calibrate/layerwise.js';
-import type { LayerQuantization } from '../quant/export/rewrite.js';
+import type { Compared } from '../quant/calibrate/layerwise.js';
 
 /** Similarity of a layer's fake-quant output to its float output; higher is more similar. */
 export type SensitivityFunction = (float: Float32Array, quantized: Float32Array) => number;
@@ -51,7 +51,7 @@ export type RankingOptions = LayerwiseOptions;
  */
 export async function rankLayers(
   work: ModelProto,
-  plan: readonly LayerQuantization[],
+  plan: readonly Compared[],
   batches: BatchSource,
   similarity: SensitivityFunction,
   options: RankingOptions,
@@ -76,9 +76,9 @@ export async function rankLayers(
  * Scores every layer of `plan` by the model's first output on `samples` with that layer alone
  * quantized (`modelWith` builds that fake-quant model), mean over the samples, sorted ascending.
  */
-export async function rankByModelOutput(
-  plan: readonly LayerQuantization[],
-  modelWith: (only: LayerQuantization) => Uint8Array,
+export async function rankByModelOutput<T extends Compared>(
+  plan: readonly T[],
+  modelWith: (only: T) => Uint8Array,
   samples: readonly Required<Sample>[],
   similarity: SensitivityFunction,
   options: CreateSessionOptions & { signal?: AbortSignal; onLayer?: (done: number, total: number) => void },

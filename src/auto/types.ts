@@ -1,7 +1,7 @@
 /**
  * What the automatic calibration takes and gives: its options, progress events, history and result.
  */
-import { type QuantConfig } from '../quant/config/config.js';
+import { type DeployTarget, type QuantConfig } from '../quant/config/config.js';
 import { type QuantRecord } from '../quant/config/record.js';
 import { type Parity } from '../quant/export/parity.js';
 import { type QuantWarning } from '../quant/prepare/coverage.js';
@@ -49,6 +49,19 @@ export interface AutoCalibrationOptions extends CreateSessionOptions {
    * factors are calibrated once, before the search, so each step still costs one evaluation.
    */
   fallback?: 'float' | 'int16';
+  /**
+   * The default config's deploy target (see createQuantConfig's `deployTarget`; a given config says
+   * its own `deploy_target`). 'webgpu' makes every layer with a constant weight weight-only, and
+   * those are what the search chooses among.
+   */
+  deployTarget?: DeployTarget;
+  /**
+   * The 'webgpu' target's block-quantized weights (MatMul, Gemm, embeddings): 8 (default) or 4 for
+   * all of them, or [4, 8]: the search starts with all at 4 bits and moves the most sensitive up to
+   * 8 (ranking, then `strategy`), as few as the limit allows; when all at 8 still fail, it falls the
+   * most sensitive back to float from 8 bits. `layers` reports each layer's bits, `weightBytes` the bytes.
+   */
+  weightBits?: 8 | 4 | readonly [4, 8];
   sensitivity?: SensitivityName | SensitivityFunction;
   /**
    * How layers are ranked (see sensitivity.ts): 'model-output' (the default: the model's output with
@@ -119,8 +132,13 @@ export interface AutoCalibrationResult {
   quantizedMetric: number;
   quantizedLayers: string[];
   fallbackLayers: string[];
-  /** What fallbackLayers were turned into. */
-  fallbackTo: 'float' | 'int16';
+  /** What fallbackLayers were turned into ('8-bit': 8-bit weights, the mixed 4/8-bit search's first level). */
+  fallbackTo: 'float' | 'int16' | '8-bit';
+  /**
+   * Bytes of the quantized layers' weights in the deploy model (codes, scales and zero points) and
+   * as float32, for the 'webgpu' target's searched layers; absent elsewhere.
+   */
+  weightBytes?: { quantized: number; float: number };
   /** Layers the search would have put in float that a repair kept quantized (see `repairs`). */
   repairedLayers: LayerRepair[];
   /**

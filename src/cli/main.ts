@@ -18,7 +18,7 @@ import { Logger } from './log.js';
 import { AutoquantError } from '../errors.js';
 import { describeError } from '../text.js';
 import { loadModel } from '../onnx/model.js';
-import { WEIGHT_ROUNDINGS, type ActivationAlgo, type WeightRounding } from '../quant/config/config.js';
+import { DEPLOY_TARGETS, WEIGHT_ROUNDINGS, type ActivationAlgo, type DeployTarget, type WeightRounding } from '../quant/config/config.js';
 import { createQuantConfig, loadQuantConfig, quantizeModel, saveModel, type LayerReport } from '../quant/quantize.js';
 import { describeParity } from '../quant/export/parity.js';
 import type { QuantWarning } from '../quant/prepare/coverage.js';
@@ -36,13 +36,18 @@ Usage:
   autoquant config <model.onnx> -o <config.json|-> [--batch-num N] [--skip a,b] [--act-algo ifmr|hfmg|minmax|percentile]
                    [--weight-rounding nearest|adaptive] [--channel-splitting R]
                    [--activation-bits 8|16] [--symmetric] [--no-fusion] [--no-channel-wise] [--no-skip-slow]
+                   [--target cpu|webgpu] [--weight-bits 8|4]
       List every quantizable layer in a quantization config (AMCT's JSON form). By default the layers that
       onnxruntime's CPU runs slower in int8 than in float (depthwise and grouped Conv, Conv with dot products
       under 16 terms, AveragePool) are listed with quant_enable false (skip_slow_layers); --no-skip-slow lists them on.
+      --target webgpu: weights only, in the forms onnxruntime-web's WebGPU backend runs on the GPU (MatMul and
+      Gemm as MatMulNBits in blocks of 32, embeddings as GatherBlockQuantized, Conv int8 per channel);
+      --weight-bits 4 puts the block-quantized layers at 4 bits.
 
   autoquant quantize <model.onnx> --data <calib.npy|.npz> --save <prefix> [--config <config.json>] [--batch-size B]
                      [--batch-axis name=K,...] [--const name=value,...] [--batch-num N]
                      [--weight-rounding nearest|adaptive] [--channel-splitting R] [--no-skip-slow] [--force]
+                     [--target cpu|webgpu] [--weight-bits 8|4]
       Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json
       and <prefix>_report.html; prints each model output's cosine and SQNR to float on the calibration batches,
       and warnings (heavy nodes left float and why, an output below cosine 0.99). --weight-rounding sets the config's weight_rounding (adaptive: each layer's weights
@@ -58,6 +63,7 @@ Usage:
                  [--batch-axis name=K,...] [--const name=value,...] [--calibration-data <calib.npy|.npz>]
                  [--fidelity auto|top1|cosine|relative] [--fallback float|int16] [--repairs weights,rounding,observer,int16|none]
                  [--weight-rounding nearest|adaptive] [--channel-splitting R] [--no-skip-slow] [--refine] [--force]
+                 [--target cpu|webgpu] [--weight-bits 8|4|4,8]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
       --repairs (default all four) are tried on those layers first, keeping them quantized where they suffice.
       --refine then tries each layer still in float back in int8, least sensitive first (one evaluation each).
@@ -67,6 +73,8 @@ Usage:
       with { maxDrop } or { maxRelativeDrop }) or a function returning one. --data: label-free, the metric is the
       agreement with the float model's first output on those inputs, over all batches: top-1 for classifiers,
       relative error (1 − ‖q − f‖/‖f‖) for one value per sample, cosine otherwise; --fidelity picks one.
+      --target webgpu --weight-bits 4,8: the search starts with every block-quantized layer at 4 bits and moves
+      the most sensitive up to 8 (then, if all at 8 still fail, back to float).
 
   autoquant demo [--save <prefix>]
       The whole flow on data shipped with the package (the MNIST CNN fixture, 64 calibration digits, 300
@@ -102,8 +110,22 @@ const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
   'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity', 'ranking',
   'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs', 'log-level', 'log-file', 'weight-rounding',
-  'channel-splitting', 'batch-axis', 'const', 'engine',
+  'channel-splitting', 'batch-axis', 'const', 'engine', 'target', 'weight-bits',
 ]);
+
+/**
+ * --target and --weight-bits: the created config's deployTarget and weightBits ('4,8', auto only:
+ * the mixed search). A given --config already says its deploy_target and bits.
+ */
+function targetOptions(o: Options, mixed: boolean): { deployTarget?: DeployTarget; weightBits?: 8 | 4; mixed?: true } {
+  const deployTarget = o.choice<DeployTarget>('target', DEPLOY_TARGETS);
+  const bits = o.choice('weight-bits', (mixed ? ['8', '4', '4,8'] : ['8', '4']) as readonly string[]);
+  if ((deployTarget !== undefined || bits !== undefined) && o.string('config') !== undefined) {
+    throw new UsageError('--target and --weight-bits apply to the config autoquant creates; with --config, set deploy_target and weight_quant_params.num_bits in that file instead');
+  }
+  if (bits !== undefined && bits !== '8' && deployTarget !== 'webgpu') throw new UsageError(`--weight-bits ${bits} needs --target webgpu (the CPU target's int8 kernels take 8-bit weights)`);
+  return { ...(deployTarget ? { deployTarget } : {}), ...(bits === '4,8' ? { weightBits: 4 as const, mixed: true as const } : bits ? { weightBits: Number(bits) as 8 | 4 } : {}) };
+}
 
 /** --no-skip-slow: the created config's skipSlowLayers; a given --config already decided it per layer. */
 function noSkipSlow(o: Options): false | undefined {
@@ -203,6 +225,7 @@ async function configCommand(model: string, o: Options, out: Out): Promise<numbe
     skipSlowLayers: o.flag('no-skip-slow') ? false : undefined,
     weightRounding: o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS),
     channelSplitting: channelSplitting(o),
+    ...targetOptions(o, false),
     // '-' writes the config to stdout.
     configFile: output === '-' ? undefined : output,
   };
@@ -228,6 +251,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const weightRounding = o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS);
   const splitting = channelSplitting(o);
   const skipSlowLayers = noSkipSlow(o);
+  const target = targetOptions(o, false);
   const eps = executionProviders(o);
   const force = o.flag('force');
   const { runtime, json, log } = await finishOptions(o, err, save);
@@ -235,7 +259,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const report = `${save}_report.html`;
   await checkWritable([`${save}_fake_quant_model.onnx`, `${save}_deploy_model.onnx`, `${save}_record.json`, report]);
   const model = await loadModel(modelPath);
-  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { skipSlowLayers });
+  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { skipSlowLayers, ...target });
   if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
   if (weightRounding !== undefined) config = { ...config, weight_rounding: weightRounding };
   if (splitting !== undefined) config = { ...config, channel_splitting: splitting };
@@ -262,6 +286,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   const summary = {
     quantizedLayers: quantized, skipped: result.layers.filter((l) => !l.quantized), layers: result.layers, sizes, files, seconds: (performance.now() - t0) / 1000,
     outputFidelity: result.outputFidelity, ...(result.parity ? { parity: result.parity } : {}), warnings: result.warnings, ...(rounding ? { adaptiveRounding: rounding } : {}),
+    ...(result.weightBytes ? { weightBytes: result.weightBytes } : {}),
   };
   if (json) out.write(JSON.stringify(summary) + '\n');
   else {
@@ -271,6 +296,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
       out.write(`output ${f.output}: cosine ${f.cosine.toFixed(5)} to float, SQNR ${Number.isFinite(f.sqnrDb) ? f.sqnrDb.toFixed(1) : '∞'} dB (${f.batches} calibration batch${f.batches === 1 ? '' : 'es'})\n`);
     }
     if (result.parity) out.write(`parity: ${describeParity(result.parity)}\n`);
+    if (result.weightBytes) out.write(`${describeWeights(result.weightBytes, result.layers)}\n`);
     if (rounding) {
       out.write(`adaptive rounding changed ${rounding.layers.length} of ${rounding.considered} layers; output error on the calibration batches ${rounding.errorBefore.toExponential(2)} → ${rounding.errorAfter.toExponential(2)}\n`);
     }
@@ -317,6 +343,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const weightRounding = o.choice<WeightRounding>('weight-rounding', WEIGHT_ROUNDINGS);
   const splitting = channelSplitting(o);
   const skipSlowLayers = noSkipSlow(o);
+  const { mixed, ...target } = targetOptions(o, true);
   const maxDrop = o.number('max-drop', (n) => n >= 0, 'a number >= 0');
   const maxRelativeDrop = o.number('max-relative-drop', (n) => n >= 0, 'a number >= 0');
   const feeding = feedOptions(o);
@@ -352,7 +379,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     const calib = calibrationData ? await readFeeds(calibrationData, inputs, feeding) : undefined;
     evaluator = new FidelityEvaluator(feeds, { ...limit, calibrationInputs: calib, batchNum: batchNum ?? 1, mode: fidelity });
   }
-  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { batchNum, skipSlowLayers });
+  let config = configFile ? await loadQuantConfig(configFile, model) : await createQuantConfig(model, { batchNum, skipSlowLayers, ...target });
   if (batchNum !== undefined) config = { ...config, batch_num: batchNum };
   if (weightRounding !== undefined) config = { ...config, weight_rounding: weightRounding };
   if (splitting !== undefined) config = { ...config, channel_splitting: splitting };
@@ -362,6 +389,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
     savePrefix: save,
     strategy,
     fallback,
+    ...(mixed ? { weightBits: [4, 8] as const } : {}),
     sensitivity,
     ranking,
     repairs,
@@ -377,6 +405,12 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   // Passed, but the models were withheld for failing parity: not the success the caller asked for.
   if (result.passed && save && !result.files.includes(`${save}_deploy_model.onnx`)) return 1;
   return result.passed ? 0 : 2;
+}
+
+/** The 'webgpu' target's weight bytes and bits, in one line. */
+function describeWeights(w: { quantized: number; float: number }, layers: readonly LayerReport[]): string {
+  const at = (b: number) => layers.filter((l) => l.quantized && l.weightBits === b).length;
+  return `weights: ${size(w.quantized)} against ${size(w.float)} float32 (${((100 * w.quantized) / w.float).toFixed(1)}%); block-quantized layers at 4 bits: ${at(4)}, at 8 bits: ${at(8)}`;
 }
 
 /** Evaluations as lines; counted steps (calibration batches, ranked layers) as progress, from the event's fields. */
@@ -409,6 +443,7 @@ function printAutoResult(result: AutoCalibrationResult, floatBytes: number, json
     out.write(`most sensitive layers (${cosine ? '1 − similarity' : `${sensitivity} score`}): ${top}\n`);
   }
   if (result.parity) out.write(`parity: ${describeParity(result.parity)}\n`);
+  if (result.weightBytes) out.write(`${describeWeights(result.weightBytes, result.layers)}\n`);
   if (result.deployModel) out.write(`model ${size(floatBytes)} → deploy ${size(result.deployModel.length)} (${((100 * result.deployModel.length) / floatBytes).toFixed(1)}%)\n`);
   describeLayers(result.layers, out);
   if (result.files.length) out.write(`wrote ${result.files.join(', ')}\n`);

@@ -9,7 +9,7 @@ import { scopePath } from '../onnx/scope.js';
 import { type CreateSessionOptions } from '../runtime/ort.js';
 import { type BatchSource, type CalibrationSource, type CalibrationStats, DEFAULT_CALIBRATION_MEMORY, toBatchSource } from './calibrate/calibrate.js';
 import { calibrateLayers } from './calibrate/layers.js';
-import { compareLayers } from './calibrate/layerwise.js';
+import { type Compared, compareLayers } from './calibrate/layerwise.js';
 import { type LayerQuantConfig, type QuantConfig } from './config/config.js';
 import { readRecord } from './config/io.js';
 import { type QuantRecord, emptyRecord, withPasses } from './config/record.js';
@@ -20,6 +20,7 @@ import { keepAllOutputs, selectOutputs } from './decide/select-outputs.js';
 import { buildDeployModel, fakeQuantModelProto, outputPlacement, planLayers } from './export/build.js';
 import { layerReport, pruneRecord } from './export/layer-report.js';
 import { type LayerQuantization } from './export/rewrite.js';
+import { planWeightOnly, type WeightOnlyQuantization } from './export/weight-only.js';
 import { type QuantWarning, coverageWarnings } from './prepare/coverage.js';
 import { checkDeployable, enabledLayers, prepareQuantization, type Prepared } from './prepare/prepare.js';
 import { type LayerInfo } from './prepare/registry.js';
@@ -190,20 +191,21 @@ export class PreparedQuantization {
    * each layer alone on the float activations of the calibration batches (means over batches). One
    * more pass over the batches; needs calibrate() first.
    */
-  async layerErrors(plan: readonly LayerQuantization[], options: CreateSessionOptions & { signal?: AbortSignal } = {}): Promise<LayerError[]> {
+  async layerErrors(plan: readonly LayerQuantization[], options: CreateSessionOptions & { signal?: AbortSignal } = {}, weightOnly: readonly WeightOnlyQuantization[] = []): Promise<LayerError[]> {
     if (!this.source) throw new CalibrationError('layerErrors needs the calibration batches: call calibrate() first');
     const k = this.session.kernels;
     const sums = new Map<string, { cosine: number; sqnr: number; n: number }>();
-    await compareLayers(this.session.work, plan, await this.source(), { ...options, batchNum: this.config.batch_num, memoryBudgetBytes: DEFAULT_CALIBRATION_MEMORY }, (p, float, fake) => {
+    const all: Compared[] = [...plan, ...weightOnly];
+    await compareLayers(this.session.work, all, await this.source(), { ...options, batchNum: this.config.batch_num, memoryBudgetBytes: DEFAULT_CALIBRATION_MEMORY, activationBytes: this.passOptions?.activationBytes }, (p, float, fake) => {
       const e = sums.get(p.layer.name) ?? { cosine: 0, sqnr: 0, n: 0 };
       e.cosine += k.cosine(float, fake);
       e.sqnr += k.sqnr(float, fake);
       e.n++;
       sums.set(p.layer.name, e);
     });
-    return plan.map((p) => {
-      const e = sums.get(p.layer.name)!;
-      return { layer: p.layer.name, cosine: e.cosine / e.n, sqnr: e.sqnr / e.n };
+    return all.flatMap((p) => {
+      const e = sums.get(p.layer.name);
+      return e ? [{ layer: p.layer.name, cosine: e.cosine / e.n, sqnr: e.sqnr / e.n }] : [];
     });
   }
 
@@ -278,24 +280,53 @@ export class PreparedQuantization {
     return planLayers(this.session, this.enabled, record);
   }
 
-  fakeQuantModel(plan: readonly LayerQuantization[]): { model: Uint8Array; gpuRewrites: string[] } {
-    const fake = fakeQuantModelProto(this.session, plan);
+  /**
+   * The fake-quant model of `plan` with `searched` (default: every searched weight-only layer at its
+   * configured bits) and the fixed weight-only layers.
+   */
+  fakeQuantModel(plan: readonly LayerQuantization[], searched: readonly WeightOnlyQuantization[] = this.weightOnlyPlan()): { model: Uint8Array; gpuRewrites: string[] } {
+    const fake = fakeQuantModelProto(this.session, plan, [...this.fixedWeightOnlyPlan(), ...searched]);
     return { model: encodeModel(fake.model), gpuRewrites: fake.gpuRewrites };
   }
 
-  deployModel(plan: readonly LayerQuantization[]): Uint8Array {
-    return buildDeployModel(this.session, plan);
+  deployModel(plan: readonly LayerQuantization[], searched: readonly WeightOnlyQuantization[] = this.weightOnlyPlan()): Uint8Array {
+    return buildDeployModel(this.session, plan, [...this.fixedWeightOnlyPlan(), ...searched]);
   }
 
   /** Per layer, whether `quantized` has it and, if not, why; what `record` (default: this session's) says of it. */
   layerReport(quantized: ReadonlySet<string>, reasonFor?: (name: string) => string | undefined, record: QuantRecord = this.record): LayerReport[] {
-    // Every model built quantizes the enabled weight-only layers (data-free, outside the search).
-    return layerReport(this.session, new Set([...quantized, ...this.weightOnly.map((l) => l.name)]), reasonFor, record);
+    // Every model built quantizes the fixed weight-only layers (data-free, outside the search).
+    return layerReport(this.session, new Set([...quantized, ...this.fixedWeightOnly.map((l) => l.name)]), reasonFor, record);
   }
 
-  /** The weight-only layers every model built quantizes (embeddings, recurrent layers) whose config says quant_enable. */
+  /** The enabled weight-only layers (embeddings, recurrent layers; every layer under the 'webgpu' target). */
   get weightOnly(): LayerInfo[] {
     return this.session.weightOnly.filter((l) => layerConfig(this.session.config, l.name)?.quant_enable === true);
+  }
+
+  /**
+   * The enabled weight-only layers the automatic search chooses among: under the 'webgpu' target all
+   * of them (they are all its layers); on the CPU none, where embeddings and recurrent layers are
+   * quantized in every model built (data-free, and int8 rows of a table were never what failed a model).
+   */
+  get searchedWeightOnly(): LayerInfo[] {
+    return this.session.config.deploy_target === 'webgpu' ? this.weightOnly : [];
+  }
+
+  /** The enabled weight-only layers outside the search. */
+  get fixedWeightOnly(): LayerInfo[] {
+    const searched = new Set(this.searchedWeightOnly);
+    return this.weightOnly.filter((l) => !searched.has(l));
+  }
+
+  /** The searched weight-only layers quantized, at their configured bits or those `bits` gives. */
+  weightOnlyPlan(bits?: ReadonlyMap<string, 4 | 8>): WeightOnlyQuantization[] {
+    return planWeightOnly(this.session, this.searchedWeightOnly, bits);
+  }
+
+  private fixedWeightOnlyPlan(): WeightOnlyQuantization[] {
+    const fixed = this.fixedWeightOnly;
+    return fixed.length ? planWeightOnly(this.session, fixed) : [];
   }
 
   /** What stays float and why, counted (see coverage.ts), for a result whose layers are `layers`. */

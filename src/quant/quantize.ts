@@ -10,6 +10,7 @@ import { type CalibrationSource } from './calibrate/calibrate.js';
 import { type CreateQuantConfigOptions, type QuantConfig } from './config/config.js';
 import { fidelityWarnings, measureFidelity } from './export/fidelity.js';
 import { measureParity, parityRefused, parityWarnings, PARITY_MIN_COSINE, type Parity } from './export/parity.js';
+import { weightOnlyBytes } from './export/weight-only.js';
 import { defaultQuantConfig } from './prepare/default-config.js';
 import { prepare, privateCopy } from './prepare/prepare.js';
 import { PreparedQuantization } from './prepared.js';
@@ -51,8 +52,8 @@ export async function quantizeModel(
   const plan = p.plan();
   const fake = p.fakeQuantModel(plan);
   const q = p.session;
-  const layerErrors = options.layerErrors ? await p.layerErrors(plan, options) : undefined;
-  const layers = p.layerReport(new Set(p.enabled.map((l) => l.name)));
+  const layerErrors = options.layerErrors ? await p.layerErrors(plan, options, p.weightOnlyPlan()) : undefined;
+  const layers = p.layerReport(new Set([...p.enabled, ...p.searchedWeightOnly].map((l) => l.name)));
   // Nothing quantized means the models are the float model: there is nothing to measure.
   const quantized = (plan.length || p.weightOnly.length) > 0;
   const outputFidelity = quantized && q.kept ? await measureFidelity(fake.model, q.kept, options) : [];
@@ -82,6 +83,7 @@ export async function quantizeModel(
     ...(p.rounding ? { adaptiveRounding: p.rounding } : {}),
     calibration: stats,
     gpuRewrites: fake.gpuRewrites,
+    ...(p.searchedWeightOnly.length ? { weightBytes: weightOnlyBytes(p.weightOnlyPlan()) } : {}),
   };
 }
 /**

@@ -55,8 +55,13 @@ export interface LayerReport {
   quantized: boolean;
   /** Why a layer or node was left in float. */
   reason?: string;
-  /** For a quantized layer with a weight: one scale per output channel, or one for the tensor. */
-  weights?: 'per-channel' | 'per-tensor';
+  /**
+   * For a quantized layer with a weight: one scale per output channel, one for the tensor, or one per
+   * block of `block_size` weights (the 'webgpu' target's MatMulNBits and GatherBlockQuantized).
+   */
+  weights?: 'per-channel' | 'per-tensor' | 'per-block';
+  /** For a block-quantized layer: its weights' bits (4 or 8). */
+  weightBits?: 4 | 8;
   /** Why a quantized layer's weight is per tensor. */
   weightsReason?: string;
   /** What the automatic calibration changed to keep the layer quantized rather than in float (see `repairs`). */
@@ -122,6 +127,8 @@ export interface QuantizeResult {
    * WebGPU backend runs them (attribute-form Clip at opsets 8-10 becomes Max and Min; exact).
    */
   gpuRewrites: string[];
+  /** The 'webgpu' target: bytes of the weight-only layers' weights in the deploy model, and as float32. */
+  weightBytes?: { quantized: number; float: number };
 }
 /** A model ready to be quantized: private copy, stable names, BN folded per the config. */
 export interface RoundingSummary {

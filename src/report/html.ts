@@ -109,14 +109,14 @@ function historyChart(r: SearchReport): string {
 }
 
 function layerTable(layers: readonly LayerReport[], config: QuantConfig, scores: Map<string, number>, errors: Map<string, LayerError>): string {
-  const head = ['layer', 'type', 'quantized', 'activation bits', 'observer', 'weights', '1 − sensitivity score', 'output cosine', 'output SQNR dB', 'repair', 'why not / note'];
+  const head = ['layer', 'type', 'quantized', 'activation bits', 'observer', 'weights', 'weight bits', '1 − sensitivity score', 'output cosine', 'output SQNR dB', 'repair', 'why not / note'];
   const rows = layers.map((l) => {
     const c = layerConfig(config, l.name);
     const e = errors.get(l.name);
     const note = l.reason ?? l.weightsReason ?? ([l.biasCorrected ? 'bias corrected' : '', l.note ?? ''].filter(Boolean).join('; '));
     return `<tr class="${l.quantized ? 'q' : 'f'}"><td>${esc(l.name)}</td><td>${esc(l.opType)}</td><td>${l.quantized ? 'yes' : 'no'}</td>` +
       `<td>${c?.activation_quant_params && l.quantized ? c.activation_quant_params.num_bits : ''}</td><td>${c?.activation_quant_params && l.quantized ? esc(c.activation_quant_params.act_algo) : ''}</td>` +
-      `<td>${esc(l.weights ?? '')}</td><td>${gap(scores.get(l.name))}</td><td>${num(e?.cosine, 6)}</td><td>${num(e?.sqnr, 1)}</td>` +
+      `<td>${esc(l.weights ?? '')}</td><td>${l.quantized && c?.weight_quant_params ? l.weightBits ?? c.weight_quant_params.num_bits : ''}</td><td>${gap(scores.get(l.name))}</td><td>${num(e?.cosine, 6)}</td><td>${num(e?.sqnr, 1)}</td>` +
       `<td>${esc(l.repair ?? '')}</td><td>${esc(note)}</td></tr>`;
   });
   return `<table id="layers"><thead><tr>${head.map((x) => `<th>${x}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
@@ -144,6 +144,12 @@ export function htmlReport(result: ReportInput | SearchReport, options: HtmlRepo
   }
   const parity = (result as { parity?: Parity }).parity;
   if (parity) summary.push(['parity', describeParity(parity)]);
+  const weightBytes = (result as { weightBytes?: { quantized: number; float: number } }).weightBytes;
+  if (weightBytes) {
+    const four = result.layers.filter((l) => l.quantized && l.weightBits === 4).length;
+    const eight = result.layers.filter((l) => l.quantized && l.weightBits === 8).length;
+    summary.push(['weights', `${bytes(weightBytes.quantized)} quantized against ${bytes(weightBytes.float)} float32 (${((100 * weightBytes.quantized) / weightBytes.float).toFixed(1)}%, ${bytes(weightBytes.float - weightBytes.quantized)} saved); block-quantized layers: ${four} at 4 bits, ${eight} at 8`]);
+  }
   for (const w of result.warnings ?? []) summary.push(['warning', w.message]);
   if (auto) summary.push(['timings', Object.entries(auto.timings).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')]);
   const ranking = auto?.ranking.length ? auto.ranking : [...errors.values()].map((e) => ({ layer: e.layer, score: 0.5 + 0.5 * e.cosine })).sort((a, b) => a.score - b.score);

@@ -41,6 +41,11 @@ export interface CalibrationOptions extends CreateSessionOptions {
    * layer's output, where its input comes from outside the branch); the unreached are returned.
    */
   probes?: readonly string[];
+  /**
+   * Tensors whose size per batch is recorded in `activationBytes` without observing them (the inputs
+   * of weight-only layers, so that running them alone later can be grouped within a memory budget).
+   */
+  sizes?: readonly string[];
 }
 
 /** Per activation, the observers of the layers reading it, keyed by layer name. */
@@ -254,9 +259,14 @@ export async function calibrateActivations(
   const stats: CalibrationStats = { batches: 0, passes: 1, peakObserverBytes: 0, activationBytes: new Map() };
   const fetched = [...observers.keys()];
   const probes = (options.probes ?? []).filter((p) => !observers.has(p));
+  const sized = (options.sizes ?? []).filter((t) => !observers.has(t) && !probes.includes(t));
   const reached = new Set<string>();
-  stats.batches = await replayBatches(model, [...fetched, ...probes], batches, options, (out, batch, feeds) => {
+  stats.batches = await replayBatches(model, [...fetched, ...probes, ...sized], batches, options, (out, batch, feeds) => {
     for (const p of probes) if ((out[p]?.size ?? 0) > 0) reached.add(p);
+    for (const t of sized) {
+      const x = out[t]?.data as { byteLength?: number } | undefined;
+      if (x?.byteLength && !stats.activationBytes.has(t)) stats.activationBytes.set(t, x.byteLength);
+    }
     if (samples.length < SAMPLE_BATCHES) {
       const o = out[firstOutput];
       // Copied: the runtime may reuse its output buffers.

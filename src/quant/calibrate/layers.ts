@@ -76,6 +76,8 @@ export async function calibrateLayers(
     kernels: q.kernels,
     keepOutputs: options.keepOutputs,
     probes: [...probes.keys()],
+    // Weight-only layers run alone later (ranking, layer errors): their inputs' sizes group them.
+    sizes: keepAnyway ? [...new Set(q.weightOnly.filter((l) => !l.scope).map((l) => l.activation))] : [],
     onBatch: (b) => emitProgress(printLog, options.onProgress, { phase: 'calibration', stage: 'calibration', step: 'calibration', message: `batch ${b.batch}/${b.batchNum}`, ...b, done: b.batch, total: b.batchNum }, `calibration batch ${b.batch}`, `calibration: batch ${b.batch}/${b.batchNum}`),
   });
   if (!q.samples?.length) q.samples = samples;

@@ -13,17 +13,23 @@ import { onnx, type ModelProto } from '../../onnx/types.js';
 import type { CreateSessionOptions } from '../../runtime/ort.js';
 import { activationData, admitWithinBudget, replayBatches, type BatchSource } from './calibrate.js';
 import { writeFakeQuant, type LayerQuantization } from '../export/rewrite.js';
+import { writeFakeQuantWeightOnly, type WeightOnlyQuantization } from '../export/weight-only.js';
+
+/** What runs alone: a layer with its activations quantized, or a weight-only one. */
+export type Compared = LayerQuantization | WeightOnlyQuantization;
+const isWeightOnly = (c: Compared): c is WeightOnlyQuantization => 'weights' in c;
 
 /**
  * The calibrated graph with a fake-quantized copy of each given layer beside it, reading the same
  * activation, so one run yields every layer's float output and its fake-quant output on the float
  * input: the activations never leave the session.
  */
-function withFakeCopies(work: ModelProto, group: readonly LayerQuantization[]): { model: ModelProto; outputs: Map<string, { float: string; fake: string }> } {
+function withFakeCopies(work: ModelProto, group: readonly Compared[]): { model: ModelProto; outputs: Map<string, { float: string; fake: string }> } {
   const model = decodeModel(encodeModel(work));
   const names = new GraphEditor(model.graph!);
   const outputs = new Map<string, { float: string; fake: string }>();
   const copies: LayerQuantization[] = [];
+  const weightOnly: WeightOnlyQuantization[] = [];
   for (const p of group) {
     // A layer in an If branch gets its copy in that branch; its outputs are threaded out (see replayBatches).
     const graph = graphAt(model.graph!, p.layer.scope)!;
@@ -34,9 +40,11 @@ function withFakeCopies(work: ModelProto, group: readonly LayerQuantization[]): 
     // Appended after every producer of its inputs, so the node order stays topological.
     graph.node!.push(copy);
     outputs.set(p.layer.name, { float: original.output![0]!, fake: copy.output[0]! });
-    copies.push({ ...p, layer: { ...p.layer, name: copy.name } });
+    if (isWeightOnly(p)) weightOnly.push({ ...p, layer: { ...p.layer, name: copy.name } });
+    else copies.push({ ...p, layer: { ...p.layer, name: copy.name } });
   }
   writeFakeQuant(model, copies);
+  writeFakeQuantWeightOnly(model, weightOnly);
   return { model, outputs };
 }
 
@@ -56,20 +64,20 @@ export interface LayerwiseOptions extends CreateSessionOptions {
  * Calls `onLayer` with each layer's float and fake-quant outputs, for every calibration batch, one
  * group of layers after another (see the module comment).
  */
-export async function compareLayers(
+export async function compareLayers<T extends Compared>(
   work: ModelProto,
-  plan: readonly LayerQuantization[],
+  plan: readonly T[],
   batches: BatchSource,
   options: LayerwiseOptions,
-  onLayer: (layer: LayerQuantization, float: Float32Array, fake: Float32Array, dims: readonly number[]) => void,
+  onLayer: (layer: T, float: Float32Array, fake: Float32Array, dims: readonly number[]) => void,
 ): Promise<void> {
   const size = (tensor: string) => options.activationBytes?.get(tensor) ?? Infinity;
   // A MatMul of two activations also holds its second input per batch.
   const bytesOf = (activation: string) =>
-    size(activation) + plan.filter((p) => p.layer.activation === activation && p.layer.second).reduce((sum, p) => sum + size(p.layer.second!), 0);
+    size(activation) + plan.filter((p) => p.layer.activation === activation && p.layer.second && !isWeightOnly(p)).reduce((sum, p) => sum + size(p.layer.second!), 0);
   // Groups share an activation fetch, so plan by activation, then take their layers.
   let pending = [...new Set(plan.map((p) => p.layer.activation))];
-  const groups: LayerQuantization[][] = [];
+  const groups: T[][] = [];
   while (pending.length) {
     const chosen = admitWithinBudget(pending, bytesOf, options.memoryBudgetBytes);
     groups.push(plan.filter((p) => chosen.has(p.layer.activation)));

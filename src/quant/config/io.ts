@@ -1,6 +1,7 @@
 /**
  * Reading what a user may have edited: configs and records as JSON files, validated against the model.
  */
+import { configTarget, forTarget } from '../prepare/target.js';
 import { QuantConfigError } from '../../errors.js';
 import { readFileBytes } from '../../runtime/io.js';
 import { prepare, privateCopy } from '../prepare/prepare.js';
@@ -23,7 +24,7 @@ export async function loadQuantConfig(source: string | URL | QuantConfig, model:
   const config = fromFile ? await readJsonFile(source) : source;
   const where = fromFile ? String(source) : 'config object';
   const { layers, hint } = prepare(await privateCopy(model));
-  validateQuantConfig(config, layers, where, hint);
+  validateQuantConfig(config, forTarget(layers, configTarget(config)).layers, where, hint);
   return config;
 }
 export async function readRecord(r: QuantizeModelOptions['record']): Promise<QuantRecord | undefined> {

@@ -15,7 +15,7 @@ import { applyRounding, decodeRounding } from '../decide/rounding.js';
 import { clone } from '../prepare/prepare.js';
 import { type LayerInfo } from '../prepare/registry.js';
 import { type QuantizationSession, layerConfig } from '../types.js';
-import { planWeightOnly, writeDeployWeightOnly, writeFakeQuantWeightOnly } from './weight-only.js';
+import { planWeightOnly, type WeightOnlyQuantization, writeDeployWeightOnly, writeFakeQuantWeightOnly } from './weight-only.js';
 import { replaceAttributeClips } from './portable.js';
 import { type LayerQuantization, requiredDeployOpset, writeDeploy, writeFakeQuant } from './rewrite.js';
 import { biasScaleFloor, dequantizeWeight, quantizeBias, quantizeWeight } from './weights.js';
@@ -74,18 +74,18 @@ export function outputPlacement(q: QuantizationSession, plan: readonly LayerQuan
  * rewritten too (exactly, see portable.ts), so the whole graph stays on the GPU in onnxruntime-web;
  * `gpuRewrites` names them.
  */
-export function fakeQuantModelProto(q: QuantizationSession, plan: readonly LayerQuantization[]): { model: ModelProto; gpuRewrites: string[] } {
+export function fakeQuantModelProto(q: QuantizationSession, plan: readonly LayerQuantization[], weightOnly: readonly WeightOnlyQuantization[] = planWeightOnly(q)): { model: ModelProto; gpuRewrites: string[] } {
   const fake = clone(q.work);
   writeFakeQuant(fake, plan, outputPlacement(q, plan).outputs);
-  writeFakeQuantWeightOnly(fake, planWeightOnly(q));
+  writeFakeQuantWeightOnly(fake, weightOnly);
   return { model: fake, gpuRewrites: replaceAttributeClips(fake) };
 }
 /** The deployable QDQ model for a plan, with the opset raised as far as the plan needs. */
-export function buildDeployModel(q: QuantizationSession, plan: readonly LayerQuantization[]): Uint8Array {
+export function buildDeployModel(q: QuantizationSession, plan: readonly LayerQuantization[], weightOnly: readonly WeightOnlyQuantization[] = planWeightOnly(q)): Uint8Array {
   const deploy = clone(q.work);
   const need = requiredDeployOpset(plan);
   if (plan.length > 0 && (opsetVersion(deploy) ?? 1) < need) upgradeOpset(deploy, need);
   writeDeploy(deploy, plan, outputPlacement(q, plan));
-  writeDeployWeightOnly(deploy, planWeightOnly(q));
+  writeDeployWeightOnly(deploy, weightOnly);
   return encodeModel(deploy);
 }

@@ -15,6 +15,7 @@ export function layerReport(q: QuantizationSession, quantized: ReadonlySet<strin
   const fusedBias = new Set(q.layers.filter((l) => l.bias).map((l) => l.name));
   const weights = (l: LayerInfo): Partial<LayerReport> => {
     if (!l.weight) return {};
+    if (l.blocked) return { weights: 'per-block', weightBits: layerConfig(q.config, l.name)?.weight_quant_params?.num_bits ?? 8 };
     const corrected = fusedBias.has(l.name) && record?.layers[l.name]?.bias_shift?.length ? { biasCorrected: true } : {};
     if (layerConfig(q.config, l.name)?.weight_quant_params?.channel_wise && l.weight.channelAxis >= 0) return { weights: 'per-channel', ...corrected };
     if (l.weight.channelAxis < 0) return { weights: 'per-tensor', weightsReason: `a ${l.opType} with groups has no per-output-channel weight axis` };

@@ -30,7 +30,7 @@ import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../on
 import type { LayerInfo, WeightSpec } from '../prepare/registry.js';
 import { type QuantizationSession, layerConfig } from '../types.js';
 import { DEFAULT_BLOCK_SIZE } from '../config/config.js';
-import { type BlockQuantizedWeight, packCodes, quantizeBlocks, transpose } from './block-weights.js';
+import { blockBytes, type BlockQuantizedWeight, packCodes, quantizeBlocks, transpose } from './block-weights.js';
 import { quantizeWeight, type QuantizedWeight } from './weights.js';
 
 export interface WeightOnlyQuantization {
@@ -78,24 +78,27 @@ function quantizeRows(q: QuantizationSession, layer: LayerInfo, spec: WeightSpec
 /** Quantized weights per working model: the search builds many models from one. */
 const cache = new WeakMap<QuantizationSession['work'], Map<string, WeightOnlyQuantization>>();
 
-/** The weight-only layers the config enables, with their quantized weights. */
-export function planWeightOnly(q: QuantizationSession): WeightOnlyQuantization[] {
+/**
+ * The weight-only layers the config enables (or `only` of them), with their quantized weights; `bits`
+ * overrides the config's bit width per layer (the mixed 4/8-bit search's other level).
+ */
+export function planWeightOnly(q: QuantizationSession, only?: readonly LayerInfo[], bits?: ReadonlyMap<string, 4 | 8>): WeightOnlyQuantization[] {
   let known = cache.get(q.work);
   if (!known) cache.set(q.work, (known = new Map()));
   const out: WeightOnlyQuantization[] = [];
-  for (const layer of q.weightOnly) {
+  for (const layer of only ?? q.weightOnly) {
     const c = layerConfig(q.config, layer.name);
     if (c?.quant_enable !== true) continue;
     const wp = c.weight_quant_params;
     const perRow = wp?.channel_wise !== false;
-    const bits = wp?.num_bits ?? 8;
+    const width = (layer.blocked ? bits?.get(layer.name) : undefined) ?? wp?.num_bits ?? 8;
     const blockSize = wp?.block_size ?? DEFAULT_BLOCK_SIZE;
-    const key = `${layer.name}|${perRow}|${bits}|${blockSize}`;
+    const key = `${layer.name}|${perRow}|${width}|${blockSize}`;
     let e = known.get(key);
     if (!e) {
       const specs: [number, WeightSpec | undefined][] = [[layer.opType === 'Gather' ? 0 : 1, layer.weight], [2, layer.recurrence]];
       const quantize = (spec: WeightSpec) =>
-        layer.blocked ? quantizeInBlocks(q, layer, spec, bits, blockSize)
+        layer.blocked ? quantizeInBlocks(q, layer, spec, width, blockSize)
         : layer.opType === 'Conv' || layer.opType === 'ConvTranspose' ? quantizeChannels(q, layer, spec)
         : quantizeRows(q, layer, spec, perRow);
       e = { layer, weights: new Map(specs.filter((s): s is [number, WeightSpec] => s[1] !== undefined).map(([i, spec]) => [i, { spec, q: quantize(spec) }])) };
@@ -104,6 +107,25 @@ export function planWeightOnly(q: QuantizationSession): WeightOnlyQuantization[]
     out.push(e);
   }
   return out;
+}
+
+/** Bytes of the layers' quantized weights in the deploy model, and as float32. */
+export function weightOnlyBytes(plan: readonly WeightOnlyQuantization[]): { quantized: number; float: number } {
+  let quantized = 0;
+  let float = 0;
+  for (const w of plan) {
+    for (const { q } of w.weights.values()) {
+      float += q.fq.length * 4;
+      quantized += isBlocked(q) ? blockBytes(q) : q.q.length + q.scale.length * 4;
+    }
+  }
+  return { quantized, float };
+}
+
+/** The bit width of a weight-only layer's quantized weights. */
+export function weightOnlyBits(w: WeightOnlyQuantization): 4 | 8 {
+  const first = [...w.weights.values()][0]?.q;
+  return first && isBlocked(first) ? first.bits : 8;
 }
 
 /** The plan by the graph each layer is in (the main graph, an If branch), with an editor for it. */

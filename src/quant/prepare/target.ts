@@ -33,7 +33,11 @@ export function forTarget(layers: readonly LayerInfo[], target: DeployTarget | u
   const dropped: SkippedNode[] = [];
   for (const l of layers) {
     if (!l.weight || l.second) dropped.push({ name: l.name, opType: l.opType, reason: WEIGHT_ONLY_TARGET_REASON, kind: 'no weight (weight-only target)' });
-    else kept.push({ ...l, weightOnly: true, ...(blocks(l) ? { blocked: true as const } : {}) });
+    else {
+      // Dequantized weight-only, any axis can carry the scales: a grouped Conv's too (axis 0).
+      const weight = l.weight.channelAxis >= 0 ? l.weight : { ...l.weight, channelAxis: 0 };
+      kept.push({ ...l, weight, weightOnly: true, ...(blocks(l) ? { blocked: true as const } : {}) });
+    }
   }
   return { layers: kept, dropped };
 }
