@@ -233,6 +233,51 @@ test("no node of the PP-OCR classifier's fake-quant model leaves the GPU in Chro
   assert(extra.length === 0, `fake-quant nodes on the CPU that the float model does not put there: ${extra.join(', ')}`);
 });
 
+test("the webgpu target's 4-bit deploy model of the tiny ViT (MatMulNBits) puts no node on the CPU in Chromium's JSEP WebGPU build that float does not, and parity holds there", async () => {
+  const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
+  if (!adapter) throw new Error('no WebGPU adapter in this Chromium (started with --enable-unsafe-webgpu)');
+  const ort = aq.getOrt();
+  const placement = async (bytes) => {
+    await window.__ortLog();
+    const level = ort.env.logLevel;
+    ort.env.logLevel = 'verbose';
+    try {
+      const s = await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], logSeverityLevel: 0, logVerbosityLevel: 0 });
+      await s.release();
+    } finally {
+      ort.env.logLevel = level;
+    }
+    let lines = [];
+    for (let i = 0; i < 50; i++) {
+      lines = lines.concat(await window.__ortLog());
+      const p = aq.parsePlacement(lines);
+      if (Object.keys(p.counts).some((ep) => ep !== 'CPUExecutionProvider')) return p;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`no node placement in ${lines.length} onnxruntime log lines`);
+  };
+  const onCpu = (p) => (p.nodes.CPUExecutionProvider ?? []).map((n) => `${n.opType} ${n.name}`);
+  const vit = await fetchBytes('/test/fixtures/transformers/vit_tiny.onnx');
+  // The ViT only: the JSEP kernel of GatherBlockQuantized (onnxruntime-web 1.30) computes another table
+  // than the wasm and WebGPU-EP kernels do (the token classifier's embedding: cosine -0.13 with uint4 zero
+  // points, 0.56 with int4), which parity reports (docs/algorithms.md, "Deploying for WebGPU").
+  const cases = [
+    [vit, { input: new aq.Tensor('float32', randomFloats(2 * 784, 91, 1).map((v) => Math.abs(v)), [2, 1, 28, 28]) }],
+  ];
+  for (const [model, feeds] of cases) {
+    const floatCpu = onCpu(await placement(model));
+    // 4 bits: the JSEP kernel of this bundle runs MatMulNBits at 2 and 4 bits only (8-bit needs
+    // onnxruntime-web/webgpu, the WebGPU EP build, which the Deno suite checks).
+    for (const bits of [4]) {
+      const result = await aq.quantizeModel(model, await aq.createQuantConfig(model, { deployTarget: 'webgpu', weightBits: bits }), [feeds]);
+      const p = await placement(result.deployModel);
+      const extra = onCpu(p).filter((n) => !floatCpu.includes(n));
+      assert(extra.length === 0, `${bits}-bit deploy nodes on the CPU that the float model does not put there: ${extra.join(', ')}`);
+      assert(result.parity && result.parity.cosine > 0.999, `parity ${result.parity && result.parity.cosine} on ${result.parity && result.parity.backend}`);
+    }
+  }
+});
+
 test('accuracy-based auto-calibration in the browser falls back exactly the planted outlier layer', async () => {
   const model = await fetchBytes('/test/fixtures/outlier_mlp.onnx');
   const batches = (n, rows, seed) =>

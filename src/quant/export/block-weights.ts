@@ -14,7 +14,8 @@
  *
  * Zero points cost one code per block (1/32 more bytes at the default block size). Per layer, the
  * symmetric form (no zero-point tensor: the runtime's default, the middle code) is kept unless the
- * asymmetric one cuts the squared error by more than ZERO_POINT_GAIN.
+ * asymmetric one cuts the squared error by more than ZERO_POINT_GAIN, and where the runtime can read them
+ * (see matMulZeroPointsReadable).
  */
 export interface BlockQuantizedWeight {
   bits: 4 | 8;
@@ -118,15 +119,25 @@ function quantizeVectors(vectors: Float32Array, count: number, length: number, b
  * Block-quantizes `count` vectors of `length` values held contiguously in `vectors` ([count][length]);
  * `fq` comes back in that layout too (callers transpose where the weight is stored otherwise).
  */
-export function quantizeBlocks(vectors: Float32Array, count: number, length: number, bits: 4 | 8, blockSize: number): BlockQuantizedWeight {
+export function quantizeBlocks(vectors: Float32Array, count: number, length: number, bits: 4 | 8, blockSize: number, zeroPoints = true): BlockQuantizedWeight {
   const sym = quantizeVectors(vectors, count, length, bits, blockSize, true);
-  const asym = quantizeVectors(vectors, count, length, bits, blockSize, false);
-  const chosen = asym.error < sym.error * (1 - ZERO_POINT_GAIN) ? asym : sym;
+  const asym = zeroPoints ? quantizeVectors(vectors, count, length, bits, blockSize, false) : undefined;
+  const chosen = asym && asym.error < sym.error * (1 - ZERO_POINT_GAIN) ? asym : sym;
   return {
     bits, blockSize, vectors: count, length, blocks: chosen.blocks,
     q: chosen.q, scale: chosen.scale, fq: chosen.fq,
-    ...(chosen === asym ? { zeroPoint: asym.zeroPoint } : {}),
+    ...(asym && chosen === asym ? { zeroPoint: asym.zeroPoint } : {}),
   };
+}
+
+/**
+ * Whether onnxruntime-web's JSEP WebGPU kernel (the default bundle's, 1.30) can read MatMulNBits zero
+ * points for `n` columns: it views their bytes as uint32 words, and fails the run ("cannot convert
+ * shape") unless their count is a multiple of 4. The head Gemm of the tiny ViT (N = 10, one block) is such a
+ * layer; it is made symmetric instead.
+ */
+export function matMulZeroPointsReadable(n: number, blocks: number, bits: 4 | 8): boolean {
+  return (n * Math.ceil((blocks * bits) / 8)) % 4 === 0;
 }
 
 /** `m` ([rows][cols]) transposed to [cols][rows]. */

@@ -30,7 +30,7 @@ import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../on
 import type { LayerInfo, WeightSpec } from '../prepare/registry.js';
 import { type QuantizationSession, layerConfig } from '../types.js';
 import { DEFAULT_BLOCK_SIZE } from '../config/config.js';
-import { blockBytes, type BlockQuantizedWeight, packCodes, quantizeBlocks, transpose } from './block-weights.js';
+import { blockBytes, type BlockQuantizedWeight, matMulZeroPointsReadable, packCodes, quantizeBlocks, transpose } from './block-weights.js';
 import { quantizeWeight, type QuantizedWeight } from './weights.js';
 
 export interface WeightOnlyQuantization {
@@ -57,8 +57,11 @@ function quantizeInBlocks(q: QuantizationSession, layer: LayerInfo, spec: Weight
   const [rows, cols] = spec.dims as [number, number];
   const node = layer.opType === 'Gemm' ? (q.work.graph!.node ?? []).find((n) => n.name === layer.name) : undefined;
   // Vectors are rows of the stored tensor for a table and for Gemm's transposed B ([N, K]).
-  if (layer.opType === 'Gather' || gemmForm(node).transB) return quantizeBlocks(w, rows, cols, bits, blockSize);
-  const b = quantizeBlocks(transpose(w, rows, cols), cols, rows, bits, blockSize);
+  if (layer.opType === 'Gather') return quantizeBlocks(w, rows, cols, bits, blockSize);
+  const [k, n] = gemmForm(node).transB ? [cols, rows] : [rows, cols];
+  const zeroPoints = matMulZeroPointsReadable(n, Math.ceil(k / blockSize), bits);
+  if (gemmForm(node).transB) return quantizeBlocks(w, rows, cols, bits, blockSize, zeroPoints);
+  const b = quantizeBlocks(transpose(w, rows, cols), cols, rows, bits, blockSize, zeroPoints);
   return { ...b, fq: transpose(b.fq, cols, rows) };
 }
 
