@@ -7,10 +7,23 @@ import { createQuantConfig, createSession, quantizeModel, Tensor, useOrt } from 
 import { getKernels } from '../../dist/kernels.js';
 import { rng } from './random.ts';
 
-Deno.test('the fake-quant model of the MNIST CNN runs on WebGPU and matches the wasm backend', async () => {
+async function requireAdapter(): Promise<void> {
   const adapter = await (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu?.requestAdapter();
   assert.ok(adapter, 'no WebGPU adapter in this Deno');
   useOrt(ortWebGpu as never);
+}
+
+/**
+ * Releases the GPU device before Deno exits: a live device at exit once aborted the process
+ * ("double free or corruption") after every test had passed.
+ */
+async function releaseDevice(): Promise<void> {
+  const device = await (ortWebGpu.env.webgpu as unknown as { device?: Promise<{ destroy?: () => void }> | { destroy?: () => void } }).device;
+  device?.destroy?.();
+}
+
+Deno.test('the fake-quant model of the MNIST CNN runs on WebGPU and matches the wasm backend', async () => {
+  await requireAdapter();
   const model = await Deno.readFile(new URL('../fixtures/mnist_cnn.onnx', import.meta.url));
   const next = rng(4);
   const x = Float32Array.from({ length: 4 * 784 }, () => next());
@@ -28,16 +41,11 @@ Deno.test('the fake-quant model of the MNIST CNN runs on WebGPU and matches the 
   const onWasm = await run('wasm');
   const onGpu = await run('webgpu');
   assert.ok(k.cosine(onWasm, onGpu) > 0.9999, `wasm vs webgpu cosine ${k.cosine(onWasm, onGpu)}`);
-  // Release the GPU device before Deno exits: a live device at exit once aborted the process
-  // ("double free or corruption") after every test had passed.
-  const device = await (ortWebGpu.env.webgpu as unknown as { device?: Promise<{ destroy?: () => void }> | { destroy?: () => void } }).device;
-  device?.destroy?.();
+  await releaseDevice();
 });
 
 Deno.test("the tiny ViT's 4-bit webgpu-target deploy model (MatMulNBits) runs on WebGPU and parity is measured there", async () => {
-  const adapter = await (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu?.requestAdapter();
-  assert.ok(adapter, 'no WebGPU adapter in this Deno');
-  useOrt(ortWebGpu as never);
+  await requireAdapter();
   const model = await Deno.readFile(new URL('../fixtures/transformers/vit_tiny.onnx', import.meta.url));
   const next = rng(6);
   const x = Float32Array.from({ length: 2 * 784 }, () => next());
@@ -59,6 +67,5 @@ Deno.test("the tiny ViT's 4-bit webgpu-target deploy model (MatMulNBits) runs on
   const fakeOnWasm = await run(result.fakeQuantModel, 'wasm');
   const deployOnGpu = await run(result.deployModel, 'webgpu');
   assert.ok(k.cosine(fakeOnWasm, deployOnGpu) > 0.999, `fake-quant on wasm vs deploy on webgpu cosine ${k.cosine(fakeOnWasm, deployOnGpu)}`);
-  const device = await (ortWebGpu.env.webgpu as unknown as { device?: Promise<{ destroy?: () => void }> | { destroy?: () => void } }).device;
-  device?.destroy?.();
+  await releaseDevice();
 });

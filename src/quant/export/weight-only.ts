@@ -24,7 +24,7 @@
  */
 import { intAttr, GraphEditor } from '../../onnx/editor.js';
 import { findAttribute } from '../../onnx/graph.js';
-import { allNames, byGraph, constantAt } from '../../onnx/scope.js';
+import { allNames, byGraph, constantAt, graphAt } from '../../onnx/scope.js';
 import { DataType, makeTensor, readTensorAsFloat32 } from '../../onnx/tensor.js';
 import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../onnx/types.js';
 import type { LayerInfo, WeightSpec } from '../prepare/registry.js';
@@ -55,15 +55,18 @@ function gemmForm(node: NodeProto | undefined) {
 function quantizeInBlocks(q: QuantizationSession, layer: LayerInfo, spec: WeightSpec, bits: 4 | 8, blockSize: number): BlockQuantizedWeight {
   const w = readTensorAsFloat32(constantAt(q.work.graph!, layer.scope, spec.name)!);
   const [rows, cols] = spec.dims as [number, number];
-  const node = layer.opType === 'Gemm' ? (q.work.graph!.node ?? []).find((n) => n.name === layer.name) : undefined;
   // Vectors are rows of the stored tensor for a table and for Gemm's transposed B ([N, K]).
   if (layer.opType === 'Gather') return quantizeBlocks(w, rows, cols, bits, blockSize);
-  const [k, n] = gemmForm(node).transB ? [cols, rows] : [rows, cols];
+  const transB = layer.opType === 'Gemm' && gemmForm(nodeIn(graphAt(q.work.graph!, layer.scope)!, layer)).transB;
+  const [k, n] = transB ? [cols, rows] : [rows, cols];
   const zeroPoints = matMulZeroPointsReadable(n, Math.ceil(k / blockSize), bits);
-  if (gemmForm(node).transB) return quantizeBlocks(w, rows, cols, bits, blockSize, zeroPoints);
+  if (transB) return quantizeBlocks(w, rows, cols, bits, blockSize, zeroPoints);
   const b = quantizeBlocks(transpose(w, rows, cols), cols, rows, bits, blockSize, zeroPoints);
   return { ...b, fq: transpose(b.fq, cols, rows) };
 }
+
+/** Weight-only layers with one scale per output channel (the 'webgpu' target's convolutions); the others have one per row. */
+const perChannel = (layer: LayerInfo) => layer.opType === 'Conv' || layer.opType === 'ConvTranspose';
 
 /** One scale per output channel (the weight spec's channel axis), for weight-only Conv and ConvTranspose. */
 function quantizeChannels(q: QuantizationSession, layer: LayerInfo, spec: WeightSpec): QuantizedWeight {
@@ -102,7 +105,7 @@ export function planWeightOnly(q: QuantizationSession, only?: readonly LayerInfo
       const specs: [number, WeightSpec | undefined][] = [[layer.opType === 'Gather' ? 0 : 1, layer.weight], [2, layer.recurrence]];
       const quantize = (spec: WeightSpec) =>
         layer.blocked ? quantizeInBlocks(q, layer, spec, width, blockSize)
-        : layer.opType === 'Conv' || layer.opType === 'ConvTranspose' ? quantizeChannels(q, layer, spec)
+        : perChannel(layer) ? quantizeChannels(q, layer, spec)
         : quantizeRows(q, layer, spec, perRow);
       e = { layer, weights: new Map(specs.filter((s): s is [number, WeightSpec] => s[1] !== undefined).map(([i, spec]) => [i, { spec, q: quantize(spec) }])) };
       known.set(key, e);
@@ -207,8 +210,7 @@ function deployGraph(graph: GraphProto, editor: GraphEditor, plan: readonly Weig
         const asFloat = editor.name(`${spec.name}_int8_as_float`);
         const value = editor.name(`${spec.name}_dequantized`);
         // Rows (a recurrent gate's output channel): every axis but the last; channels: one axis.
-        const perChannel = layer.opType === 'Conv' || layer.opType === 'ConvTranspose';
-        const dims = perChannel ? spec.dims.map((d, i) => (i === q.axis ? d : 1)) : [...spec.dims.slice(0, -1), 1];
+        const dims = perChannel(layer) ? spec.dims.map((d, i) => (i === q.axis ? d : 1)) : [...spec.dims.slice(0, -1), 1];
         const scale = scaleTensor(editor, spec, q, dims);
         before.set(target, [...(before.get(target) ?? []), node('Cast', spec.name, [qName], [asFloat], toFloat), node('Mul', spec.name, [asFloat, scale], [value])]);
         target.input![input] = value;
