@@ -206,7 +206,7 @@ async function finish(
   const bitsOf = new Map(weightOnly.filter((w) => w.layer.blocked).map((w) => [w.layer.name, weightOnlyBits(w)]));
   for (const [name, b] of bitsOf) (config[name] as LayerQuantConfig).weight_quant_params!.num_bits = b;
   // The returned config and record must rebuild this model without data, fallbacks in float included.
-  const record = p.finalRecord(space.record, space.adoptedEntries(choice), passed ? plan : undefined);
+  const record = p.finalRecord(space.record, space.adoptedEntries(choice), passed ? plan : undefined, weightOnly);
   const off = new Set(fallback ?? []);
   const layers = p.layerReport(
     new Set([...plan.map((l) => l.layer.name), ...weightOnly.map((w) => w.layer.name)]),

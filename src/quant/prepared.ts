@@ -12,7 +12,7 @@ import { calibrateLayers } from './calibrate/layers.js';
 import { type Compared, compareLayers } from './calibrate/layerwise.js';
 import { type LayerQuantConfig, type QuantConfig } from './config/config.js';
 import { readRecord } from './config/io.js';
-import { type QuantRecord, emptyRecord, withPasses } from './config/record.js';
+import { type QuantRecord, emptyRecord, withPasses, withWeights } from './config/record.js';
 import { chooseInto } from './decide/adaptive-rounding.js';
 import type { PassContext, PassRun } from './decide/pass.js';
 import { PASSES } from './decide/passes.js';
@@ -20,7 +20,7 @@ import { keepAllOutputs, selectOutputs } from './decide/select-outputs.js';
 import { buildDeployModel, fakeQuantModelProto, outputPlacement, planLayers } from './export/build.js';
 import { layerReport, pruneRecord } from './export/layer-report.js';
 import { type LayerQuantization } from './export/rewrite.js';
-import { planWeightOnly, type WeightOnlyQuantization } from './export/weight-only.js';
+import { planWeightOnly, weightOnlyRecord, type WeightOnlyQuantization } from './export/weight-only.js';
 import { type QuantWarning, coverageWarnings } from './prepare/coverage.js';
 import { checkDeployable, enabledLayers, prepareQuantization, type Prepared } from './prepare/prepare.js';
 import { type LayerInfo } from './prepare/registry.js';
@@ -249,7 +249,7 @@ export class PreparedQuantization {
    * calibration's fallbacks) from calibrating those outputs, which needs data. Outputs the plan
    * quantizes (with a quantized reader's factors) keep their entry.
    */
-  finalRecord(base: QuantRecord, adopted: Iterable<readonly [string, QuantRecord['layers'][string]]> = [], plan?: readonly LayerQuantization[]): QuantRecord {
+  finalRecord(base: QuantRecord, adopted: Iterable<readonly [string, QuantRecord['layers'][string]]> = [], plan?: readonly LayerQuantization[], searched: readonly WeightOnlyQuantization[] = this.weightOnlyPlan()): QuantRecord {
     const record = structuredClone(base);
     for (const [layer, entry] of adopted) {
       const own = record.layers[layer];
@@ -267,12 +267,13 @@ export class PreparedQuantization {
         if (l && !placed.has(p.layer.name) && l.scale_o === undefined && l.output_quant !== false) l.output_quant = false;
       }
     }
-    return this.recorded(pruneRecord(this.session, record));
+    return this.recorded(pruneRecord(this.session, record), searched);
   }
 
-  /** `record` saying which data passes calibrate() ran, with what. */
-  private recorded(record: QuantRecord): QuantRecord {
-    return withPasses(record, this.passesRun.map(({ name, stage, settings }) => ({ name, stage, settings })));
+  /** `record` saying which data passes calibrate() ran, with what, and what the weight-only layers of a model with `searched` hold. */
+  private recorded(record: QuantRecord, searched: readonly WeightOnlyQuantization[]): QuantRecord {
+    const passes = withPasses(record, this.passesRun.map(({ name, stage, settings }) => ({ name, stage, settings })));
+    return withWeights(passes, weightOnlyRecord([...this.fixedWeightOnlyPlan(), ...searched]));
   }
 
   /** The plan of every enabled layer, from `record` (default: this session's). */
@@ -334,8 +335,8 @@ export class PreparedQuantization {
     return coverageWarnings(layers, this.session.skipped, this.session.floatOnly, search);
   }
 
-  /** A copy of the record restricted to layers that exist. */
-  prunedRecord(): QuantRecord {
-    return this.recorded(pruneRecord(this.session, structuredClone(this.record)));
+  /** A copy of the record restricted to layers that exist, for the model built with `searched`. */
+  prunedRecord(searched: readonly WeightOnlyQuantization[] = this.weightOnlyPlan()): QuantRecord {
+    return this.recorded(pruneRecord(this.session, structuredClone(this.record)), searched);
   }
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeNpy } from '../../src/data/npy.js';
 import { accuracyBasedAutoCalibration, FidelityEvaluator, OptionsError, quantizeModel, Tensor } from '../../src/index.js';
+import { validateRecord } from '../../src/quant/config/record.js';
 import { decodeModel } from '../../src/subpaths/onnx.js';
 import { removeTempDirs, ROOT, runCli, tempDir } from '../helpers/cli-runner.js';
 import { heldOutBatch, trainBatch } from '../helpers/mnist.js';
@@ -44,7 +45,26 @@ describe("the automatic search, deployTarget 'webgpu'", () => {
     const again = await quantizeModel(VIT, mixed.config, calib);
     expect(again.deployModel).toEqual(mixed.deployModel);
     expect(ops(mixed.deployModel!, "MatMulNBits")).toBe(bits.size);
+    // The record says the bits each layer got and what its weights weigh, summing to weightBytes.
+    const weights = mixed.record.weights!;
+    const blocked = Object.entries(weights).filter(([, w]) => w.block_size !== undefined);
+    expect(new Map(blocked.map(([n, w]) => [n, w.num_bits_w]))).toEqual(bits);
+    expect(blocked.every(([, w]) => w.block_size === 32)).toBe(true);
+    // The patch embedding is a Conv: int8 per output channel, no blocks.
+    expect(weights['/patch/Conv']).toMatchObject({ num_bits_w: 8 });
+    expect(weights['/patch/Conv']!.block_size).toBeUndefined();
+    expect(Object.values(weights).reduce((s, w) => s + w.bytes, 0)).toBe(mixed.weightBytes!.quantized);
+    expect(Object.values(weights).reduce((s, w) => s + w.float_bytes, 0)).toBe(mixed.weightBytes!.float);
+    expect(validateRecord(JSON.parse(JSON.stringify(mixed.record))).weights).toEqual(weights);
   }, 180_000);
+
+  it("the record's weights section is checked like its layers", () => {
+    const base = { version: 1, layers: {} };
+    expect(validateRecord({ ...base, weights: { fc: { num_bits_w: 4, block_size: 32, bytes: 10, float_bytes: 64 } } }).weights).toEqual({ fc: { num_bits_w: 4, block_size: 32, bytes: 10, float_bytes: 64 } });
+    expect(() => validateRecord({ ...base, weights: { fc: { num_bits_w: 3, bytes: 1, float_bytes: 4 } } })).toThrow(/weights 'fc'.num_bits_w must be 4 or 8, got 3/);
+    expect(() => validateRecord({ ...base, weights: { fc: { num_bits_w: 8, bytes: -1, float_bytes: 4, scale: 1 } } })).toThrow(/weights 'fc'.bytes must be a whole number ≥ 0[\s\S]*weights 'fc'.scale is not a known field|weights 'fc'.scale is not a known field[\s\S]*bytes must be/);
+    expect(() => validateRecord({ ...base, weights: [] })).toThrow(/weights must be an object/);
+  });
 
   it('falls weight-only layers back to float where even 8 bits exceed the limit, and says that every layer at 8 bits failed', async () => {
     const r = await accuracyBasedAutoCalibration(VIT, evaluator(0.00002), { deployTarget: 'webgpu', weightBits: [4, 8] });

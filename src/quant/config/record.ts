@@ -69,11 +69,29 @@ export interface PassRecord {
   settings: Record<string, unknown>;
 }
 
+/**
+ * A weight-only layer's weights as the models hold them: the bits each got (the automatic search's
+ * choice under `weightBits: [4, 8]`), the block size where they are in blocks, and the bytes against
+ * float. Informational, like `passes`: weight-only factors are data-free, so the config's
+ * `num_bits` and `block_size` rebuild them, and a reuse of the record reads nothing here.
+ */
+export interface WeightRecord {
+  num_bits_w: 4 | 8;
+  /** Values per block (MatMulNBits, GatherBlockQuantized); absent for one scale per row or channel. */
+  block_size?: number;
+  /** Bytes of the quantized weights with their scales and zero points. */
+  bytes: number;
+  /** Bytes of the same weights in float32. */
+  float_bytes: number;
+}
+
 export interface QuantRecord {
   version: 1;
   /** The data passes that ran, in order (absent in records written before passes were recorded). */
   passes?: PassRecord[];
   layers: Record<string, LayerRecord>;
+  /** The weight-only layers quantized, by name (absent where there are none). */
+  weights?: Record<string, WeightRecord>;
 }
 
 export function emptyRecord(): QuantRecord {
@@ -109,6 +127,10 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
       typeof p.settings === 'object' && p.settings !== null && !Array.isArray(p.settings));
     if (!ok) problems.push('passes must be an array of { "name": string, "stage": "before-calibration" | "after-calibration", "settings": { ... } }');
     else out.passes = r.passes.map((p) => ({ name: p.name, stage: p.stage, settings: JSON.parse(JSON.stringify(p.settings)) as Record<string, unknown> }));
+  }
+  if (r.weights !== undefined) {
+    const weights = validateWeights(r.weights, problems);
+    if (weights) out.weights = weights;
   }
   for (const [name, l] of Object.entries(r.layers)) {
     const where = `layer ${quoteName(name)}`;
@@ -178,9 +200,40 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
   return out;
 }
 
+const WEIGHT_FIELDS = new Set(['num_bits_w', 'block_size', 'bytes', 'float_bytes']);
+const count = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+function validateWeights(value: unknown, problems: string[]): Record<string, WeightRecord> | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    problems.push('weights must be an object { "<layer>": { "num_bits_w": 4 | 8, "bytes": n, "float_bytes": n }, ... }');
+    return undefined;
+  }
+  const out: Record<string, WeightRecord> = {};
+  for (const [name, w] of Object.entries(value as Record<string, WeightRecord>)) {
+    const where = `weights ${quoteName(name)}`;
+    if (typeof w !== 'object' || w === null || Array.isArray(w)) {
+      problems.push(`${where} must be an object`);
+      continue;
+    }
+    for (const k of Object.keys(w)) if (!WEIGHT_FIELDS.has(k)) problems.push(`${where}.${describeValue(k).slice(1, -1)} is not a known field`);
+    if (w.num_bits_w !== 4 && w.num_bits_w !== 8) problems.push(`${where}.num_bits_w must be 4 or 8, got ${describeValue(w.num_bits_w)}`);
+    if (w.block_size !== undefined && !(count(w.block_size) && w.block_size > 0)) problems.push(`${where}.block_size must be a whole number > 0, got ${describeValue(w.block_size)}`);
+    for (const k of ['bytes', 'float_bytes'] as const) if (!count(w[k])) problems.push(`${where}.${k} must be a whole number ≥ 0, got ${describeValue(w[k])}`);
+    const copy: WeightRecord = { num_bits_w: w.num_bits_w, ...(w.block_size !== undefined ? { block_size: w.block_size } : {}), bytes: w.bytes, float_bytes: w.float_bytes };
+    Object.defineProperty(out, name, { value: copy, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+/** `record` with `weights` in place of any it had (none where `weights` is empty), listed after the layers. */
+export function withWeights(record: QuantRecord, weights: Record<string, WeightRecord>): QuantRecord {
+  const { weights: _old, ...rest } = record;
+  return Object.keys(weights).length ? { ...rest, weights } : rest;
+}
+
 /** `record` with `passes` in place of any it had, listed before the layers as files show them. */
 export function withPasses(record: QuantRecord, passes: readonly PassRecord[]): QuantRecord {
-  return { version: record.version, passes: passes.map((p) => ({ ...p, settings: { ...p.settings } })), layers: record.layers };
+  return { version: record.version, passes: passes.map((p) => ({ ...p, settings: { ...p.settings } })), layers: record.layers, ...(record.weights ? { weights: record.weights } : {}) };
 }
 
 /** Sets a layer's entry; any name works, `__proto__` included (an own property, not the prototype). */

@@ -30,6 +30,7 @@ import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../on
 import type { LayerInfo, WeightSpec } from '../prepare/registry.js';
 import { type QuantizationSession, layerConfig } from '../types.js';
 import { DEFAULT_BLOCK_SIZE } from '../config/config.js';
+import type { WeightRecord } from '../config/record.js';
 import { blockBytes, type BlockQuantizedWeight, matMulZeroPointsReadable, packCodes, quantizeBlocks, transpose } from './block-weights.js';
 import { quantizeWeight, type QuantizedWeight } from './weights.js';
 
@@ -126,6 +127,18 @@ export function weightOnlyBytes(plan: readonly WeightOnlyQuantization[]): { quan
     }
   }
   return { quantized, float };
+}
+
+/** The record's account of the layers' weights: bits, block size and bytes per layer. */
+export function weightOnlyRecord(plan: readonly WeightOnlyQuantization[]): Record<string, WeightRecord> {
+  const out: Record<string, WeightRecord> = {};
+  for (const w of plan) {
+    const bytes = weightOnlyBytes([w]);
+    const first = [...w.weights.values()][0]?.q;
+    const entry: WeightRecord = { num_bits_w: weightOnlyBits(w), ...(first && isBlocked(first) ? { block_size: first.blockSize } : {}), bytes: bytes.quantized, float_bytes: bytes.float };
+    Object.defineProperty(out, w.layer.name, { value: entry, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
 }
 
 /** The bit width of a weight-only layer's quantized weights. */
