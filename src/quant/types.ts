@@ -70,6 +70,12 @@ export interface LayerReport {
   biasCorrected?: boolean;
   /** Why a quantized layer is set up as it is, where the default chose for it (e.g. 16-bit activations before a Log). */
   note?: string;
+  /**
+   * Left float by the default config (`skip_slow_layers`, or a layer feeding a Log where 16-bit
+   * activations need an opset the model cannot reach): a choice made for speed or accuracy, which
+   * `reason` explains, so it raises no LEFT_FLOAT warning.
+   */
+  floatByDefault?: true;
 }
 /** A layer's output error, fake-quant against float, the layer alone on float inputs (see `layerErrors`). */
 export interface LayerError {

@@ -31,11 +31,14 @@ function quantizableNodeCount(bytes: Uint8Array): number {
 }
 
 /** Every quantizable layer is quantized but the ones int8 only slows on onnxruntime's CPU (skip_slow_layers), which say so. */
-function expectEligibleQuantized(result: { layers: { name: string; quantized: boolean; reason?: string }[] }, model: Uint8Array, slow: number): void {
+function expectEligibleQuantized(result: { layers: { name: string; quantized: boolean; reason?: string; floatByDefault?: true }[]; warnings: { code: string }[] }, model: Uint8Array, slow: number): void {
   const left = result.layers.filter((l) => !l.quantized);
   expect(result.layers).toHaveLength(quantizableNodeCount(model));
   expect(left).toHaveLength(slow);
   for (const l of left) expect(l.reason, l.name).toMatch(/skip_slow_layers: a (depthwise|grouped) Conv|skip_slow_layers: a Conv whose dot products have \d+ terms|skip_slow_layers: an AveragePool/);
+  // The default's own choice, explained per layer, is not a gap to warn about.
+  for (const l of left) expect(l.floatByDefault, l.name).toBe(true);
+  expect(result.warnings.filter((w) => w.code === 'LEFT_FLOAT')).toEqual([]);
 }
 
 describe('PTQ on the PaddleOCR text-direction classifier', () => {

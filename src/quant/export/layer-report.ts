@@ -29,17 +29,19 @@ export function layerReport(q: QuantizationSession, quantized: ReadonlySet<strin
   const note = (l: LayerInfo): Partial<LayerReport> =>
     logFed.has(l.name) && layerConfig(q.config, l.name)?.activation_quant_params?.num_bits === 16 ? { note: LOG_INPUT_NOTE } : {};
   const slow = q.config.skip_slow_layers === true ? slowInt8Layers(q.work.graph!, q.layers) : new Map<string, string>();
-  const disabled = (l: LayerInfo) =>
+  const byDefault = (l: LayerInfo) =>
     logFed.has(l.name)
       ? 'quant_enable is false in the config (the default where a layer feeds a Log and the model cannot reach opset 21 for 16-bit activations)'
       : slow.has(l.name)
         ? `quant_enable is false in the config (the default, skip_slow_layers: ${slow.get(l.name)})`
-        : 'quant_enable is false in the config';
+        : undefined;
   return [
-    ...q.declared.map((l) => {
-      const on = quantized.has(l.name);
-      const reason = on ? undefined : reasonFor?.(l.name) ?? q.unreached?.get(l.name) ?? disabled(l);
-      return { name: l.name, opType: l.opType, quantized: on, ...(reason ? { reason } : { ...weights(l), ...note(l) }) };
+    ...q.declared.map((l): LayerReport => {
+      if (quantized.has(l.name)) return { name: l.name, opType: l.opType, quantized: true, ...weights(l), ...note(l) };
+      const given = reasonFor?.(l.name) ?? q.unreached?.get(l.name);
+      if (given) return { name: l.name, opType: l.opType, quantized: false, reason: given };
+      const chosen = layerConfig(q.config, l.name)?.quant_enable === false ? byDefault(l) : undefined;
+      return { name: l.name, opType: l.opType, quantized: false, reason: chosen ?? 'quant_enable is false in the config', ...(chosen ? { floatByDefault: true as const } : {}) };
     }),
     ...q.skipped.map((s) => ({ name: s.name, opType: s.opType, quantized: false, reason: s.reason })),
   ];

@@ -100,6 +100,7 @@ export interface ReportedLayer {
   opType: string;
   quantized: boolean;
   reason?: string;
+  floatByDefault?: true;
 }
 
 export type WarningCode = 'LEFT_FLOAT' | 'NOTHING_QUANTIZED' | 'LOW_FIDELITY' | 'LOW_PARITY';
@@ -155,6 +156,8 @@ export function coverageWarnings(layers: readonly ReportedLayer[], skipped: read
     if (l.quantized || !HEAVY_OPS.has(l.opType) || (search && !kindOf.has(l.name))) continue;
     // A weight-only target keeps activation products float by design: the layer report says so.
     if (kindOf.get(l.name) === 'no weight (weight-only target)') continue;
+    // So does the default config where int8 would be slower or needs an opset the model lacks.
+    if (l.floatByDefault) continue;
     add(kindOf.get(l.name) ?? l.reason ?? 'left in float', l);
   }
   for (const n of floatOnly) add(n.reason, n);
