@@ -5,7 +5,7 @@
 // onnxruntime turned into integer kernels, and fidelity (cosine to float, deploy vs fake-quant).
 // Fidelity is the mean over four held-out inputs (the timed one first): one input's cosine moves by
 // as much as the changes being compared.
-// Run: node bench/deploy.mjs [--runs N] [--only name] [--no-quantize-outputs] [--bias-correction] [--channel-splitting R]
+// Run: node bench/deploy.mjs [--runs N] [--only name] [--no-quantize-outputs] [--bias-correction] [--channel-splitting R] [--weight-rounding adaptive]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,7 @@ const ONLY = arg('--only', '');
 const QUANTIZE_OUTPUTS = !process.argv.includes('--no-quantize-outputs');
 const BIAS_CORRECTION = process.argv.includes('--bias-correction');
 const CHANNEL_SPLITTING = Number(arg('--channel-splitting', 0));
+const WEIGHT_ROUNDING = arg('--weight-rounding', 'nearest');
 
 const tmp = mkdtempSync(join(tmpdir(), 'autoquant-deploy-'));
 
@@ -124,7 +125,7 @@ for (const c of deployCases) {
   const model = new Uint8Array(readFileSync(c.file));
   // The default, and every layer int8 (skip_slow_layers off: the form before it) as the baseline, 1 thread.
   for (const skipSlowLayers of [true, false]) {
-    const config = await createQuantConfig(model, { batchNum: 2, quantizeOutputs: QUANTIZE_OUTPUTS, biasCorrection: BIAS_CORRECTION, channelSplitting: CHANNEL_SPLITTING, skipSlowLayers });
+    const config = await createQuantConfig(model, { batchNum: 2, quantizeOutputs: QUANTIZE_OUTPUTS, biasCorrection: BIAS_CORRECTION, channelSplitting: CHANNEL_SPLITTING, weightRounding: WEIGHT_ROUNDING, skipSlowLayers });
     const t0 = performance.now();
     const r = await quantizeModel(model, config, [0, 1].map((i) => { const [x, d] = c.calib(i); return { [c.input]: new Tensor('float32', x, d) }; }));
     const ptq = (performance.now() - t0) / 1000;

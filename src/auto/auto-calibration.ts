@@ -16,7 +16,7 @@ import { DEFAULT_CALIBRATION_MEMORY, type BatchSource, type KeptBatch } from '..
 import { measureParity, parityWarnings } from '../quant/export/parity.js';
 import { weightOnlyBits, weightOnlyBytes } from '../quant/export/weight-only.js';
 import { replayedCallback } from '../quant/calibrate/replay.js';
-import type { LayerQuantConfig, QuantConfig } from '../quant/config/config.js';
+import { isWeightOnlyTarget, type LayerQuantConfig, type QuantConfig } from '../quant/config/config.js';
 import { readJsonFile } from '../quant/config/io.js';
 import { defaultQuantConfig } from '../quant/prepare/default-config.js';
 import { PreparedQuantization } from '../quant/prepared.js';
@@ -288,8 +288,8 @@ function checkAutoArguments(evaluatorLike: unknown, options: unknown): AutoCalib
   if (o.weightBits !== undefined && !(o.weightBits === 8 || o.weightBits === 4 || (Array.isArray(o.weightBits) && o.weightBits.length === 2 && o.weightBits[0] === 4 && o.weightBits[1] === 8))) {
     throw new OptionsError(`weightBits must be 8, 4 or [4, 8], got ${describeValue(o.weightBits)}`, 'AUTO_OPTIONS');
   }
-  if (o.weightBits !== undefined && o.weightBits !== 8 && (o.deployTarget ?? o.config?.deploy_target ?? 'cpu') !== 'webgpu') {
-    throw new OptionsError(`weightBits ${describeValue(o.weightBits)} needs deployTarget 'webgpu' (the CPU target's int8 kernels take 8-bit weights)`, 'AUTO_OPTIONS');
+  if (o.weightBits !== undefined && o.weightBits !== 8 && !isWeightOnlyTarget(o.deployTarget ?? o.config?.deploy_target)) {
+    throw new OptionsError(`weightBits ${describeValue(o.weightBits)} needs deployTarget 'webgpu' or 'wasm' (the CPU target's int8 kernels take 8-bit weights)`, 'AUTO_OPTIONS');
   }
   if (o.deployTarget !== undefined && (o.config !== undefined || o.configFile !== undefined)) {
     throw new OptionsError("deployTarget applies to the default config; a given config says its own deploy_target", 'AUTO_OPTIONS');

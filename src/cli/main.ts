@@ -18,7 +18,7 @@ import { Logger } from './log.js';
 import { AutoquantError } from '../errors.js';
 import { describeError } from '../text.js';
 import { loadModel } from '../onnx/model.js';
-import { DEPLOY_TARGETS, WEIGHT_ROUNDINGS, type ActivationAlgo, type DeployTarget, type WeightRounding } from '../quant/config/config.js';
+import { DEPLOY_TARGETS, WEIGHT_ROUNDINGS, isWeightOnlyTarget, type ActivationAlgo, type DeployTarget, type WeightRounding } from '../quant/config/config.js';
 import { createQuantConfig, loadQuantConfig, quantizeModel, saveModel, type LayerReport } from '../quant/quantize.js';
 import { describeParity } from '../quant/export/parity.js';
 import type { QuantWarning } from '../quant/prepare/coverage.js';
@@ -36,18 +36,19 @@ Usage:
   autoquant config <model.onnx> -o <config.json|-> [--batch-num N] [--skip a,b] [--act-algo ifmr|hfmg|minmax|percentile]
                    [--weight-rounding nearest|adaptive] [--channel-splitting R]
                    [--activation-bits 8|16] [--symmetric] [--no-fusion] [--no-channel-wise] [--no-skip-slow]
-                   [--target cpu|webgpu] [--weight-bits 8|4]
+                   [--target cpu|webgpu|wasm] [--weight-bits 8|4]
       List every quantizable layer in a quantization config (AMCT's JSON form). By default the layers that
       onnxruntime's CPU runs slower in int8 than in float (depthwise and grouped Conv, Conv with dot products
       under 16 terms, AveragePool) are listed with quant_enable false (skip_slow_layers); --no-skip-slow lists them on.
       --target webgpu: weights only, in the forms onnxruntime-web's WebGPU backend runs on the GPU (MatMul and
       Gemm as MatMulNBits in blocks of 32, embeddings as GatherBlockQuantized, Conv int8 per channel);
-      --weight-bits 4 puts the block-quantized layers at 4 bits.
+      --target wasm: the same weight-only forms, for onnxruntime-web's wasm backend (where int8 QDQ runs slower
+      than float); --weight-bits 4 puts the block-quantized layers at 4 bits.
 
   autoquant quantize <model.onnx> --data <calib.npy|.npz> --save <prefix> [--config <config.json>] [--batch-size B]
                      [--batch-axis name=K,...] [--const name=value,...] [--batch-num N]
                      [--weight-rounding nearest|adaptive] [--channel-splitting R] [--no-skip-slow] [--force]
-                     [--target cpu|webgpu] [--weight-bits 8|4]
+                     [--target cpu|webgpu|wasm] [--weight-bits 8|4]
       Calibrate on the data and write <prefix>_fake_quant_model.onnx, <prefix>_deploy_model.onnx, <prefix>_record.json
       and <prefix>_report.html; prints each model output's cosine and SQNR to float on the calibration batches,
       and warnings (heavy nodes left float and why, an output below cosine 0.99). --weight-rounding sets the config's weight_rounding (adaptive: each layer's weights
@@ -63,7 +64,7 @@ Usage:
                  [--batch-axis name=K,...] [--const name=value,...] [--calibration-data <calib.npy|.npz>]
                  [--fidelity auto|top1|cosine|relative] [--fallback float|int16] [--repairs weights,rounding,observer,int16|none]
                  [--weight-rounding nearest|adaptive] [--channel-splitting R] [--no-skip-slow] [--refine] [--force]
-                 [--target cpu|webgpu] [--weight-bits 8|4|4,8]
+                 [--target cpu|webgpu|wasm] [--weight-bits 8|4|4,8]
       Quantize, and fall the most sensitive layers back to float until the metric drop is within the limit;
       --repairs (default all four) are tried on those layers first, keeping them quantized where they suffice.
       --refine then tries each layer still in float back in int8, least sensitive first (one evaluation each).
@@ -73,7 +74,7 @@ Usage:
       with { maxDrop } or { maxRelativeDrop }) or a function returning one. --data: label-free, the metric is the
       agreement with the float model's first output on those inputs, over all batches: top-1 for classifiers,
       relative error (1 − ‖q − f‖/‖f‖) for one value per sample, cosine otherwise; --fidelity picks one.
-      --target webgpu --weight-bits 4,8: the search starts with every block-quantized layer at 4 bits and moves
+      --target webgpu|wasm --weight-bits 4,8: the search starts with every block-quantized layer at 4 bits and moves
       the most sensitive up to 8 (then, if all at 8 still fail, back to float).
 
   autoquant demo [--save <prefix>]
@@ -123,7 +124,7 @@ function targetOptions(o: Options, mixed: boolean): { deployTarget?: DeployTarge
   if ((deployTarget !== undefined || bits !== undefined) && o.string('config') !== undefined) {
     throw new UsageError('--target and --weight-bits apply to the config autoquant creates; with --config, set deploy_target and weight_quant_params.num_bits in that file instead');
   }
-  if (bits !== undefined && bits !== '8' && deployTarget !== 'webgpu') throw new UsageError(`--weight-bits ${bits} needs --target webgpu (the CPU target's int8 kernels take 8-bit weights)`);
+  if (bits !== undefined && bits !== '8' && !isWeightOnlyTarget(deployTarget)) throw new UsageError(`--weight-bits ${bits} needs --target webgpu or wasm (the CPU target's int8 kernels take 8-bit weights)`);
   return { ...(deployTarget ? { deployTarget } : {}), ...(bits === '4,8' ? { weightBits: 4 as const, mixed: true as const } : bits ? { weightBits: Number(bits) as 8 | 4 } : {}) };
 }
 

@@ -10,7 +10,7 @@ import { type CreateSessionOptions } from '../runtime/ort.js';
 import { type BatchSource, type CalibrationSource, type CalibrationStats, DEFAULT_CALIBRATION_MEMORY, toBatchSource } from './calibrate/calibrate.js';
 import { calibrateLayers } from './calibrate/layers.js';
 import { type Compared, compareLayers } from './calibrate/layerwise.js';
-import { type LayerQuantConfig, type QuantConfig } from './config/config.js';
+import { isWeightOnlyTarget, type LayerQuantConfig, type QuantConfig } from './config/config.js';
 import { readRecord } from './config/io.js';
 import { type QuantRecord, emptyRecord, withPasses, withWeights } from './config/record.js';
 import { chooseInto } from './decide/adaptive-rounding.js';
@@ -311,7 +311,7 @@ export class PreparedQuantization {
    * quantized in every model built (data-free, and int8 rows of a table were never what failed a model).
    */
   get searchedWeightOnly(): LayerInfo[] {
-    return this.session.config.deploy_target === 'webgpu' ? this.weightOnly : [];
+    return isWeightOnlyTarget(this.session.config.deploy_target) ? this.weightOnly : [];
   }
 
   /** The enabled weight-only layers outside the search. */

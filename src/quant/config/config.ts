@@ -37,13 +37,17 @@ export interface WeightQuantParams {
   block_size?: number;
 }
 
-export const DEPLOY_TARGETS = Object.freeze(['cpu', 'webgpu'] as const);
+export const DEPLOY_TARGETS = Object.freeze(['cpu', 'webgpu', 'wasm'] as const);
 /**
  * The runtime the deploy model is made for (see prepare/target.ts): 'cpu' (default), int8 QDQ that
  * native ONNX Runtime fuses into integer kernels; 'webgpu', weight-only forms that onnxruntime-web's
- * WebGPU backend runs on the GPU (activations stay float).
+ * WebGPU backend runs on the GPU (activations stay float); 'wasm', onnxruntime-web's wasm backend,
+ * the same weight-only forms, which it runs at about float speed where its int8 QDQ runs slower
+ * than float (measured: bench/wasm-target.mjs).
  */
 export type DeployTarget = (typeof DEPLOY_TARGETS)[number];
+/** The targets that quantize weights only ('webgpu', 'wasm'): their MatMul, Gemm and embeddings go in blocks of 4 or 8 bits. */
+export const isWeightOnlyTarget = (target: DeployTarget | undefined): boolean => target === 'webgpu' || target === 'wasm';
 /** MatMulNBits and GatherBlockQuantized take power-of-two blocks of at least 16. */
 export const BLOCK_SIZES: readonly number[] = Object.freeze([16, 32, 64, 128, 256]);
 export const DEFAULT_BLOCK_SIZE = 32;
@@ -153,8 +157,8 @@ export interface CreateQuantConfigOptions {
   /** Activation bits: 8, or 16 for sensitive layers. */
   activationBits?: 8 | 16;
   /**
-   * Weight bits: 8, or 4 for the layers the 'webgpu' target quantizes in blocks (MatMul, Gemm,
-   * embeddings; its Conv weights stay 8-bit).
+   * Weight bits: 8, or 4 for the layers the weight-only targets ('webgpu', 'wasm') quantize in
+   * blocks (MatMul, Gemm, embeddings; their Conv weights stay 8-bit).
    */
   weightBits?: 8 | 4;
   /** See `deploy_target` (default 'cpu'). */
@@ -273,8 +277,8 @@ function checkOptions(options: CreateQuantConfigOptions, problems: string[]): vo
   if (options.deployTarget !== undefined && !(DEPLOY_TARGETS as readonly unknown[]).includes(options.deployTarget)) {
     problems.push(`deployTarget must be one of ${DEPLOY_TARGETS.map((t) => `'${t}'`).join(', ')}, got ${describeValue(options.deployTarget)}`);
   }
-  if (options.weightBits === 4 && (options.deployTarget ?? 'cpu') !== 'webgpu') {
-    problems.push("weightBits 4 needs deployTarget 'webgpu' (the CPU target's int8 kernels take 8-bit weights)");
+  if (options.weightBits === 4 && !isWeightOnlyTarget(options.deployTarget)) {
+    problems.push("weightBits 4 needs deployTarget 'webgpu' or 'wasm' (the CPU target's int8 kernels take 8-bit weights)");
   }
   for (const k of ['activationOffset', 'doFusion', 'quantizeOutputs', 'crossLayerEqualization', 'activationEqualization', 'biasCorrection', 'skipSlowLayers', 'channelWise'] as const) {
     if (options[k] !== undefined && typeof options[k] !== 'boolean') problems.push(`${k} must be a boolean, got ${describeValue(options[k])}`);
@@ -408,11 +412,11 @@ function checkWeight(where: string, p: unknown, layer: LayerInfo | undefined, pr
   for (const k of Object.keys(p)) if (!['num_bits', 'wts_algo', 'channel_wise', 'block_size'].includes(k)) problems.push(`${where}.weight_quant_params.${k} is not a known field`);
   const blocks = layer !== undefined && blockwise(layer);
   if (blocks ? p.num_bits !== 8 && p.num_bits !== 4 : p.num_bits !== 8) {
-    const why = blocks || layer?.weightOnly || !(layer?.opType === 'MatMul' || layer?.opType === 'Gemm') ? '' : " (4 needs deploy_target 'webgpu', where this layer is quantized in blocks)";
+    const why = blocks || layer?.weightOnly || !(layer?.opType === 'MatMul' || layer?.opType === 'Gemm') ? '' : " (4 needs deploy_target 'webgpu' or 'wasm', where this layer is quantized in blocks)";
     problems.push(`${where}.weight_quant_params.num_bits must be ${blocks ? '8 or 4' : '8'}, got ${describeValue(p.num_bits)}${why}`);
   }
   if (p.block_size !== undefined) {
-    if (!blocks) problems.push(`${where}.weight_quant_params.block_size applies only to the 'webgpu' target's block forms (MatMul, Gemm, embeddings): remove it`);
+    if (!blocks) problems.push(`${where}.weight_quant_params.block_size applies only to the block forms of the 'webgpu' and 'wasm' targets (MatMul, Gemm, embeddings): remove it`);
     else if (!BLOCK_SIZES.includes(p.block_size as number)) problems.push(`${where}.weight_quant_params.block_size must be one of ${BLOCK_SIZES.join(', ')}, got ${describeValue(p.block_size)}`);
   }
   if (p.wts_algo !== 'arq_quantize') problems.push(`${where}.weight_quant_params.wts_algo must be "arq_quantize", got ${describeValue(p.wts_algo)}`);

@@ -45,11 +45,16 @@ const providerNames = (options: CreateSessionOptions) => (options.executionProvi
 
 /**
  * The deploy model's session: on the target's own backend where this runtime has it (the 'webgpu'
- * target on onnxruntime-web's WebGPU build, where an adapter exists), else where calibration ran.
+ * target on onnxruntime-web's WebGPU build, where an adapter exists; the 'wasm' target on
+ * onnxruntime-web's wasm backend, which every runtime here can load), else where calibration ran.
  */
 async function deploySession(deploy: Uint8Array, options: CreateSessionOptions, target: DeployTarget): Promise<{ session: InferenceSession; providers: string[] }> {
   const all = { ...options, graphOptimizationLevel: 'all' as const };
-  if (target === 'webgpu' && !providerNames(options).includes('webgpu') && env.hasWebGpuApi && (options.engine ?? (await defaultEngine())) === 'web') {
+  const engine = options.engine ?? (await defaultEngine());
+  if (target === 'wasm' && !(engine === 'web' && providerNames(options).every((ep) => ep === 'wasm'))) {
+    return { session: await createSession(deploy, { ...all, engine: 'web', executionProviders: ['wasm'] }), providers: ['wasm'] };
+  }
+  if (target === 'webgpu' && !providerNames(options).includes('webgpu') && env.hasWebGpuApi && engine === 'web') {
     try {
       return { session: await createSession(deploy, { ...all, executionProviders: ['webgpu'] }), providers: ['webgpu'] };
     } catch {
@@ -76,7 +81,8 @@ export async function measureParity(fakeQuant: Uint8Array, deploy: Uint8Array, k
   try {
     const d = await deploySession(deploy, options, target);
     deployed = d.session;
-    if (described(d.providers) !== described(providers)) backend = `${runtimeName(deployed)} ${described(d.providers)} (the fake-quant model on ${described(providers)})`;
+    if (runtimeName(deployed) !== runtimeName(fake)) backend = `${runtimeName(deployed)} ${described(d.providers)} (the fake-quant model on ${backend})`;
+    else if (described(d.providers) !== described(providers)) backend = `${runtimeName(deployed)} ${described(d.providers)} (the fake-quant model on ${described(providers)})`;
     for (const [i, batch] of kept.entries()) {
       const a = await outputs(fake, batch, 'fake-quant model', i);
       const b = await outputs(deployed, batch, 'deploy model', i);

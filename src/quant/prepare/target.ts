@@ -14,8 +14,8 @@
 import { DEPLOY_TARGETS, type DeployTarget } from '../config/config.js';
 import type { LayerInfo, SkippedNode } from './registry.js';
 
-/** Why a layer without a constant weight is no layer of the 'webgpu' target. */
-export const WEIGHT_ONLY_TARGET_REASON = "the 'webgpu' deploy target quantizes weights only, and this layer has no constant weight";
+/** Why a layer without a constant weight is no layer of a weight-only target. */
+export const weightOnlyTargetReason = (target: DeployTarget) => `the '${target}' deploy target quantizes weights only, and this layer has no constant weight`;
 
 /** Whether a layer is quantized in blocks under the 'webgpu' target (MatMulNBits, GatherBlockQuantized). */
 function blocks(l: LayerInfo): boolean {
@@ -32,7 +32,7 @@ export function forTarget(layers: readonly LayerInfo[], target: DeployTarget | u
   const kept: LayerInfo[] = [];
   const dropped: SkippedNode[] = [];
   for (const l of layers) {
-    if (!l.weight || l.second) dropped.push({ name: l.name, opType: l.opType, reason: WEIGHT_ONLY_TARGET_REASON, kind: 'no weight (weight-only target)' });
+    if (!l.weight || l.second) dropped.push({ name: l.name, opType: l.opType, reason: weightOnlyTargetReason(target!), kind: 'no weight (weight-only target)' });
     else {
       // Dequantized weight-only, any axis can carry the scales: a grouped Conv's too (axis 0).
       const weight = l.weight.channelAxis >= 0 ? l.weight : { ...l.weight, channelAxis: 0 };
