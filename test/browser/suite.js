@@ -260,6 +260,24 @@ test("the webgpu target's 4-bit deploy model of the tiny ViT (MatMulNBits) puts 
   }
 });
 
+test("the wasm target's deploy models (MatMulNBits, GatherBlockQuantized) have parity on onnxruntime-web wasm in the browser, where it is measured", async () => {
+  const vit = await fetchBytes('/test/fixtures/transformers/vit_tiny.onnx');
+  const tokens = await fetchBytes('/test/fixtures/transformers/token_classifier.onnx');
+  const ids = BigInt64Array.from({ length: 4 * 32 }, (_, i) => BigInt((i * 7919) % 50));
+  const cases = [
+    ['tiny ViT', vit, { input: new aq.Tensor('float32', randomFloats(4 * 784, 93, 1).map((v) => Math.abs(v)), [4, 1, 28, 28]) }],
+    ['token classifier', tokens, { input_ids: new aq.Tensor('int64', ids, [4, 32]), attention_mask: new aq.Tensor('int64', BigInt64Array.from(ids, () => 1n), [4, 32]) }],
+  ];
+  for (const [name, model, feeds] of cases) {
+    for (const bits of [8, 4]) {
+      const result = await aq.quantizeModel(model, await aq.createQuantConfig(model, { deployTarget: 'wasm', weightBits: bits }), [feeds]);
+      assert(result.parity && /^onnxruntime-web wasm/.test(result.parity.backend), `${name} ${bits}-bit parity backend ${result.parity && result.parity.backend}`);
+      assert(result.parity.cosine > 0.9999, `${name} ${bits}-bit parity ${result.parity.cosine}`);
+      assert(result.weightBytes.quantized < result.weightBytes.float / (bits === 8 ? 3 : 5), `${name} ${bits}-bit weights ${JSON.stringify(result.weightBytes)}`);
+    }
+  }
+});
+
 test('accuracy-based auto-calibration in the browser falls back exactly the planted outlier layer', async () => {
   const model = await fetchBytes('/test/fixtures/outlier_mlp.onnx');
   const batches = (n, rows, seed) =>

@@ -51,7 +51,8 @@ const providerNames = (options: CreateSessionOptions) => (options.executionProvi
 async function deploySession(deploy: Uint8Array, options: CreateSessionOptions, target: DeployTarget): Promise<{ session: InferenceSession; providers: string[] }> {
   const all = { ...options, graphOptimizationLevel: 'all' as const };
   const engine = options.engine ?? (await defaultEngine());
-  if (target === 'wasm' && !(engine === 'web' && providerNames(options).every((ep) => ep === 'wasm'))) {
+  const names = providerNames(options);
+  if (target === 'wasm' && !(engine === 'web' && names.length > 0 && names.every((ep) => ep === 'wasm'))) {
     return { session: await createSession(deploy, { ...all, engine: 'web', executionProviders: ['wasm'] }), providers: ['wasm'] };
   }
   if (target === 'webgpu' && !providerNames(options).includes('webgpu') && env.hasWebGpuApi && engine === 'web') {
