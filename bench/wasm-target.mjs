@@ -6,7 +6,7 @@
 import { runPage } from '../test/browser/harness.mjs';
 import { emitTable } from './report.mjs';
 
-const { rows, threads, isolated } = await runPage('/bench/wasm-target.html', { timeoutMs: 900_000 });
+const { rows, threads, isolated } = await runPage('/bench/backends.html?script=wasm-target.js', { timeoutMs: 900_000 });
 emitTable('wasm-target', {
   title: `onnxruntime-web wasm in headless Chromium (${isolated ? 'cross-origin isolated' : 'not isolated'}, ${threads} hardware threads), median of 21 interleaved runs`,
   header: ['model', 'deploy form', 'ms', 'form / float', 'file kB', 'cosine to float'],
