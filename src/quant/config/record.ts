@@ -220,7 +220,7 @@ function validateWeights(value: unknown, problems: string[]): Record<string, Wei
     if (w.block_size !== undefined && !(count(w.block_size) && w.block_size > 0)) problems.push(`${where}.block_size must be a whole number > 0, got ${describeValue(w.block_size)}`);
     for (const k of ['bytes', 'float_bytes'] as const) if (!count(w[k])) problems.push(`${where}.${k} must be a whole number ≥ 0, got ${describeValue(w[k])}`);
     const copy: WeightRecord = { num_bits_w: w.num_bits_w, ...(w.block_size !== undefined ? { block_size: w.block_size } : {}), bytes: w.bytes, float_bytes: w.float_bytes };
-    Object.defineProperty(out, name, { value: copy, enumerable: true, writable: true, configurable: true });
+    setOwn(out, name, copy);
   }
   return out;
 }
@@ -236,7 +236,12 @@ export function withPasses(record: QuantRecord, passes: readonly PassRecord[]): 
   return { version: record.version, passes: passes.map((p) => ({ ...p, settings: { ...p.settings } })), layers: record.layers, ...(record.weights ? { weights: record.weights } : {}) };
 }
 
-/** Sets a layer's entry; any name works, `__proto__` included (an own property, not the prototype). */
+/** Sets `table[name]`; any name works, `__proto__` included (an own property, not the prototype). */
+export function setOwn<T>(table: Record<string, T>, name: string, value: T): void {
+  Object.defineProperty(table, name, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/** Sets a layer's entry (see setOwn). */
 export function setLayer(record: QuantRecord, name: string, entry: LayerRecord): void {
-  Object.defineProperty(record.layers, name, { value: entry, enumerable: true, writable: true, configurable: true });
+  setOwn(record.layers, name, entry);
 }

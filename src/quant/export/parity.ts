@@ -55,14 +55,14 @@ async function deploySession(deploy: Uint8Array, options: CreateSessionOptions, 
   if (target === 'wasm' && !(engine === 'web' && names.length > 0 && names.every((ep) => ep === 'wasm'))) {
     return { session: await createSession(deploy, { ...all, engine: 'web', executionProviders: ['wasm'] }), providers: ['wasm'] };
   }
-  if (target === 'webgpu' && !providerNames(options).includes('webgpu') && env.hasWebGpuApi && engine === 'web') {
+  if (target === 'webgpu' && !names.includes('webgpu') && env.hasWebGpuApi && engine === 'web') {
     try {
       return { session: await createSession(deploy, { ...all, executionProviders: ['webgpu'] }), providers: ['webgpu'] };
     } catch {
       // This build of onnxruntime-web has no WebGPU backend, or no adapter answered: measure where calibration ran.
     }
   }
-  return { session: await createSession(deploy, all), providers: providerNames(options) };
+  return { session: await createSession(deploy, all), providers: names };
 }
 
 /**

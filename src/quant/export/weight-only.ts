@@ -30,7 +30,7 @@ import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../on
 import type { LayerInfo, WeightSpec } from '../prepare/registry.js';
 import { type QuantizationSession, layerConfig } from '../types.js';
 import { DEFAULT_BLOCK_SIZE } from '../config/config.js';
-import type { WeightRecord } from '../config/record.js';
+import { setOwn, type WeightRecord } from '../config/record.js';
 import { blockBytes, type BlockQuantizedWeight, matMulZeroPointsReadable, packCodes, quantizeBlocks, transpose } from './block-weights.js';
 import { quantizeWeight, type QuantizedWeight } from './weights.js';
 
@@ -134,17 +134,21 @@ export function weightOnlyRecord(plan: readonly WeightOnlyQuantization[]): Recor
   const out: Record<string, WeightRecord> = {};
   for (const w of plan) {
     const bytes = weightOnlyBytes([w]);
-    const first = [...w.weights.values()][0]?.q;
-    const entry: WeightRecord = { num_bits_w: weightOnlyBits(w), ...(first && isBlocked(first) ? { block_size: first.blockSize } : {}), bytes: bytes.quantized, float_bytes: bytes.float };
-    Object.defineProperty(out, w.layer.name, { value: entry, enumerable: true, writable: true, configurable: true });
+    const blocked = blocksOf(w);
+    setOwn(out, w.layer.name, { num_bits_w: blocked?.bits ?? 8, ...(blocked ? { block_size: blocked.blockSize } : {}), bytes: bytes.quantized, float_bytes: bytes.float });
   }
   return out;
 }
 
+/** A block-quantized layer's weights (its first weight input's; a layer's weights share one form), else undefined. */
+function blocksOf(w: WeightOnlyQuantization): BlockQuantizedWeight | undefined {
+  const first = [...w.weights.values()][0]?.q;
+  return first && isBlocked(first) ? first : undefined;
+}
+
 /** The bit width of a weight-only layer's quantized weights. */
 export function weightOnlyBits(w: WeightOnlyQuantization): 4 | 8 {
-  const first = [...w.weights.values()][0]?.q;
-  return first && isBlocked(first) ? first.bits : 8;
+  return blocksOf(w)?.bits ?? 8;
 }
 
 /** The plan by the graph each layer is in (the main graph, an If branch), with an editor for it. */
