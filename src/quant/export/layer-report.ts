@@ -28,7 +28,8 @@ export function layerReport(q: QuantizationSession, quantized: ReadonlySet<strin
   const logFed = layersFeedingLog(q.work.graph!, q.layers);
   const note = (l: LayerInfo): Partial<LayerReport> =>
     logFed.has(l.name) && layerConfig(q.config, l.name)?.activation_quant_params?.num_bits === 16 ? { note: LOG_INPUT_NOTE } : {};
-  const slow = q.config.skip_slow_layers === true ? slowInt8Layers(q.work.graph!, q.layers) : new Map<string, string>();
+  // On the graph and layers the default config was made from (before fusions), so that its choices read the same.
+  const slow = q.config.skip_slow_layers === true ? slowInt8Layers(decodeModel(q.original).graph!, q.declared) : new Map<string, string>();
   const byDefault = (l: LayerInfo) =>
     logFed.has(l.name)
       ? 'quant_enable is false in the config (the default where a layer feeds a Log and the model cannot reach opset 21 for 16-bit activations)'
