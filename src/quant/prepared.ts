@@ -273,7 +273,7 @@ export class PreparedQuantization {
   /** `record` saying which data passes calibrate() ran, with what, and what the weight-only layers of a model with `searched` hold. */
   private recorded(record: QuantRecord, searched: readonly WeightOnlyQuantization[]): QuantRecord {
     const passes = withPasses(record, this.passesRun.map(({ name, stage, settings }) => ({ name, stage, settings })));
-    return withWeights(passes, weightOnlyRecord([...this.fixedWeightOnlyPlan(), ...searched]));
+    return withWeights(passes, weightOnlyRecord([...this.fixedWeightOnlyPlan(), ...searched], this.session.weightScaling));
   }
 
   /** The plan of every enabled layer, from `record` (default: this session's). */

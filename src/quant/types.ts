@@ -43,7 +43,7 @@ export interface QuantizeProgressEvent {
   done: number;
   total: number;
   /** Which pass over the batches: the calibration itself, or activation equalization's measuring pass before it. */
-  step: 'calibration' | 'activation equalization';
+  step: 'calibration' | 'activation equalization' | 'weight scaling';
   message: string;
   pass: number;
   batch: number;
@@ -156,7 +156,7 @@ export interface QuantizationSession {
   declared: LayerInfo[];
   /** Layers with a quantized activation in the working model (calibrated, searched, rewritten). */
   layers: LayerInfo[];
-  /** Weight-only layers in the working model (embeddings, LSTM/GRU/RNN; data-free, see export/weight-only.ts). */
+  /** Weight-only layers in the working model (embeddings, LSTM/GRU/RNN, and every weighted layer under a weight-only target; see export/weight-only.ts). */
   weightOnly: LayerInfo[];
   skipped: SkippedNode[];
   /** Heavy nodes no config can quantize (see coverage.ts). */
@@ -183,6 +183,8 @@ export interface QuantizationSession {
   kept?: KeptBatch[];
   /** Layers in If branches that no calibration batch took, and why they stay float. */
   unreached?: Map<string, string>;
+  /** Per block-quantized layer whose input channels were rescaled (decide/weight-scaling.ts), the factors; set with activationEqualized. */
+  weightScaling?: Map<string, number[]>;
 }
 export function layerConfig(config: QuantConfig, name: string): LayerQuantConfig | undefined {
   const entry = config[name];

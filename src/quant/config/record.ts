@@ -83,6 +83,11 @@ export interface WeightRecord {
   bytes: number;
   /** Bytes of the same weights in float32. */
   float_bytes: number;
+  /**
+   * Factors (powers of two) its input channels were multiplied by, and its weight rows divided by,
+   * before quantization (activation-aware weight scaling, decide/weight-scaling.ts).
+   */
+  equalize_w?: number[];
 }
 
 export interface QuantRecord {
@@ -200,7 +205,7 @@ export function validateRecord(value: unknown, source = 'record'): QuantRecord {
   return out;
 }
 
-const WEIGHT_FIELDS = new Set(['num_bits_w', 'block_size', 'bytes', 'float_bytes']);
+const WEIGHT_FIELDS = new Set(['num_bits_w', 'block_size', 'bytes', 'float_bytes', 'equalize_w']);
 const count = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
 function validateWeights(value: unknown, problems: string[]): Record<string, WeightRecord> | undefined {
@@ -219,7 +224,14 @@ function validateWeights(value: unknown, problems: string[]): Record<string, Wei
     if (w.num_bits_w !== 4 && w.num_bits_w !== 8) problems.push(`${where}.num_bits_w must be 4 or 8, got ${describeValue(w.num_bits_w)}`);
     if (w.block_size !== undefined && !(count(w.block_size) && w.block_size > 0)) problems.push(`${where}.block_size must be a whole number > 0, got ${describeValue(w.block_size)}`);
     for (const k of ['bytes', 'float_bytes'] as const) if (!count(w[k])) problems.push(`${where}.${k} must be a whole number ≥ 0, got ${describeValue(w[k])}`);
-    const copy: WeightRecord = { num_bits_w: w.num_bits_w, ...(w.block_size !== undefined ? { block_size: w.block_size } : {}), bytes: w.bytes, float_bytes: w.float_bytes };
+    const e = w.equalize_w;
+    if (e !== undefined && !(Array.isArray(e) && e.length > 0 && e.every((v) => typeof v === 'number' && v > 0 && 2 ** Math.round(Math.log2(v)) === v))) {
+      problems.push(`${where}.equalize_w must be a non-empty array of powers of two, got ${describeValue(e)}`);
+    }
+    const copy: WeightRecord = {
+      num_bits_w: w.num_bits_w, ...(w.block_size !== undefined ? { block_size: w.block_size } : {}), bytes: w.bytes, float_bytes: w.float_bytes,
+      ...(Array.isArray(e) ? { equalize_w: [...e] } : {}),
+    };
     setOwn(out, name, copy);
   }
   return out;

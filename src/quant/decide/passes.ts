@@ -4,11 +4,12 @@
  * is the last decision, made on the finished plan (select-outputs.ts). Adding a pass: write
  * `decide/<name>.ts` exporting a QuantPass, add it here; docs/design.md has an example.
  */
-import { GLOBAL_SETTINGS, type QuantConfig } from '../config/config.js';
+import { GLOBAL_SETTINGS, isWeightOnlyTarget, type QuantConfig } from '../config/config.js';
 import type { QuantPass } from './pass.js';
 import { roundWeights } from './adaptive-rounding.js';
 import { correctBiases } from './bias-correction.js';
 import { equalizeActivations } from './equalize-activations.js';
+import { scaleBlockWeights } from './weight-scaling.js';
 
 /** The config values of `keys`, the default where the config leaves one out. */
 const settingsOf =
@@ -16,7 +17,7 @@ const settingsOf =
   (config: QuantConfig): Record<string, unknown> =>
     Object.fromEntries(keys.map((k) => [k, config[k] ?? GLOBAL_SETTINGS.find(([key]) => key === k)?.[2]]));
 
-/** Activation equalization and channel splitting share one measuring pass over the batches. */
+/** Activation equalization and channel splitting share one measuring pass over the batches (weight scaling, under a weight-only target, makes its own). */
 const activationEqualization: QuantPass = {
   name: 'activation_equalization',
   stage: 'before-calibration',
@@ -27,9 +28,12 @@ const activationEqualization: QuantPass = {
     const eq = await equalizeActivations(session, enabled, record, batches, options);
     session.activationEqualized = eq.done;
     session.channelSplits = eq.splits;
+    // The weight-only targets' form: their block-quantized layers' weights, scaled by their inputs (AWQ).
+    const scaled = isWeightOnlyTarget(session.config.deploy_target) ? await scaleBlockWeights(session, record, batches, options) : undefined;
+    if (scaled?.factors.size) session.weightScaling = scaled.factors;
     return {
-      ...(eq.off ? { off: true as const } : {}),
-      measuringPasses: eq.passes,
+      ...(eq.off && !scaled?.factors.size ? { off: true as const } : {}),
+      measuringPasses: eq.passes + (scaled?.passes ?? 0),
       // After calibration, so that a layer's record entry keeps its fields in the order files had.
       afterCalibration: () => {
         for (const [name, f] of eq.factors) record.layers[name]!.equalize_d = f;

@@ -83,9 +83,9 @@ function normalizedBy(t: string, producers: ReturnType<typeof producerMap>): boo
   return mean?.opType === 'ReduceMean' && mean.input?.[0] === centre.input?.[0];
 }
 
-/** A linear layer whose weight rows are its input channels, and how many (K). */
-function linearReader(graph: GraphProto, layer: LayerInfo): { reader: Reader; channels: number } | undefined {
-  if (layer.scope || layer.second || layer.weightOnly || !layer.weight) return undefined;
+/** A linear layer whose weight rows are its input channels, and how many (K); block-quantized ones only where `blocked`. */
+function linearReader(graph: GraphProto, layer: LayerInfo, blocked: boolean): { reader: Reader; channels: number } | undefined {
+  if (layer.scope || layer.second || !layer.weight || (layer.weightOnly && !(blocked && layer.blocked))) return undefined;
   if (layer.opType !== 'MatMul' && layer.opType !== 'Gemm') return undefined;
   const node = graph.node![layer.nodeIndex]!;
   const w = getConstant(graph, node.input?.[1] ?? '');
@@ -102,15 +102,16 @@ function linearReader(graph: GraphProto, layer: LayerInfo): { reader: Reader; ch
 /**
  * The tensors of `graph` that only linear layers of `layers` read (see the module comment), each
  * with the path back to a normalization that can take the factors, in graph order of the first reader.
- * `perChannel(name)` tells whether a layer quantizes its weights per output column.
+ * `perChannel(name)` tells whether a layer quantizes its weights per output column; `blocked` takes
+ * the block-quantized layers of a weight-only target instead of the int8 ones (see weight-scaling.ts).
  */
-export function findSmoothingSites(graph: GraphProto, layers: readonly LayerInfo[], perChannel: (layer: string) => boolean): SmoothingSite[] {
+export function findSmoothingSites(graph: GraphProto, layers: readonly LayerInfo[], perChannel: (layer: string) => boolean, blocked = false): SmoothingSite[] {
   const readersOf = consumerMap(graph);
   const producers = producerMap(graph);
   const outputs = new Set((graph.output ?? []).map((o) => o.name));
   const groups = new Map<string, { readers: Reader[]; channels: number }>();
   for (const layer of layers) {
-    const found = linearReader(graph, layer);
+    const found = linearReader(graph, layer, blocked);
     if (!found || !perChannel(layer.name)) continue;
     const g = groups.get(layer.activation);
     if (!g) groups.set(layer.activation, { readers: [found.reader], channels: found.channels });

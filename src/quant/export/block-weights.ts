@@ -47,7 +47,8 @@ interface Pick {
   error: number;
 }
 
-function quantizeBlock(v: Float32Array, from: number, to: number, qmax: number, symmetric: boolean): Pick {
+/** `importance[k]` weighs the error of the value at offset k of its vector (see quantizeBlocks); `base` is where the vector starts. */
+function quantizeBlock(v: Float32Array, from: number, to: number, qmax: number, symmetric: boolean, importance?: Float32Array, base = 0): Pick {
   let lo = 0;
   let hi = 0;
   for (let i = from; i < to; i++) {
@@ -75,14 +76,14 @@ function quantizeBlock(v: Float32Array, from: number, to: number, qmax: number, 
       const x = v[i]!;
       const q = Math.min(qmax, Math.max(0, Math.round(x / scale) + zeroPoint));
       const d = x - Math.fround((q - zeroPoint) * scale);
-      error += d * d;
+      error += importance ? importance[i - base]! * d * d : d * d;
     }
     if (error < best.error) best = { scale, zeroPoint, error };
   }
   return best;
 }
 
-function quantizeVectors(vectors: Float32Array, count: number, length: number, bits: 4 | 8, blockSize: number, symmetric: boolean) {
+function quantizeVectors(vectors: Float32Array, count: number, length: number, bits: 4 | 8, blockSize: number, symmetric: boolean, importance?: Float32Array) {
   const qmax = 2 ** bits - 1;
   const blocks = Math.ceil(length / blockSize);
   const q = new Uint8Array(count * blocks * blockSize);
@@ -95,7 +96,7 @@ function quantizeVectors(vectors: Float32Array, count: number, length: number, b
     for (let b = 0; b < blocks; b++) {
       const from = base + b * blockSize;
       const to = Math.min(base + length, from + blockSize);
-      const p = quantizeBlock(vectors, from, to, qmax, symmetric);
+      const p = quantizeBlock(vectors, from, to, qmax, symmetric, importance, base);
       error += p.error;
       scale[n * blocks + b] = p.scale;
       zeroPoint[n * blocks + b] = p.zeroPoint;
@@ -118,10 +119,16 @@ function quantizeVectors(vectors: Float32Array, count: number, length: number, b
 /**
  * Block-quantizes `count` vectors of `length` values held contiguously in `vectors` ([count][length]);
  * `fq` comes back in that layout too (callers transpose where the weight is stored otherwise).
+ * `importance` (length `length`), where given, weighs each position's squared error: for a MatMul
+ * column, E[x_k²] of the input channel k it multiplies, so that the search minimises the expected
+ * squared error of the layer's output (exact for uncorrelated input channels; the diagonal of the
+ * Hessian that GPTQ uses whole). Weight scaling predicts its output error this way
+ * (decide/weight-scaling.ts); the blocks a model ships with are searched on the weight's own error,
+ * which measured as well on the ViT fixtures (docs/experiments.md).
  */
-export function quantizeBlocks(vectors: Float32Array, count: number, length: number, bits: 4 | 8, blockSize: number, zeroPoints = true): BlockQuantizedWeight {
-  const sym = quantizeVectors(vectors, count, length, bits, blockSize, true);
-  const asym = zeroPoints ? quantizeVectors(vectors, count, length, bits, blockSize, false) : undefined;
+export function quantizeBlocks(vectors: Float32Array, count: number, length: number, bits: 4 | 8, blockSize: number, zeroPoints = true, importance?: Float32Array): BlockQuantizedWeight {
+  const sym = quantizeVectors(vectors, count, length, bits, blockSize, true, importance);
+  const asym = zeroPoints ? quantizeVectors(vectors, count, length, bits, blockSize, false, importance) : undefined;
   const chosen = asym && asym.error < sym.error * (1 - ZERO_POINT_GAIN) ? asym : sym;
   return {
     bits, blockSize, vectors: count, length, blocks: chosen.blocks,

@@ -130,12 +130,15 @@ export function weightOnlyBytes(plan: readonly WeightOnlyQuantization[]): { quan
 }
 
 /** The record's account of the layers' weights: bits, block size and bytes per layer. */
-export function weightOnlyRecord(plan: readonly WeightOnlyQuantization[]): Record<string, WeightRecord> {
+export function weightOnlyRecord(plan: readonly WeightOnlyQuantization[], scaling?: ReadonlyMap<string, number[]>): Record<string, WeightRecord> {
   const out: Record<string, WeightRecord> = {};
   for (const w of plan) {
     const bytes = weightOnlyBytes([w]);
     const blocked = blocksOf(w);
-    setOwn(out, w.layer.name, { num_bits_w: blocked?.bits ?? 8, ...(blocked ? { block_size: blocked.blockSize } : {}), bytes: bytes.quantized, float_bytes: bytes.float });
+    setOwn(out, w.layer.name, {
+      num_bits_w: blocked?.bits ?? 8, ...(blocked ? { block_size: blocked.blockSize } : {}), bytes: bytes.quantized, float_bytes: bytes.float,
+      ...(scaling?.has(w.layer.name) ? { equalize_w: [...scaling.get(w.layer.name)!] } : {}),
+    });
   }
   return out;
 }
