@@ -4,7 +4,7 @@
 // against float and against the CPU target's int8 QDQ model, on the transformer fixtures and the MNIST
 // CNN. Per form: file size, bytes of the quantized weights, held-out accuracy of the deploy model and
 // its output cosine to float (onnxruntime-node CPU, which runs MatMulNBits and GatherBlockQuantized
-// too), parity, and for the automatic search with weightBits [4, 8] the evaluations and the bits it
+// too), parity, the 4-bit form without activation-aware weight scaling, and for the automatic search with weightBits [4, 8] the evaluations and the bits it
 // chose. Where each form's nodes run under WebGPU is `deno run -A bench/webgpu-placement.ts`.
 // Run: node bench/webgpu-target.mjs
 import { readFileSync } from 'node:fs';
@@ -32,6 +32,7 @@ const image = (name, file) => ({
 });
 const cases = [
   image('tiny ViT', 'transformers/vit_tiny.onnx'),
+  image('tiny ViT, planted outlier channels', 'transformers/vit_tiny_outliers.onnx'),
   {
     name: 'token classifier', file: 'transformers/token_classifier.onnx', classes: 4,
     calib: [0, 1, 2, 3].map((b) => tokens(Tensor, b * 32, 32)),
@@ -81,6 +82,8 @@ for (const c of cases) {
   for (const bits of [8, 4]) {
     await row(`webgpu, ${bits}-bit`, await quantizeModel(model, await createQuantConfig(model, { batchNum: 4, deployTarget: 'webgpu', weightBits: bits }), c.calib));
   }
+  // Without activation-aware weight scaling (decide/weight-scaling.ts), to show what it does.
+  await row('webgpu, 4-bit, no weight scaling', await quantizeModel(model, await createQuantConfig(model, { batchNum: 4, deployTarget: 'webgpu', weightBits: 4, activationEqualization: false }), c.calib));
   // The mixed search: at an accuracy limit of 0.01 on half the held-out set, and at a tight
   // label-free limit (output cosine within 0.002 of float) where all at 4 bits does not pass.
   const half = (n) => Object.fromEntries(Object.entries(c.held.feeds).map(([name, t]) => [name, new Tensor(t.type, t.data.slice(0, (t.data.length / t.dims[0]) * n), [n, ...t.dims.slice(1)])]));
