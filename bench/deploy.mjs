@@ -14,6 +14,7 @@ import { createQuantConfig, quantizeModel, Tensor } from '../dist/index.js';
 import { decodeModel } from '../dist/onnx.js';
 import { getKernels } from '../dist/kernels.js';
 import { arg, deployCases, interleavedMedians } from './deploy-cases.mjs';
+import { ctcStrings } from './metrics.mjs';
 import { emitTable } from './report.mjs';
 
 const RUNS = Number(arg('--runs', 15));
@@ -80,22 +81,7 @@ async function fidelity(models, c) {
 async function stringsMatchingFloat(models, c) {
   const sessions = [];
   for (const bytes of models) sessions.push(await ortNode.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: 1 }));
-  const read = (out) => {
-    const [n, t, k] = out.dims;
-    const lines = [];
-    for (let i = 0; i < n; i++) {
-      const text = [];
-      let prev = 0;
-      for (let s = 0; s < t; s++) {
-        let best = 0;
-        for (let j = 1; j < k; j++) if (out.data[(i * t + s) * k + j] > out.data[(i * t + s) * k + best]) best = j;
-        if (best !== 0 && best !== prev) text.push(best);
-        prev = best;
-      }
-      lines.push(text.join(','));
-    }
-    return lines;
-  };
+  const read = (out) => ctcStrings(out.data, out.dims);
   let same = 0;
   let total = 0;
   for (let b = 0; b < 8; b++) {

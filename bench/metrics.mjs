@@ -34,3 +34,21 @@ export function textMaskIoU(f, q) {
   }
   return union ? inter / union : 1;
 }
+
+/** A recognizer's output [n, steps, classes] read as n strings (greedy CTC: argmax per step, repeats merged, blank 0 dropped). */
+export function ctcStrings(data, dims) {
+  const [n, t, k] = dims.map(Number);
+  const lines = [];
+  for (let i = 0; i < n; i++) {
+    const text = [];
+    let prev = 0;
+    for (let s = 0; s < t; s++) {
+      let best = 0;
+      for (let j = 1; j < k; j++) if (data[(i * t + s) * k + j] > data[(i * t + s) * k + best]) best = j;
+      if (best !== 0 && best !== prev) text.push(best);
+      prev = best;
+    }
+    lines.push(text.join(','));
+  }
+  return lines;
+}
