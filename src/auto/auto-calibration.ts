@@ -16,7 +16,7 @@ import { DEFAULT_CALIBRATION_MEMORY, type BatchSource, type KeptBatch } from '..
 import { measureParity, parityWarnings } from '../quant/export/parity.js';
 import { weightOnlyBits, weightOnlyBytes } from '../quant/export/weight-only.js';
 import { replayedCallback } from '../quant/calibrate/replay.js';
-import { isWeightOnlyTarget, type LayerQuantConfig, type QuantConfig } from '../quant/config/config.js';
+import { defaultBlockBits, isWeightOnlyTarget, type LayerQuantConfig, type QuantConfig } from '../quant/config/config.js';
 import { readJsonFile } from '../quant/config/io.js';
 import { defaultQuantConfig } from '../quant/prepare/default-config.js';
 import { PreparedQuantization } from '../quant/prepared.js';
@@ -106,7 +106,7 @@ export async function accuracyBasedAutoCalibration(
     });
   const stats = await timed('calibration', () => calibrate(p, 'calibration'));
   // Mixed 4/8-bit weights: the first level moves layers from 4 to 8 bits (see weightBits).
-  const startBits = mixed ? new Map(p.searchedWeightOnly.filter((l) => l.blocked).map((l) => [l.name, 4 as const])) : undefined;
+  const startBits = mixed ? new Map(p.searchedWeightOnly.filter((l) => l.blocked).map((l) => [l.name, defaultBlockBits(l, p.config.deploy_target, 4)])) : undefined;
   let space = new SearchSpace(p, mixed ? '8-bit' : fallbackTo, startBits);
   let ctx: SearchContext = { space, evaluations, progress, budget: `maxEvaluations ${maxEvaluations}, maxSeconds ${maxSeconds}` };
   const similarity = sensitivityFunction(p.session.kernels, options.sensitivity ?? 'cosine');
