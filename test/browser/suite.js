@@ -235,21 +235,23 @@ test("no node of the PP-OCR classifier's fake-quant model leaves the GPU in Chro
   assert(extra.length === 0, `fake-quant nodes on the CPU that the float model does not put there: ${extra.join(', ')}`);
 });
 
+/** The transformer fixtures with a batch of 4 inputs each: [name, model bytes, feeds]. */
+async function transformerCases(seed) {
+  const ids = BigInt64Array.from({ length: 4 * 32 }, (_, i) => BigInt((i * 7919) % 50));
+  return [
+    ['tiny ViT', await fetchBytes('/test/fixtures/transformers/vit_tiny.onnx'), { input: new aq.Tensor('float32', randomFloats(4 * 784, seed, 1).map((v) => Math.abs(v)), [4, 1, 28, 28]) }],
+    ['token classifier', await fetchBytes('/test/fixtures/transformers/token_classifier.onnx'), { input_ids: new aq.Tensor('int64', ids, [4, 32]), attention_mask: new aq.Tensor('int64', BigInt64Array.from(ids, () => 1n), [4, 32]) }],
+  ];
+}
+
 test("the webgpu target's 4-bit deploy models of the tiny ViT and the token classifier (MatMulNBits, 8-bit GatherBlockQuantized) put no node on the CPU in Chromium's JSEP WebGPU build that float does not but the embedding lookup, and parity holds there", async () => {
   const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
   if (!adapter) throw new Error('no WebGPU adapter in this Chromium (started with --enable-unsafe-webgpu)');
   const onCpu = (p) => (p.nodes.CPUExecutionProvider ?? []).map((n) => `${n.opType} ${n.name}`);
-  const vit = await fetchBytes('/test/fixtures/transformers/vit_tiny.onnx');
-  const tokens = await fetchBytes('/test/fixtures/transformers/token_classifier.onnx');
-  const ids = BigInt64Array.from({ length: 4 * 32 }, (_, i) => BigInt((i * 7919) % 50));
   // The token classifier's embedding stays at 8 bits under 'webgpu': this bundle's JSEP GatherBlockQuantized
   // computes another table at 4 bits (parity 0.14), and at 8 bits runs the lookup on its CPU kernel, which
   // is right (the WebGPU EP build runs both on the GPU: test/deno/placement.test.ts).
-  const cases = [
-    ['tiny ViT', vit, { input: new aq.Tensor('float32', randomFloats(2 * 784, 91, 1).map((v) => Math.abs(v)), [2, 1, 28, 28]) }],
-    ['token classifier', tokens, { input_ids: new aq.Tensor('int64', ids, [4, 32]), attention_mask: new aq.Tensor('int64', BigInt64Array.from(ids, () => 1n), [4, 32]) }],
-  ];
-  for (const [name, model, feeds] of cases) {
+  for (const [name, model, feeds] of await transformerCases(91)) {
     const floatCpu = onCpu(await placement(model));
     // 4 bits: the JSEP kernel of this bundle runs MatMulNBits at 2 and 4 bits only (8-bit needs
     // onnxruntime-web/webgpu, the WebGPU EP build, which the Deno suite checks).
@@ -267,14 +269,7 @@ test("the webgpu target's 4-bit deploy models of the tiny ViT and the token clas
 });
 
 test("the wasm target's deploy models (MatMulNBits, GatherBlockQuantized) have parity on onnxruntime-web wasm in the browser, where it is measured", async () => {
-  const vit = await fetchBytes('/test/fixtures/transformers/vit_tiny.onnx');
-  const tokens = await fetchBytes('/test/fixtures/transformers/token_classifier.onnx');
-  const ids = BigInt64Array.from({ length: 4 * 32 }, (_, i) => BigInt((i * 7919) % 50));
-  const cases = [
-    ['tiny ViT', vit, { input: new aq.Tensor('float32', randomFloats(4 * 784, 93, 1).map((v) => Math.abs(v)), [4, 1, 28, 28]) }],
-    ['token classifier', tokens, { input_ids: new aq.Tensor('int64', ids, [4, 32]), attention_mask: new aq.Tensor('int64', BigInt64Array.from(ids, () => 1n), [4, 32]) }],
-  ];
-  for (const [name, model, feeds] of cases) {
+  for (const [name, model, feeds] of await transformerCases(93)) {
     for (const bits of [8, 4]) {
       const result = await aq.quantizeModel(model, await aq.createQuantConfig(model, { deployTarget: 'wasm', weightBits: bits }), [feeds]);
       assert(result.parity && /^onnxruntime-web wasm/.test(result.parity.backend), `${name} ${bits}-bit parity backend ${result.parity && result.parity.backend}`);
