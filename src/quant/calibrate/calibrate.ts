@@ -315,29 +315,3 @@ export async function calibrateActivations(
   }
   return { results, stats, samples, kept, unreached };
 }
-
-/**
- * Σx² per channel of the last axis, in float64 over any number of batches (weight scaling's input
- * statistics: decide/weight-scaling.ts). A plain loop: one multiply-add per element, beside the
- * runtime's own pass that produced the tensor; K doubles, whatever the batch count.
- */
-export class ChannelMoments {
-  private sums?: Float64Array;
-  private rows = 0;
-  /** Ignored where a batch's last axis differs from the first's (a layer reads one width). */
-  add(x: Float32Array, channels: number): void {
-    if (!(channels > 0) || x.length % channels !== 0) return;
-    const sums = (this.sums ??= new Float64Array(channels));
-    if (sums.length !== channels) return;
-    for (let i = 0; i < x.length; i += channels) {
-      for (let c = 0; c < channels; c++) {
-        const v = x[i + c]!;
-        sums[c] += v * v;
-      }
-    }
-    this.rows += x.length / channels;
-  }
-  mean(): Float32Array | undefined {
-    return this.sums && this.rows > 0 ? Float32Array.from(this.sums, (v) => v / this.rows) : undefined;
-  }
-}

@@ -72,8 +72,8 @@ export interface PassRecord {
 /**
  * A weight-only layer's weights as the models hold them: the bits each got (the automatic search's
  * choice under `weightBits: [4, 8]`), the block size where they are in blocks, and the bytes against
- * float. Informational, like `passes`: weight-only factors are data-free, so the config's
- * `num_bits` and `block_size` rebuild them, and a reuse of the record reads nothing here.
+ * float. Informational, like `passes` (weight-only factors are data-free, so the config's `num_bits`
+ * and `block_size` rebuild them), but for `equalize_w`, which a reuse applies without data.
  */
 export interface WeightRecord {
   num_bits_w: 4 | 8;

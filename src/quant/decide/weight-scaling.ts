@@ -24,7 +24,7 @@ import { readTensorAsFloat32, tensorDims } from '../../onnx/tensor.js';
 import { QuantConfigError } from '../../errors.js';
 import { RunLog, emitProgress } from '../../runtime/log.js';
 import { quoteName } from '../../text.js';
-import { type BatchSource, ChannelMoments, replayBatches } from '../calibrate/calibrate.js';
+import { type BatchSource, replayBatches } from '../calibrate/calibrate.js';
 import { DEFAULT_BLOCK_SIZE } from '../config/config.js';
 import { type QuantRecord } from '../config/record.js';
 import { matMulZeroPointsReadable, quantizeBlocks, transpose } from '../export/block-weights.js';
@@ -32,8 +32,8 @@ import { type LayerInfo, scanLayers } from '../prepare/registry.js';
 import { type QuantizationSession, type QuantizeModelOptions, layerConfig } from '../types.js';
 import { type SmoothingSite, applySmoothing, findSmoothingSites } from './smooth-linear.js';
 
-/** Strengths tried per site (AWQ searches a grid of α in [0, 1]). */
-export const ALPHAS: readonly number[] = Object.freeze([0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1]);
+/** Strengths tried per site besides α = 0, no scaling (AWQ searches a grid of α in [0, 1]). */
+export const ALPHAS: readonly number[] = Object.freeze([0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1]);
 /** A site is scaled only when its predicted output error falls by this share: the prediction ignores correlations between channels. */
 export const MIN_SCALING_GAIN = 0.05;
 const MAX_EXPONENT = 8;
@@ -65,11 +65,7 @@ function predictedError(readers: readonly ReaderWeight[], moments: Float32Array,
   let error = 0;
   for (const r of readers) {
     const scaled = Float32Array.from(r.vectors, (v, i) => v / f[i % k]!);
-    const b = quantizeBlocks(scaled, r.n, k, r.bits, r.blockSize, matMulZeroPointsReadable(r.n, Math.ceil(k / r.blockSize), r.bits), importance);
-    for (let i = 0; i < scaled.length; i++) {
-      const d = scaled[i]! - b.fq[i]!;
-      error += importance[i % k]! * d * d;
-    }
+    error += quantizeBlocks(scaled, r.n, k, r.bits, r.blockSize, matMulZeroPointsReadable(r.n, Math.ceil(k / r.blockSize), r.bits), importance).error;
   }
   return error;
 }
@@ -87,7 +83,7 @@ export function chooseScaling(readers: readonly ReaderWeight[], moments: Float32
   const none = new Float64Array(moments.length).fill(1);
   const base = predictedError(readers, moments, none);
   let best: { f: Float64Array; error: number } = { f: none, error: base };
-  for (const alpha of ALPHAS.filter((a) => a > 0)) {
+  for (const alpha of ALPHAS) {
     const f = factorsAt(moments, alpha);
     if (f.every((v) => v === 1)) continue;
     const error = predictedError(readers, moments, f);
@@ -168,4 +164,30 @@ export async function scaleBlockWeights(
     if (f) Object.assign(l, { nodeIndex: f.nodeIndex, activation: f.activation, ...(f.weight ? { weight: { ...l.weight!, name: f.weight.name } } : {}) });
   }
   return { factors, passes };
+}
+
+/**
+ * Σx² per channel of the last axis, in float64 over any number of batches. A plain loop: one
+ * multiply-add per element, beside the runtime's own pass that produced the tensor; K doubles,
+ * whatever the batch count.
+ */
+class ChannelMoments {
+  private sums?: Float64Array;
+  private rows = 0;
+  /** Ignored where a batch's last axis differs from the first's (a layer reads one width). */
+  add(x: Float32Array, channels: number): void {
+    if (!(channels > 0) || x.length % channels !== 0) return;
+    const sums = (this.sums ??= new Float64Array(channels));
+    if (sums.length !== channels) return;
+    for (let i = 0; i < x.length; i += channels) {
+      for (let c = 0; c < channels; c++) {
+        const v = x[i + c]!;
+        sums[c] += v * v;
+      }
+    }
+    this.rows += x.length / channels;
+  }
+  mean(): Float32Array | undefined {
+    return this.sums && this.rows > 0 ? Float32Array.from(this.sums, (v) => v / this.rows) : undefined;
+  }
 }

@@ -34,6 +34,8 @@ export interface BlockQuantizedWeight {
   zeroPoint?: Uint8Array;
   /** The dequantized values, in the layout the weight had (what the fake-quant model computes with). */
   fq: Float32Array;
+  /** Σ (value − dequantized)² of the chosen form, each position weighed by `importance` where given (see quantizeBlocks). */
+  error: number;
 }
 
 /** The clip ratios searched per block. */
@@ -132,7 +134,7 @@ export function quantizeBlocks(vectors: Float32Array, count: number, length: num
   const chosen = asym && asym.error < sym.error * (1 - ZERO_POINT_GAIN) ? asym : sym;
   return {
     bits, blockSize, vectors: count, length, blocks: chosen.blocks,
-    q: chosen.q, scale: chosen.scale, fq: chosen.fq,
+    q: chosen.q, scale: chosen.scale, fq: chosen.fq, error: chosen.error,
     ...(asym && chosen === asym ? { zeroPoint: asym.zeroPoint } : {}),
   };
 }
