@@ -17,29 +17,10 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { mnistBatch, sample, textLines as wideLines } from './inputs.mjs';
+import { clsLines as textLines, mnistBatch, textLines as wideLines } from './inputs.mjs';
 import { emitTable } from './report.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-/** 48×192 text lines of 5 digits, dark on light, half of them upside down, normalized to [-1, 1]. */
-function textLines(first, n) {
-  const x = new Float32Array(n * 3 * 48 * 192);
-  for (let i = 0; i < n; i++) {
-    const gray = new Float32Array(48 * 192).fill(0.95);
-    for (let c = 0; c < 5; c++) {
-      const img = sample((first + i * 7 + c * 3) % 10, (first + i * 13 + c) % 800);
-      for (let y = 0; y < 32; y++) for (let xx = 0; xx < 32; xx++) {
-        const v = img[Math.floor((y * 28) / 32) * 28 + Math.floor((xx * 28) / 32)];
-        const p = (8 + y) * 192 + 6 + c * 36 + xx;
-        gray[p] = Math.min(gray[p], 1 - v);
-      }
-    }
-    if (i % 2) gray.reverse();
-    for (let ch = 0; ch < 3; ch++) for (let p = 0; p < gray.length; p++) x[((i * 3 + ch) * 48 * 192) + p] = (gray[p] - 0.5) / 0.5;
-  }
-  return x;
-}
 
 function watchMemory() {
   let peak = process.memoryUsage().rss;

@@ -38,6 +38,25 @@ export class Evaluations {
     return this.history.length < this.limits.maxEvaluations && now() - this.limits.start < this.limits.maxSeconds;
   }
 
+  /**
+   * The loss at which the evaluator's verdict turns, as far as its verdicts so far tell: its limit
+   * (maxDrop, else maxRelativeDrop: the loss the default metricEval returns) where every verdict
+   * agrees with it, else halfway between the largest passing and the smallest failing loss;
+   * undefined before a failure, or when passing and failing losses overlap (a metricEval whose loss
+   * does not order its verdicts).
+   */
+  lossThreshold(): number | undefined {
+    let pass = -Infinity;
+    let fail = Infinity;
+    for (const e of this.history) {
+      if (e.ok) pass = Math.max(pass, e.loss);
+      else fail = Math.min(fail, e.loss);
+    }
+    if (!(pass < fail) || !Number.isFinite(fail)) return undefined;
+    const limit = this.evaluator.limit?.maxDrop ?? this.evaluator.limit?.maxRelativeDrop;
+    return limit !== undefined && pass <= limit && limit < fail ? limit : pass === -Infinity ? undefined : (pass + fail) / 2;
+  }
+
   /** The float model's evaluation: it sets `original` and must pass against itself. */
   async reference(bytes: Uint8Array, what: string): Promise<HistoryEntry> {
     const entry = await this.score(bytes, null, what);

@@ -9,7 +9,8 @@
  *   - 'int16':    16-bit activations (the deploy model then needs opset 21).
  * Rounding precedes the observer since it is chosen for the layers together, an observer per layer
  * alone (docs/algorithms.md has the measurement). Each repair is first tried on every remaining float layer at once (one evaluation); if that fails,
- * a bisection finds the largest set of the least sensitive ones it repairs, under the search's own
+ * a bracket search (findBoundary, regula falsi on the count: the losses of the two ends say where the
+ * limit lies) finds the largest set of the least sensitive ones it repairs, under the search's own
  * assumption (fewer changes from float, in ranking order, never make the metric worse).
  */
 import { OnnxFormatError } from '../errors.js';
@@ -18,6 +19,7 @@ import type { PreparedQuantization } from '../quant/quantize.js';
 import { defaultActivation, type ActivationAlgo, type LayerQuantConfig } from '../quant/config/config.js';
 import type { LayerQuantization } from '../quant/export/rewrite.js';
 import type { LayerScore } from './sensitivity.js';
+import { findBoundary, type Verdict } from './strategies.js';
 
 export type RepairName = 'weights' | 'observer' | 'rounding' | 'int16';
 export const REPAIRS: readonly RepairName[] = Object.freeze(['weights', 'rounding', 'observer', 'int16']);
@@ -130,36 +132,40 @@ export async function buildRepair(ctx: RepairContext, repair: RepairName, layers
 
 /**
  * Tries each repair in turn on the layers still in float (`order`: most sensitive first). `probe`
- * evaluates the model with the given repairs and every other layer of `order` in float. Returns
- * the repairs kept; layers of `order` without one stay in float.
+ * evaluates the model with the given repairs and every other layer of `order` in float; `passing`
+ * is the loss of the model with none repaired (which passes), `threshold` the loss at which the
+ * verdict turns (see findBoundary). Returns the repairs kept; layers of `order` without one stay in float.
  */
 export async function repairFallbacks(
   ctx: RepairContext,
   order: readonly string[],
   repairs: readonly RepairName[],
-  probe: (repaired: ReadonlyMap<string, RepairCandidate>) => Promise<boolean>,
+  probe: (repaired: ReadonlyMap<string, RepairCandidate>) => Promise<Verdict>,
   mayProbe: () => boolean,
+  passing = NaN,
+  threshold?: () => number | undefined,
 ): Promise<Map<string, RepairCandidate>> {
   const kept = new Map<string, RepairCandidate>();
+  let hiLoss = passing;
   for (const repair of repairs) {
     const left = order.filter((n) => !kept.has(n));
     if (left.length === 0 || !mayProbe()) break;
     const built = await buildRepair(ctx, repair, left, kept);
     const list = left.filter((n) => built.has(n));
     if (list.length === 0) continue;
+    // Index j repairs list[j..], the least sensitive; list.length repairs nothing, the state known to pass.
     const withSuffix = (j: number) => new Map([...kept, ...list.slice(j).map((n) => [n, built.get(n)!] as const)]);
-    // lo fails (or is untested at 0), hi passes: list.length repairs nothing, the state already known to pass.
-    let lo = -1;
-    let hi = list.length;
     if (!mayProbe()) break;
-    if (await probe(withSuffix(0))) hi = 0;
+    const all = await probe(withSuffix(0));
+    let hi = 0;
+    if (all.ok) hiLoss = all.loss;
     else {
-      lo = 0;
-      while (hi - lo > 1 && mayProbe()) {
-        const mid = (lo + hi) >> 1;
-        if (await probe(withSuffix(mid))) hi = mid;
-        else lo = mid;
-      }
+      const found = await findBoundary({ lo: 0, loLoss: all.loss, hi: list.length, hiLoss }, async (j) => {
+        const v = await probe(withSuffix(j));
+        if (v.ok) hiLoss = v.loss;
+        return v;
+      }, mayProbe, threshold);
+      hi = found.hi;
     }
     for (const n of list.slice(hi)) kept.set(n, built.get(n)!);
   }

@@ -87,7 +87,7 @@ export async function searchFallbacks(ctx: SearchContext, from: Outcome, ranking
     async (count) => {
       const entry = await tryFallback(ctx, order.slice(0, count));
       byCount.set(count, entry);
-      return entry.ok;
+      return entry;
     },
     () => evaluations.mayEvaluate(),
     space.fallbackTo === 'float',
@@ -132,9 +132,11 @@ export async function repair(ctx: SearchContext, from: Outcome, repairs: readonl
       entry.repaired = [...trial.values()].map((c) => c.repair);
       progress('repair', `${still.length} layer(s) in float, ${trial.size} repaired: metric ${entry.metric}, loss ${entry.loss}, ${entry.ok ? 'ok' : 'not ok'}`, entry);
       if (entry.ok && (final?.fallbackLayers?.length ?? Infinity) >= still.length) final = entry;
-      return entry.ok;
+      return entry;
     },
     () => evaluations.mayEvaluate(),
+    final?.loss,
+    () => evaluations.lossThreshold(),
   );
   if (repaired.size === 0) return { ...from, final };
   const n = space.size;

@@ -1,11 +1,18 @@
 /**
  * Search strategies over "how many of the most sensitive layers fall back". Both assume what AMCT
  * assumes: falling back more layers (in ranking order) never makes the metric worse. Each probe is
- * one full evaluation, so strategies are judged by how few they spend.
+ * one full evaluation, so strategies are judged by how few they spend. findBoundary is the
+ * bracket search both the fallback count and the repairs (repairs.ts) run.
  */
 
-/** Evaluates the configuration with the `count` most sensitive layers in float; true when acceptable. */
-export type Probe = (count: number) => Promise<boolean>;
+/** The evaluator's verdict on one configuration, with its loss (metricEval's second value). */
+export interface Verdict {
+  ok: boolean;
+  loss: number;
+}
+
+/** Evaluates the configuration with the `count` most sensitive layers in float. */
+export type Probe = (count: number) => Promise<Verdict>;
 
 export type StrategyName = 'binary' | 'sequential';
 
@@ -16,11 +23,67 @@ export interface SearchOutcome {
   exhausted: boolean;
 }
 
+/** Indices between a failing `lo` and a passing `hi` (hiLoss NaN: assumed to pass, untested). */
+export interface Bracket {
+  lo: number;
+  loLoss: number;
+  hi: number;
+  hiLoss: number;
+}
+
+/**
+ * The index strictly inside the bracket where the loss, linear between its two ends, reaches the
+ * threshold (regula falsi on the count); the midpoint when that cannot be said, or when `bisect`.
+ */
+export function nextProbe(b: Bracket, threshold: number | undefined, bisect: boolean): number {
+  const mid = (b.lo + b.hi) >>> 1;
+  if (bisect || threshold === undefined || !(b.loLoss > threshold && b.hiLoss <= threshold)) return mid;
+  const at = Math.ceil(b.lo + ((b.loLoss - threshold) / (b.loLoss - b.hiLoss)) * (b.hi - b.lo));
+  return Math.min(Math.max(at, b.lo + 1), b.hi - 1);
+}
+
+/**
+ * The smallest passing index of a bracket, under the search's assumption that indices fail below
+ * some point and pass from it on. Without `threshold` (the loss at which the verdict turns, see
+ * Evaluations.lossThreshold) this is a bisection. With it, each probe goes where the losses at the
+ * bracket's ends, joined by a line, reach it; after two answers on the same side in a row the next
+ * probe is the midpoint (the Illinois remedy for an end that never moves), so a poor line costs at
+ * most about twice bisection's probes. `passed` says whether `hi` was seen to pass (not only assumed).
+ */
+export async function findBoundary(
+  bracket: Bracket,
+  probe: Probe,
+  mayProbe: () => boolean,
+  threshold?: () => number | undefined,
+): Promise<{ hi: number; passed: boolean; exhausted: boolean }> {
+  let { lo, loLoss, hi, hiLoss } = bracket;
+  let passed = false;
+  let last: boolean | undefined;
+  let repeats = 0;
+  while (hi - lo > 1) {
+    if (!mayProbe()) return { hi, passed, exhausted: true };
+    const next = nextProbe({ lo, loLoss, hi, hiLoss }, threshold?.(), repeats >= 2);
+    const v = await probe(next);
+    repeats = v.ok === last ? repeats + 1 : 1;
+    last = v.ok;
+    if (v.ok) {
+      hi = next;
+      hiLoss = v.loss;
+      passed = true;
+    } else {
+      lo = next;
+      loLoss = v.loss;
+    }
+  }
+  return { hi, passed, exhausted: false };
+}
+
 /**
  * `count = 0` is known to fail, so the answer lies in (0, n]. When layers fall back to float,
  * `count = n` is the float model and passes without a probe (`nPasses`); when they fall back to a
  * wider integer type it must be probed like any other count. `mayProbe` says whether the budget
- * (evaluations, time) allows one more probe.
+ * (evaluations, time) allows one more probe. 'binary' bisects: on the PP-OCR models the loss of a
+ * count is too far from a line through its neighbours for regula falsi to pay (docs/experiments.md).
  */
 export async function searchFallbackCount(
   strategy: StrategyName,
@@ -29,34 +92,21 @@ export async function searchFallbackCount(
   mayProbe: () => boolean,
   nPasses = true,
 ): Promise<SearchOutcome> {
-  const tryCount = (c: number) => probe(c);
   if (strategy === 'sequential') {
     // The seed's loop: one more layer in float per evaluation.
     for (let c = 1; c < (nPasses ? n : n + 1); c++) {
       if (!mayProbe()) return { count: undefined, exhausted: true };
-      if (await tryCount(c)) return { count: c, exhausted: false };
+      if ((await probe(c)).ok) return { count: c, exhausted: false };
     }
     return { count: undefined, exhausted: false };
   }
-  // Bisection: lo always fails, hi is the smallest count known to pass (n: everything in float).
-  let lo = 0;
-  let hi = n;
-  let passedHi = false;
-  while (hi - lo > 1) {
-    if (!mayProbe()) return { count: passedHi ? hi : undefined, exhausted: true };
-    const mid = (lo + hi) >>> 1;
-    if (await tryCount(mid)) {
-      hi = mid;
-      passedHi = true;
-    } else {
-      lo = mid;
-    }
-  }
-  if (!passedHi && !nPasses && hi === n) {
+  const found = await findBoundary({ lo: 0, loLoss: NaN, hi: n, hiLoss: NaN }, probe, mayProbe);
+  if (found.exhausted) return { count: found.passed ? found.hi : undefined, exhausted: true };
+  if (!found.passed && !nPasses && found.hi === n) {
     if (!mayProbe()) return { count: undefined, exhausted: true };
-    if (await tryCount(n)) return { count: n, exhausted: false };
+    if ((await probe(n)).ok) return { count: n, exhausted: false };
   }
-  return { count: passedHi ? hi : undefined, exhausted: false };
+  return { count: found.passed ? found.hi : undefined, exhausted: false };
 }
 
 /**
