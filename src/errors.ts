@@ -28,6 +28,13 @@ export class AutoquantError extends Error {
   }
 }
 
+/** A command line, or the data a user hands over (NumPy arrays, images, labels), does not fit what was asked. */
+export class UsageError extends AutoquantError {
+  constructor(message: string) {
+    super('USAGE', message);
+  }
+}
+
 /** The bytes are not a usable ONNX model, or a tensor inside it is inconsistent. */
 export class OnnxFormatError extends AutoquantError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -25,8 +25,8 @@ export type { QuantRecord, LayerRecord } from './quant/config/record.js';
 export type { QuantWarning, WarningCode } from './quant/prepare/coverage.js';
 export type { PassRun } from './quant/decide/pass.js';
 
-export { accuracyBasedAutoCalibration, autoCalibrationReport } from './auto/auto-calibration.js';
-export type { AutoCalibrationOptions, AutoCalibrationReport, AutoCalibrationResult, AutoPhase, AutoProgressEvent, HistoryEntry } from './auto/auto-calibration.js';
+export { accuracyBasedAutoCalibration, autoCalibrationReport, autoCalibrationFiles } from './auto/auto-calibration.js';
+export type { AutoCalibrationOptions, AutoCalibrationReport, AutoCalibrationResult, AutoPhase, AutoProgressEvent, HistoryEntry, OutputFile } from './auto/auto-calibration.js';
 export { AutoCalibrationEvaluator } from './auto/evaluator.js';
 export type { EvaluatorLike, MetricLimit } from './auto/evaluator.js';
 export { ClassificationEvaluator, FidelityEvaluator } from './auto/evaluators.js';

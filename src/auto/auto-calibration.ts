@@ -33,7 +33,7 @@ import { SearchSpace } from './space.js';
 import { outputFiles, saveOutputs, withholdsModels } from './outputs.js';
 import { type AutoCalibrationOptions, type AutoCalibrationResult } from './types.js';
 
-export { type AutoCalibrationReport, autoCalibrationReport } from './outputs.js';
+export { type AutoCalibrationReport, autoCalibrationReport, autoCalibrationFiles, type OutputFile } from './outputs.js';
 export { type AutoPhase, type AutoProgressEvent, type AutoCalibrationOptions, type HistoryEntry, type AutoCalibrationResult } from './types.js';
 
 const now = () => performance.now() / 1000;
@@ -124,7 +124,7 @@ export async function accuracyBasedAutoCalibration(
   if (!outcome.fallback && !outcome.exhausted && space.size > 0) {
     ranking = await timed('ranking', () =>
       RANKING[options.ranking ?? 'model-output']({
-        p, plan: space.plan, weightOnly: space.weightOnly, batches, similarity, options: rankingOptions, onStep: (done, total, step) => progress('ranking', step, undefined, { done, total }),
+        p, plan: space.plan, weightOnly: space.weightOnly, batches, similarity, options: rankingOptions, onStep: (done, total, step, scored) => progress('ranking', step, undefined, { done, total, ...(scored ? { layer: scored.layer, score: scored.score } : {}) }),
       }));
     const quantized = outcome;
     outcome = await timed('search', async () => {

@@ -75,16 +75,30 @@ export function outputFiles(options: AutoCalibrationOptions): { models: string[]
     reports: [...(p ? [`${p}_quant_config.json`, `${p}_record.json`, `${p}_auto_calibration.json`, `${p}_report.html`] : []), ...(options.recordFile ? [options.recordFile] : [])],
   };
 }
-export async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOptions, floatModelBytes: number, log?: string): Promise<string[]> {
-  const { models, reports } = outputFiles(options);
+/** One output file: its name and contents. */
+export interface OutputFile {
+  file: string;
+  data: Uint8Array | string;
+}
+/**
+ * The files a run with savePrefix `prefix` writes, in memory and in the order written: the models
+ * (on success, unless withheld for parity), the config, the record, the JSON report and the HTML one.
+ * The browser app offers these as downloads; saveOutputs writes them.
+ */
+export function autoCalibrationFiles(r: AutoCalibrationResult, prefix: string, options: { force?: boolean; floatModelBytes: number }): OutputFile[] {
   const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
-  const data = [json(r.config), json(r.record), json(autoCalibrationReport(r)), htmlReport(r, { title: 'autoquant: accuracy-based automatic calibration', floatModelBytes })];
-  const writes: [string, Uint8Array | string][] = [];
-  if (r.passed && !withholdsModels(r, options)) models.forEach((f, i) => writes.push([f, i === 0 ? r.fakeQuantModel! : r.deployModel!]));
-  if (options.savePrefix) reports.slice(0, 4).forEach((f, i) => writes.push([f, data[i]!]));
-  if (options.recordFile) writes.push([options.recordFile, json(r.record)]);
+  const { models, reports } = outputFiles({ savePrefix: prefix });
+  const data = [json(r.config), json(r.record), json(autoCalibrationReport(r)), htmlReport(r, { title: 'autoquant: accuracy-based automatic calibration', floatModelBytes: options.floatModelBytes })];
+  const out: OutputFile[] = [];
+  if (r.passed && !parityRefused(r.parity, options.force === true)) models.forEach((file, i) => out.push({ file, data: i === 0 ? r.fakeQuantModel! : r.deployModel! }));
+  reports.forEach((file, i) => out.push({ file, data: data[i]! }));
+  return out;
+}
+export async function saveOutputs(r: AutoCalibrationResult, options: AutoCalibrationOptions, floatModelBytes: number, log?: string): Promise<string[]> {
+  const writes = options.savePrefix ? autoCalibrationFiles(r, options.savePrefix, { force: options.force, floatModelBytes }) : [];
+  if (options.recordFile) writes.push({ file: options.recordFile, data: JSON.stringify(r.record, null, 2) + '\n' });
   // The saved log (see setLogLevel), beside the other files.
-  if (options.savePrefix && log) writes.push([`${options.savePrefix}_autoquant.log`, log]);
-  for (const [file, bytes] of writes) await writeFileAtomic(file, bytes);
-  return writes.map(([f]) => f);
+  if (options.savePrefix && log) writes.push({ file: `${options.savePrefix}_autoquant.log`, data: log });
+  for (const { file, data } of writes) await writeFileAtomic(file, data);
+  return writes.map((w) => w.file);
 }

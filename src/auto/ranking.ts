@@ -20,8 +20,8 @@ export interface RankingContext {
   batches: BatchSource;
   similarity: SensitivityFunction;
   options: RankingOptions;
-  /** Progress of the ranking: steps done of total. */
-  onStep: (done: number, total: number, what: string) => void;
+  /** Progress of the ranking: steps done of total, and the layer just scored where a step scores one. */
+  onStep: (done: number, total: number, what: string, scored?: LayerScore) => void;
 }
 
 export type Ranking = (ctx: RankingContext) => Promise<LayerScore[]>;
@@ -33,7 +33,7 @@ export const RANKING: Readonly<Record<RankingName, Ranking>> = Object.freeze({
   'model-output': async ({ p, plan, weightOnly = [], batches, similarity, options, onStep }) =>
     rankByModelOutput<Compared>([...plan, ...weightOnly], (only) => ('weights' in only ? p.fakeQuantModel([], [only]) : p.fakeQuantModel([only], [])).model, await rankingSamples(p.session.work, batches, options), similarity, {
       ...options,
-      onLayer: (done, total) => onStep(done, total, `layer ${done}/${total}`),
+      onLayer: (done, total, scored) => onStep(done, total, `layer ${done}/${total}`, scored),
     }),
   'layer-output': ({ p, plan, weightOnly = [], batches, similarity, options, onStep }) =>
     rankLayers(p.session.work, [...plan, ...weightOnly], batches, similarity, {

@@ -14,7 +14,7 @@ import type { SearchSpace } from './space.js';
 import { refineGreedily, searchFallbackCount, type StrategyName } from './strategies.js';
 import type { AutoPhase, AutoProgressEvent, HistoryEntry } from './types.js';
 
-export type Progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry, step?: Pick<AutoProgressEvent, 'done' | 'total' | 'layer'>) => void;
+export type Progress = (phase: AutoPhase, message: string, evaluation?: HistoryEntry, step?: Pick<AutoProgressEvent, 'done' | 'total' | 'layer' | 'score'>) => void;
 
 export interface SearchContext {
   space: SearchSpace;

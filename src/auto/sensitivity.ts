@@ -81,7 +81,7 @@ export async function rankByModelOutput<T extends Compared>(
   modelWith: (only: T) => Uint8Array,
   samples: readonly Required<Sample>[],
   similarity: SensitivityFunction,
-  options: CreateSessionOptions & { signal?: AbortSignal; onLayer?: (done: number, total: number) => void },
+  options: CreateSessionOptions & { signal?: AbortSignal; onLayer?: (done: number, total: number, score: LayerScore) => void },
 ): Promise<LayerScore[]> {
   const scores: LayerScore[] = [];
   for (const [i, p] of plan.entries()) {
@@ -97,7 +97,7 @@ export async function rankByModelOutput<T extends Compared>(
     } finally {
       await session.release();
     }
-    options.onLayer?.(i + 1, plan.length);
+    options.onLayer?.(i + 1, plan.length, scores[scores.length - 1]!);
   }
   return scores.sort((a, b) => a.score - b.score);
 }

@@ -27,6 +27,8 @@ export interface AutoProgressEvent {
   total?: number;
   /** The layer a step was about (ranking, refine). */
   layer?: string;
+  /** Ranking ('model-output'): the similarity score `layer` just got (the ranking's `score`). */
+  score?: number;
   /** For evaluations: the metric, and the entry just added to the history. */
   metric?: number;
   evaluation?: HistoryEntry;

@@ -1,12 +1,8 @@
 /** A small argument parser: positionals, `--flag`, `--key value`, `--key=value`, `-o value`. */
-import { AutoquantError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { editDistance } from '../text.js';
 
-export class UsageError extends AutoquantError {
-  constructor(message: string) {
-    super('USAGE', message);
-  }
-}
+export { UsageError };
 
 export interface ParsedArgs {
   positionals: string[];

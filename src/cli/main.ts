@@ -29,6 +29,7 @@ import { parseNpz } from '../data/npy.js';
 import { Tensor } from '../runtime/ort.js';
 import { ENGINES, useEngine, type Engine } from '../runtime/ort.js';
 import { VERSION } from '../version.js';
+import { startAppServer } from './app-server.js';
 
 const HELP = `autoquant ${VERSION}: accuracy-driven automatic int8 quantization of ONNX models
 
@@ -77,6 +78,12 @@ Usage:
       --target webgpu|wasm --weight-bits 4,8: the search starts with every block-quantized layer at 4 bits and moves
       the most sensitive up to 8 (then, if all at 8 still fail, back to float).
 
+  autoquant app [--port N] [--host H]
+      Serve the browser app from this package (default http://127.0.0.1:8780/; --port 0 picks a free port) and
+      print its URL on stdout; Ctrl+C stops it. Drop a model and calibration data (.npy, .npz or images), choose
+      the target and the limit, run, and download the models and the report. Everything runs in the browser tab:
+      the page makes requests to this server only. 'npm run build:app' writes the same app as a static folder.
+
   autoquant demo [--save <prefix>]
       The whole flow on data shipped with the package (the MNIST CNN fixture, 64 calibration digits, 300
       held-out labelled digits, top-1 accuracy within 0.002 of float); writes the models and
@@ -111,7 +118,7 @@ const VALUED = new Set([
   'output', 'ep', 'batch-num', 'skip', 'act-algo', 'activation-bits', 'data', 'save', 'config', 'batch-size',
   'evaluator', 'max-drop', 'max-relative-drop', 'calibration-data', 'strategy', 'fallback', 'sensitivity', 'ranking',
   'max-evaluations', 'max-seconds', 'fidelity', 'runtime', 'repairs', 'log-level', 'log-file', 'weight-rounding',
-  'channel-splitting', 'batch-axis', 'const', 'engine', 'target', 'weight-bits',
+  'channel-splitting', 'batch-axis', 'const', 'engine', 'target', 'weight-bits', 'port', 'host',
 ]);
 
 /**
@@ -496,6 +503,30 @@ async function demoCommand(o: Options, out: Out, err: Out): Promise<number> {
   return result.passed ? 0 : 2;
 }
 
+/** Where the package keeps the built app: dist/app beside dist/cli.js, or the checkout's dist/app from src/cli. */
+async function appDir(): Promise<string> {
+  const { fileURLToPath } = await import('node:url');
+  const { existsSync } = await import('node:fs');
+  const dirs = ['./app/', '../../dist/app/'].map((rel) => fileURLToPath(new URL(rel, import.meta.url)));
+  return dirs.find((d) => existsSync(`${d}index.html`)) ?? dirs[0]!;
+}
+
+/** Serves the app until the process is asked to stop (Ctrl+C or SIGTERM); the URL is the only line on stdout. */
+async function appCommand(o: Options, out: Out, err: Out): Promise<number> {
+  const port = o.number('port', (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port number from 0 to 65535') ?? 8780;
+  const host = o.string('host') ?? '127.0.0.1';
+  o.finish();
+  const server = await startAppServer({ port, host, appDir: await appDir() });
+  out.write(`${server.url}\n`);
+  err.write(`autoquant app: serving the app at ${server.url} (nothing is uploaded: models and data stay in the browser); Ctrl+C stops it\n`);
+  await new Promise<void>((stop) => {
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await server.close();
+  return 0;
+}
+
 export async function main(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   try {
     const parsed = parseArgs(argv, FLAGS, VALUED);
@@ -508,11 +539,15 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
       out.write(HELP + '\n');
       return 0;
     }
+    if (command === 'app') {
+      if (model !== undefined) throw new UsageError(`app: unexpected argument(s) ${[model, ...extra].join(' ')}`);
+      return await appCommand(new Options(parsed, command), out, err);
+    }
     if (command === 'demo') {
       if (model !== undefined) throw new UsageError(`demo: unexpected argument(s) ${[model, ...extra].join(' ')}`);
       return await demoCommand(new Options(parsed, command), out, err);
     }
-    if (!['config', 'quantize', 'auto'].includes(command)) throw new UsageError(`unknown command '${command}' (commands: config, quantize, auto, demo; see 'autoquant --help')`);
+    if (!['config', 'quantize', 'auto'].includes(command)) throw new UsageError(`unknown command '${command}' (commands: config, quantize, auto, demo, app; see 'autoquant --help')`);
     if (!model) throw new UsageError(`${command}: the model path is missing (autoquant ${command} <model.onnx> ...)`);
     if (extra.length) throw new UsageError(`${command}: unexpected argument(s) ${extra.join(' ')}`);
     const o = new Options(parsed, command);
