@@ -151,6 +151,8 @@ async function startRun(): Promise<void> {
   ui.run.disabled = true;
   ui.cancel.disabled = false;
   setStatus('reading the files…');
+  // On a phone the progress is below the form: bring it into view.
+  if (matchMedia('(max-width: 820px)').matches) ui.status.scrollIntoView({ block: 'center', behavior: 'smooth' });
   try {
     const named = async (f: File) => ({ name: f.name, bytes: await f.arrayBuffer() });
     const labelsFile = metric() === 'labels' ? ui.labelsFile.files?.[0] : undefined;

@@ -214,7 +214,7 @@ async function finish(
     record,
   ).map((l) => (repaired.has(l.name) ? { ...l, repair: repaired.get(l.name)!.repair.detail } : bitsOf.has(l.name) && l.quantized ? { ...l, weightBits: bitsOf.get(l.name)! } : l));
   const fakeQuantModel = passed ? p.fakeQuantModel(plan, weightOnly).model : undefined;
-  const deployModel = passed ? p.deployModel(plan, weightOnly) : undefined;
+  const deployModel = passed ? await p.deployModel(plan, weightOnly, o.sessionOptions) : undefined;
   const parity = fakeQuantModel && deployModel && plan.length + weightOnly.length ? await measureParity(fakeQuantModel, deployModel, o.kept, o.sessionOptions, p.config.deploy_target) : undefined;
   const warnings = [...p.warnings(layers, true), ...parityWarnings(parity)];
   for (const w of warnings) o.runLog.log('warn', `warning: ${w.message}`);

@@ -18,6 +18,7 @@ import type { PassContext, PassRun } from './decide/pass.js';
 import { PASSES } from './decide/passes.js';
 import { keepAllOutputs, selectOutputs } from './decide/select-outputs.js';
 import { buildDeployModel, fakeQuantModelProto, outputPlacement, planLayers } from './export/build.js';
+import { int8WeightType } from './export/int8-kernels.js';
 import { layerReport, pruneRecord } from './export/layer-report.js';
 import { type LayerQuantization } from './export/rewrite.js';
 import { planWeightOnly, weightOnlyRecord, type WeightOnlyQuantization } from './export/weight-only.js';
@@ -290,8 +291,10 @@ export class PreparedQuantization {
     return { model: encodeModel(fake.model), gpuRewrites: fake.gpuRewrites };
   }
 
-  deployModel(plan: readonly LayerQuantization[], searched: readonly WeightOnlyQuantization[] = this.weightOnlyPlan()): Uint8Array {
-    return buildDeployModel(this.session, plan, [...this.fixedWeightOnlyPlan(), ...searched]);
+  /** The deploy model, its integer kernels' weights as `int8WeightType` asks the engine (see int8-kernels.ts). */
+  async deployModel(plan: readonly LayerQuantization[], searched: readonly WeightOnlyQuantization[] = this.weightOnlyPlan(), options: CreateSessionOptions = {}): Promise<Uint8Array> {
+    const weightType = plan.length && !isWeightOnlyTarget(this.config.deploy_target) ? await int8WeightType(options) : 'int8';
+    return buildDeployModel(this.session, plan, [...this.fixedWeightOnlyPlan(), ...searched], weightType);
   }
 
   /** Per layer, whether `quantized` has it and, if not, why; what `record` (default: this session's) says of it. */

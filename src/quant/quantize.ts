@@ -57,7 +57,7 @@ export async function quantizeModel(
   // Nothing quantized means the models are the float model: there is nothing to measure.
   const quantized = (plan.length || p.weightOnly.length) > 0;
   const outputFidelity = quantized && q.kept ? await measureFidelity(fake.model, q.kept, options) : [];
-  const deployModel = p.deployModel(plan);
+  const deployModel = await p.deployModel(plan, undefined, options);
   const parity = quantized && q.kept ? await measureParity(fake.model, deployModel, q.kept, options, q.config.deploy_target) : undefined;
   const warnings = [...p.warnings(layers), ...fidelityWarnings(outputFidelity), ...parityWarnings(parity)];
   // Printed where setLogLevel asks for warnings; the result carries them either way.

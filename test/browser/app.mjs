@@ -112,6 +112,13 @@ export async function checkApp({ screenshot } = {}) {
     page.on('pageerror', (e) => pageErrors.push(e.message));
     await page.goto(url);
 
+    // Keyboard first: the first Tab reaches the model's file input, and every control has a name.
+    await page.keyboard.press('Tab');
+    const focused = await page.evaluate(() => document.activeElement?.getAttribute('data-testid'));
+    if (focused !== 'model-file') throw new Error(`the first Tab focuses ${focused}, not the model's file input`);
+    const unnamed = await page.evaluate(() => [...document.querySelectorAll('input, select, button')].filter((el) => !el.closest('label') && !el.getAttribute('aria-label') && !el.textContent?.trim()).map((el) => el.id));
+    if (unnamed.length) throw new Error(`controls without a label: ${unnamed.join(', ')}`);
+
     // A file that is not a model: said in words, and the page keeps working.
     await page.setInputFiles('[data-testid=model-file]', notAModel);
     await page.waitForFunction(() => /^error/.test(document.querySelector('[data-testid=status]')?.textContent ?? ''), null, { timeout: 30_000 });
@@ -159,6 +166,12 @@ export async function checkApp({ screenshot } = {}) {
     if (bars !== 6) throw new Error(`the sensitivity chart shows ${bars} bars, not one per layer (6)`);
     const result = await page.locator('[data-testid=result]').textContent();
     if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+    // A phone's width: one column, nothing wider than the screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 0) throw new Error(`at 390 px wide the page is ${overflow} px wider than the screen`);
+    if (screenshot) await page.screenshot({ path: screenshot.replace(/(\.png)?$/, '-phone.png'), fullPage: true });
+    await page.setViewportSize({ width: 1200, height: 900 });
 
     // Cancel stops a run, and the page can run again.
     await page.locator('[data-testid=run]').click();

@@ -66,5 +66,18 @@ for (const [entry, wasm] of [['autoquant', 'ort-wasm-simd-threaded.jsep.wasm'], 
     console.log(`FAIL ${name}\n     ${e?.message ?? e}`);
   }
 }
+{
+  const name = "the app, served by 'autoquant app', quantizes the MNIST CNN from a dropped model and .npy (and from PNG digits with labels), downloads a deploy model within 0.01 top-1 of float, cancels, and requests nothing off its origin";
+  const t0 = performance.now();
+  try {
+    const { checkApp } = await import('./app.mjs');
+    await checkApp({ screenshot: process.env.APP_SCREENSHOT });
+    passed++;
+    console.log(`ok   ${name} (${(performance.now() - t0).toFixed(0)} ms)`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${name}\n     ${e?.message ?? e}`);
+  }
+}
 console.log(`browser: ${passed} passed, ${failed} failed`);
 process.exit(failed === 0 && passed > 0 ? 0 : 1);

@@ -18,6 +18,7 @@ import { type QuantizationSession, layerConfig } from '../types.js';
 import { planWeightOnly, type WeightOnlyQuantization, writeDeployWeightOnly, writeFakeQuantWeightOnly } from './weight-only.js';
 import { replaceAttributeClips } from './portable.js';
 import { type LayerQuantization, requiredDeployOpset, writeDeploy, writeFakeQuant } from './rewrite.js';
+import type { Int8WeightType } from './int8-kernels.js';
 import { biasScaleFloor, dequantizeWeight, quantizeBias, quantizeWeight } from './weights.js';
 
 /** The quantization of each layer from the record's activation factors and the layer's weights. */
@@ -80,12 +81,15 @@ export function fakeQuantModelProto(q: QuantizationSession, plan: readonly Layer
   writeFakeQuantWeightOnly(fake, weightOnly);
   return { model: fake, gpuRewrites: replaceAttributeClips(fake) };
 }
-/** The deployable QDQ model for a plan, with the opset raised as far as the plan needs. */
-export function buildDeployModel(q: QuantizationSession, plan: readonly LayerQuantization[], weightOnly: readonly WeightOnlyQuantization[] = planWeightOnly(q)): Uint8Array {
+/**
+ * The deployable QDQ model for a plan, with the opset raised as far as the plan needs; `weightType`
+ * is what the integer kernels' weights are stored as (see int8-kernels.ts).
+ */
+export function buildDeployModel(q: QuantizationSession, plan: readonly LayerQuantization[], weightOnly: readonly WeightOnlyQuantization[] = planWeightOnly(q), weightType: Int8WeightType = 'int8'): Uint8Array {
   const deploy = clone(q.work);
   const need = requiredDeployOpset(plan);
   if (plan.length > 0 && (opsetVersion(deploy) ?? 1) < need) upgradeOpset(deploy, need);
-  writeDeploy(deploy, plan, outputPlacement(q, plan));
+  writeDeploy(deploy, plan, outputPlacement(q, plan), weightType);
   writeDeployWeightOnly(deploy, weightOnly);
   return encodeModel(deploy);
 }

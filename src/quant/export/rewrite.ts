@@ -16,6 +16,7 @@ import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../on
 import type { OutputPlacement, OutputQuantization, QuantFactors } from '../decide/outputs.js';
 import { activationRange } from '../calibrate/params.js';
 import type { LayerInfo } from '../prepare/registry.js';
+import type { Int8WeightType } from './int8-kernels.js';
 import { emitClip, emitRound } from './portable.js';
 import type { QuantizedBias, QuantizedWeight } from './weights.js';
 
@@ -283,8 +284,12 @@ interface QuantizedConstant {
  * integer kernels, so they get the float model's kernels and layouts instead of dequantizing their
  * weights on every run, while the file still stores int8.
  */
-function quantizedConstant(editor: GraphEditor, anchor: NodeProto, base: string, c: QuantizedConstant, form: 'dequantize' | 'cast'): string {
-  const { dataType, dims, q, scale, axis } = c;
+function quantizedConstant(editor: GraphEditor, anchor: NodeProto, base: string, c: QuantizedConstant, form: 'dequantize' | 'cast', weightType: Int8WeightType = 'int8'): string {
+  const { dims, scale, axis } = c;
+  // uint8 codes with zero point 128 are the int8 codes' values (see int8-kernels.ts); only integer kernels read them.
+  const shifted = form === 'dequantize' && weightType === 'uint8' && c.dataType === DataType.INT8;
+  const dataType = shifted ? DataType.UINT8 : c.dataType;
+  const q = shifted ? Uint8Array.from(c.q as Int8Array, (v) => v + 128) : c.q;
   const qName = editor.addInitializer(makeTensor(`${base}_quantized`, dataType, dims, q));
   const output = editor.name(`${base}_dequantized`);
   if (form === 'cast') {
@@ -295,7 +300,7 @@ function quantizedConstant(editor: GraphEditor, anchor: NodeProto, base: string,
   }
   const scaleDims = axis >= 0 ? [scale.length] : [];
   const sName = editor.addInitializer(makeTensor(`${base}_scale`, DataType.FLOAT, scaleDims, scale));
-  const zeros = new (dataType === DataType.INT8 ? Int8Array : Int32Array)(scale.length);
+  const zeros = shifted ? new Uint8Array(scale.length).fill(128) : new (dataType === DataType.INT8 ? Int8Array : Int32Array)(scale.length);
   const zName = editor.addInitializer(makeTensor(`${base}_zero_point`, dataType, scaleDims, zeros));
   return editor.insertBefore(anchor, {
     opType: 'DequantizeLinear', name: `${base}/DequantizeLinear`, inputs: [qName, sName, zName],
@@ -303,18 +308,18 @@ function quantizedConstant(editor: GraphEditor, anchor: NodeProto, base: string,
   })[0]!;
 }
 
-export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[], placement: OutputPlacement = { outputs: [], fused: new Set() }): void {
+export function writeDeploy(model: ModelProto, plan: readonly LayerQuantization[], placement: OutputPlacement = { outputs: [], fused: new Set() }, weightType: Int8WeightType = 'int8'): void {
   const graph = model.graph!;
   const opset = opsetVersion(model) ?? 1;
   const { main, bodies } = splitByGraph(model, plan);
   const ownNodes = new Set(graph.node ?? []);
-  const activations = deployLayers(new GraphEditor(graph), opset, main, placement.fused);
-  for (const [body, layers] of bodies) deployLayers(new GraphEditor(body, allNames(graph)), opset, layers, new Set());
+  const activations = deployLayers(new GraphEditor(graph), opset, main, placement.fused, weightType);
+  for (const [body, layers] of bodies) deployLayers(new GraphEditor(body, allNames(graph)), opset, layers, new Set(), weightType);
   quantizeOutputs(graph, placement.outputs, activations, qdqPair, ownNodes);
 }
 
 /** The deploy form of one graph's layers (inputs and weights); returns the DQs made, by tensor and factors. */
-function deployLayers(editor: GraphEditor, opset: number, plan: readonly LayerQuantization[], fused: ReadonlySet<string>): Map<string, string> {
+function deployLayers(editor: GraphEditor, opset: number, plan: readonly LayerQuantization[], fused: ReadonlySet<string>, weightType: Int8WeightType): Map<string, string> {
   const graph = editor.graph;
   const nodes = nodesByName(graph);
   const activations = new Map<string, string>();
@@ -354,7 +359,7 @@ function deployLayers(editor: GraphEditor, opset: number, plan: readonly LayerQu
       const key = `${p.layer.weight.name}|${wq.axis}|${integer}`;
       let w = weights.get(key);
       if (!w) {
-        w = quantizedConstant(editor, node, p.layer.weight.name, { dataType: DataType.INT8, dims: p.layer.weight.dims, q: wq.q, scale: wq.scale, axis: wq.axis }, form);
+        w = quantizedConstant(editor, node, p.layer.weight.name, { dataType: DataType.INT8, dims: p.layer.weight.dims, q: wq.q, scale: wq.scale, axis: wq.axis }, form, weightType);
         // Plans follow node order, so a shared weight's DQ lands before its first reader.
         weights.set(key, w);
       }
