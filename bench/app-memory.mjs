@@ -1,7 +1,8 @@
 // How much memory the browser app's tab takes for a large model: a 100 MB float MLP (six 2048×2048 MatMul
 // layers) and 16 calibration rows dropped into the app that `autoquant app` serves, run with the CPU target
 // (label-free limit), in Debian's Chromium. The tab's renderer processes (the page and its worker) are
-// sampled every 100 ms from /proc; the table gives the peak above the idle page, in copies of the model.
+// sampled every 100 ms from /proc; the table gives the peak above the idle page, in copies of the model, and
+// what performance.measureUserAgentSpecificMemory() finds live once the run is over.
 //   node bench/app-memory.mjs [--mb 100]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -78,14 +79,24 @@ writeFileSync(dataFile, encodeNpy(Float32Array.from({ length: 16 * w }, () => ((
 
 const { url, child } = await startApp();
 const { chromium } = await import('playwright-core');
-const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox', '--disable-background-networking', '--no-first-run'] });
+const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox', '--disable-background-networking', '--no-first-run', '--enable-blink-features=ForceEagerMeasureMemory'] });
 try {
   const page = await browser.newPage();
   await page.goto(url);
   await page.waitForTimeout(1500);
   const idle = rendererRss();
   let peak = idle;
-  const timer = setInterval(() => (peak = Math.max(peak, rendererRss())), 100);
+  // The status line names the phase; the peak is kept per phase to say where the memory goes.
+  let phase = 'reading the model';
+  const byPhase = new Map();
+  const timer = setInterval(() => {
+    const rss = rendererRss();
+    peak = Math.max(peak, rss);
+    byPhase.set(phase, Math.max(byPhase.get(phase) ?? 0, rss));
+  }, 100);
+  const phases = setInterval(() => {
+    page.locator('[data-testid=status]').textContent().then((t) => (phase = /^([a-z-]+):/.exec(t ?? '')?.[1] ?? phase), () => {});
+  }, 100);
   const t0 = performance.now();
   await page.setInputFiles('[data-testid=model-file]', modelFile);
   await page.waitForFunction(() => /quantizable layers|^error/.test(document.querySelector('[data-testid=model-info]')?.textContent ?? ''), null, { timeout: 120_000 });
@@ -94,15 +105,18 @@ try {
   await page.waitForFunction(() => /^(done|error|finished without)/.test(document.querySelector('[data-testid=status]')?.textContent ?? ''), null, { timeout: 590_000, polling: 250 });
   const seconds = (performance.now() - t0) / 1000;
   clearInterval(timer);
+  clearInterval(phases);
   const status = await page.locator('[data-testid=status]').textContent();
+  // What stays live after the run (the browser collects garbage first; the worker's WebAssembly heap included).
+  const live = await page.evaluate(async () => (await performance.measureUserAgentSpecificMemory()).bytes);
   const result = await page.locator('[data-testid=result]').textContent();
   const mb = (b) => (b / 2 ** 20).toFixed(0);
   emitTable('app-memory', {
     title: `Browser app, one run of a ${mb(model.length)} MB float MLP (${layers} MatMul ${w}×${w}), CPU target, 16 rows, label-free limit 0.01: the tab's renderer memory (page and worker, resident, sampled every 100 ms), Chromium ${browser.version()}`,
-    header: ['model MB', 'idle tab MB', 'peak tab MB', 'peak above idle MB', 'copies of the model', 'seconds', 'status'],
-    align: ['r', 'r', 'r', 'r', 'r', 'r', 'l'],
-    rows: [[mb(model.length), mb(idle), mb(peak), mb(peak - idle), ((peak - idle) / model.length).toFixed(2), seconds.toFixed(1), status]],
-    note: `Result line: ${result}`,
+    header: ['model MB', 'idle tab MB', 'peak tab MB', 'peak above idle MB', 'copies of the model', 'live after the run MB', 'seconds', 'status'],
+    align: ['r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+    rows: [[mb(model.length), mb(idle), mb(peak), mb(peak - idle), ((peak - idle) / model.length).toFixed(2), mb(live), seconds.toFixed(1), status]],
+    note: `Result line: ${result}. Peak above idle by phase (MB): ${[...byPhase].map(([p, v]) => `${p} ${mb(v - idle)}`).join(', ')}.`,
   });
 } finally {
   await browser.close();

@@ -3,7 +3,8 @@
 // page's data-testid hooks, runs, and downloads the deploy model; onnxruntime-node then checks its top-1
 // accuracy on 300 held-out digits against the float model's. Every request the page makes is recorded:
 // none may leave the app's origin.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createServer } from 'node:http';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,6 +80,23 @@ function png(pixels, width, height) {
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 
+/** A plain static server for a folder: no isolation headers, as a simple host would serve `npm run build:app`'s output. */
+async function serveStatic(dir) {
+  const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' };
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, 'http://x').pathname.replace(/\/$/, '/index.html');
+    try {
+      if (path.includes('..')) throw new Error('outside');
+      const body = readFileSync(join(dir, path));
+      res.writeHead(200, { 'Content-Type': types[path.slice(path.lastIndexOf('.'))] ?? 'application/octet-stream' }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() };
+}
+
 const statusOf = (page) => page.locator('[data-testid=status]').textContent();
 
 /** Waits until the status line settles on a final line (done, an error, cancelled) and returns it. */
@@ -97,7 +115,8 @@ export async function checkApp({ screenshot } = {}) {
   writeFileSync(notAModel, readFileSync(calib));
 
   const { url, child } = await startApp();
-  const origin = new URL(url).origin;
+  // The app's own origins: the server's, and the static host's once it starts.
+  const origins = new Set([new URL(url).origin]);
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'] });
   try {
@@ -107,7 +126,7 @@ export async function checkApp({ screenshot } = {}) {
     const pageErrors = [];
     context.on('request', (r) => {
       const u = r.url();
-      if (!u.startsWith(`${origin}/`) && !u.startsWith('blob:') && !u.startsWith('data:')) foreign.push(u);
+      if (![...origins].some((o) => u.startsWith(`${o}/`)) && !u.startsWith('blob:') && !u.startsWith('data:')) foreign.push(u);
     });
     page.on('pageerror', (e) => pageErrors.push(e.message));
     await page.goto(url);
@@ -187,6 +206,25 @@ export async function checkApp({ screenshot } = {}) {
     const int8Acc = await accuracy(ort, deployBytes, images, labels);
     if (!(Math.abs(floatAcc - int8Acc) <= 0.01)) throw new Error(`deploy model top-1 ${int8Acc} against float ${floatAcc}: more than 0.01 apart`);
     if (!/QuantizeLinear|DequantizeLinear/.test(deployBytes.toString('latin1'))) throw new Error('the deploy model holds no QuantizeLinear/DequantizeLinear node');
+    // The static folder of `npm run build:app`, from a host that sends no isolation headers (one thread).
+    const site = join(dir, 'site');
+    execFileSync(process.execPath, [new URL('scripts/build-app.mjs', root).pathname, '--out', site, '--with-ort'], { stdio: 'pipe' });
+    const host = await serveStatic(site);
+    origins.add(new URL(host.url).origin);
+    try {
+      const plain = await context.newPage();
+      plain.on('pageerror', (e) => pageErrors.push(`static host: ${e.message}`));
+      await plain.goto(host.url);
+      await plain.setInputFiles('[data-testid=model-file]', fixture);
+      await plain.waitForFunction(() => /quantizable layers/.test(document.querySelector('[data-testid=model-info]')?.textContent ?? ''), null, { timeout: 30_000 });
+      await plain.setInputFiles('[data-testid=data-file]', calib);
+      await plain.locator('[data-testid=run]').click();
+      const onStatic = await finalStatus(plain, 240_000);
+      if (!/^done/.test(onStatic)) throw new Error(`on a plain static host the run ended with '${onStatic}'`);
+      await plain.close();
+    } finally {
+      host.close();
+    }
     if (foreign.length) throw new Error(`the page made requests off its origin: ${foreign.slice(0, 5).join(', ')}`);
     if (pageErrors.length) throw new Error(`page errors: ${pageErrors.join('; ')}`);
     return { floatAcc, int8Acc, status, labelled, result };
