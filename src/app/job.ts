@@ -10,8 +10,7 @@ import { feedsFromBytes } from '../data/feeds.js';
 import { parseNpy } from '../data/npy.js';
 import { UsageError } from '../errors.js';
 import { declaredInputs, type DeclaredInput } from '../onnx/inputs.js';
-import { encodeModel, loadModel } from '../onnx/model.js';
-import type { ModelProto } from '../onnx/types.js';
+import { loadModel } from '../onnx/model.js';
 import type { Feeds } from '../quant/calibrate/calibrate.js';
 import { isWeightOnlyTarget, layerEntries, type DeployTarget } from '../quant/config/config.js';
 import { createQuantConfig } from '../quant/quantize.js';
@@ -29,7 +28,7 @@ export function filePrefix(modelName: string): string {
 
 export async function inspectModel(file: NamedBytes, target: DeployTarget, allLayers = false): Promise<ModelSummary> {
   const model = await loadModel(new Uint8Array(file.bytes));
-  const config = await createQuantConfig(model, { deployTarget: target, ...(allLayers ? { skipSlowLayers: false } : {}) });
+  const config = await createQuantConfig(new Uint8Array(file.bytes), { deployTarget: target, ...(allLayers ? { skipSlowLayers: false } : {}) });
   const layers = layerEntries(config);
   const inputs = declaredInputs(model);
   return {
@@ -110,13 +109,15 @@ export async function runJob(
   if (!(job.maxDrop >= 0 && job.maxDrop <= 1)) throw new UsageError(`the largest drop must be a number from 0 to 1, got ${job.maxDrop}`);
   if (!Number.isInteger(job.batchSize) || job.batchSize < 1) throw new UsageError(`the batch size must be a whole number >= 1, got ${job.batchSize}`);
   if (job.precision !== '8' && !isWeightOnlyTarget(job.target)) throw new UsageError(`${job.precision === '4' ? '4-bit' : 'mixed 4/8-bit'} weights need the WebGPU or wasm target (the CPU target's int8 kernels take 8-bit weights)`);
-  const model: ModelProto = await loadModel(new Uint8Array(job.model.bytes));
-  const feeds = await jobFeeds(job, declaredInputs(model));
+  // The bytes go to each entry point, which decodes its own copy: a parsed model handed over would be
+  // encoded and decoded again. The parse here is only for the inputs, and is dropped.
+  const bytes = new Uint8Array(job.model.bytes);
+  const feeds = await jobFeeds(job, declaredInputs(await loadModel(bytes)));
   const { evaluator, metricName } = evaluatorFor(job, feeds);
   const batchNum = Math.min(feeds.length, MAX_CALIBRATION_BATCHES);
   const weightBits = job.precision === '4,8' ? ([4, 8] as const) : job.precision === '4' ? 4 : 8;
-  const config = await createQuantConfig(model, { batchNum, deployTarget: job.target, ...(weightBits === 4 ? { weightBits } : {}), ...(job.allLayers ? { skipSlowLayers: false } : {}) });
-  const result = await accuracyBasedAutoCalibration(model, evaluator, {
+  const config = await createQuantConfig(bytes, { batchNum, deployTarget: job.target, ...(weightBits === 4 ? { weightBits } : {}), ...(job.allLayers ? { skipSlowLayers: false } : {}) });
+  const result = await accuracyBasedAutoCalibration(bytes, evaluator, {
     config,
     ...(Array.isArray(weightBits) ? { weightBits } : {}),
     executionProviders: options.executionProviders,
@@ -124,7 +125,7 @@ export async function runJob(
     layerErrors: true,
     onProgress: options.onProgress,
   });
-  const modelBytes = job.model.bytes.byteLength || encodeModel(model).length;
+  const modelBytes = bytes.byteLength;
   const files = autoCalibrationFiles(result, filePrefix(job.model.name), { floatModelBytes: modelBytes }).map(({ file, data }) => ({
     kind: kindOf(file),
     file,

@@ -102,6 +102,31 @@ export function decodeModel(bytes: Uint8Array | ArrayBuffer): ModelProto {
   return decodeOwned(copy);
 }
 
+/**
+ * A deep copy of `model`'s structure (graphs, nodes, attributes, tensor records) that shares the
+ * tensors' element bytes with it. Nothing in the package writes into a tensor's bytes (readTensor
+ * copies them out; setTensorData and makeTensor put new arrays in), so a rewrite of the copy never
+ * reaches the model, and a copy costs no model bytes at all: a 100 MB model is not copied again for
+ * each candidate. For the package's own models only; a user's model is copied whole (decodeModel).
+ */
+export function cloneModel(model: ModelProto): ModelProto {
+  return copyStructure(model) as ModelProto;
+}
+
+/** A whole, independent copy (element bytes included), decoded from its own fresh encoding: one model's bytes. */
+export function copyModel(model: ModelProto): ModelProto {
+  return decodeOwned(encodeModel(model));
+}
+
+function copyStructure(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(copyStructure);
+  if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) return v;
+  // The prototype stays: protobufjs messages read their defaults (empty lists, zero) from it.
+  const out = Object.create(Object.getPrototypeOf(v) as object) as Record<string, unknown>;
+  for (const k of Object.keys(v)) out[k] = copyStructure((v as Record<string, unknown>)[k]);
+  return out;
+}
+
 function isLocation(source: unknown): source is string | URL {
   return typeof source === 'string' || source instanceof URL;
 }

@@ -53,12 +53,11 @@ for (const [entry, wasm] of [['autoquant', 'ort-wasm-simd-threaded.jsep.wasm'], 
     console.log(`FAIL ${name}\n     ${e?.message ?? e}`);
   }
 }
-{
-  const name = 'the HTML report opens from a file without network, and its table and both charts render';
+/** A check that runs in Node and drives its own Chromium page: counted and printed like the page's tests. */
+async function check(name, run) {
   const t0 = performance.now();
   try {
-    const { checkReport } = await import('./report.mjs');
-    await checkReport({ screenshot: process.env.REPORT_SCREENSHOT });
+    await run();
     passed++;
     console.log(`ok   ${name} (${(performance.now() - t0).toFixed(0)} ms)`);
   } catch (e) {
@@ -66,18 +65,16 @@ for (const [entry, wasm] of [['autoquant', 'ort-wasm-simd-threaded.jsep.wasm'], 
     console.log(`FAIL ${name}\n     ${e?.message ?? e}`);
   }
 }
-{
-  const name = "the app, served by 'autoquant app', quantizes the MNIST CNN from a dropped model and .npy (and from PNG digits with labels), downloads a deploy model within 0.01 top-1 of float, cancels, and requests nothing off its origin";
-  const t0 = performance.now();
-  try {
+await check('the HTML report opens from a file without network, and its table and both charts render', async () => {
+  const { checkReport } = await import('./report.mjs');
+  await checkReport({ screenshot: process.env.REPORT_SCREENSHOT });
+});
+await check(
+  "the app, served by 'autoquant app', quantizes the MNIST CNN from a dropped model and .npy (and from PNG digits with labels, and from build:app's folder on a plain static host), downloads a deploy model within 0.01 top-1 of float, cancels, and requests nothing off its origin",
+  async () => {
     const { checkApp } = await import('./app.mjs');
     await checkApp({ screenshot: process.env.APP_SCREENSHOT });
-    passed++;
-    console.log(`ok   ${name} (${(performance.now() - t0).toFixed(0)} ms)`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}\n     ${e?.message ?? e}`);
-  }
-}
+  },
+);
 console.log(`browser: ${passed} passed, ${failed} failed`);
 process.exit(failed === 0 && passed > 0 ? 0 : 1);

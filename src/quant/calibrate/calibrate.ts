@@ -8,7 +8,7 @@ import { AutoquantError, CalibrationError, ValidationError } from '../../errors.
 import { checkSignal, withDeadline } from '../../runtime/deadline.js';
 import { describeError, describeValue, quoteName } from '../../text.js';
 import type { Kernels } from '../../kernels/types.js';
-import { decodeModel, encodeModel } from '../../onnx/model.js';
+import { cloneModel, encodeModel } from '../../onnx/model.js';
 import { threadOutputs } from '../../onnx/scope.js';
 import type { ModelProto } from '../../onnx/types.js';
 import { onnx } from '../../onnx/types.js';
@@ -81,7 +81,7 @@ async function firstFeeds(source: Iterable<Feeds> | AsyncIterable<Feeds>, n: num
  * (`threaded`: output → value), with no elements from a run that took another branch.
  */
 function withOutputs(model: ModelProto, names: readonly string[]): { bytes: Uint8Array; threaded: Map<string, string> } {
-  const copy = decodeModel(encodeModel(model));
+  const copy = cloneModel(model);
   const threaded = threadOutputs(copy, names);
   const graph = copy.graph!;
   const existing = new Set((graph.output ?? []).map((o) => o.name));

@@ -7,7 +7,7 @@
  * alive, groups being sized by their input bytes against the budget.
  */
 import { GraphEditor } from '../../onnx/editor.js';
-import { decodeModel, encodeModel } from '../../onnx/model.js';
+import { cloneModel } from '../../onnx/model.js';
 import { graphAt } from '../../onnx/scope.js';
 import { onnx, type ModelProto } from '../../onnx/types.js';
 import type { CreateSessionOptions } from '../../runtime/ort.js';
@@ -25,7 +25,7 @@ const isWeightOnly = (c: Compared): c is WeightOnlyQuantization => 'weights' in 
  * input: the activations never leave the session.
  */
 function withFakeCopies(work: ModelProto, group: readonly Compared[]): { model: ModelProto; outputs: Map<string, { float: string; fake: string }> } {
-  const model = decodeModel(encodeModel(work));
+  const model = cloneModel(work);
   const names = new GraphEditor(model.graph!);
   const outputs = new Map<string, { float: string; fake: string }>();
   const copies: LayerQuantization[] = [];

@@ -22,7 +22,7 @@
  */
 import { CalibrationError } from '../../errors.js';
 import type { Kernels } from '../../kernels/types.js';
-import { decodeModel, encodeModel } from '../../onnx/model.js';
+import { cloneModel, encodeModel } from '../../onnx/model.js';
 import { DataType, readTensorAsFloat32 } from '../../onnx/tensor.js';
 import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../onnx/types.js';
 import { attrInt, getConstant, subgraphsOf, topologicalOrder } from '../../onnx/graph.js';
@@ -36,7 +36,7 @@ import { accumulate, inputsPerOutput, MAX_INPUTS, newStats, patchGeometry, round
 /** Calibration batches the guard compares the model's output on (the first ones). */
 export const ROUNDING_BATCHES = 4;
 
-const clone = (m: ModelProto) => decodeModel(encodeModel(m));
+const clone = cloneModel;
 
 interface Candidate {
   p: LayerQuantization;

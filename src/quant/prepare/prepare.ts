@@ -5,7 +5,7 @@ import { OnnxFormatError } from '../../errors.js';
 import { type Kernels } from '../../kernels/types.js';
 import { getKernels } from '../../kernels/wasm.js';
 import { assignStableNames, opsetVersion } from '../../onnx/graph.js';
-import { decodeModel, encodeModel, loadModel } from '../../onnx/model.js';
+import { cloneModel, copyModel, decodeModel, encodeModel, loadModel } from '../../onnx/model.js';
 import { upgradeOpset } from '../../onnx/opset.js';
 import { nameBodyNodes } from '../../onnx/scope.js';
 import { type ModelProto } from '../../onnx/types.js';
@@ -24,11 +24,11 @@ export function isModelProto(m: ModelSource): m is ModelProto {
 }
 /** A private deep copy: the caller's model is never modified. */
 export async function privateCopy(model: ModelSource): Promise<ModelProto> {
-  if (isModelProto(model)) return decodeModel(encodeModel(model));
+  if (isModelProto(model)) return copyModel(model);
   // loadModel copies bytes before decoding, so the caller's buffer is never aliased.
   return loadModel(model);
 }
-export const clone = (m: ModelProto) => decodeModel(encodeModel(m));
+export const clone = cloneModel;
 /** Opset of per-axis DequantizeLinear, which per-channel weights need in the deploy model. */
 export const PER_CHANNEL_OPSET = 13;
 /** Opset of 16-bit QuantizeLinear/DequantizeLinear, which 16-bit activations need in the deploy model. */
