@@ -53,7 +53,7 @@ function progressMeter(): (e: AutoProgressEvent) => number {
 function describeFailure(e: unknown): { code: string; message: string } {
   if (e instanceof AutoquantError) return { code: e.code, message: e.message };
   const text = describeError(e);
-  if (e instanceof RangeError || /out of memory|allocation failed|bad_alloc|Cannot enlarge memory|memory access out of bounds/i.test(text)) {
+  if (/out of memory|allocation failed|bad_alloc|Cannot enlarge memory/i.test(text)) {
     return { code: 'OUT_OF_MEMORY', message: `out of memory: this tab could not get the memory the model needs (${text}). Close other tabs, or try a smaller model or fewer calibration rows` };
   }
   return { code: 'INTERNAL', message: text };

@@ -1,6 +1,6 @@
 /**
  * `autoquant app`: serves the browser app from the installed package (dist/app) and onnxruntime-web's
- * two files from its own package, over plain HTTP on loopback by default. Only those files are served;
+ * three files from its own package, over plain HTTP on loopback by default. Only those files are served;
  * the responses carry cross-origin isolation (onnxruntime-web's threads need SharedArrayBuffer) and a
  * policy that keeps every request on this origin.
  */
@@ -15,6 +15,7 @@ const HEADERS = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
   'Cross-Origin-Resource-Policy': 'same-origin',
+  // The same policy as index.html's meta tag (test/node/app.test.ts compares them); workers obey only this header.
   'Content-Security-Policy': "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; connect-src 'self' blob: data:; img-src 'self' blob: data:; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'",
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',

@@ -4,7 +4,8 @@
  * Exit status: 0 success, 1 error, 2 no acceptable model.
  */
 import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { existsSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { accuracyBasedAutoCalibration, autoCalibrationReport, type AutoCalibrationResult, type AutoProgressEvent } from '../auto/auto-calibration.js';
 import { asEvaluator, type AutoCalibrationEvaluator } from '../auto/evaluator.js';
 import { ClassificationEvaluator, FidelityEvaluator, type FidelityMode } from '../auto/evaluators.js';
@@ -504,9 +505,7 @@ async function demoCommand(o: Options, out: Out, err: Out): Promise<number> {
 }
 
 /** Where the package keeps the built app: dist/app beside dist/cli.js, or the checkout's dist/app from src/cli. */
-async function appDir(): Promise<string> {
-  const { fileURLToPath } = await import('node:url');
-  const { existsSync } = await import('node:fs');
+function appDir(): string {
   const dirs = ['./app/', '../../dist/app/'].map((rel) => fileURLToPath(new URL(rel, import.meta.url)));
   return dirs.find((d) => existsSync(`${d}index.html`)) ?? dirs[0]!;
 }
@@ -516,7 +515,7 @@ async function appCommand(o: Options, out: Out, err: Out): Promise<number> {
   const port = o.number('port', (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port number from 0 to 65535') ?? 8780;
   const host = o.string('host') ?? '127.0.0.1';
   o.finish();
-  const server = await startAppServer({ port, host, appDir: await appDir() });
+  const server = await startAppServer({ port, host, appDir: appDir() });
   out.write(`${server.url}\n`);
   err.write(`autoquant app: serving the app at ${server.url} (nothing is uploaded: models and data stay in the browser); Ctrl+C stops it\n`);
   await new Promise<void>((stop) => {

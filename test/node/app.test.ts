@@ -153,7 +153,10 @@ describe('autoquant app', () => {
       expect(page.headers.get('cross-origin-embedder-policy')).toBe('require-corp');
       expect(page.headers.get('cross-origin-opener-policy')).toBe('same-origin');
       expect(page.headers.get('content-security-policy')).toMatch(/default-src 'self'/);
-      expect(await page.text()).toContain('data-testid="run"');
+      const html = await page.text();
+      expect(html).toContain('data-testid="run"');
+      // The worker obeys only the header, the page its meta tag too: one policy.
+      expect(/http-equiv="Content-Security-Policy" content="([^"]+)"/.exec(html)?.[1]).toBe(page.headers.get('content-security-policy'));
       const wasm = await fetch(`${url}ort/ort-wasm-simd-threaded.jsep.wasm`);
       expect(wasm.headers.get('content-type')).toBe('application/wasm');
       expect((await wasm.arrayBuffer()).byteLength).toBe(statSync(join(ROOT, 'node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.jsep.wasm')).size);
