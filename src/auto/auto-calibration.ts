@@ -21,7 +21,7 @@ import { readJsonFile } from '../quant/config/io.js';
 import { defaultQuantConfig } from '../quant/prepare/default-config.js';
 import { PreparedQuantization } from '../quant/prepared.js';
 import type { ModelSource, QuantizeProgressEvent } from '../quant/types.js';
-import { decodeModel, encodeModel } from '../onnx/model.js';
+import { cloneModel, encodeModel } from '../onnx/model.js';
 import { replaceAttributeClips } from '../quant/export/portable.js';
 import { asEvaluator, type AutoCalibrationEvaluator, type EvaluatorLike } from './evaluator.js';
 import { Evaluations } from './evaluation.js';
@@ -84,12 +84,12 @@ export async function accuracyBasedAutoCalibration(
   let floatModel = p.session.original;
   let floatModelRewrites: string[] = [];
   if (onGpu) {
-    const copy = decodeModel(p.session.original);
+    const copy = cloneModel(p.session.original);
     floatModelRewrites = replaceAttributeClips(copy);
-    if (floatModelRewrites.length) floatModel = encodeModel(copy);
+    if (floatModelRewrites.length) floatModel = copy;
   }
   const what = floatModelRewrites.length ? `the float model (${floatModelRewrites.length} Clip nodes as Max/Min)` : 'the float model';
-  const floatEntry = await timed('floatEvaluation', () => evaluations.reference(floatModel, what));
+  const floatEntry = await timed('floatEvaluation', () => evaluations.reference(encodeModel(floatModel), what));
   progress('float-evaluation', `float model: metric ${floatEntry.metric}`, floatEntry);
 
   // 2. Calibrate once. Later passes over the batches replay the first call's feeds (see replay.ts).
@@ -163,7 +163,7 @@ export async function accuracyBasedAutoCalibration(
   if (withholdsModels(result, options)) {
     runLog.log('warn', `the fake-quant and deploy models were not written: the deploy model fails parity (cosine ${result.parity!.cosine.toFixed(5)} on ${result.parity!.backend}); pass force: true (CLI --force) to write them anyway, or saveModel(result, prefix, { force: true })`);
   }
-  result.files = await saveOutputs(result, options, p.session.original.length, runLog.text());
+  result.files = await saveOutputs(result, options, p.session.originalBytes, runLog.text());
   if (result.files.length) progress('saving', `wrote ${result.files.join(', ')}`);
   result.timings.total = now() - t0;
   return result;

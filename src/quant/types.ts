@@ -149,8 +149,13 @@ export interface RoundingSummary {
 export interface QuantizationSession {
   /** The working model (fused); never the caller's. */
   work: ModelProto;
-  /** The model before any rewrite (BN folding included), encoded: what "the float model" means. */
-  original: Uint8Array;
+  /**
+   * The model before any rewrite (BN folding included): what "the float model" means. A structural
+   * copy (see cloneModel) that shares its unchanged tensors' bytes with `work`; never written to.
+   */
+  original: ModelProto;
+  /** Its size encoded, in bytes. */
+  originalBytes: number;
   config: QuantConfig;
   /** Layers as the config lists them (before fusion) and after fusion (weights renamed). */
   declared: LayerInfo[];

@@ -1,7 +1,7 @@
 /**
  * Per layer, whether it is quantized and why not; the record restricted to the layers that exist.
  */
-import { decodeModel } from '../../onnx/model.js';
+import { cloneModel } from '../../onnx/model.js';
 import { type QuantRecord } from '../config/record.js';
 import { slowInt8Layers } from '../prepare/cpu-cost.js';
 import { LOG_INPUT_NOTE, layersFeedingLog } from '../prepare/log-inputs.js';
@@ -19,7 +19,7 @@ export function layerReport(q: QuantizationSession, quantized: ReadonlySet<strin
     const corrected = fusedBias.has(l.name) && record?.layers[l.name]?.bias_shift?.length ? { biasCorrected: true } : {};
     if (layerConfig(q.config, l.name)?.weight_quant_params?.channel_wise && l.weight.channelAxis >= 0) return { weights: 'per-channel', ...corrected };
     if (l.weight.channelAxis < 0) return { weights: 'per-tensor', weightsReason: `a ${l.opType} with groups has no per-output-channel weight axis` };
-    if (blocker === null) blocker = perChannelBlocker(decodeModel(q.original));
+    if (blocker === null) blocker = perChannelBlocker(cloneModel(q.original));
     const weightsReason = blocker
       ? `channel_wise is false: per-channel weights need opset ${PER_CHANNEL_OPSET}, and autoquant ${blocker}`
       : 'channel_wise is false in the config';
@@ -29,7 +29,7 @@ export function layerReport(q: QuantizationSession, quantized: ReadonlySet<strin
   const note = (l: LayerInfo): Partial<LayerReport> =>
     logFed.has(l.name) && layerConfig(q.config, l.name)?.activation_quant_params?.num_bits === 16 ? { note: LOG_INPUT_NOTE } : {};
   // On the graph and layers the default config was made from (before fusions), so that its choices read the same.
-  const slow = q.config.skip_slow_layers === true ? slowInt8Layers(decodeModel(q.original).graph!, q.declared) : new Map<string, string>();
+  const slow = q.config.skip_slow_layers === true ? slowInt8Layers(q.original.graph!, q.declared) : new Map<string, string>();
   const byDefault = (l: LayerInfo) =>
     logFed.has(l.name)
       ? 'quant_enable is false in the config (the default where a layer feeds a Log and the model cannot reach opset 21 for 16-bit activations)'

@@ -5,10 +5,10 @@ import { OnnxFormatError } from '../../errors.js';
 import { type Kernels } from '../../kernels/types.js';
 import { getKernels } from '../../kernels/wasm.js';
 import { assignStableNames, opsetVersion } from '../../onnx/graph.js';
-import { cloneModel, copyModel, decodeModel, encodeModel, loadModel } from '../../onnx/model.js';
+import { cloneModel, copyModel, loadModel } from '../../onnx/model.js';
 import { upgradeOpset } from '../../onnx/opset.js';
 import { nameBodyNodes } from '../../onnx/scope.js';
-import { type ModelProto } from '../../onnx/types.js';
+import { onnx, type ModelProto } from '../../onnx/types.js';
 import { GLOBAL_KEYS, type NameHint, type QuantConfig, validateQuantConfig } from '../config/config.js';
 import { type ModelSource, type QuantizationSession, layerConfig } from '../types.js';
 import { type CoverageScan, scanCoverage, whereIsName } from './coverage.js';
@@ -100,7 +100,9 @@ export async function prepareQuantization(
   const skipped = [...prepared.skipped, ...dropped];
   validateQuantConfig(config, declared, configSource, hint);
   const cfg = structuredClone(config);
-  const original = encodeModel(work);
+  const original = cloneModel(work);
+  // The writer measures without copying the tensors; nothing is allocated for the bytes.
+  const originalBytes = onnx.ModelProto.encode(work).len;
   const skip = new Set(cfg.skip_fusion_layers ?? []);
   const fused = cfg.do_fusion !== false ? foldBatchNorms(work.graph!, skip) : [];
   const affines = cfg.do_fusion !== false ? foldAffines(work.graph!, skip) : [];
@@ -111,7 +113,7 @@ export async function prepareQuantization(
   const scanned = forTarget(byOrder([...scan.layers, ...scan.weightOnly]), target).layers;
   const layers = scanned.filter((l) => !l.weightOnly);
   const weightOnly = scanned.filter((l) => l.weightOnly);
-  return { work, original, config: cfg, declared, layers, weightOnly, skipped, floatOnly: coverage.floatOnly, fused, affines, hardSwish, equalized, kernels: kernels ?? (await getKernels()) };
+  return { work, original, originalBytes, config: cfg, declared, layers, weightOnly, skipped, floatOnly: coverage.floatOnly, fused, affines, hardSwish, equalized, kernels: kernels ?? (await getKernels()) };
 }
 /**
  * Fails now, with the list of nodes in the way, when the deploy model of `layers` would need an
@@ -124,7 +126,7 @@ export function checkDeployable(q: QuantizationSession, layers: readonly LayerIn
     if ((activationBits ?? c.activation_quant_params?.num_bits) === 16) need = Math.max(need, 21);
     if (c.weight_quant_params?.channel_wise && l.weight && l.weight.channelAxis >= 0) need = Math.max(need, 13);
   }
-  if (layers.length > 0 && (opsetVersion(q.work) ?? 1) < need) upgradeOpset(decodeModel(q.original), need);
+  if (layers.length > 0 && (opsetVersion(q.work) ?? 1) < need) upgradeOpset(cloneModel(q.original), need);
 }
 /** Layers whose config says quant_enable. */
 export function enabledLayers(q: QuantizationSession): LayerInfo[] {
