@@ -116,7 +116,8 @@ export async function runJob(
   const { evaluator, metricName } = evaluatorFor(job, feeds);
   const batchNum = Math.min(feeds.length, MAX_CALIBRATION_BATCHES);
   const weightBits = job.precision === '4,8' ? ([4, 8] as const) : job.precision === '4' ? 4 : 8;
-  const config = await createQuantConfig(bytes, { batchNum, deployTarget: job.target, ...(weightBits === 4 ? { weightBits } : {}), ...(job.allLayers ? { skipSlowLayers: false } : {}) });
+  // The mixed search starts from a config at 4 bits, as the CLI's --weight-bits 4,8 does.
+  const config = await createQuantConfig(bytes, { batchNum, deployTarget: job.target, ...(weightBits !== 8 ? { weightBits: 4 as const } : {}), ...(job.allLayers ? { skipSlowLayers: false } : {}) });
   const result = await accuracyBasedAutoCalibration(bytes, evaluator, {
     config,
     ...(Array.isArray(weightBits) ? { weightBits } : {}),
@@ -142,7 +143,7 @@ export async function runJob(
       name: l.name,
       opType: l.opType,
       quantized: l.quantized,
-      detail: l.quantized ? [l.weights, l.repair && `repaired: ${l.repair}`, l.note].filter(Boolean).join(', ') : (l.reason ?? ''),
+      detail: l.quantized ? [l.weightBits && `${l.weightBits}-bit weights`, l.weights, l.repair && `repaired: ${l.repair}`, l.note].filter(Boolean).join(', ') : (l.reason ?? ''),
     })),
     modelBytes,
     ...(result.deployModel ? { deployBytes: result.deployModel.length } : {}),

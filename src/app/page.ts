@@ -270,7 +270,7 @@ function showResult(summary: RunSummary, files: OutputDownload[]): void {
   body.replaceChildren(
     ...summary.layers.map((l) => {
       const tr = document.createElement('tr');
-      for (const [text, cls] of [[l.name, ''], [l.opType, ''], [l.quantized ? `int8${l.detail ? `: ${l.detail}` : ''}` : `float${l.detail ? `: ${l.detail}` : ''}`, l.quantized ? '' : 'float']]) {
+      for (const [text, cls] of [[l.name, ''], [l.opType, ''], [l.quantized ? `quantized${l.detail ? `: ${l.detail}` : ''}` : `float${l.detail ? `: ${l.detail}` : ''}`, l.quantized ? '' : 'float']]) {
         const td = document.createElement('td');
         td.textContent = text!;
         if (cls) td.className = cls;

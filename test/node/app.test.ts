@@ -104,6 +104,16 @@ describe('the app job', () => {
     expect(run.summary.deployBytes).toBe(deploy.byteLength);
     expect(JSON.parse(run.files.find((f) => f.kind === 'summary')!.data as string).passed).toBe(true);
   }, 120_000);
+
+  it('runs the mixed 4/8-bit search for the wasm target: block-quantized weights (MatMulNBits) in the deploy model, bits in the summary', async () => {
+    const run = await runJob(job({ target: 'wasm', precision: '4,8' }), { executionProviders: ['wasm'], backend: 'wasm', onProgress: () => {} });
+    expect(run.summary.passed).toBe(true);
+    const deploy = new Uint8Array(run.files.find((f) => f.kind === 'deploy')!.data as ArrayBuffer);
+    expect(Buffer.from(deploy).toString('latin1')).toContain('MatMulNBits');
+    const bits = JSON.parse(run.files.find((f) => f.kind === 'summary')!.data as string).weight_bits as Record<string, number>;
+    expect(Object.values(bits).length).toBeGreaterThan(0);
+    expect(Object.values(bits).every((b) => b === 4 || b === 8)).toBe(true);
+  }, 120_000);
 });
 
 describe('the static app', () => {
