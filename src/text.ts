@@ -130,3 +130,8 @@ export function describeError(thrown: unknown): string {
   }
   return describeValue(thrown);
 }
+
+/** Bytes as people read them: KiB below a MiB, MiB with two decimals above. */
+export function formatBytes(n: number): string {
+  return n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+}

@@ -3,6 +3,7 @@
  * back. It imports none of the library (the worker does the work), so it loads at once. Files are read
  * from their File objects only when sent, and handed over without a copy.
  */
+import { formatBytes } from '../text.js';
 import { VERSION } from '../version.js';
 import type { FromWorker, ImageSettings, Job, ModelSummary, OutputDownload, Precision, RunSummary, ToWorker } from './protocol.js';
 
@@ -52,7 +53,7 @@ function setStatus(text: string, kind: '' | 'error' | 'done' = ''): void {
   ui.status.className = kind;
 }
 
-const size = (n: number) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
+const size = formatBytes;
 const metric = () => (document.querySelector<HTMLInputElement>('input[name=metric]:checked')?.value ?? 'fidelity') as 'fidelity' | 'labels';
 const isNumpy = (f: File) => /\.(npy|npz)$/i.test(f.name);
 

@@ -65,7 +65,7 @@ async function run(job: Job): Promise<void> {
   try {
     const backend = await backendFor(job);
     scope.postMessage({ type: 'progress', phase: 'starting', message: `running on ${backend.backend}`, fraction: 0 });
-    const { summary, files } = await runJob(job, {
+    const { summary, files, result } = await runJob(job, {
       ...backend,
       onProgress: (e) => {
         scope.postMessage({ type: 'progress', phase: e.phase, message: e.message, fraction: meter(e) });
@@ -73,10 +73,8 @@ async function run(job: Job): Promise<void> {
           scope.postMessage({ type: 'score', layer: e.layer, score: e.score, done: e.done ?? 0, total: e.total ?? 0 });
         }
       },
-    }).then((r) => {
-      if (r.result.ranking.length) scope.postMessage({ type: 'ranking', scores: r.result.ranking.map((s) => ({ layer: s.layer, score: s.score })) });
-      return r;
     });
+    if (result.ranking.length) scope.postMessage({ type: 'ranking', scores: result.ranking.map((s) => ({ layer: s.layer, score: s.score })) });
     scope.postMessage({ type: 'done', summary, files }, files.flatMap((f) => (typeof f.data === 'string' ? [] : [f.data])));
   } catch (e) {
     scope.postMessage({ type: 'error', during: 'run', ...describeFailure(e) });

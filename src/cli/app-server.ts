@@ -11,15 +11,20 @@ import { importNodeBuiltin } from '../runtime/env.js';
 /** What the worker loads from ort/: see scripts/build-app.mjs, which copies the same three for a static folder. */
 const ORT_FILES = ['ort.bundle.min.mjs', 'ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm'];
 const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.map': 'application/json' };
-const HEADERS = {
+const ISOLATION = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
   'Cross-Origin-Resource-Policy': 'same-origin',
-  // The same policy as index.html's meta tag (test/node/app.test.ts compares them); workers obey only this header.
-  'Content-Security-Policy': "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; connect-src 'self' blob: data:; img-src 'self' blob: data:; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'",
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
 };
+
+/** index.html's own Content-Security-Policy, sent as a header too: workers obey only the header. */
+function pagePolicy(html: string, file: string): string {
+  const policy = /http-equiv="Content-Security-Policy" content="([^"]+)"/.exec(html)?.[1];
+  if (!policy) throw new UsageError(`app: ${file} declares no Content-Security-Policy; rebuild the app with 'npm run build'`);
+  return policy;
+}
 
 export interface AppServer {
   url: string;
@@ -68,6 +73,8 @@ export async function startAppServer(options: { port: number; host: string; appD
   const fs = await importNodeBuiltin<typeof import('node:fs/promises')>('fs/promises');
   const path = await importNodeBuiltin<typeof import('node:path')>('path');
   const table = await fileTable(options.appDir, await ortDistDir());
+  const index = table.get('/')!;
+  const HEADERS = { ...ISOLATION, 'Content-Security-Policy': pagePolicy(await fs.readFile(index, 'utf8'), index) };
   const server: Server = http.createServer((req, res) => {
     const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
     const file = table.get(pathname);

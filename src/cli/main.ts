@@ -17,7 +17,7 @@ import { readFeeds, type FeedOptions } from './data.js';
 import { declaredInputs } from '../onnx/inputs.js';
 import { Logger } from './log.js';
 import { AutoquantError } from '../errors.js';
-import { describeError } from '../text.js';
+import { describeError, formatBytes } from '../text.js';
 import { loadModel } from '../onnx/model.js';
 import { DEPLOY_TARGETS, WEIGHT_ROUNDINGS, isWeightOnlyTarget, type ActivationAlgo, type DeployTarget, type WeightRounding } from '../quant/config/config.js';
 import { createQuantConfig, loadQuantConfig, quantizeModel, saveModel, type LayerReport } from '../quant/quantize.js';
@@ -168,8 +168,7 @@ function feedOptions(o: Options): FeedOptions {
   return { ...(batchSize ? { batchSize } : {}), ...(batchAxes ? { batchAxes } : {}), ...(constants ? { constants } : {}) };
 }
 
-/** Bytes as people read them. */
-const size = (n: number) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
+const size = formatBytes;
 
 /** What was quantized and what was not, with the reason, one line per layer (plain-text output). */
 function describeLayers(layers: readonly LayerReport[], out: Out): void {
@@ -458,18 +457,19 @@ function printAutoResult(result: AutoCalibrationResult, floatBytes: number, json
   if (result.files.length) out.write(`wrote ${result.files.join(', ')}\n`);
 }
 
-/** Where the package keeps the demo's model and digits (beside dist/ when installed, the repository root in development). */
-async function demoDir(): Promise<URL> {
-  for (const rel of ['../demo/', '../../demo/']) {
-    const dir = new URL(rel, import.meta.url);
-    try {
-      await readFileBytes(new URL('digits.npz', dir));
-      return dir;
-    } catch {
-      // next candidate
-    }
-  }
-  throw new UsageError('demo: the demo files (demo/mnist_cnn.onnx, demo/digits.npz) are not installed with this package');
+/**
+ * A folder the package ships (`rel` beside dist/ when installed, the repository root in development),
+ * found by a file it holds; undefined when neither place has it.
+ */
+function packageDir(rel: string, probe: string): URL | undefined {
+  return [`../${rel}/`, `../../${rel}/`].map((r) => new URL(r, import.meta.url)).find((dir) => existsSync(fileURLToPath(new URL(probe, dir))));
+}
+
+/** Where the package keeps the demo's model and digits. */
+function demoDir(): URL {
+  const dir = packageDir('demo', 'digits.npz');
+  if (!dir) throw new UsageError('demo: the demo files (demo/mnist_cnn.onnx, demo/digits.npz) are not installed with this package');
+  return dir;
 }
 
 /**
@@ -480,7 +480,7 @@ async function demoDir(): Promise<URL> {
 async function demoCommand(o: Options, out: Out, err: Out): Promise<number> {
   const save = o.string('save') ?? 'autoquant-demo/mnist';
   const { runtime, json, log } = await finishOptions(o, err, save);
-  const dir = await demoDir();
+  const dir = demoDir();
   const model = await loadModel(new URL('mnist_cnn.onnx', dir));
   const arrays = await parseNpz(await readFileBytes(new URL('digits.npz', dir)), 'demo/digits.npz');
   const images = (name: string, from: number, n: number) => {
@@ -506,8 +506,7 @@ async function demoCommand(o: Options, out: Out, err: Out): Promise<number> {
 
 /** Where the package keeps the built app: dist/app beside dist/cli.js, or the checkout's dist/app from src/cli. */
 function appDir(): string {
-  const dirs = ['./app/', '../../dist/app/'].map((rel) => fileURLToPath(new URL(rel, import.meta.url)));
-  return dirs.find((d) => existsSync(`${d}index.html`)) ?? dirs[0]!;
+  return fileURLToPath(packageDir('dist/app', 'index.html') ?? new URL('./app/', import.meta.url));
 }
 
 /** Serves the app until the process is asked to stop (Ctrl+C or SIGTERM); the URL is the only line on stdout. */

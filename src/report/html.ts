@@ -10,6 +10,7 @@ import type { OutputFidelity } from '../quant/export/fidelity.js';
 import { describeParity, type Parity } from '../quant/export/parity.js';
 import type { LayerQuantConfig, QuantConfig } from '../quant/config/config.js';
 import type { LayerError, LayerReport, QuantizeResult } from '../quant/quantize.js';
+import { formatBytes } from '../text.js';
 
 export interface HtmlReportOptions {
   /** Shown as the page title (for example the model's file name). */
@@ -22,7 +23,7 @@ const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;'
 const num = (v: number | undefined, digits = 5) => (v === undefined || Number.isNaN(v) ? '' : Number.isFinite(v) ? v.toFixed(digits) : v > 0 ? '∞' : '−∞');
 /** A score's distance from 1: cosine scores crowd near 1, so six decimals show 1.000000 for most layers. */
 const gap = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? num(v) : (1 - v).toExponential(2));
-const bytes = (n: number | undefined) => (n === undefined ? '' : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
+const bytes = formatBytes;
 
 /**
  * What the page reads of an automatic calibration's result: its shape, not its module, so that the
