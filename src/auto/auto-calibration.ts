@@ -120,7 +120,7 @@ export async function accuracyBasedAutoCalibration(
 
   // 3. Every layer in int8; 4. rank, and fall back in ranking order; 5. repair; 6. refine.
   let ranking: LayerScore[] = [];
-  let outcome = await timed('search', () => quantizeAll(ctx));
+  let outcome = await timed('search', () => quantizeAll(ctx, (options.strategy ?? 'binary') === 'binary'));
   if (!outcome.fallback && !outcome.exhausted && space.size > 0) {
     ranking = await timed('ranking', () =>
       RANKING[options.ranking ?? 'model-output']({

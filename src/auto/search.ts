@@ -34,6 +34,12 @@ export interface Outcome {
   final?: HistoryEntry;
   /** The fully quantized model's last evaluation. */
   full?: HistoryEntry;
+  /**
+   * Set when quantizeAll turned the output quantizations back to float without evaluating that
+   * model: the search's count 0 is then a candidate like any other, and `full` (with them) the
+   * state known to fail below it.
+   */
+  outputsUnprobed?: boolean;
   message: string;
   exhausted: boolean;
 }
@@ -46,11 +52,21 @@ async function tryFallback({ space, evaluations, progress }: SearchContext, fall
 }
 
 /**
+ * How far above the limit the fully quantized model's loss may be for the model without its output
+ * quantizations to be evaluated at once. Further above, giving those up would have to remove most of
+ * the loss, which it did not on any model measured (it removed 7% to 66% of it: docs/experiments.md), so
+ * that model joins the fallback count's bisection as count 0 and is evaluated only if the bisection
+ * gets there: one evaluation fewer whenever some layer must fall back.
+ */
+export const OUTPUTS_FIRST_LOSS_RATIO = 2;
+
+/**
  * Every enabled layer in int8. Calibrated output quantizations make layers faster in the deploy
  * model but add rounding; they are the cheapest thing to give up, so a failing model first loses
- * all of them (one evaluation), and the search then falls back whole layers from AMCT's form.
+ * all of them, and the search then falls back whole layers from AMCT's form. `bisecting`: the
+ * search that follows bisects the count (see OUTPUTS_FIRST_LOSS_RATIO).
  */
-export async function quantizeAll(ctx: SearchContext): Promise<Outcome> {
+export async function quantizeAll(ctx: SearchContext, bisecting = false): Promise<Outcome> {
   const { space, evaluations } = ctx;
   const n = space.size;
   const outcome: Outcome = { repaired: new Map(), refined: [], message: '', exhausted: false };
@@ -58,6 +74,12 @@ export async function quantizeAll(ctx: SearchContext): Promise<Outcome> {
   let full = await tryFallback(ctx, []);
   const outputs = space.outputs;
   let dropped = false;
+  const threshold = evaluations.lossThreshold();
+  if (!full.ok && outputs > 0 && bisecting && evaluations.mayEvaluate() && threshold !== undefined && threshold > 0 && full.loss > OUTPUTS_FIRST_LOSS_RATIO * threshold) {
+    space.dropOutputs();
+    ctx.progress('quantized-evaluation', `the loss ${full.loss} is over ${OUTPUTS_FIRST_LOSS_RATIO}× the limit: the quantized outputs of ${outputs} layers go back to float, and that model is evaluated only if the search needs it`);
+    return { ...outcome, full, outputsUnprobed: true };
+  }
   if (!full.ok && outputs > 0 && evaluations.mayEvaluate()) {
     dropped = true;
     space.dropOutputs();
@@ -85,14 +107,18 @@ export async function searchFallbacks(ctx: SearchContext, from: Outcome, ranking
     strategy,
     order.length,
     async (count) => {
-      const entry = await tryFallback(ctx, order.slice(0, count));
+      const entry = await tryFallback(ctx, order.slice(0, count), count === 0 ? `, outputs of ${space.outputs} layers back to float` : '');
       byCount.set(count, entry);
       return entry;
     },
     () => evaluations.mayEvaluate(),
     space.fallbackTo === 'float',
+    from.outputsUnprobed ? { lo: -1, loLoss: from.full!.loss } : undefined,
   );
-  const outcome: Outcome = { ...from, exhausted: found.exhausted };
+  const outcome: Outcome = { ...from, outputsUnprobed: undefined, exhausted: found.exhausted };
+  if (found.count === 0) {
+    return { ...outcome, fallback: [], final: byCount.get(0), full: byCount.get(0), message: `all ${n} layers quantized; the metric drop is within the limit once the quantized outputs of ${space.outputs} layers went back to float` };
+  }
   if (found.count !== undefined) {
     const fallback = order.slice(0, found.count);
     let message = space.fallbackTo === '8-bit'

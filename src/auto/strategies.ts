@@ -79,7 +79,8 @@ export async function findBoundary(
 }
 
 /**
- * `count = 0` is known to fail, so the answer lies in (0, n]. When layers fall back to float,
+ * `count = 0` is known to fail, so the answer lies in (0, n]; with `from.lo` -1, 0 has not been
+ * probed and only a state below it is known to fail (see quantizeAll), so the answer lies in [0, n]. When layers fall back to float,
  * `count = n` is the float model and passes without a probe (`nPasses`); when they fall back to a
  * wider integer type it must be probed like any other count. `mayProbe` says whether the budget
  * (evaluations, time) allows one more probe. 'binary' bisects: on the PP-OCR models the loss of a
@@ -91,16 +92,17 @@ export async function searchFallbackCount(
   probe: Probe,
   mayProbe: () => boolean,
   nPasses = true,
+  from: { lo: 0 | -1; loLoss: number } = { lo: 0, loLoss: NaN },
 ): Promise<SearchOutcome> {
   if (strategy === 'sequential') {
     // The seed's loop: one more layer in float per evaluation.
-    for (let c = 1; c < (nPasses ? n : n + 1); c++) {
+    for (let c = from.lo + 1; c < (nPasses ? n : n + 1); c++) {
       if (!mayProbe()) return { count: undefined, exhausted: true };
       if ((await probe(c)).ok) return { count: c, exhausted: false };
     }
     return { count: undefined, exhausted: false };
   }
-  const found = await findBoundary({ lo: 0, loLoss: NaN, hi: n, hiLoss: NaN }, probe, mayProbe);
+  const found = await findBoundary({ lo: from.lo, loLoss: from.loLoss, hi: n, hiLoss: NaN }, probe, mayProbe);
   if (found.exhausted) return { count: found.passed ? found.hi : undefined, exhausted: true };
   if (!found.passed && !nPasses && found.hi === n) {
     if (!mayProbe()) return { count: undefined, exhausted: true };

@@ -286,5 +286,15 @@ describe('accuracy-based automatic calibration gives up calibrated output quanti
     expect(r.history[2]!.ok).toBe(true);
     expect(r.message).toMatch(/once the quantized outputs of 1 layers went back to float/);
     expect(r.record.layers.a!.output_quant).toBe(false);
+    // At a limit under half the loss, the model without output quantizations is not evaluated at once
+    // but as the bisection's count 0: found all the same, here as its first probe.
+    const said: string[] = [];
+    const tight = await accuracyBasedAutoCalibration(model, evaluatorWith(Math.min(off * 1.01, on / 2.5)), { config, onProgress: (e) => said.push(e.message) });
+    expect(said.some((m) => /evaluated only if the search needs it/.test(m))).toBe(true);
+    expect(off * 1.01).toBeLessThan(on / 2.5); // the premise
+    expect(tight.passed).toBe(true);
+    expect(tight.fallbackLayers).toEqual([]);
+    expect(tight.message).toMatch(/once the quantized outputs of 1 layers went back to float/);
+    expect(tight.history.map((h) => h.fallbackLayers)).toEqual([null, [], []]);
   });
 });

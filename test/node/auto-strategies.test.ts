@@ -80,6 +80,23 @@ describe('searchFallbackCount', () => {
     expect(seen).toEqual([16, 8, 12, 14, 13]);
   });
 
+  it('with count 0 unprobed (outputs dropped, not evaluated) bisects [0, n] and spends no probe on 0 when the answer is above it', async () => {
+    const seen: number[] = [];
+    const r = await searchFallbackCount('binary', 32, async (c) => (seen.push(c), { ok: c >= 13, loss: c >= 13 ? 0 : 1 }), () => true, true, { lo: -1, loLoss: 1 });
+    expect(r).toEqual({ count: 13, exhausted: false });
+    expect(seen).toEqual([15, 7, 11, 13, 12]);
+  });
+
+  it('with count 0 unprobed finds 0 itself when the model without output quantizations passes', async () => {
+    const seen: number[] = [];
+    const r = await searchFallbackCount('binary', 8, async (c) => (seen.push(c), { ok: true, loss: 0 }), () => true, true, { lo: -1, loLoss: 1 });
+    expect(r).toEqual({ count: 0, exhausted: false });
+    expect(seen.at(-1)).toBe(0);
+    const sequential: number[] = [];
+    expect((await searchFallbackCount('sequential', 8, async (c) => (sequential.push(c), { ok: c >= 2, loss: 0 }), () => true, true, { lo: -1, loLoss: 1 })).count).toBe(2);
+    expect(sequential).toEqual([0, 1, 2]);
+  });
+
   it('probes n itself when the fallback is a wider integer type and nothing below passes', async () => {
     const seen: number[] = [];
     const r = await searchFallbackCount('binary', 4, async (c) => (seen.push(c), { ok: c === 4, loss: 0 }), () => true, false);
