@@ -53,7 +53,6 @@ function setStatus(text: string, kind: '' | 'error' | 'done' = ''): void {
   ui.status.className = kind;
 }
 
-const size = formatBytes;
 const metric = () => (document.querySelector<HTMLInputElement>('input[name=metric]:checked')?.value ?? 'fidelity') as 'fidelity' | 'labels';
 const isNumpy = (f: File) => /\.(npy|npz)$/i.test(f.name);
 
@@ -85,14 +84,14 @@ async function inspect(): Promise<void> {
   refreshRunButton();
   if (!file) return;
   ui.modelInfo.className = 'info';
-  ui.modelInfo.textContent = `reading ${file.name} (${size(file.size)})…`;
+  ui.modelInfo.textContent = `reading ${file.name} (${formatBytes(file.size)})…`;
   const bytes = await file.arrayBuffer();
   send({ type: 'inspect', model: { name: file.name, bytes }, target: ui.target.value as Job['target'], allLayers: ui.allLayers.checked }, [bytes]);
 }
 
 function describeModel(m: ModelSummary): string {
   const inputs = m.inputs.map((i) => `${i.name} ${i.type ?? ''}[${(i.dims ?? []).map((d) => d ?? '?').join(', ')}]`).join('; ');
-  return `${m.name}: ${size(m.bytes)}, ${m.nodes} nodes; ${m.layers} quantizable layers (${m.enabled} on by default for this target); input ${inputs}`;
+  return `${m.name}: ${formatBytes(m.bytes)}, ${m.nodes} nodes; ${m.layers} quantizable layers (${m.enabled} on by default for this target); input ${inputs}`;
 }
 
 function showImageSettings(s: ImageSettings | undefined): void {
@@ -121,7 +120,7 @@ function onDataChosen(): void {
   const files = [...(ui.dataFile.files ?? [])];
   const images = files.length > 0 && !files.some(isNumpy);
   ui.imageSettings.hidden = !images;
-  ui.dataInfo.textContent = files.length === 0 ? '' : images ? `${files.length} image${files.length === 1 ? '' : 's'}` : `${files.map((f) => `${f.name} (${size(f.size)})`).join(', ')}`;
+  ui.dataInfo.textContent = files.length === 0 ? '' : images ? `${files.length} image${files.length === 1 ? '' : 's'}` : `${files.map((f) => `${f.name} (${formatBytes(f.size)})`).join(', ')}`;
   $('data-drop').classList.toggle('filled', files.length > 0);
   dropText('data-drop', files.length ? `${files.length === 1 ? files[0]!.name : `${files.length} files`} · drop others to replace` : undefined);
   refreshRunButton();
@@ -238,7 +237,7 @@ function showResult(summary: RunSummary, files: OutputDownload[]): void {
   const facts: [string, string][] = [
     [summary.metricName, `float ${fmt(summary.originalMetric)}, quantized ${fmt(summary.quantizedMetric)}`],
     ['layers', `${summary.layers.length - floatLayers.length} of ${summary.layers.length} quantized${floatLayers.length ? `; float: ${floatLayers.map((l) => l.name).join(', ')}` : ''}`],
-    ...(summary.deployBytes ? [['deploy model', `${size(summary.deployBytes)}, ${((100 * summary.deployBytes) / summary.modelBytes).toFixed(0)}% of the float model's ${size(summary.modelBytes)}`] as [string, string]] : []),
+    ...(summary.deployBytes ? [['deploy model', `${formatBytes(summary.deployBytes)}, ${((100 * summary.deployBytes) / summary.modelBytes).toFixed(0)}% of the float model's ${formatBytes(summary.modelBytes)}`] as [string, string]] : []),
     ['search', `${summary.evaluations} evaluations on ${summary.backend}, ${summary.seconds.toFixed(1)} s`],
   ];
   ui.facts.replaceChildren(

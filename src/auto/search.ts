@@ -51,6 +51,13 @@ async function tryFallback({ space, evaluations, progress }: SearchContext, fall
   return entry;
 }
 
+/** The model without its `outputs` output quantizations, as its evaluation's note says it. */
+const outputsNote = (outputs: number) => `, outputs of ${outputs} layers back to float`;
+
+/** The message of a search that ends with all `n` layers quantized, `outputs` of them without their output quantization. */
+const allQuantized = (n: number, outputs: number) =>
+  `all ${n} layers quantized; the metric drop is within the limit${outputs ? ` once the quantized outputs of ${outputs} layers went back to float` : ''}`;
+
 /**
  * How far above the limit the fully quantized model's loss may be for the model without its output
  * quantizations to be evaluated at once. Further above, giving those up would have to remove most of
@@ -74,22 +81,17 @@ export async function quantizeAll(ctx: SearchContext, bisecting = false): Promis
   let full = await tryFallback(ctx, []);
   const outputs = space.outputs;
   let dropped = false;
-  const threshold = evaluations.lossThreshold();
-  if (!full.ok && outputs > 0 && bisecting && evaluations.mayEvaluate() && threshold !== undefined && threshold > 0 && full.loss > OUTPUTS_FIRST_LOSS_RATIO * threshold) {
-    space.dropOutputs();
-    ctx.progress('quantized-evaluation', `the loss ${full.loss} is over ${OUTPUTS_FIRST_LOSS_RATIO}× the limit: the quantized outputs of ${outputs} layers go back to float, and that model is evaluated only if the search needs it`);
-    return { ...outcome, full, outputsUnprobed: true };
-  }
   if (!full.ok && outputs > 0 && evaluations.mayEvaluate()) {
-    dropped = true;
     space.dropOutputs();
-    full = await tryFallback(ctx, [], `, outputs of ${outputs} layers back to float`);
+    const threshold = evaluations.lossThreshold();
+    if (bisecting && threshold !== undefined && threshold > 0 && full.loss > OUTPUTS_FIRST_LOSS_RATIO * threshold) {
+      ctx.progress('quantized-evaluation', `the loss ${full.loss} is over ${OUTPUTS_FIRST_LOSS_RATIO}× the limit: the quantized outputs of ${outputs} layers go back to float, and that model is evaluated only if the search needs it`);
+      return { ...outcome, full, outputsUnprobed: true };
+    }
+    dropped = true;
+    full = await tryFallback(ctx, [], outputsNote(outputs));
   }
-  if (full.ok) {
-    let message = `all ${n} layers quantized; the metric drop is within the limit`;
-    if (dropped) message += ` once the quantized outputs of ${outputs} layers went back to float`;
-    return { ...outcome, fallback: [], final: full, full, message };
-  }
+  if (full.ok) return { ...outcome, fallback: [], final: full, full, message: allQuantized(n, dropped ? outputs : 0) };
   if (!evaluations.mayEvaluate()) {
     return { ...outcome, full, exhausted: true, message: `the fully quantized model fails the limit and the budget (${ctx.budget}) leaves no evaluation for the search` };
   }
@@ -107,7 +109,7 @@ export async function searchFallbacks(ctx: SearchContext, from: Outcome, ranking
     strategy,
     order.length,
     async (count) => {
-      const entry = await tryFallback(ctx, order.slice(0, count), count === 0 ? `, outputs of ${space.outputs} layers back to float` : '');
+      const entry = await tryFallback(ctx, order.slice(0, count), count === 0 ? outputsNote(space.outputs) : '');
       byCount.set(count, entry);
       return entry;
     },
@@ -117,7 +119,7 @@ export async function searchFallbacks(ctx: SearchContext, from: Outcome, ranking
   );
   const outcome: Outcome = { ...from, outputsUnprobed: undefined, exhausted: found.exhausted };
   if (found.count === 0) {
-    return { ...outcome, fallback: [], final: byCount.get(0), full: byCount.get(0), message: `all ${n} layers quantized; the metric drop is within the limit once the quantized outputs of ${space.outputs} layers went back to float` };
+    return { ...outcome, fallback: [], final: byCount.get(0), full: byCount.get(0), message: allQuantized(n, space.outputs) };
   }
   if (found.count !== undefined) {
     const fallback = order.slice(0, found.count);

@@ -168,7 +168,6 @@ function feedOptions(o: Options): FeedOptions {
   return { ...(batchSize ? { batchSize } : {}), ...(batchAxes ? { batchAxes } : {}), ...(constants ? { constants } : {}) };
 }
 
-const size = formatBytes;
 
 /** What was quantized and what was not, with the reason, one line per layer (plain-text output). */
 function describeLayers(layers: readonly LayerReport[], out: Out): void {
@@ -299,7 +298,7 @@ async function quantizeCommand(modelPath: string, o: Options, out: Out, err: Out
   if (json) out.write(JSON.stringify(summary) + '\n');
   else {
     if (quantized.length === 0) out.write(`WARNING: no layer was quantized (0 of ${result.layers.length}): the models written are the float model; see the warnings above\n`);
-    else out.write(`quantized ${quantized.length} of ${result.layers.length} layers; model ${size(floatBytes)} → deploy ${size(sizes.deployBytes)} (${((100 * sizes.deployBytes) / floatBytes).toFixed(1)}%)\n`);
+    else out.write(`quantized ${quantized.length} of ${result.layers.length} layers; model ${formatBytes(floatBytes)} → deploy ${formatBytes(sizes.deployBytes)} (${((100 * sizes.deployBytes) / floatBytes).toFixed(1)}%)\n`);
     for (const f of result.outputFidelity) {
       out.write(`output ${f.output}: cosine ${f.cosine.toFixed(5)} to float, SQNR ${Number.isFinite(f.sqnrDb) ? f.sqnrDb.toFixed(1) : '∞'} dB (${f.batches} calibration batch${f.batches === 1 ? '' : 'es'})\n`);
     }
@@ -418,7 +417,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
 /** The 'webgpu' target's weight bytes and bits, in one line. */
 function describeWeights(w: { quantized: number; float: number }, layers: readonly LayerReport[]): string {
   const at = (b: number) => layers.filter((l) => l.quantized && l.weightBits === b).length;
-  return `weights: ${size(w.quantized)} against ${size(w.float)} float32 (${((100 * w.quantized) / w.float).toFixed(1)}%); block-quantized layers at 4 bits: ${at(4)}, at 8 bits: ${at(8)}`;
+  return `weights: ${formatBytes(w.quantized)} against ${formatBytes(w.float)} float32 (${((100 * w.quantized) / w.float).toFixed(1)}%); block-quantized layers at 4 bits: ${at(4)}, at 8 bits: ${at(8)}`;
 }
 
 /** Evaluations as lines; counted steps (calibration batches, ranked layers) as progress, from the event's fields. */
@@ -452,7 +451,7 @@ function printAutoResult(result: AutoCalibrationResult, floatBytes: number, json
   }
   if (result.parity) out.write(`parity: ${describeParity(result.parity)}\n`);
   if (result.weightBytes) out.write(`${describeWeights(result.weightBytes, result.layers)}\n`);
-  if (result.deployModel) out.write(`model ${size(floatBytes)} → deploy ${size(result.deployModel.length)} (${((100 * result.deployModel.length) / floatBytes).toFixed(1)}%)\n`);
+  if (result.deployModel) out.write(`model ${formatBytes(floatBytes)} → deploy ${formatBytes(result.deployModel.length)} (${((100 * result.deployModel.length) / floatBytes).toFixed(1)}%)\n`);
   describeLayers(result.layers, out);
   if (result.files.length) out.write(`wrote ${result.files.join(', ')}\n`);
 }
