@@ -65,6 +65,8 @@ interface Side {
 interface Pair {
   a: Side;
   b: Side;
+  outs: ChannelLayout;
+  ins: ChannelLayout;
   through: string[];
   channels: number;
   total: Float64Array;
@@ -73,34 +75,56 @@ interface Pair {
 const isDefault = (n: NodeProto) => !n.domain || n.domain === 'ai.onnx';
 
 /**
- * Index lists of weight elements per channel: the output channels of A, or the input channels of B.
- * Undefined when the layer's layout is not one this module handles.
+ * How a weight's elements map onto channels: the output channels of A, or the input channels of B.
+ * Visited in place, because index lists per channel would cost several times the weight itself.
  */
-function channelIndex(side: Side, role: 'out' | 'in'): number[][] | undefined {
+interface ChannelLayout {
+  channels: number;
+  /** Calls visit(c, i) for every element i of the weight, with its channel c. */
+  each(visit: (c: number, i: number) => void): void;
+}
+
+function channelLayout(side: Side, role: 'out' | 'in'): ChannelLayout {
   const { node, dims } = side;
   const op = node.opType;
   const total = dims.reduce((x, y) => x * y, 1);
   if (op === 'Conv') {
     const [o, iPerGroup] = [dims[0]!, dims[1]!];
     const inner = total / (o * iPerGroup);
-    if (role === 'out') return Array.from({ length: o }, (_, c) => Array.from({ length: iPerGroup * inner }, (_, k) => c * iPerGroup * inner + k));
+    if (role === 'out') return blocks(o, iPerGroup * inner);
     const group = attrInt(node, 'group', 1);
     const oPerGroup = o / group;
-    return Array.from({ length: iPerGroup * group }, (_, c) => {
-      const g = Math.floor(c / iPerGroup);
-      const ci = c % iPerGroup;
-      const idx: number[] = [];
-      for (let oo = g * oPerGroup; oo < (g + 1) * oPerGroup; oo++) for (let k = 0; k < inner; k++) idx.push((oo * iPerGroup + ci) * inner + k);
-      return idx;
-    });
+    return {
+      channels: iPerGroup * group,
+      each(visit) {
+        for (let oo = 0, i = 0; oo < o; oo++) {
+          const first = Math.floor(oo / oPerGroup) * iPerGroup;
+          for (let ci = 0; ci < iPerGroup; ci++) for (let k = 0; k < inner; k++) visit(first + ci, i++);
+        }
+      },
+    };
   }
   // Gemm / MatMul weight [rows, cols]; output channels are its columns, or its rows for Gemm transB.
   const [rows, cols] = [dims[0]!, dims[1]!];
   const transB = op === 'Gemm' && attrInt(node, 'transB', 0) === 1;
   const alongRows = role === 'out' ? transB : !transB;
-  return alongRows
-    ? Array.from({ length: rows }, (_, r) => Array.from({ length: cols }, (_, k) => r * cols + k))
-    : Array.from({ length: cols }, (_, c) => Array.from({ length: rows }, (_, k) => k * cols + c));
+  if (alongRows) return blocks(rows, cols);
+  return {
+    channels: cols,
+    each(visit) {
+      for (let r = 0, i = 0; r < rows; r++) for (let c = 0; c < cols; c++) visit(c, i++);
+    },
+  };
+}
+
+/** Channel c is the c-th run of `size` consecutive elements. */
+function blocks(channels: number, size: number): ChannelLayout {
+  return {
+    channels,
+    each(visit) {
+      for (let c = 0, i = 0; c < channels; c++) for (let k = 0; k < size; k++) visit(c, i++);
+    },
+  };
 }
 
 /** The layer as a side of a pair, or undefined when its weight is not a plain float constant of a supported form. */
@@ -163,13 +187,14 @@ function findPairs(graph: GraphProto): Pair[] {
     const a = sideFor(node);
     const b = sideFor(next);
     if (!a || !b || a === b || a.kind !== b.kind || a.opaqueBias) continue;
-    const outs = channelIndex(a, 'out');
-    const ins = channelIndex(b, 'in');
-    if (!outs || !ins || outs.length !== ins.length) continue;
+    const outs = channelLayout(a, 'out');
+    const ins = channelLayout(b, 'in');
+    if (outs.channels !== ins.channels) continue;
+    const channels = outs.channels;
     // The bias must carry A's channels on its last axis (Gemm's C may broadcast from [N] or [1, N]).
-    if (a.bias && a.bias.dims[a.bias.dims.length - 1] !== outs.length && a.bias.b.length !== 1) continue;
-    if (a.bias && a.bias.b.length === 1 && outs.length > 1) continue;
-    pairs.push({ a, b, through, channels: outs.length, total: new Float64Array(outs.length).fill(1) });
+    if (a.bias && a.bias.dims[a.bias.dims.length - 1] !== channels && a.bias.b.length !== 1) continue;
+    if (a.bias && a.bias.b.length === 1 && channels > 1) continue;
+    pairs.push({ a, b, outs, ins, through, channels, total: new Float64Array(channels).fill(1) });
   }
   return pairs;
 }
@@ -180,10 +205,20 @@ function median(values: number[]): number {
   return v[Math.floor(v.length / 2)]!;
 }
 
-function maxAbs(w: Float32Array, idx: readonly number[]): number {
-  let m = 0;
-  for (const i of idx) m = Math.max(m, Math.abs(w[i]!));
-  return m;
+/** The largest |weight| of each channel. */
+function channelRanges(w: Float32Array, layout: ChannelLayout): number[] {
+  const r = new Array<number>(layout.channels).fill(0);
+  layout.each((c, i) => {
+    r[c] = Math.max(r[c]!, Math.abs(w[i]!));
+  });
+  return r;
+}
+
+/** Multiplies each channel c of `w` by factor[c] (where it is not 1). */
+function scaleChannels(w: Float32Array, layout: ChannelLayout, factor: Float64Array): void {
+  layout.each((c, i) => {
+    if (factor[c] !== 1) w[i] = w[i]! * factor[c]!;
+  });
 }
 
 /**
@@ -195,31 +230,35 @@ export function equalizeChannels(graph: GraphProto, options: { outlierRatio?: nu
   const outlier = options.outlierRatio ?? OUTLIER;
   const pairs = findPairs(graph);
   if (pairs.length === 0) return [];
-  const index = new Map<Pair, { outs: number[][]; ins: number[][] }>(
-    pairs.map((p) => [p, { outs: channelIndex(p.a, 'out')!, ins: channelIndex(p.b, 'in')! }]),
-  );
   for (let sweep = 0; sweep < MAX_SWEEPS; sweep++) {
     let changed = false;
     for (const p of pairs) {
-      const { outs, ins } = index.get(p)!;
-      const r1 = outs.map((idx) => maxAbs(p.a.w, idx));
-      const r2 = ins.map((idx) => maxAbs(p.b.w, idx));
+      const r1 = channelRanges(p.a.w, p.outs);
+      const r2 = channelRanges(p.b.w, p.ins);
       const typical = median(r1.filter((r) => r > 0));
       // B's widest input channel: no column is grown past it, so B's per-output-channel ranges hold.
       const widest = Math.max(...r2);
+      const down = new Float64Array(p.channels).fill(1);
+      const up = new Float64Array(p.channels).fill(1);
+      let scaled = false;
       for (let c = 0; c < p.channels; c++) {
         // Only outlier channels of A shrink (see the module comment); a dead channel has nothing to balance.
         if (!(r1[c]! >= outlier * typical && r2[c]! > 0)) continue;
         const exponent = Math.min(Math.round(0.5 * Math.log2(r1[c]! / r2[c]!)), Math.floor(Math.log2(widest / r2[c]!)));
         if (!(exponent > 0)) continue;
-        const s = 2 ** exponent;
-        for (const i of outs[c]!) p.a.w[i] = p.a.w[i]! / s;
-        for (const i of ins[c]!) p.b.w[i] = p.b.w[i]! * s;
+        // Powers of two: multiplying by 2^-e is the same float as dividing by 2^e.
+        down[c] = 2 ** -exponent;
+        up[c] = 2 ** exponent;
         if (p.a.bias) {
           const b = p.a.bias.b;
-          for (let i = c; i < b.length; i += p.channels) b[i] = b[i]! / s;
+          for (let i = c; i < b.length; i += p.channels) b[i] = b[i]! * down[c]!;
         }
-        p.total[c] = p.total[c]! * s;
+        p.total[c] = p.total[c]! * up[c]!;
+        scaled = true;
+      }
+      if (scaled) {
+        scaleChannels(p.a.w, p.outs, down);
+        scaleChannels(p.b.w, p.ins, up);
         changed = true;
       }
     }
