@@ -89,7 +89,7 @@ export async function accuracyBasedAutoCalibration(
     if (floatModelRewrites.length) floatModel = copy;
   }
   const what = floatModelRewrites.length ? `the float model (${floatModelRewrites.length} Clip nodes as Max/Min)` : 'the float model';
-  const floatEntry = await timed('floatEvaluation', () => evaluations.reference(encodeModel(floatModel), what));
+  const floatEntry = await timed('floatEvaluation', () => evaluations.reference(floatModel, what));
   progress('float-evaluation', `float model: metric ${floatEntry.metric}`, floatEntry);
 
   // 2. Calibrate once. Later passes over the batches replay the first call's feeds (see replay.ts).
@@ -213,9 +213,10 @@ async function finish(
     (name) => (off.has(name) ? 'fell back to float: the metric drop exceeded the limit' : passed ? undefined : message),
     record,
   ).map((l) => (repaired.has(l.name) ? { ...l, repair: repaired.get(l.name)!.repair.detail } : bitsOf.has(l.name) && l.quantized ? { ...l, weightBits: bitsOf.get(l.name)! } : l));
-  const fakeQuantModel = passed ? p.fakeQuantModel(plan, weightOnly).model : undefined;
+  const fakeQuant = passed ? p.fakeQuantProto(plan, weightOnly).model : undefined;
+  const fakeQuantModel = fakeQuant && encodeModel(fakeQuant);
   const deployModel = passed ? await p.deployModel(plan, weightOnly, o.sessionOptions) : undefined;
-  const parity = fakeQuantModel && deployModel && plan.length + weightOnly.length ? await measureParity(fakeQuantModel, deployModel, o.kept, o.sessionOptions, p.config.deploy_target) : undefined;
+  const parity = fakeQuant && deployModel && plan.length + weightOnly.length ? await measureParity(fakeQuant, deployModel, o.kept, o.sessionOptions, p.config.deploy_target) : undefined;
   const warnings = [...p.warnings(layers, true), ...parityWarnings(parity)];
   for (const w of warnings) o.runLog.log('warn', `warning: ${w.message}`);
   const history = o.evaluations.history;

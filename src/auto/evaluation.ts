@@ -5,7 +5,7 @@
  */
 import { EvaluationError } from '../errors.js';
 import { checkSignal, withDeadline } from '../runtime/deadline.js';
-import { createSession, type CreateSessionOptions } from '../runtime/ort.js';
+import { createSession, type CreateSessionOptions, type SessionModel } from '../runtime/ort.js';
 import { describeError, describeValue } from '../text.js';
 import type { AutoCalibrationEvaluator } from './evaluator.js';
 import type { HistoryEntry } from './types.js';
@@ -59,8 +59,8 @@ export class Evaluations {
   }
 
   /** The float model's evaluation: it sets `original` and must pass against itself. */
-  async reference(bytes: Uint8Array, what: string): Promise<HistoryEntry> {
-    const entry = await this.score(bytes, null, what);
+  async reference(model: SessionModel, what: string): Promise<HistoryEntry> {
+    const entry = await this.score(model, null, what);
     this.original = entry.metric;
     if (!entry.ok) {
       throw new EvaluationError(`metricEval(original, original) is not ok for original = ${entry.metric}: the evaluator's limit can never be met`);
@@ -68,16 +68,16 @@ export class Evaluations {
     return entry;
   }
 
-  /** Scores `bytes` and judges it against the float metric; the entry is added to the history. */
-  score(bytes: Uint8Array, fallbackLayers: string[] | null, what: string): Promise<HistoryEntry> {
-    return this.run(bytes, fallbackLayers, what, this.original);
+  /** Scores `model` and judges it against the float metric; the entry is added to the history. */
+  score(model: SessionModel, fallbackLayers: string[] | null, what: string): Promise<HistoryEntry> {
+    return this.run(model, fallbackLayers, what, this.original);
   }
 
-  private async run(bytes: Uint8Array, fallbackLayers: string[] | null, what: string, original?: number): Promise<HistoryEntry> {
+  private async run(model: SessionModel, fallbackLayers: string[] | null, what: string, original?: number): Promise<HistoryEntry> {
     const { signal, timeoutSeconds } = this.limits;
     checkSignal(signal, what);
     const start = now();
-    const session = await createSession(bytes, this.sessionOptions);
+    const session = await createSession(model, this.sessionOptions);
     let metric: unknown;
     try {
       metric = await withDeadline(

@@ -31,7 +31,7 @@ export const RANKING_BATCHES = 4;
 
 export const RANKING: Readonly<Record<RankingName, Ranking>> = Object.freeze({
   'model-output': async ({ p, plan, weightOnly = [], batches, similarity, options, onStep }) =>
-    rankByModelOutput<Compared>([...plan, ...weightOnly], (only) => ('weights' in only ? p.fakeQuantModel([], [only]) : p.fakeQuantModel([only], [])).model, await rankingSamples(p.session.work, batches, options), similarity, {
+    rankByModelOutput<Compared>([...plan, ...weightOnly], (only) => ('weights' in only ? p.fakeQuantProto([], [only]) : p.fakeQuantProto([only], [])).model, await rankingSamples(p.session.work, batches, options), similarity, {
       ...options,
       onLayer: (done, total, scored) => onStep(done, total, `layer ${done}/${total}`, scored),
     }),

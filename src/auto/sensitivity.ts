@@ -78,7 +78,7 @@ export async function rankLayers(
  */
 export async function rankByModelOutput<T extends Compared>(
   plan: readonly T[],
-  modelWith: (only: T) => Uint8Array,
+  modelWith: (only: T) => ModelProto,
   samples: readonly Required<Sample>[],
   similarity: SensitivityFunction,
   options: CreateSessionOptions & { signal?: AbortSignal; onLayer?: (done: number, total: number, score: LayerScore) => void },

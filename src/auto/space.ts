@@ -4,6 +4,7 @@
  * the plan and fake-quant model it gives. Calibration's factors are reused by every choice, so a
  * step of the search costs one model build and one evaluation, never a calibration.
  */
+import type { ModelProto } from '../onnx/types.js';
 import type { PreparedQuantization } from '../quant/prepared.js';
 import type { QuantRecord } from '../quant/config/record.js';
 import type { LayerQuantization } from '../quant/export/rewrite.js';
@@ -96,8 +97,8 @@ export class SearchSpace {
     return this.weightOnly.flatMap((w) => (!off.has(w.layer.name) ? [w] : upper ? [upper.get(w.layer.name)!] : []));
   }
 
-  modelFor(choice: Choice): Uint8Array {
-    return this.p.fakeQuantModel(this.planFor(choice), this.weightOnlyFor(choice)).model;
+  modelFor(choice: Choice): ModelProto {
+    return this.p.fakeQuantProto(this.planFor(choice), this.weightOnlyFor(choice)).model;
   }
 
   /** The record entries `choice` takes from other calibrations: its repairs', and the 16-bit fallbacks'. */

@@ -6,11 +6,11 @@
  * or transfers of, the caller's buffer cannot change the model.
  */
 import { AutoquantError, OnnxFormatError } from '../errors.js';
-import { checkTensorData } from './tensor.js';
+import { checkTensorData, isExternal } from './tensor.js';
 import { forEachTensor } from './tensors-walk.js';
 import { plainDims } from './plain-dims.js';
 import { resolveExternalData, type ExternalDataSource } from './external.js';
-import { onnx, type ModelProto } from './types.js';
+import { onnx, type ModelProto, type TensorProto } from './types.js';
 import { dirnameOf, readFileBytes } from '../runtime/io.js';
 
 /** protobuf messages cannot exceed 2 GiB - 1 bytes (lengths are signed 32-bit). */
@@ -207,4 +207,49 @@ export function encodeModel(model: ModelProto): Uint8Array {
   const copy = new Uint8Array(out.byteLength);
   copy.set(out);
   return copy;
+}
+
+/** Initializers below this size stay in the encoding: shapes and scales, which a runtime may read while it optimizes. */
+export const EXTERNAL_TENSOR_MIN_BYTES = 64 * 1024;
+
+/** A model encoded with its large initializers as in-memory external-data files, one per tensor. */
+export interface ExternalEncoding {
+  bytes: Uint8Array;
+  /** `path` is the tensor's `location`; `data` is the tensor's own raw_data (not a copy). */
+  files: { path: string; data: Uint8Array }[];
+}
+
+/**
+ * Encodes `model` with every top-level initializer of at least `minBytes` of raw_data stored as
+ * external data, for a runtime that takes the files from memory (onnxruntime-web's `externalData`):
+ * the weights are never copied into an encoding, and the runtime copies each straight into its
+ * tensor. `model` is not changed. Paths are `prefix` and a number.
+ */
+export function encodeModelExternal(model: ModelProto, options: { minBytes?: number; prefix?: string } = {}): ExternalEncoding {
+  const minBytes = options.minBytes ?? EXTERNAL_TENSOR_MIN_BYTES;
+  const prefix = options.prefix ?? 'tensor';
+  const files: ExternalEncoding['files'] = [];
+  const graph = model.graph;
+  const initializer = (graph?.initializer ?? []).map((t): TensorProto => {
+    const raw = t.rawData;
+    if (!raw || raw.length < minBytes || isExternal(t)) return t;
+    const path = `${prefix}${files.length}`;
+    files.push({ path, data: raw });
+    return withFields(t, {
+      rawData: new Uint8Array(0),
+      dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+      externalData: [
+        { key: 'location', value: path },
+        { key: 'offset', value: '0' },
+        { key: 'length', value: String(raw.length) },
+      ],
+    });
+  });
+  if (files.length === 0) return { bytes: encodeModel(model), files };
+  return { bytes: encodeModel(withFields(model, { graph: withFields(graph!, { initializer }) })), files };
+}
+
+/** A shallow copy of a message with some fields replaced (the prototype kept, as cloneModel does). */
+function withFields<T extends object>(message: T, fields: Partial<T>): T {
+  return Object.assign(Object.create(Object.getPrototypeOf(message) as object) as T, message, fields);
 }

@@ -1,6 +1,7 @@
 /**
  * The staged PTQ both entry points compose (see PreparedQuantization).
  */
+import type { ModelProto } from '../onnx/types.js';
 import { CalibrationError } from '../errors.js';
 import { type Kernels } from '../kernels/types.js';
 import { declaredInputs } from '../onnx/inputs.js';
@@ -287,8 +288,13 @@ export class PreparedQuantization {
    * configured bits) and the fixed weight-only layers.
    */
   fakeQuantModel(plan: readonly LayerQuantization[], searched: readonly WeightOnlyQuantization[] = this.weightOnlyPlan()): { model: Uint8Array; gpuRewrites: string[] } {
-    const fake = fakeQuantModelProto(this.session, plan, [...this.fixedWeightOnlyPlan(), ...searched]);
+    const fake = this.fakeQuantProto(plan, searched);
     return { model: encodeModel(fake.model), gpuRewrites: fake.gpuRewrites };
+  }
+
+  /** fakeQuantModel unencoded, for a session (which may take its weights without an encoding). */
+  fakeQuantProto(plan: readonly LayerQuantization[], searched: readonly WeightOnlyQuantization[] = this.weightOnlyPlan()): { model: ModelProto; gpuRewrites: string[] } {
+    return fakeQuantModelProto(this.session, plan, [...this.fixedWeightOnlyPlan(), ...searched]);
   }
 
   /** The deploy model, its integer kernels' weights as `int8WeightType` asks the engine (see int8-kernels.ts). */

@@ -6,6 +6,8 @@
  */
 import * as defaultOrt from 'onnxruntime-web';
 import { EngineError, SessionCreationError } from '../errors.js';
+import { encodeModel, encodeModelExternal } from '../onnx/model.js';
+import type { ModelProto } from '../onnx/types.js';
 import { describeError, describeValue } from '../text.js';
 import { cpuCount, env } from './env.js';
 
@@ -116,8 +118,22 @@ export function runtimeName(session?: object): string {
   return (session && sessionEngines.get(session)) === 'node' ? 'onnxruntime-node' : 'onnxruntime-web';
 }
 
-export async function createSession(model: Uint8Array, options: CreateSessionOptions = {}): Promise<InferenceSession> {
-  if (!(model instanceof Uint8Array)) throw new SessionCreationError(`createSession needs the model as a Uint8Array, got ${describeValue(model)}`);
+/** What a session is made from: a model's encoding, or the model (see createSession). */
+export type SessionModel = Uint8Array | ModelProto;
+
+/** onnxruntime-web's session creations, one at a time: each one ends by unmounting every external-data file. */
+let webCreations: Promise<unknown> = Promise.resolve();
+
+/**
+ * A session for `model`: its encoding, or the model itself. A model handed over as a ModelProto
+ * reaches onnxruntime-web with its large initializers as in-memory external data (see
+ * encodeModelExternal), so no encoding holds a copy of the weights and the runtime's memory gets
+ * one copy of them instead of the encoding's and the parsed model's; onnxruntime-node gets the encoding.
+ */
+export async function createSession(model: SessionModel, options: CreateSessionOptions = {}): Promise<InferenceSession> {
+  if (!(model instanceof Uint8Array) && !(typeof model === 'object' && model !== null && typeof (model as ModelProto).graph === 'object')) {
+    throw new SessionCreationError(`createSession needs the model as a Uint8Array or a ModelProto, got ${describeValue(model)}`);
+  }
   const requested = options.executionProviders;
   if (requested !== undefined && !(Array.isArray(requested) && requested.every((ep) => typeof ep === 'string' || (typeof ep === 'object' && ep !== null && typeof ep.name === 'string')))) {
     throw new SessionCreationError(`executionProviders must be a list such as ['wasm'] or ['webgpu', 'wasm'], got ${describeValue(requested)}`);
@@ -129,11 +145,22 @@ export async function createSession(model: Uint8Array, options: CreateSessionOpt
     ? (options.executionProviders ?? ['cpu']).map((ep) => (ep === 'wasm' ? 'cpu' : ep))
     : options.executionProviders ?? ['wasm'];
   if (engine === 'web') await sizeWasmThreads();
-  try {
-    const session = (await runtime.InferenceSession.create(model, {
+  const { bytes, files } = model instanceof Uint8Array ? { bytes: model, files: [] } : engine === 'web' ? encodeModelExternal(model) : { bytes: encodeModel(model), files: [] };
+  const create = () =>
+    runtime.InferenceSession.create(bytes, {
       executionProviders,
       graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
-    })) as InferenceSession;
+      ...(files.length ? { externalData: files } : {}),
+    }) as Promise<InferenceSession>;
+  try {
+    let session: InferenceSession;
+    if (engine === 'web') {
+      const turn = webCreations.then(create);
+      webCreations = turn.catch(() => {});
+      session = await turn;
+    } else {
+      session = await create();
+    }
     sessionEngines.set(session, engine);
     return session;
   } catch (cause) {

@@ -8,7 +8,7 @@ import { AutoquantError, CalibrationError, ValidationError } from '../../errors.
 import { checkSignal, withDeadline } from '../../runtime/deadline.js';
 import { describeError, describeValue, quoteName } from '../../text.js';
 import type { Kernels } from '../../kernels/types.js';
-import { cloneModel, encodeModel } from '../../onnx/model.js';
+import { cloneModel } from '../../onnx/model.js';
 import { threadOutputs } from '../../onnx/scope.js';
 import type { ModelProto } from '../../onnx/types.js';
 import { onnx } from '../../onnx/types.js';
@@ -80,14 +80,14 @@ async function firstFeeds(source: Iterable<Feeds> | AsyncIterable<Feeds>, n: num
  * `model` with `names` as outputs too; a value inside an If branch comes out under another name
  * (`threaded`: output → value), with no elements from a run that took another branch.
  */
-function withOutputs(model: ModelProto, names: readonly string[]): { bytes: Uint8Array; threaded: Map<string, string> } {
+function withOutputs(model: ModelProto, names: readonly string[]): { model: ModelProto; threaded: Map<string, string> } {
   const copy = cloneModel(model);
   const threaded = threadOutputs(copy, names);
   const graph = copy.graph!;
   const existing = new Set((graph.output ?? []).map((o) => o.name));
   const inBodies = new Set(threaded.values());
   graph.output = [...(graph.output ?? []), ...names.filter((n) => !existing.has(n) && !inBodies.has(n)).map((name) => onnx.ValueInfoProto.create({ name }))];
-  return { bytes: encodeModel(copy), threaded };
+  return { model: copy, threaded };
 }
 
 export interface BatchSource {
@@ -134,7 +134,7 @@ export async function replayBatches(
   const userOutputs = (model.graph?.output ?? []).map((o) => o.name ?? '');
   const inputs = declaredInputs(model);
   const extended = withOutputs(model, fetch);
-  const session: InferenceSession = await createSession(extended.bytes, options);
+  const session: InferenceSession = await createSession(extended.model, options);
   let batch = 0;
   const wrapper: CalibrationSession = {
     inputNames: session.inputNames,

@@ -22,7 +22,7 @@
  */
 import { CalibrationError } from '../../errors.js';
 import type { Kernels } from '../../kernels/types.js';
-import { cloneModel, encodeModel } from '../../onnx/model.js';
+import { cloneModel } from '../../onnx/model.js';
 import { DataType, readTensorAsFloat32 } from '../../onnx/tensor.js';
 import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../onnx/types.js';
 import { attrInt, getConstant, subgraphsOf, topologicalOrder } from '../../onnx/graph.js';
@@ -175,7 +175,7 @@ export async function chooseRoundings(
   const { model, fakeInput, fakeOutput, inputs } = twinModel(work, plan, new Set(considered), biased);
   const outputName = work.graph!.output![0]!.name!;
   const batches = await collectFeeds(work, source, options);
-  const session = await createSession(encodeModel(model), options);
+  const session = await createSession(model, options);
   try {
     const fed: Record<string, OrtTensor> = {};
     for (const t of todo) {

@@ -1,8 +1,8 @@
 /**
  * Which calibrated output quantizations stay: those that keep the first calibration batch within fidelity.
  */
+import type { ModelProto } from '../../onnx/types.js';
 import { opsetVersion } from '../../onnx/graph.js';
-import { encodeModel } from '../../onnx/model.js';
 import { type CreateSessionOptions, type InferenceSession, Tensor, createSession } from '../../runtime/ort.js';
 import { type Feeds } from '../calibrate/calibrate.js';
 import { type QuantRecord } from '../config/record.js';
@@ -43,15 +43,15 @@ export async function selectOutputs(
     }
     return all;
   };
-  const once = async (bytes: Uint8Array) => {
-    const session = await createSession(bytes, options);
+  const once = async (model: ModelProto) => {
+    const session = await createSession(model, options);
     try {
       return await run(session);
     } finally {
       await session.release();
     }
   };
-  const reference = samples.every((s) => s.output) ? samples.map((s) => s.output!) : await once(encodeModel(q.work));
+  const reference = samples.every((s) => s.output) ? samples.map((s) => s.output!) : await once(q.work);
   const errorOf = (got: Float32Array[]) => got.reduce((sum, o, i) => sum + 1 - q.kernels.cosine(reference[i]!, o), 0) / got.length;
   // One session with a switch per output (Where needs opset 9), else a model per test.
   let error: (chosen: readonly OutputQuantization[]) => Promise<number>;
@@ -59,7 +59,7 @@ export async function selectOutputs(
   if ((opsetVersion(q.work) ?? 1) >= 9) {
     const fake = clone(q.work);
     const flags = writeFakeQuant(fake, plan, candidates, true);
-    switchboard = await createSession(encodeModel(fake), options);
+    switchboard = await createSession(fake, options);
     const board = switchboard;
     error = async (chosen) => {
       const on = new Set(chosen.map((o) => o.layer));
@@ -70,7 +70,7 @@ export async function selectOutputs(
     error = async (chosen) => {
       const fake = clone(q.work);
       writeFakeQuant(fake, plan, chosen);
-      return errorOf(await once(encodeModel(fake)));
+      return errorOf(await once(fake));
     };
   }
   const noise = (o: OutputQuantization) => q.outputNoise?.get(o.layer) ?? Infinity;

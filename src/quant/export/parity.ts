@@ -11,7 +11,7 @@
  */
 import { CalibrationError } from '../../errors.js';
 import { env } from '../../runtime/env.js';
-import { createSession, defaultEngine, runtimeName, type CreateSessionOptions, type InferenceSession, type OrtTensor } from '../../runtime/ort.js';
+import { createSession, defaultEngine, runtimeName, type CreateSessionOptions, type InferenceSession, type OrtTensor, type SessionModel } from '../../runtime/ort.js';
 import type { DeployTarget } from '../config/config.js';
 import { describeError, quoteName } from '../../text.js';
 import type { KeptBatch } from '../calibrate/calibrate.js';
@@ -70,7 +70,7 @@ async function deploySession(deploy: Uint8Array, options: CreateSessionOptions, 
  * For the 'webgpu' target the deploy model runs on WebGPU where it can (see deploySession), the
  * fake-quant model where calibration ran; `backend` names both then.
  */
-export async function measureParity(fakeQuant: Uint8Array, deploy: Uint8Array, kept: readonly KeptBatch[], options: CreateSessionOptions = {}, target: DeployTarget = 'cpu'): Promise<Parity | undefined> {
+export async function measureParity(fakeQuant: SessionModel, deploy: Uint8Array, kept: readonly KeptBatch[], options: CreateSessionOptions = {}, target: DeployTarget = 'cpu'): Promise<Parity | undefined> {
   if (kept.length === 0) return undefined;
   const fake = await createSession(fakeQuant, options);
   const names = [...fake.outputNames];
