@@ -10,7 +10,7 @@ import { feedsFromBytes } from '../data/feeds.js';
 import { parseNpy } from '../data/npy.js';
 import { UsageError } from '../errors.js';
 import { declaredInputs, type DeclaredInput } from '../onnx/inputs.js';
-import { loadModel } from '../onnx/model.js';
+import { adoptModel } from '../onnx/model.js';
 import type { Feeds } from '../quant/calibrate/calibrate.js';
 import { isWeightOnlyTarget, layerEntries, type DeployTarget } from '../quant/config/config.js';
 import { createQuantConfig } from '../quant/quantize.js';
@@ -27,8 +27,8 @@ export function filePrefix(modelName: string): string {
 }
 
 export async function inspectModel(file: NamedBytes, target: DeployTarget, allLayers = false): Promise<ModelSummary> {
-  const model = await loadModel(new Uint8Array(file.bytes));
-  const config = await createQuantConfig(new Uint8Array(file.bytes), { deployTarget: target, ...(allLayers ? { skipSlowLayers: false } : {}) });
+  const model = await adoptModel(new Uint8Array(file.bytes));
+  const config = await createQuantConfig(model, { deployTarget: target, ...(allLayers ? { skipSlowLayers: false } : {}) });
   const layers = layerEntries(config);
   const inputs = declaredInputs(model);
   return {
@@ -109,16 +109,16 @@ export async function runJob(
   if (!(job.maxDrop >= 0 && job.maxDrop <= 1)) throw new UsageError(`the largest drop must be a number from 0 to 1, got ${job.maxDrop}`);
   if (!Number.isInteger(job.batchSize) || job.batchSize < 1) throw new UsageError(`the batch size must be a whole number >= 1, got ${job.batchSize}`);
   if (job.precision !== '8' && !isWeightOnlyTarget(job.target)) throw new UsageError(`${job.precision === '4' ? '4-bit' : 'mixed 4/8-bit'} weights need the WebGPU or wasm target (the CPU target's int8 kernels take 8-bit weights)`);
-  // The bytes go to each entry point, which decodes its own copy: a parsed model handed over would be
-  // encoded and decoded again. The parse here is only for the inputs, and is dropped.
-  const bytes = new Uint8Array(job.model.bytes);
-  const feeds = await jobFeeds(job, declaredInputs(await loadModel(bytes)));
+  // One parse, over the file's own bytes (the worker owns them): the entry points copy a parsed model
+  // structurally, so the run holds the float weights once.
+  const model = await adoptModel(new Uint8Array(job.model.bytes));
+  const feeds = await jobFeeds(job, declaredInputs(model));
   const { evaluator, metricName } = evaluatorFor(job, feeds);
   const batchNum = Math.min(feeds.length, MAX_CALIBRATION_BATCHES);
   const weightBits = job.precision === '4,8' ? ([4, 8] as const) : job.precision === '4' ? 4 : 8;
   // The mixed search starts from a config at 4 bits, as the CLI's --weight-bits 4,8 does.
-  const config = await createQuantConfig(bytes, { batchNum, deployTarget: job.target, ...(weightBits !== 8 ? { weightBits: 4 as const } : {}), ...(job.allLayers ? { skipSlowLayers: false } : {}) });
-  const result = await accuracyBasedAutoCalibration(bytes, evaluator, {
+  const config = await createQuantConfig(model, { batchNum, deployTarget: job.target, ...(weightBits !== 8 ? { weightBits: 4 as const } : {}), ...(job.allLayers ? { skipSlowLayers: false } : {}) });
+  const result = await accuracyBasedAutoCalibration(model, evaluator, {
     config,
     ...(Array.isArray(weightBits) ? { weightBits } : {}),
     executionProviders: options.executionProviders,
@@ -126,7 +126,7 @@ export async function runJob(
     layerErrors: true,
     onProgress: options.onProgress,
   });
-  const modelBytes = bytes.byteLength;
+  const modelBytes = job.model.bytes.byteLength;
   const files = autoCalibrationFiles(result, filePrefix(job.model.name), { floatModelBytes: modelBytes }).map(({ file, data }) => ({
     kind: kindOf(file),
     file,

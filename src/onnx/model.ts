@@ -113,11 +113,6 @@ export function cloneModel(model: ModelProto): ModelProto {
   return copyStructure(model) as ModelProto;
 }
 
-/** A whole, independent copy (element bytes included), decoded from its own fresh encoding: one model's bytes. */
-export function copyModel(model: ModelProto): ModelProto {
-  return decodeOwned(encodeModel(model));
-}
-
 function copyStructure(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(copyStructure);
   if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) return v;
@@ -125,6 +120,17 @@ function copyStructure(v: unknown): unknown {
   const out = Object.create(Object.getPrototypeOf(v) as object) as Record<string, unknown>;
   for (const k of Object.keys(v)) out[k] = copyStructure((v as Record<string, unknown>)[k]);
   return out;
+}
+
+/**
+ * loadModel for bytes the caller gives up: the model's tensors are views into them, with no copy, so
+ * nothing may write them afterwards. For the package's own buffers (the app's worker owns the file's
+ * bytes the page transferred to it); a user's bytes go through loadModel.
+ */
+export async function adoptModel(bytes: Uint8Array, options: LoadModelOptions = {}): Promise<ModelProto> {
+  const model = decodeOwned(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  await resolveExternalData(model, { source: options.externalData, baseDir: options.baseDir });
+  return model;
 }
 
 function isLocation(source: unknown): source is string | URL {

@@ -355,6 +355,26 @@ export function setTensorData(t: TensorProto, data: TensorInput): TensorProto {
   return t;
 }
 
+/**
+ * makeTensor for an array the caller gives up: raw_data is a view of `data`'s own memory, with no
+ * copy, where the host is little-endian and `data` is the type's own array (else it is copied as
+ * makeTensor does). For the package's fresh and never-written arrays (a quantized weight, an
+ * equalized one): on a model of large layers each copy is another model's worth of bytes.
+ */
+export function adoptTensor(name: string, dataType: number, dims: readonly (number | Int64)[], data: TensorInput): TensorProto {
+  const Ctor = arrayTypes[dataType];
+  const layout = layoutOf({ dataType } as TensorProto);
+  if (!hostIsLittleEndian || !Ctor || !(data instanceof Ctor) || layout.bits < 8 || layout.field === 'stringData' || layout.entriesPerElement !== 1) {
+    return makeTensor(name, dataType, dims, data);
+  }
+  const t = onnx.TensorProto.create({ name, dataType, dims: [...dims] });
+  const count = elementCount(t.dims ?? []);
+  if (data.length !== count) throw mismatch(t, `${data.length} values given`, `${count}`);
+  const typed = data as TensorData;
+  t.rawData = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+  return t;
+}
+
 /** A new tensor with the given elements in raw_data (see setTensorData for accepted data). */
 export function makeTensor(
   name: string,

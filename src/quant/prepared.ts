@@ -10,7 +10,7 @@ import { scopePath } from '../onnx/scope.js';
 import { type CreateSessionOptions } from '../runtime/ort.js';
 import { type BatchSource, type CalibrationSource, type CalibrationStats, DEFAULT_CALIBRATION_MEMORY, toBatchSource } from './calibrate/calibrate.js';
 import { calibrateLayers } from './calibrate/layers.js';
-import { type Compared, compareLayers } from './calibrate/layerwise.js';
+import { type Compared, compareLayers, type LayerwiseOptions } from './calibrate/layerwise.js';
 import { isWeightOnlyTarget, type LayerQuantConfig, type QuantConfig } from './config/config.js';
 import { readRecord } from './config/io.js';
 import { type QuantRecord, emptyRecord, withPasses, withWeights } from './config/record.js';
@@ -193,7 +193,7 @@ export class PreparedQuantization {
    * each layer alone on the float activations of the calibration batches (means over batches). One
    * more pass over the batches; needs calibrate() first.
    */
-  async layerErrors(plan: readonly LayerQuantization[], options: CreateSessionOptions & { signal?: AbortSignal } = {}, weightOnly: readonly WeightOnlyQuantization[] = []): Promise<LayerError[]> {
+  async layerErrors(plan: readonly LayerQuantization[], options: CreateSessionOptions & Pick<Partial<LayerwiseOptions>, 'signal' | 'fakeWeightBudgetBytes' | 'onBatch'> = {}, weightOnly: readonly WeightOnlyQuantization[] = []): Promise<LayerError[]> {
     if (!this.source) throw new CalibrationError('layerErrors needs the calibration batches: call calibrate() first');
     const k = this.session.kernels;
     const sums = new Map<string, { cosine: number; sqnr: number; n: number }>();

@@ -189,18 +189,25 @@ export function activationData(outputs: Record<string, OrtTensor>, name: string)
   return t.data as Float32Array;
 }
 
+/** One bound on a pass: the bytes each name needs, and how many the pass may hold. */
+export interface Budget {
+  bytesOf: (name: string) => number;
+  budget: number;
+}
+
 /**
  * Greedy admission of activations into one pass: in order, while the bytes they need stay within
- * `budget` (the first is always admitted, so every pass makes progress).
+ * every budget (the first is always admitted, so every pass makes progress).
  */
-export function admitWithinBudget(names: readonly string[], bytesOf: (name: string) => number, budget: number): Set<string> {
+export function admitWithinBudget(names: readonly string[], bytesOf: (name: string) => number, budget: number, ...more: readonly Budget[]): Set<string> {
+  const budgets = [{ bytesOf, budget }, ...more];
   const chosen = new Set<string>();
-  let bytes = 0;
+  const used = budgets.map(() => 0);
   for (const name of names) {
-    const need = bytesOf(name);
-    if (chosen.size > 0 && need > 0 && !(bytes + need <= budget)) continue;
+    const need = budgets.map((b) => b.bytesOf(name));
+    if (chosen.size > 0 && budgets.some((b, i) => need[i]! > 0 && !(used[i]! + need[i]! <= b.budget))) continue;
     chosen.add(name);
-    bytes += need;
+    need.forEach((n, i) => (used[i]! += n));
   }
   return chosen;
 }

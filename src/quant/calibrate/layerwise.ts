@@ -4,7 +4,10 @@
  *
  * Memory: activations are never stored. The batches are replayed through one session per group of
  * layers (see withFakeCopies); per batch only the float and fake-quant outputs of that group are
- * alive, groups being sized by their input bytes against the budget.
+ * alive, groups being sized by their input bytes against the budget. Each group's session also holds
+ * the whole float model and a fake-quant copy of the group's weights, so groups are bounded by those
+ * weights too (FAKE_WEIGHTS_SHARE): on a model of large layers one group would double the weights
+ * onnxruntime holds.
  */
 import { GraphEditor } from '../../onnx/editor.js';
 import { cloneModel } from '../../onnx/model.js';
@@ -18,6 +21,23 @@ import { writeFakeQuantWeightOnly, type WeightOnlyQuantization } from '../export
 /** What runs alone: a layer with its activations quantized, or a weight-only one. */
 export type Compared = LayerQuantization | WeightOnlyQuantization;
 const isWeightOnly = (c: Compared): c is WeightOnlyQuantization => 'weights' in c;
+
+/**
+ * The most fake-quant weight bytes one group's session holds: this share of the compared layers'
+ * weights, or FAKE_WEIGHTS_MIN_BYTES where that is more. Each group replays every batch through the
+ * whole model, so a smaller share costs time; under the floor (every model in bench/ but the app's
+ * 96 MB MLP) there is one group, as before.
+ */
+export const FAKE_WEIGHTS_SHARE = 0.25;
+export const FAKE_WEIGHTS_MIN_BYTES = 32 * 2 ** 20;
+
+/** Bytes of the float32 weights a layer's fake-quant copy adds to a session. */
+function fakeWeightBytes(c: Compared): number {
+  if (!isWeightOnly(c)) return c.weight?.fq.byteLength ?? 0;
+  let bytes = 0;
+  for (const { q } of c.weights.values()) bytes += 'blockSize' in q ? q.vectors * q.length * 4 : q.fq.byteLength;
+  return bytes;
+}
 
 /**
  * The calibrated graph with a fake-quantized copy of each given layer beside it, reading the same
@@ -56,6 +76,8 @@ export interface LayerwiseOptions extends CreateSessionOptions {
    */
   activationBytes?: ReadonlyMap<string, number>;
   memoryBudgetBytes: number;
+  /** The most fake-quant weight bytes in one group (default: see FAKE_WEIGHTS_SHARE). */
+  fakeWeightBudgetBytes?: number;
   onBatch?: (info: { group: number; groups: number; batch: number }) => void;
   signal?: AbortSignal;
 }
@@ -75,11 +97,13 @@ export async function compareLayers<T extends Compared>(
   // A MatMul of two activations also holds its second input per batch.
   const bytesOf = (activation: string) =>
     size(activation) + plan.filter((p) => p.layer.activation === activation && p.layer.second && !isWeightOnly(p)).reduce((sum, p) => sum + size(p.layer.second!), 0);
+  const weightsOf = (activation: string) => plan.filter((p) => p.layer.activation === activation).reduce((sum, p) => sum + fakeWeightBytes(p), 0);
+  const weightBudget = options.fakeWeightBudgetBytes ?? Math.max(FAKE_WEIGHTS_MIN_BYTES, FAKE_WEIGHTS_SHARE * plan.reduce((sum, p) => sum + fakeWeightBytes(p), 0));
   // Groups share an activation fetch, so plan by activation, then take their layers.
   let pending = [...new Set(plan.map((p) => p.layer.activation))];
   const groups: T[][] = [];
   while (pending.length) {
-    const chosen = admitWithinBudget(pending, bytesOf, options.memoryBudgetBytes);
+    const chosen = admitWithinBudget(pending, bytesOf, options.memoryBudgetBytes, { bytesOf: weightsOf, budget: weightBudget });
     groups.push(plan.filter((p) => chosen.has(p.layer.activation)));
     pending = pending.filter((a) => !chosen.has(a));
   }

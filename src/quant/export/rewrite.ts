@@ -11,7 +11,7 @@
 import { intAttr, GraphEditor } from '../../onnx/editor.js';
 import { consumerMap, findAttribute, opsetVersion, type Consumer } from '../../onnx/graph.js';
 import { allNames, byGraph } from '../../onnx/scope.js';
-import { DataType, makeTensor } from '../../onnx/tensor.js';
+import { DataType, adoptTensor, makeTensor } from '../../onnx/tensor.js';
 import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../onnx/types.js';
 import type { OutputPlacement, OutputQuantization, QuantFactors } from '../decide/outputs.js';
 import { activationRange } from '../calibrate/params.js';
@@ -252,13 +252,13 @@ function fakeQuantLayers(editor: GraphEditor, opset: number, plan: readonly Laye
       const key = `${p.layer.weight.name}|${p.weight.axis}`;
       let w = weights.get(key);
       if (!w) {
-        w = editor.addInitializer(makeTensor(`${p.layer.weight.name}_fake_quant`, DataType.FLOAT, p.layer.weight.dims, p.weight.fq));
+        w = editor.addInitializer(adoptTensor(`${p.layer.weight.name}_fake_quant`, DataType.FLOAT, p.layer.weight.dims, p.weight.fq));
         weights.set(key, w);
       }
       inputs[1] = w;
     }
     if (p.bias && p.layer.bias) {
-      inputs[2] = editor.addInitializer(makeTensor(`${p.layer.name}.bias_fake_quant`, DataType.FLOAT, p.bias.dims, p.bias.fq));
+      inputs[2] = editor.addInitializer(adoptTensor(`${p.layer.name}.bias_fake_quant`, DataType.FLOAT, p.bias.dims, p.bias.fq));
     }
     node.input = inputs;
   }
@@ -290,7 +290,7 @@ function quantizedConstant(editor: GraphEditor, anchor: NodeProto, base: string,
   const shifted = form === 'dequantize' && weightType === 'uint8' && c.dataType === DataType.INT8;
   const dataType = shifted ? DataType.UINT8 : c.dataType;
   const q = shifted ? Uint8Array.from(c.q as Int8Array, (v) => v + 128) : c.q;
-  const qName = editor.addInitializer(makeTensor(`${base}_quantized`, dataType, dims, q));
+  const qName = editor.addInitializer(adoptTensor(`${base}_quantized`, dataType, dims, q));
   const output = editor.name(`${base}_dequantized`);
   if (form === 'cast') {
     const scaleDims = axis >= 0 ? dims.map((d, i) => (i === axis ? d : 1)) : [];

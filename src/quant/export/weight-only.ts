@@ -25,7 +25,7 @@
 import { intAttr, GraphEditor } from '../../onnx/editor.js';
 import { findAttribute } from '../../onnx/graph.js';
 import { allNames, byGraph, constantAt, graphAt } from '../../onnx/scope.js';
-import { DataType, makeTensor, readTensorAsFloat32 } from '../../onnx/tensor.js';
+import { DataType, adoptTensor, makeTensor, readTensorAsFloat32 } from '../../onnx/tensor.js';
 import { onnx, type GraphProto, type ModelProto, type NodeProto } from '../../onnx/types.js';
 import type { LayerInfo, WeightSpec } from '../prepare/registry.js';
 import { type QuantizationSession, layerConfig } from '../types.js';
@@ -169,7 +169,7 @@ export function writeFakeQuantWeightOnly(model: ModelProto, plan: readonly Weigh
     const editor = make();
     for (const { layer, weights } of layers) {
       const node = nodeIn(graph, layer);
-      for (const [input, { spec, q }] of weights) node.input![input] = editor.addInitializer(makeTensor(`${spec.name}_fake_quant`, DataType.FLOAT, spec.dims, q.fq));
+      for (const [input, { spec, q }] of weights) node.input![input] = editor.addInitializer(adoptTensor(`${spec.name}_fake_quant`, DataType.FLOAT, spec.dims, q.fq));
     }
     editor.commit();
   }
@@ -209,7 +209,7 @@ function deployGraph(graph: GraphProto, editor: GraphEditor, plan: readonly Weig
         replaced.add(target);
         continue;
       }
-      const qName = editor.addInitializer(makeTensor(`${spec.name}_quantized`, DataType.INT8, spec.dims, q.q));
+      const qName = editor.addInitializer(adoptTensor(`${spec.name}_quantized`, DataType.INT8, spec.dims, q.q));
       if (layer.opType === 'Gather') {
         const [, ids] = target.input!;
         const output = target.output![0]!;

@@ -24,7 +24,7 @@
  */
 import { GraphEditor } from '../../onnx/editor.js';
 import { attrFloat, attrInt, consumerMap, getConstant, nodeNames } from '../../onnx/graph.js';
-import { DataType, makeTensor, readTensorAsFloat32, tensorDims } from '../../onnx/tensor.js';
+import { DataType, adoptTensor, readTensorAsFloat32, tensorDims } from '../../onnx/tensor.js';
 import type { GraphProto, NodeProto } from '../../onnx/types.js';
 
 export interface EqualizedPair {
@@ -271,8 +271,8 @@ export function equalizeChannels(graph: GraphProto, options: { outlierRatio?: nu
   const write = (side: Side) => {
     if (written.has(side)) return;
     written.add(side);
-    side.node.input![1] = editor.addInitializer(makeTensor(`${side.name}.weight_equalized`, DataType.FLOAT, side.dims, side.w));
-    if (side.bias) side.node.input![2] = editor.addInitializer(makeTensor(`${side.name}.bias_equalized`, DataType.FLOAT, side.bias.dims, side.bias.b));
+    side.node.input![1] = editor.addInitializer(adoptTensor(`${side.name}.weight_equalized`, DataType.FLOAT, side.dims, side.w));
+    if (side.bias) side.node.input![2] = editor.addInitializer(adoptTensor(`${side.name}.bias_equalized`, DataType.FLOAT, side.bias.dims, side.bias.b));
   };
   for (const p of done) {
     write(p.a);

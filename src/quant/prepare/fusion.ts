@@ -8,7 +8,7 @@
  */
 import { GraphEditor } from '../../onnx/editor.js';
 import { consumerMap, findAttribute, getConstant, nodeNames, producerMap } from '../../onnx/graph.js';
-import { DataType, makeTensor, readTensorAsFloat32, tensorDims } from '../../onnx/tensor.js';
+import { DataType, adoptTensor, readTensorAsFloat32, tensorDims } from '../../onnx/tensor.js';
 import type { GraphProto, NodeProto } from '../../onnx/types.js';
 
 export interface FoldedPair {
@@ -58,8 +58,8 @@ export function foldBatchNorms(graph: GraphProto, skipConvs: ReadonlySet<string>
       for (let i = 0; i < per; i++) nw[c * per + i] = wv[c * per + i]! * f;
       nb[c] = (bv[c]! - mean![c]!) * f + beta![c]!;
     }
-    const wName = editor.addInitializer(makeTensor(`${convName}.weight_folded`, DataType.FLOAT, dims, nw));
-    const bName = editor.addInitializer(makeTensor(`${convName}.bias_folded`, DataType.FLOAT, [cout], nb));
+    const wName = editor.addInitializer(adoptTensor(`${convName}.weight_folded`, DataType.FLOAT, dims, nw));
+    const bName = editor.addInitializer(adoptTensor(`${convName}.bias_folded`, DataType.FLOAT, [cout], nb));
     conv.input = [conv.input![0]!, wName, bName];
     conv.output = [bn.output![0]!];
     removed.add(bn);
@@ -133,8 +133,8 @@ export function foldAffines(graph: GraphProto, skipConvs: ReadonlySet<string> = 
       } else {
         for (let c = 0; c < cout; c++) nb[c] = nb[c]! + per[c]!;
       }
-      const wName = nw === wv ? conv.input![1]! : editor.addInitializer(makeTensor(`${convName}.weight_folded`, DataType.FLOAT, dims, nw));
-      const bName = editor.addInitializer(makeTensor(`${convName}.bias_folded`, DataType.FLOAT, [cout], nb));
+      const wName = nw === wv ? conv.input![1]! : editor.addInitializer(adoptTensor(`${convName}.weight_folded`, DataType.FLOAT, dims, nw));
+      const bName = editor.addInitializer(adoptTensor(`${convName}.bias_folded`, DataType.FLOAT, [cout], nb));
       conv.input = [conv.input![0]!, wName, bName];
       conv.output = [next.output![0]!];
       removed.add(next);

@@ -5,7 +5,7 @@ import { OnnxFormatError } from '../../errors.js';
 import { type Kernels } from '../../kernels/types.js';
 import { getKernels } from '../../kernels/wasm.js';
 import { assignStableNames, opsetVersion } from '../../onnx/graph.js';
-import { cloneModel, copyModel, loadModel } from '../../onnx/model.js';
+import { cloneModel, loadModel } from '../../onnx/model.js';
 import { upgradeOpset } from '../../onnx/opset.js';
 import { nameBodyNodes } from '../../onnx/scope.js';
 import { onnx, type ModelProto } from '../../onnx/types.js';
@@ -22,9 +22,13 @@ import { configTarget, forTarget } from './target.js';
 export function isModelProto(m: ModelSource): m is ModelProto {
   return typeof m === 'object' && m !== null && !(m instanceof Uint8Array) && !(m instanceof ArrayBuffer) && !(m instanceof URL);
 }
-/** A private deep copy: the caller's model is never modified. */
+/**
+ * The package's own copy, which the stages rewrite: the caller's model is never modified. A parsed
+ * model is copied structurally (its tensors' bytes are shared, and nothing in the package writes into
+ * them: see cloneModel), so a large model passed parsed costs no second copy of its weights.
+ */
 export async function privateCopy(model: ModelSource): Promise<ModelProto> {
-  if (isModelProto(model)) return copyModel(model);
+  if (isModelProto(model)) return cloneModel(model);
   // loadModel copies bytes before decoding, so the caller's buffer is never aliased.
   return loadModel(model);
 }
