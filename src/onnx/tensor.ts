@@ -293,7 +293,7 @@ function encodeStrings(t: TensorProto, data: TensorInput, count: number): Uint8A
 }
 
 /** Little-endian raw_data bytes for `data` as elements of the tensor's type. */
-function encodeRaw(t: TensorProto, layout: ElementLayout, data: TensorInput, count: number): Uint8Array {
+function encodeRaw(t: TensorProto, layout: ElementLayout, data: TensorInput, count: number, adopt = false): Uint8Array {
   const dataType = t.dataType ?? 0;
   if (layout.bits < 8) {
     if (data.length !== count) throw mismatch(t, `${data.length} values given`, `${count}`);
@@ -322,9 +322,11 @@ function encodeRaw(t: TensorProto, layout: ElementLayout, data: TensorInput, cou
       for (let i = 0; i < want; i++) typed[i] = Number(source[i]);
     }
   }
+  const view = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+  if (adopt && typed === data && hostIsLittleEndian) return view;
   // Copy so the tensor owns its bytes and later edits of `data` cannot reach the model.
   const bytes = new Uint8Array(typed.byteLength);
-  bytes.set(new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength));
+  bytes.set(view);
   if (!hostIsLittleEndian) swapBytes(bytes, Ctor.BYTES_PER_ELEMENT);
   return bytes;
 }
@@ -336,6 +338,11 @@ function encodeRaw(t: TensorProto, layout: ElementLayout, data: TensorInput, cou
  * converted by value.
  */
 export function setTensorData(t: TensorProto, data: TensorInput): TensorProto {
+  return writeTensorData(t, data, false);
+}
+
+/** setTensorData; `adopt`: raw_data may be `data`'s own memory (see adoptTensor). */
+function writeTensorData(t: TensorProto, data: TensorInput, adopt: boolean): TensorProto {
   const layout = layoutOf(t);
   const count = elementCount(t.dims ?? []);
   t.floatData = [];
@@ -350,7 +357,7 @@ export function setTensorData(t: TensorProto, data: TensorInput): TensorProto {
     t.stringData = encodeStrings(t, data, count);
     delete (t as Partial<TensorProto>).rawData;
   } else {
-    t.rawData = encodeRaw(t, layout, data, count);
+    t.rawData = encodeRaw(t, layout, data, count, adopt);
   }
   return t;
 }
@@ -362,17 +369,7 @@ export function setTensorData(t: TensorProto, data: TensorInput): TensorProto {
  * equalized one): on a model of large layers each copy is another model's worth of bytes.
  */
 export function adoptTensor(name: string, dataType: number, dims: readonly (number | Int64)[], data: TensorInput): TensorProto {
-  const Ctor = arrayTypes[dataType];
-  const layout = layoutOf({ dataType } as TensorProto);
-  if (!hostIsLittleEndian || !Ctor || !(data instanceof Ctor) || layout.bits < 8 || layout.field === 'stringData' || layout.entriesPerElement !== 1) {
-    return makeTensor(name, dataType, dims, data);
-  }
-  const t = onnx.TensorProto.create({ name, dataType, dims: [...dims] });
-  const count = elementCount(t.dims ?? []);
-  if (data.length !== count) throw mismatch(t, `${data.length} values given`, `${count}`);
-  const typed = data as TensorData;
-  t.rawData = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
-  return t;
+  return writeTensorData(onnx.TensorProto.create({ name, dataType, dims: [...dims] }), data, true);
 }
 
 /** A new tensor with the given elements in raw_data (see setTensorData for accepted data). */

@@ -94,16 +94,23 @@ export async function compareLayers<T extends Compared>(
   onLayer: (layer: T, float: Float32Array, fake: Float32Array, dims: readonly number[]) => void,
 ): Promise<void> {
   const size = (tensor: string) => options.activationBytes?.get(tensor) ?? Infinity;
-  // A MatMul of two activations also holds its second input per batch.
-  const bytesOf = (activation: string) =>
-    size(activation) + plan.filter((p) => p.layer.activation === activation && p.layer.second && !isWeightOnly(p)).reduce((sum, p) => sum + size(p.layer.second!), 0);
-  const weightsOf = (activation: string) => plan.filter((p) => p.layer.activation === activation).reduce((sum, p) => sum + fakeWeightBytes(p), 0);
-  const weightBudget = options.fakeWeightBudgetBytes ?? Math.max(FAKE_WEIGHTS_MIN_BYTES, FAKE_WEIGHTS_SHARE * plan.reduce((sum, p) => sum + fakeWeightBytes(p), 0));
+  // Per activation: the bytes its batch holds (a MatMul of two activations also holds its second
+  // input) and the fake-quant weights of the layers reading it.
+  const need = new Map<string, { bytes: number; weights: number }>();
+  let allWeights = 0;
+  for (const p of plan) {
+    const n = need.get(p.layer.activation) ?? { bytes: size(p.layer.activation), weights: 0 };
+    if (p.layer.second && !isWeightOnly(p)) n.bytes += size(p.layer.second);
+    n.weights += fakeWeightBytes(p);
+    allWeights += fakeWeightBytes(p);
+    need.set(p.layer.activation, n);
+  }
+  const weightBudget = options.fakeWeightBudgetBytes ?? Math.max(FAKE_WEIGHTS_MIN_BYTES, FAKE_WEIGHTS_SHARE * allWeights);
   // Groups share an activation fetch, so plan by activation, then take their layers.
-  let pending = [...new Set(plan.map((p) => p.layer.activation))];
+  let pending = [...need.keys()];
   const groups: T[][] = [];
   while (pending.length) {
-    const chosen = admitWithinBudget(pending, bytesOf, options.memoryBudgetBytes, { bytesOf: weightsOf, budget: weightBudget });
+    const chosen = admitWithinBudget(pending, (a) => need.get(a)!.bytes, options.memoryBudgetBytes, { bytesOf: (a) => need.get(a)!.weights, budget: weightBudget });
     groups.push(plan.filter((p) => chosen.has(p.layer.activation)));
     pending = pending.filter((a) => !chosen.has(a));
   }
