@@ -30,6 +30,7 @@ import { RANKINGS, rankLayers, sensitivityFunction, type LayerScore } from './se
 import { REPAIRS, type RepairContext } from './repairs.js';
 import { quantizeAll, refine, repair, searchFallbacks, type Outcome, type Progress, type SearchContext } from './search.js';
 import { SearchSpace } from './space.js';
+import { DEFAULT_STRATEGY, STRATEGIES } from './strategies.js';
 import { outputFiles, saveOutputs, withholdsModels } from './outputs.js';
 import { type AutoCalibrationOptions, type AutoCalibrationResult } from './types.js';
 
@@ -120,7 +121,7 @@ export async function accuracyBasedAutoCalibration(
 
   // 3. Every layer in int8; 4. rank, and fall back in ranking order; 5. repair; 6. refine.
   let ranking: LayerScore[] = [];
-  let outcome = await timed('search', () => quantizeAll(ctx, (options.strategy ?? 'binary') === 'binary'));
+  let outcome = await timed('search', () => quantizeAll(ctx, (options.strategy ?? DEFAULT_STRATEGY) !== 'sequential'));
   if (!outcome.fallback && !outcome.exhausted && space.size > 0) {
     ranking = await timed('ranking', () =>
       RANKING[options.ranking ?? 'model-output']({
@@ -129,7 +130,7 @@ export async function accuracyBasedAutoCalibration(
     const quantized = outcome;
     outcome = await timed('search', async () => {
       if (fallbackTo === 'int16') await space.widen(async (v) => void (await calibrate(v, '16-bit activations')));
-      return searchFallbacks(ctx, quantized, ranking, options.strategy ?? 'binary');
+      return searchFallbacks(ctx, quantized, ranking, options.strategy ?? DEFAULT_STRATEGY);
     });
     if (mixed && !outcome.fallback && !outcome.exhausted && evaluations.mayEvaluate()) {
       // Every layer at 8 bits fails too: one level down, from 8 bits to float, in the same ranking.
@@ -137,7 +138,7 @@ export async function accuracyBasedAutoCalibration(
       space = new SearchSpace(p, 'float', new Map([...(startBits ?? [])].map(([name]) => [name, 8 as const])));
       ctx = { ...ctx, space };
       progress('search', `every layer at 8-bit weights fails the limit: falling the most sensitive back to float`);
-      outcome = await timed('search', () => searchFallbacks(ctx, atEight, ranking, options.strategy ?? 'binary'));
+      outcome = await timed('search', () => searchFallbacks(ctx, atEight, ranking, options.strategy ?? DEFAULT_STRATEGY));
       outcome = { ...outcome, message: `every block-quantized layer at 8-bit weights still exceeds the limit; from 8 bits: ${outcome.message}` };
     }
   }
@@ -279,6 +280,9 @@ function checkAutoArguments(evaluatorLike: unknown, options: unknown): AutoCalib
   }
   if (o.memoryBudgetBytes !== undefined && !(typeof o.memoryBudgetBytes === 'number' && o.memoryBudgetBytes >= 0)) {
     throw new OptionsError(`memoryBudgetBytes must be a number >= 0, got ${describeValue(o.memoryBudgetBytes)}`, 'AUTO_OPTIONS');
+  }
+  if (o.strategy !== undefined && !(STRATEGIES as readonly unknown[]).includes(o.strategy)) {
+    throw new OptionsError(`strategy must be one of ${STRATEGIES.join(', ')}, got ${describeValue(o.strategy)}`, 'AUTO_OPTIONS');
   }
   if (o.ranking !== undefined && !(RANKINGS as readonly unknown[]).includes(o.ranking)) {
     throw new OptionsError(`ranking must be one of ${RANKINGS.join(', ')}, got ${describeValue(o.ranking)}`, 'AUTO_OPTIONS');

@@ -116,6 +116,7 @@ export async function searchFallbacks(ctx: SearchContext, from: Outcome, ranking
     () => evaluations.mayEvaluate(),
     space.fallbackTo === 'float',
     from.outputsUnprobed ? { lo: -1, loLoss: from.full!.loss } : undefined,
+    () => evaluations.lossThreshold(),
   );
   const outcome: Outcome = { ...from, outputsUnprobed: undefined, exhausted: found.exhausted };
   if (found.count === 0) {

@@ -14,7 +14,15 @@ export interface Verdict {
 /** Evaluates the configuration with the `count` most sensitive layers in float. */
 export type Probe = (count: number) => Promise<Verdict>;
 
-export type StrategyName = 'binary' | 'sequential';
+/**
+ * 'interpolated' (the default) places each probe of the fallback count where the bracket's losses,
+ * interpolated geometrically, reach the limit (see searchFallbackCount); 'binary' bisects (AMCT's
+ * binary search); 'sequential' falls back one more layer per evaluation (AMCT's sequential search).
+ */
+export type StrategyName = 'interpolated' | 'binary' | 'sequential';
+export const STRATEGIES: readonly StrategyName[] = Object.freeze(['interpolated', 'binary', 'sequential']);
+
+export const DEFAULT_STRATEGY: StrategyName = 'interpolated';
 
 export interface SearchOutcome {
   /** Smallest passing fallback count found, or undefined when none passed within the budget. */
@@ -32,14 +40,26 @@ export interface Bracket {
 }
 
 /**
- * The index strictly inside the bracket where the loss, linear between its two ends, reaches the
- * threshold (regula falsi on the count); the midpoint when that cannot be said, or when `bisect`.
+ * How a probe is placed between the bracket's ends: 'linear' joins their losses by a line (the repairs,
+ * where each step changes one layer's repair); 'geometric' joins their logarithms and keeps the probe
+ * in the bracket's middle half (the fallback count: see searchFallbackCount).
  */
-export function nextProbe(b: Bracket, threshold: number | undefined, bisect: boolean): number {
+export type Interpolation = 'linear' | 'geometric';
+
+/**
+ * The index strictly inside the bracket where the loss, interpolated between its two ends, reaches
+ * the threshold (regula falsi on the count); the midpoint when that cannot be said, or when `bisect`.
+ */
+export function nextProbe(b: Bracket, threshold: number | undefined, bisect: boolean, interpolation: Interpolation = 'linear'): number {
   const mid = (b.lo + b.hi) >>> 1;
   if (bisect || threshold === undefined || !(b.loLoss > threshold && b.hiLoss <= threshold)) return mid;
-  const at = Math.ceil(b.lo + ((b.loLoss - threshold) / (b.loLoss - b.hiLoss)) * (b.hi - b.lo));
-  return Math.min(Math.max(at, b.lo + 1), b.hi - 1);
+  const geometric = interpolation === 'geometric' && threshold > 0 && b.hiLoss > 0;
+  const f = geometric
+    ? Math.log(b.loLoss / threshold) / Math.log(b.loLoss / b.hiLoss)
+    : (b.loLoss - threshold) / (b.loLoss - b.hiLoss);
+  const at = Math.ceil(b.lo + f * (b.hi - b.lo));
+  const margin = interpolation === 'geometric' ? Math.max(1, Math.floor((b.hi - b.lo) / 4)) : 1;
+  return Math.min(Math.max(at, b.lo + margin), b.hi - margin);
 }
 
 /**
@@ -55,6 +75,7 @@ export async function findBoundary(
   probe: Probe,
   mayProbe: () => boolean,
   threshold?: () => number | undefined,
+  interpolation: Interpolation = 'linear',
 ): Promise<{ hi: number; passed: boolean; exhausted: boolean }> {
   let { lo, loLoss, hi, hiLoss } = bracket;
   let passed = false;
@@ -62,7 +83,7 @@ export async function findBoundary(
   let repeats = 0;
   while (hi - lo > 1) {
     if (!mayProbe()) return { hi, passed, exhausted: true };
-    const next = nextProbe({ lo, loLoss, hi, hiLoss }, threshold?.(), repeats >= 2);
+    const next = nextProbe({ lo, loLoss, hi, hiLoss }, threshold?.(), repeats >= 2, interpolation);
     const v = await probe(next);
     repeats = v.ok === last ? repeats + 1 : 1;
     last = v.ok;
@@ -83,8 +104,14 @@ export async function findBoundary(
  * probed and only a state below it is known to fail (see quantizeAll), so the answer lies in [0, n]. When layers fall back to float,
  * `count = n` is the float model and passes without a probe (`nPasses`); when they fall back to a
  * wider integer type it must be probed like any other count. `mayProbe` says whether the budget
- * (evaluations, time) allows one more probe. 'binary' bisects: on the PP-OCR models the loss of a
- * count is too far from a line through its neighbours for regula falsi to pay (docs/experiments.md).
+ * (evaluations, time) allows one more probe.
+ *
+ * 'interpolated' interpolates the logarithm of the loss: falling back the most sensitive layers first
+ * removes a share of the loss that shrinks with each layer (the rankings' scores fall off about
+ * geometrically), so the loss of a count is nearer an exponential through the bracket's ends than a
+ * line (on the PP-OCR models a line lost to bisection: docs/experiments.md). The counts' losses still
+ * wander up to 2× about that curve, so each probe stays in the bracket's middle half, and a poor
+ * guess costs a few probes more than bisection, never many.
  */
 export async function searchFallbackCount(
   strategy: StrategyName,
@@ -93,6 +120,7 @@ export async function searchFallbackCount(
   mayProbe: () => boolean,
   nPasses = true,
   from: { lo: 0 | -1; loLoss: number } = { lo: 0, loLoss: NaN },
+  threshold?: () => number | undefined,
 ): Promise<SearchOutcome> {
   if (strategy === 'sequential') {
     // The seed's loop: one more layer in float per evaluation.
@@ -102,7 +130,8 @@ export async function searchFallbackCount(
     }
     return { count: undefined, exhausted: false };
   }
-  const found = await findBoundary({ lo: from.lo, loLoss: from.loLoss, hi: n, hiLoss: NaN }, probe, mayProbe);
+  const interpolated = strategy === 'interpolated' ? threshold : undefined;
+  const found = await findBoundary({ lo: from.lo, loLoss: from.loLoss, hi: n, hiLoss: NaN }, probe, mayProbe, interpolated, 'geometric');
   if (found.exhausted) return { count: found.passed ? found.hi : undefined, exhausted: true };
   if (!found.passed && !nPasses && found.hi === n) {
     if (!mayProbe()) return { count: undefined, exhausted: true };

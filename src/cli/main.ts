@@ -10,7 +10,7 @@ import { accuracyBasedAutoCalibration, autoCalibrationReport, type AutoCalibrati
 import { asEvaluator, type AutoCalibrationEvaluator } from '../auto/evaluator.js';
 import { ClassificationEvaluator, FidelityEvaluator, type FidelityMode } from '../auto/evaluators.js';
 import type { RankingName, SensitivityName } from '../auto/sensitivity.js';
-import type { StrategyName } from '../auto/strategies.js';
+import { STRATEGIES, type StrategyName } from '../auto/strategies.js';
 import { REPAIRS, type RepairName } from '../auto/repairs.js';
 import { Options, parseArgs, UsageError } from './args.js';
 import { readFeeds, type FeedOptions } from './data.js';
@@ -61,7 +61,7 @@ Usage:
       batches; below cosine 0.999 nothing is written and the exit status is 1, unless --force.
 
   autoquant auto <model.onnx> (--evaluator <eval.mjs> | --data <inputs.npy|.npz>) [--max-drop D | --max-relative-drop R]
-                 [--save <prefix>] [--config <config.json>] [--strategy binary|sequential] [--sensitivity cosine|mse|sqnr]
+                 [--save <prefix>] [--config <config.json>] [--strategy interpolated|binary|sequential] [--sensitivity cosine|mse|sqnr]
                  [--ranking model-output|layer-output] [--max-evaluations N] [--max-seconds S] [--batch-num N] [--batch-size B]
                  [--batch-axis name=K,...] [--const name=value,...] [--calibration-data <calib.npy|.npz>]
                  [--fidelity auto|top1|cosine|relative] [--fallback float|int16] [--repairs weights,rounding,observer,int16|none]
@@ -358,7 +358,7 @@ async function autoCommand(modelPath: string, o: Options, out: Out, err: Out): P
   const calibrationData = o.string('calibration-data');
   const configFile = o.string('config');
   const save = o.string('save');
-  const strategy = o.choice<StrategyName>('strategy', ['binary', 'sequential']);
+  const strategy = o.choice<StrategyName>('strategy', STRATEGIES);
   const fallback = o.choice('fallback', ['float', 'int16'] as const);
   const sensitivity = o.choice<SensitivityName>('sensitivity', ['cosine', 'mse', 'sqnr']);
   const ranking = o.choice<RankingName>('ranking', ['model-output', 'layer-output']);

