@@ -34,6 +34,11 @@ describe("ranking 'model-output' (the default)", () => {
     await expect(accuracyBasedAutoCalibration(bytes, outlierEvaluator(), { ranking: 'layer' as never })).rejects.toThrow(AutoquantError);
     await expect(accuracyBasedAutoCalibration(bytes, outlierEvaluator(), { ranking: 'layer' as never })).rejects.toThrow(/ranking must be one of layer-output, model-output/);
   });
+
+  it('an unknown strategy is an AutoquantError naming the choices', async () => {
+    const { bytes } = outlierModel();
+    await expect(accuracyBasedAutoCalibration(bytes, outlierEvaluator(), { strategy: 'bisect' as never })).rejects.toThrow(/strategy must be one of interpolated, binary, sequential, got "bisect"/);
+  });
 });
 
 describe('on the PaddleOCR classifier at a 0.02% cosine budget', () => {
