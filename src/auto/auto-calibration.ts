@@ -121,7 +121,8 @@ export async function accuracyBasedAutoCalibration(
 
   // 3. Every layer in int8; 4. rank, and fall back in ranking order; 5. repair; 6. refine.
   let ranking: LayerScore[] = [];
-  let outcome = await timed('search', () => quantizeAll(ctx, (options.strategy ?? DEFAULT_STRATEGY) !== 'sequential'));
+  const strategy = options.strategy ?? DEFAULT_STRATEGY;
+  let outcome = await timed('search', () => quantizeAll(ctx, strategy !== 'sequential'));
   if (!outcome.fallback && !outcome.exhausted && space.size > 0) {
     ranking = await timed('ranking', () =>
       RANKING[options.ranking ?? 'model-output']({
@@ -130,7 +131,7 @@ export async function accuracyBasedAutoCalibration(
     const quantized = outcome;
     outcome = await timed('search', async () => {
       if (fallbackTo === 'int16') await space.widen(async (v) => void (await calibrate(v, '16-bit activations')));
-      return searchFallbacks(ctx, quantized, ranking, options.strategy ?? DEFAULT_STRATEGY);
+      return searchFallbacks(ctx, quantized, ranking, strategy);
     });
     if (mixed && !outcome.fallback && !outcome.exhausted && evaluations.mayEvaluate()) {
       // Every layer at 8 bits fails too: one level down, from 8 bits to float, in the same ranking.
@@ -138,7 +139,7 @@ export async function accuracyBasedAutoCalibration(
       space = new SearchSpace(p, 'float', new Map([...(startBits ?? [])].map(([name]) => [name, 8 as const])));
       ctx = { ...ctx, space };
       progress('search', `every layer at 8-bit weights fails the limit: falling the most sensitive back to float`);
-      outcome = await timed('search', () => searchFallbacks(ctx, atEight, ranking, options.strategy ?? DEFAULT_STRATEGY));
+      outcome = await timed('search', () => searchFallbacks(ctx, atEight, ranking, strategy));
       outcome = { ...outcome, message: `every block-quantized layer at 8-bit weights still exceeds the limit; from 8 bits: ${outcome.message}` };
     }
   }

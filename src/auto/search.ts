@@ -62,7 +62,7 @@ const allQuantized = (n: number, outputs: number) =>
  * How far above the limit the fully quantized model's loss may be for the model without its output
  * quantizations to be evaluated at once. Further above, giving those up would have to remove most of
  * the loss, which it did not on any model measured (it removed 7% to 66% of it: docs/experiments.md), so
- * that model joins the fallback count's bisection as count 0 and is evaluated only if the bisection
+ * that model joins the fallback count's bracket as count 0 and is evaluated only if the search
  * gets there: one evaluation fewer whenever some layer must fall back.
  */
 export const OUTPUTS_FIRST_LOSS_RATIO = 2;
@@ -70,10 +70,10 @@ export const OUTPUTS_FIRST_LOSS_RATIO = 2;
 /**
  * Every enabled layer in int8. Calibrated output quantizations make layers faster in the deploy
  * model but add rounding; they are the cheapest thing to give up, so a failing model first loses
- * all of them, and the search then falls back whole layers from AMCT's form. `bisecting`: the
- * search that follows bisects the count (see OUTPUTS_FIRST_LOSS_RATIO).
+ * all of them, and the search then falls back whole layers from AMCT's form. `bracketed`: the
+ * search that follows narrows a bracket on the count ('interpolated', 'binary'; see OUTPUTS_FIRST_LOSS_RATIO).
  */
-export async function quantizeAll(ctx: SearchContext, bisecting = false): Promise<Outcome> {
+export async function quantizeAll(ctx: SearchContext, bracketed = false): Promise<Outcome> {
   const { space, evaluations } = ctx;
   const n = space.size;
   const outcome: Outcome = { repaired: new Map(), refined: [], message: '', exhausted: false };
@@ -84,7 +84,7 @@ export async function quantizeAll(ctx: SearchContext, bisecting = false): Promis
   if (!full.ok && outputs > 0 && evaluations.mayEvaluate()) {
     space.dropOutputs();
     const threshold = evaluations.lossThreshold();
-    if (bisecting && threshold !== undefined && threshold > 0 && full.loss > OUTPUTS_FIRST_LOSS_RATIO * threshold) {
+    if (bracketed && threshold !== undefined && threshold > 0 && full.loss > OUTPUTS_FIRST_LOSS_RATIO * threshold) {
       ctx.progress('quantized-evaluation', `the loss ${full.loss} is over ${OUTPUTS_FIRST_LOSS_RATIO}× the limit: the quantized outputs of ${outputs} layers go back to float, and that model is evaluated only if the search needs it`);
       return { ...outcome, full, outputsUnprobed: true };
     }
